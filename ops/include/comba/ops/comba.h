@@ -1,0 +1,57 @@
+// The Comba operator: a gated delta rule with state-feedback correction (SPEC section 1).
+//
+// Per sequence and value head, with S_0 = initial_state (or zeros), S in R^{K x V}:
+//   x <- x / sqrt(sum(x*x) + 1e-6) for x in q_t, k_t, p_t      (use_qk_l2norm_in_kernel)
+//   S_t = exp(g_t) * S_{t-1} + beta_t * k_t (v_t - S_{t-1}^T p_t)^T
+//   o_t = S_t^T (scale * q_t)
+//
+// Shapes (fla's): q, k, p [B, T, H, K]; v [B, T, HV, V]; g, beta [B, T, HV];
+// state [N, HV, K, V] fp32 (fp64 for fp64 inputs); output o [B, T, HV, V] in q's dtype.
+// HV must be a multiple of H: value head j reads query/key head j / (HV / H).
+// With cu_seqlens (int64 [N+1], 0 = cu[0] <= ... <= cu[N] = T) B must be 1 and each
+// segment is an independent sequence. Both functions are differentiable in every
+// floating input; gradients come back in each input's dtype.
+#pragma once
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+#include <torch/arg.h>
+
+#include <tuple>
+
+namespace comba {
+
+struct CombaOptions {
+  // Multiplies q; defaults to K^-0.5.
+  TORCH_ARG(c10::optional<double>, scale) = c10::nullopt;
+  // [N, HV, K, V] float32 (float64 for float64 inputs); undefined means zeros.
+  TORCH_ARG(at::Tensor, initial_state);
+  // Return the state after the last token of each sequence (else the second result is
+  // an undefined tensor).
+  TORCH_ARG(bool, output_final_state) = false;
+  // L2-normalise q, k and p per token and head inside the operator.
+  TORCH_ARG(bool, use_qk_l2norm_in_kernel) = false;
+  // int64 [N + 1] boundaries of packed sequences (B must be 1); undefined means dense.
+  TORCH_ARG(at::Tensor, cu_seqlens);
+};
+
+// Chunked (training) form. `p` defaults to k, `beta` to ones. Returns (o, final_state).
+std::tuple<at::Tensor, at::Tensor> chunk_comba(const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& v,
+                                               const c10::optional<at::Tensor>& p,
+                                               const at::Tensor& g,
+                                               const c10::optional<at::Tensor>& beta,
+                                               const CombaOptions& options = {});
+
+// Token-by-token (decode) form; same arguments, same numbers to dtype tolerance.
+std::tuple<at::Tensor, at::Tensor> fused_recurrent_comba(const at::Tensor& q,
+                                                         const at::Tensor& k,
+                                                         const at::Tensor& v,
+                                                         const c10::optional<at::Tensor>& p,
+                                                         const at::Tensor& g,
+                                                         const c10::optional<at::Tensor>& beta,
+                                                         const CombaOptions& options = {});
+
+// Chunk length of the chunked form (positions per WY block).
+inline constexpr int64_t kChunkSize = 64;
+
+}  // namespace comba

@@ -1,0 +1,49 @@
+// Public functions: check every argument once, then hand over to the autograd Function.
+#include "comba/ops/comba.h"
+#include "functions.h"
+
+namespace comba {
+
+namespace {
+
+template <typename Function>
+std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, const c10::optional<at::Tensor>& p,
+                                       const at::Tensor& g,
+                                       const c10::optional<at::Tensor>& beta,
+                                       const CombaOptions& options) {
+  const auto p_or_none = p.value_or(at::Tensor());
+  const auto beta_or_none = beta.value_or(at::Tensor());
+  detail::validate_comba_inputs(fn, q, k, v, p_or_none, g, beta_or_none, options);
+  auto optional = [](const at::Tensor& t) {
+    return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
+  };
+  auto out = Function::apply(q, k, v, optional(p_or_none), g, optional(beta_or_none),
+                             optional(options.initial_state()), optional(options.cu_seqlens()),
+                             options);
+  return {out[0], options.output_final_state() ? out[1] : at::Tensor()};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> chunk_comba(const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& v,
+                                               const c10::optional<at::Tensor>& p,
+                                               const at::Tensor& g,
+                                               const c10::optional<at::Tensor>& beta,
+                                               const CombaOptions& options) {
+  return run<detail::ChunkCombaFunction>("chunk_comba", q, k, v, p, g, beta, options);
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_recurrent_comba(const at::Tensor& q,
+                                                         const at::Tensor& k,
+                                                         const at::Tensor& v,
+                                                         const c10::optional<at::Tensor>& p,
+                                                         const at::Tensor& g,
+                                                         const c10::optional<at::Tensor>& beta,
+                                                         const CombaOptions& options) {
+  return run<detail::FusedRecurrentCombaFunction>("fused_recurrent_comba", q, k, v, p, g, beta,
+                                                  options);
+}
+
+}  // namespace comba

@@ -1,0 +1,56 @@
+#include "functions.h"
+
+namespace comba::detail {
+
+namespace {
+// Saved in this order; undefined tensors are saved as undefined.
+enum Saved { kQ, kK, kV, kP, kG, kBeta, kInitial, kCu };
+}  // namespace
+
+template <typename Form>
+variable_list CombaFunction<Form>::forward(AutogradContext* ctx, const at::Tensor& q,
+                                           const at::Tensor& k, const at::Tensor& v,
+                                           const OptTensor& p, const at::Tensor& g,
+                                           const OptTensor& beta,
+                                           const OptTensor& initial_state,
+                                           const OptTensor& cu_seqlens,
+                                           const CombaOptions& options) {
+  const CombaInputs in{q,
+                       k,
+                       v,
+                       p.value_or(at::Tensor()),
+                       g,
+                       beta.value_or(at::Tensor()),
+                       initial_state.value_or(at::Tensor()),
+                       cu_seqlens.value_or(at::Tensor())};
+  const auto pb = describe_comba_problem(q, v, in.cu_seqlens, options);
+  ctx->save_for_backward({in.q, in.k, in.v, in.p, in.g, in.beta, in.initial_state, in.cu_seqlens});
+  ctx->saved_data["scale"] = pb.scale;
+  ctx->saved_data["use_l2norm"] = pb.use_l2norm;
+  auto out = Form::fwd(pb, in);
+  return {out.o, out.final_state};
+}
+
+template <typename Form>
+variable_list CombaFunction<Form>::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const CombaInputs in{saved[kQ], saved[kK], saved[kV],       saved[kP],
+                       saved[kG], saved[kBeta], saved[kInitial], saved[kCu]};
+  const auto options = CombaOptions()
+                           .scale(ctx->saved_data["scale"].toDouble())
+                           .use_qk_l2norm_in_kernel(ctx->saved_data["use_l2norm"].toBool());
+  const auto pb = describe_comba_problem(in.q, in.v, in.cu_seqlens, options);
+  auto grad_o = grad_outputs[0];
+  if (!grad_o.defined()) {
+    grad_o = at::zeros({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, in.q.options());
+  }
+  const auto grads = Form::bwd(pb, in, grad_o, grad_outputs[1]);
+  // One entry per forward argument; options get none.
+  return {grads.q, grads.k, grads.v, grads.p, grads.g, grads.beta, grads.initial_state,
+          at::Tensor(), at::Tensor()};
+}
+
+template class CombaFunction<ChunkForm>;
+template class CombaFunction<FusedRecurrentForm>;
+
+}  // namespace comba::detail

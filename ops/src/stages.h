@@ -1,0 +1,18 @@
+// The operator's forward and backward entry points below autograd, one pair per form.
+// Each dispatches on the device: the CUDA kernels where they exist for the problem,
+// else the ATen reference path (any device, any float dtype).
+#pragma once
+#include "layout.h"
+#include "reference/reference_path.h"
+
+namespace comba::detail {
+
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in);
+InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
+                           const at::Tensor& grad_o, const at::Tensor& grad_final);
+
+CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in);
+InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
+                                     const at::Tensor& grad_o, const at::Tensor& grad_final);
+
+}  // namespace comba::detail
