@@ -66,10 +66,10 @@ CombaProblem validate_comba_inputs(const std::string& fn, const at::Tensor& q,
 
   check.require(v.size(0) == pb.batch && v.size(1) == pb.seq_len,
                 "argument `v` expected shape [B, T, HV, V] with B = ", pb.batch, ", T = ", pb.seq_len,
-                " from q, got ", core::shape_str(v.sizes()));
+                " from q, got ", v.sizes());
   check.require(pb.heads > 0 && pb.key_dim > 0 && pb.value_heads > 0 && pb.value_dim > 0,
-                "head counts and head dims must be positive, got q ", core::shape_str(q.sizes()),
-                " and v ", core::shape_str(v.sizes()));
+                "head counts and head dims must be positive, got q ", q.sizes(),
+                " and v ", v.sizes());
   check.require(pb.value_heads % pb.heads == 0, "argument `v` has HV = ", pb.value_heads,
                 " value heads, expected a multiple of H = ", pb.heads, " (q/k heads)");
 

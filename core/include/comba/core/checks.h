@@ -55,13 +55,12 @@ class ArgChecker {
 
   const ArgChecker& dtype_in(const at::Tensor& t, const char* name,
                              const std::vector<at::ScalarType>& allowed) const {
-    bool ok = false;
-    std::ostringstream list;
-    for (size_t i = 0; i < allowed.size(); ++i) {
-      ok = ok || t.scalar_type() == allowed[i];
-      list << (i ? " or " : "") << allowed[i];
+    for (const auto dt : allowed) {
+      if (t.scalar_type() == dt) return *this;
     }
-    TORCH_CHECK(ok, fn_, ": argument `", name, "` expected dtype ", list.str(), ", got ",
+    std::ostringstream list;  // built only on failure: checks cost nothing on the hot path
+    for (size_t i = 0; i < allowed.size(); ++i) list << (i ? " or " : "") << allowed[i];
+    TORCH_CHECK(false, fn_, ": argument `", name, "` expected dtype ", list.str(), ", got ",
                 t.scalar_type());
     return *this;
   }
