@@ -21,19 +21,20 @@ at::Tensor rowsum(const at::Tensor& x) { return x.sum(-1); }
 at::Tensor colsum(const at::Tensor& x) { return x.sum(-2); }
 at::Tensor mT(const at::Tensor& x) { return x.transpose(-1, -2); }
 
-// [N, HV, Tp, D] <-> [N, HV, NC, C, D] and [N, HV, Tp] <-> [N, HV, NC, C].
+// [N, HV, Tp, D] <-> [NC, N, HV, C, D] and [N, HV, Tp] <-> [NC, N, HV, C] (chunk-major).
 at::Tensor chunks(const at::Tensor& x) {
   auto sizes = x.sizes().vec();
   const auto tp = sizes[2];
   sizes[2] = kChunkSize;
   sizes.insert(sizes.begin() + 2, tp / kChunkSize);
-  return x.view(sizes);
+  return x.view(sizes).movedim(2, 0).contiguous();
 }
 at::Tensor unchunk(const at::Tensor& x) {
-  auto sizes = x.sizes().vec();
+  auto y = x.movedim(0, 2);
+  auto sizes = y.sizes().vec();
   sizes[2] *= sizes[3];
   sizes.erase(sizes.begin() + 3);
-  return x.reshape(sizes);
+  return y.reshape(sizes);
 }
 
 }  // namespace
@@ -109,19 +110,19 @@ CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const Chunk
 
 ChunkStates state_scan_fwd(const WYRepresentation& wy, const ChunkCarry& carry,
                            const at::Tensor& initial_state) {
-  const auto num_chunks = wy.W.size(2);
+  const auto num_chunks = wy.W.size(0);
   ChunkStates st;
   auto sizes = initial_state.sizes().vec();
-  sizes.insert(sizes.begin() + 2, num_chunks);
+  sizes.insert(sizes.begin(), num_chunks);
   st.starts = at::empty(sizes, initial_state.options());
   st.u_corrected = at::empty_like(wy.U);
   auto s = initial_state;
   for (int64_t c = 0; c < num_chunks; ++c) {
-    st.starts.select(2, c).copy_(s);
-    const auto uc = wy.U.select(2, c) - at::matmul(wy.W.select(2, c), s);
-    st.u_corrected.select(2, c).copy_(uc);
-    s = carry.gamma_last.select(2, c).unsqueeze(-1).unsqueeze(-1) * s +
-        at::matmul(mT(carry.k_decayed.select(2, c)), uc);
+    st.starts.select(0, c).copy_(s);
+    const auto uc = wy.U.select(0, c) - at::matmul(wy.W.select(0, c), s);
+    st.u_corrected.select(0, c).copy_(uc);
+    s = carry.gamma_last.select(0, c).unsqueeze(-1).unsqueeze(-1) * s +
+        at::matmul(mT(carry.k_decayed.select(0, c)), uc);
   }
   st.final_state = s;
   return st;
@@ -130,7 +131,7 @@ ChunkStates state_scan_fwd(const WYRepresentation& wy, const ChunkCarry& carry,
 ScanGrads state_scan_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
                          const ChunkStates& states, const at::Tensor& d_u_direct,
                          const at::Tensor& d_starts_direct, const at::Tensor& d_final) {
-  const auto num_chunks = wy.W.size(2);
+  const auto num_chunks = wy.W.size(0);
   ScanGrads d;
   d.W = at::empty_like(wy.W);
   d.U = at::empty_like(wy.U);
@@ -138,15 +139,15 @@ ScanGrads state_scan_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
   d.gamma_last = at::empty_like(carry.gamma_last);
   auto ds = d_final.defined() ? d_final.clone() : at::zeros_like(states.final_state);
   for (int64_t c = num_chunks - 1; c >= 0; --c) {
-    const auto s = states.starts.select(2, c);
-    const auto w = wy.W.select(2, c);
-    const auto du = d_u_direct.select(2, c) + at::matmul(carry.k_decayed.select(2, c), ds);
-    d.k_decayed.select(2, c).copy_(at::matmul(states.u_corrected.select(2, c), mT(ds)));
-    d.gamma_last.select(2, c).copy_((s * ds).sum({-1, -2}));
-    d.W.select(2, c).copy_(-at::matmul(du, mT(s)));
-    d.U.select(2, c).copy_(du);
-    ds = carry.gamma_last.select(2, c).unsqueeze(-1).unsqueeze(-1) * ds -
-         at::matmul(mT(w), du) + d_starts_direct.select(2, c);
+    const auto s = states.starts.select(0, c);
+    const auto w = wy.W.select(0, c);
+    const auto du = d_u_direct.select(0, c) + at::matmul(carry.k_decayed.select(0, c), ds);
+    d.k_decayed.select(0, c).copy_(at::matmul(states.u_corrected.select(0, c), mT(ds)));
+    d.gamma_last.select(0, c).copy_((s * ds).sum({-1, -2}));
+    d.W.select(0, c).copy_(-at::matmul(du, mT(s)));
+    d.U.select(0, c).copy_(du);
+    ds = carry.gamma_last.select(0, c).unsqueeze(-1).unsqueeze(-1) * ds -
+         at::matmul(mT(w), du) + d_starts_direct.select(0, c);
   }
   d.initial_state = ds;
   return d;

@@ -1,7 +1,8 @@
 // ATen reference of the chunked algorithm (SPEC section 2) on the canonical layout, as
-// separately testable stages, each with its hand-written backward. Chunked tensors carry
-// leading dims [N, HV, NC] ("..." below) and chunk length C = kChunkSize; masks are applied
-// before every exp so that no overflowing term is ever formed.
+// separately testable stages, each with its hand-written backward. Chunked tensors are
+// chunk-major, leading dims [NC, N, HV] ("..." below), so that the sequential scan reads
+// and writes contiguous slices; C = kChunkSize. Masks are applied before every exp so
+// that no overflowing term is ever formed.
 //
 //   decay:   G = cumsum(g) within the chunk, G0 = G - g (exclusive)
 //   wy:      A = strict_lower(diag(beta) P K^T * exp(G0_i - G_j)),  T = (I + A)^-1,
@@ -49,8 +50,8 @@ CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const Chunk
                            const at::Tensor& d_k_decayed, const at::Tensor& d_gamma_last);
 
 struct ChunkStates {
-  at::Tensor starts;       // [N, HV, NC, K, V] state entering each chunk
-  at::Tensor u_corrected;  // [N, HV, NC, C, V] U - W S_start
+  at::Tensor starts;       // [NC, N, HV, K, V] state entering each chunk
+  at::Tensor u_corrected;  // [NC, N, HV, C, V] U - W S_start
   at::Tensor final_state;  // [N, HV, K, V]
 };
 ChunkStates state_scan_fwd(const WYRepresentation& wy, const ChunkCarry& carry,
