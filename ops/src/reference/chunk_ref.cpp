@@ -108,74 +108,102 @@ CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const Chunk
   return d;
 }
 
-ChunkStates state_scan_fwd(const WYRepresentation& wy, const ChunkCarry& carry,
-                           const at::Tensor& initial_state) {
-  const auto num_chunks = wy.W.size(0);
-  ChunkStates st;
-  auto sizes = initial_state.sizes().vec();
-  sizes.insert(sizes.begin(), num_chunks);
-  st.starts = at::empty(sizes, initial_state.options());
-  st.u_corrected = at::empty_like(wy.U);
-  auto s = initial_state;
-  for (int64_t c = 0; c < num_chunks; ++c) {
-    st.starts.select(0, c).copy_(s);
-    const auto uc = wy.U.select(0, c) - at::matmul(wy.W.select(0, c), s);
-    st.u_corrected.select(0, c).copy_(uc);
-    s = carry.gamma_last.select(0, c).unsqueeze(-1).unsqueeze(-1) * s +
-        at::matmul(mT(carry.k_decayed.select(0, c)), uc);
-  }
-  st.final_state = s;
-  return st;
+ChunkTransition chunk_transition_fwd(const WYRepresentation& wy, const ChunkCarry& carry) {
+  const auto k_dim = wy.W.size(-1);
+  const auto eye = at::eye(k_dim, wy.W.options());
+  auto M = carry.gamma_last.unsqueeze(-1).unsqueeze(-1) * eye -
+           at::matmul(mT(carry.k_decayed), wy.W);
+  auto B = at::matmul(mT(carry.k_decayed), wy.U);
+  return {M, B};
 }
 
-ScanGrads state_scan_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
-                         const ChunkStates& states, const at::Tensor& d_u_direct,
-                         const at::Tensor& d_starts_direct, const at::Tensor& d_final) {
-  const auto num_chunks = wy.W.size(0);
-  ScanGrads d;
-  d.W = at::empty_like(wy.W);
-  d.U = at::empty_like(wy.U);
-  d.k_decayed = at::empty_like(carry.k_decayed);
-  d.gamma_last = at::empty_like(carry.gamma_last);
-  auto ds = d_final.defined() ? d_final.clone() : at::zeros_like(states.final_state);
-  for (int64_t c = num_chunks - 1; c >= 0; --c) {
-    const auto s = states.starts.select(0, c);
-    const auto w = wy.W.select(0, c);
-    const auto du = d_u_direct.select(0, c) + at::matmul(carry.k_decayed.select(0, c), ds);
-    d.k_decayed.select(0, c).copy_(at::matmul(states.u_corrected.select(0, c), mT(ds)));
-    d.gamma_last.select(0, c).copy_((s * ds).sum({-1, -2}));
-    d.W.select(0, c).copy_(-at::matmul(du, mT(s)));
-    d.U.select(0, c).copy_(du);
-    ds = carry.gamma_last.select(0, c).unsqueeze(-1).unsqueeze(-1) * ds -
-         at::matmul(mT(w), du) + d_starts_direct.select(0, c);
+TransitionGrads chunk_transition_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
+                                     const at::Tensor& dM, const at::Tensor& dB) {
+  TransitionGrads d;
+  d.gamma_last = dM.diagonal(0, -2, -1).sum(-1);
+  d.k_decayed = -at::matmul(wy.W, mT(dM)) + at::matmul(wy.U, mT(dB));
+  d.W = -at::matmul(carry.k_decayed, dM);
+  d.U = at::matmul(carry.k_decayed, dB);
+  return d;
+}
+
+namespace {
+// [NC, N, HV, R, C] -> [NC, N * HV, R, C]: one batch of matrices per chunk.
+at::Tensor per_chunk_batches(const at::Tensor& x) {
+  return x.reshape({x.size(0), x.size(1) * x.size(2), x.size(3), x.size(4)});
+}
+}  // namespace
+
+ChunkStates state_scan_fwd(const ChunkTransition& step, const at::Tensor& initial_state) {
+  const auto num_chunks = step.M.size(0);
+  auto sizes = initial_state.sizes().vec();
+  sizes.insert(sizes.begin(), num_chunks + 1);
+  auto all = at::empty(sizes, initial_state.options());  // S_0 .. S_NC
+  all.select(0, 0).copy_(initial_state);
+  auto flat = per_chunk_batches(all);
+  const auto m = per_chunk_batches(step.M), b = per_chunk_batches(step.B);
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    auto next = flat.select(0, c + 1);
+    at::baddbmm_out(next, b.select(0, c), m.select(0, c), flat.select(0, c));
   }
-  d.initial_state = ds;
+  return {all.narrow(0, 0, num_chunks), all.select(0, num_chunks)};
+}
+
+ScanGrads state_scan_bwd(const ChunkTransition& step, const ChunkStates& states,
+                         const at::Tensor& d_starts_direct, const at::Tensor& d_final) {
+  const auto num_chunks = step.M.size(0);
+  auto sizes = states.final_state.sizes().vec();
+  sizes.insert(sizes.begin(), num_chunks + 1);
+  auto all = at::empty(sizes, states.final_state.options());  // dS_0 .. dS_NC
+  if (d_final.defined()) {
+    all.select(0, num_chunks).copy_(d_final);
+  } else {
+    all.select(0, num_chunks).zero_();
+  }
+  auto flat = per_chunk_batches(all);
+  const auto m = per_chunk_batches(step.M);
+  const auto direct = per_chunk_batches(d_starts_direct);
+  for (int64_t c = num_chunks - 1; c >= 0; --c) {
+    auto prev = flat.select(0, c);
+    at::baddbmm_out(prev, direct.select(0, c), mT(m.select(0, c)), flat.select(0, c + 1));
+  }
+  const auto d_ends = all.narrow(0, 1, num_chunks);  // gradient into each chunk's end state
+  ScanGrads d;
+  d.M = at::matmul(d_ends, mT(states.starts));
+  d.B = d_ends;
+  d.initial_state = all.select(0, 0);
   return d;
 }
 
 at::Tensor chunk_output_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& G,
-                            const ChunkStates& states, double scale) {
+                            const WYRepresentation& wy, const ChunkStates& states,
+                            double scale) {
   const auto qs = q * scale;
+  const auto u_corrected = wy.U - at::matmul(wy.W, states.starts);
   const auto inter = at::matmul(qs * G.exp().unsqueeze(-1), states.starts);
   const auto a_qk = at::matmul(qs, mT(k)) * masked_decay(G, G, true);
-  return inter + at::matmul(a_qk, states.u_corrected);
+  return inter + at::matmul(a_qk, u_corrected);
 }
 
 OutputGrads chunk_output_bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& G,
-                             const ChunkStates& states, double scale, const at::Tensor& d_o) {
+                             const WYRepresentation& wy, const ChunkStates& states,
+                             double scale, const at::Tensor& d_o) {
   const auto qs = q * scale;
   const auto gamma = G.exp().unsqueeze(-1);
   const auto m_o = masked_decay(G, G, true);
   const auto qk = at::matmul(qs, mT(k));
-  const auto e = at::matmul(d_o, mT(states.u_corrected));  // d(A_qk)
-  const auto f = e * m_o;                                  // d(Qs K^T)
-  const auto z = f * qk;                                   // dM * M
-  const auto inter = at::matmul(qs, states.starts);        // before the row decay
+  const auto u_corrected = wy.U - at::matmul(wy.W, states.starts);
+  const auto e = at::matmul(d_o, mT(u_corrected));  // d(A_qk)
+  const auto f = e * m_o;                           // d(Qs K^T)
+  const auto z = f * qk;                            // dM * M
+  const auto inter = at::matmul(qs, states.starts);  // before the row decay
+  const auto d_u = at::matmul(mT(qk * m_o), d_o);    // d(Uc)
   OutputGrads d;
   d.q = (gamma * at::matmul(d_o, mT(states.starts)) + at::matmul(f, k)) * scale;
   d.k = at::matmul(mT(f), qs);
-  d.starts = at::matmul(mT(qs * gamma), d_o);
-  d.u_corrected = at::matmul(mT(qk * m_o), d_o);
+  d.U = d_u;
+  d.W = -at::matmul(d_u, mT(states.starts));
+  d.starts = at::matmul(mT(qs * gamma), d_o) - at::matmul(mT(wy.W), d_u);
   d.G = rowsum(inter * d_o) * gamma.squeeze(-1) + rowsum(z) - colsum(z);
   return d;
 }
@@ -185,8 +213,8 @@ RecurrentForward chunk_fwd_ref(const CanonicalInputs& in, double scale) {
   const auto decay = chunk_decay_fwd(chunks(in.g));
   const auto wy = wy_fwd(k, p, v, chunks(in.beta), decay);
   const auto carry = chunk_carry_fwd(k, decay.G);
-  const auto states = state_scan_fwd(wy, carry, in.initial_state);
-  return {unchunk(chunk_output_fwd(q, k, decay.G, states, scale)), states.final_state};
+  const auto states = state_scan_fwd(chunk_transition_fwd(wy, carry), in.initial_state);
+  return {unchunk(chunk_output_fwd(q, k, decay.G, wy, states, scale)), states.final_state};
 }
 
 CanonicalGrads chunk_bwd_ref(const CanonicalInputs& in, double scale, const at::Tensor& grad_o,
@@ -196,12 +224,14 @@ CanonicalGrads chunk_bwd_ref(const CanonicalInputs& in, double scale, const at::
   const auto decay = chunk_decay_fwd(chunks(in.g));
   const auto wy = wy_fwd(k, p, v, beta, decay);
   const auto carry = chunk_carry_fwd(k, decay.G);
-  const auto states = state_scan_fwd(wy, carry, in.initial_state);
+  const auto step = chunk_transition_fwd(wy, carry);
+  const auto states = state_scan_fwd(step, in.initial_state);
 
-  const auto d_out = chunk_output_bwd(q, k, decay.G, states, scale, chunks(grad_o));
-  const auto d_scan = state_scan_bwd(wy, carry, states, d_out.u_corrected, d_out.starts, grad_final);
-  const auto d_carry = chunk_carry_bwd(k, decay.G, carry, d_scan.k_decayed, d_scan.gamma_last);
-  const auto d_wy = wy_bwd(k, p, v, beta, decay, wy, d_scan.W, d_scan.U);
+  const auto d_out = chunk_output_bwd(q, k, decay.G, wy, states, scale, chunks(grad_o));
+  const auto d_scan = state_scan_bwd(step, states, d_out.starts, grad_final);
+  const auto d_step = chunk_transition_bwd(wy, carry, d_scan.M, d_scan.B);
+  const auto d_carry = chunk_carry_bwd(k, decay.G, carry, d_step.k_decayed, d_step.gamma_last);
+  const auto d_wy = wy_bwd(k, p, v, beta, decay, wy, d_out.W + d_step.W, d_out.U + d_step.U);
 
   CanonicalGrads d;
   d.q = unchunk(d_out.q);

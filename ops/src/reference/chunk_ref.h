@@ -8,8 +8,10 @@
 //   wy:      A = strict_lower(diag(beta) P K^T * exp(G0_i - G_j)),  T = (I + A)^-1,
 //            W = T diag(beta exp(G0)) P,  U = T diag(beta) V
 //   carry:   Kd = K * exp(G_last - G),  gamma_last = exp(G_last)
-//   scan:    Uc = U - W S,  S <- gamma_last S + Kd^T Uc           (sequential over chunks)
-//   output:  O = (scale Q * exp(G)) S + (scale Q K^T * exp(G_i - G_j), i >= j) Uc
+//   step:    S_end = gamma_last S + Kd^T (U - W S) = M S + B, with the chunk's transition
+//            M = gamma_last I - Kd^T W [K, K] and B = Kd^T U [K, V] (batched over chunks)
+//   scan:    S <- M S + B, one batched GEMM per chunk                (sequential)
+//   output:  Uc = U - W S,  O = (scale Q * exp(G)) S + (scale Q K^T * exp(G_i - G_j), i >= j) Uc
 #pragma once
 #include <ATen/ATen.h>
 
@@ -49,28 +51,38 @@ struct CarryGrads {
 CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const ChunkCarry& carry,
                            const at::Tensor& d_k_decayed, const at::Tensor& d_gamma_last);
 
+struct ChunkTransition {
+  at::Tensor M;  // [..., K, K]
+  at::Tensor B;  // [..., K, V]
+};
+ChunkTransition chunk_transition_fwd(const WYRepresentation& wy, const ChunkCarry& carry);
+struct TransitionGrads {
+  at::Tensor W, U, k_decayed, gamma_last;
+};
+TransitionGrads chunk_transition_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
+                                     const at::Tensor& dM, const at::Tensor& dB);
+
 struct ChunkStates {
   at::Tensor starts;       // [NC, N, HV, K, V] state entering each chunk
-  at::Tensor u_corrected;  // [NC, N, HV, C, V] U - W S_start
   at::Tensor final_state;  // [N, HV, K, V]
 };
-ChunkStates state_scan_fwd(const WYRepresentation& wy, const ChunkCarry& carry,
-                           const at::Tensor& initial_state);
+ChunkStates state_scan_fwd(const ChunkTransition& step, const at::Tensor& initial_state);
 struct ScanGrads {
-  at::Tensor W, U, k_decayed, gamma_last, initial_state;
+  at::Tensor M, B, initial_state;
 };
-// d_u_direct / d_starts_direct: gradients reaching u_corrected / starts from the output.
-ScanGrads state_scan_bwd(const WYRepresentation& wy, const ChunkCarry& carry,
-                         const ChunkStates& states, const at::Tensor& d_u_direct,
+// d_starts_direct: gradient reaching each chunk's start state from that chunk's output.
+ScanGrads state_scan_bwd(const ChunkTransition& step, const ChunkStates& states,
                          const at::Tensor& d_starts_direct, const at::Tensor& d_final);
 
 at::Tensor chunk_output_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& G,
-                            const ChunkStates& states, double scale);
+                            const WYRepresentation& wy, const ChunkStates& states,
+                            double scale);
 struct OutputGrads {
-  at::Tensor q, k, G, starts, u_corrected;
+  at::Tensor q, k, G, W, U, starts;
 };
 OutputGrads chunk_output_bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& G,
-                             const ChunkStates& states, double scale, const at::Tensor& d_o);
+                             const WYRepresentation& wy, const ChunkStates& states,
+                             double scale, const at::Tensor& d_o);
 
 // The stages composed on the canonical layout (Tp a multiple of C).
 RecurrentForward chunk_fwd_ref(const CanonicalInputs& in, double scale);
