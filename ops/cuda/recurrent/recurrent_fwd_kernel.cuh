@@ -1,6 +1,6 @@
 // Fused recurrent forward: per token, u = v - S^T p, S = exp(g) S + beta k u^T,
 // o = scale S^T q, the fp32 state kept in registers across the whole sequence.
-// Grid: (ceil(V / kColumns), HV, N). Included by the per-dtype .cu files only.
+// Grid: (ceil(V / (32 * Vec)), HV, N). Included by the per-dtype .cu files only.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -10,38 +10,62 @@
 
 namespace comba::cuda {
 
-template <typename T, int Rows>
+template <int Vec>
+struct StateVec;  // Vec fp32 state columns, loaded and stored in one access
+template <>
+struct StateVec<1> {
+  float x[1];
+  __device__ void load(const float* p) { x[0] = *p; }
+  __device__ void store(float* p) const { *p = x[0]; }
+};
+template <>
+struct StateVec<4> {
+  float x[4];
+  __device__ void load(const float* p) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
+  }
+  __device__ void store(float* p) const {
+    *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+  }
+};
+
+template <typename T, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads)
     recurrent_fwd_kernel(const RecurrentFwdParams params) {
   using Tr = RecurrentTraits;
+  constexpr int kColumns = 32 * Vec;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int col = blockIdx.x * Tr::kColumns + lane;
+  const int col0 = blockIdx.x * kColumns + lane * Vec;  // first of this lane's columns
   const int hv = blockIdx.y;
   const int n = blockIdx.z;
   const int K = params.key_dim, V = params.value_dim, HV = params.value_heads;
   const int h = hv / (HV / params.heads);
-  const bool col_ok = col < V;
-  const int row0 = warp * Rows;  // this warp's slab of state rows
+  const bool cols_ok = col0 < V;  // V % Vec == 0, so all Vec columns or none
+  const int row0 = warp * Rows;   // this warp's slab of state rows
 
-  long long bos = n * params.seq_len, len = params.seq_len;
+  long long bos = static_cast<long long>(n) * params.seq_len, len = params.seq_len;
   if (params.cu_seqlens != nullptr) {
     bos = params.cu_seqlens[n];
     len = params.cu_seqlens[n + 1] - bos;
   }
 
-  // [2 reductions][warps][columns]; a second buffer set for the l2 norms of q, k, p.
-  __shared__ float partial[2][Tr::kWarps][Tr::kColumns];
+  // Cross-warp partial sums [reduction][warp][column]; the l2 norms of q, k, p.
+  __shared__ float partial[2][Tr::kWarps][kColumns];
   __shared__ float norms[3][Tr::kWarps];
 
-  float state[Rows];
+  StateVec<Vec> state[Rows];
   const long long state_base = (static_cast<long long>(n) * HV + hv) * K * V;
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
     const int r = row0 + i;
-    state[i] = (params.initial_state != nullptr && r < K && col_ok)
-                   ? params.initial_state[state_base + static_cast<long long>(r) * V + col]
-                   : 0.f;
+    if (params.initial_state != nullptr && r < K && cols_ok) {
+      state[i].load(params.initial_state + state_base + static_cast<long long>(r) * V + col0);
+    } else {
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) state[i].x[c] = 0.f;
+    }
   }
 
   const T* q = static_cast<const T*>(params.q);
@@ -88,58 +112,80 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
     const float alpha = __expf(load_gate<T>(params.g, gate_index, params.g_fp32));
     const float beta =
         params.beta != nullptr ? load_gate<T>(params.beta, gate_index, params.beta_fp32) : 1.f;
-    const long long v_index = (token * HV + hv) * static_cast<long long>(V) + col;
-    const float v_t = col_ok ? to_float(v[v_index]) : 0.f;
+    const long long v_index = (token * HV + hv) * static_cast<long long>(V) + col0;
 
-    float dot_p = 0.f;
+    // pred = S^T p for this lane's columns, summed over the warps' row slabs.
+    float dot_p[Vec];
 #pragma unroll
-    for (int i = 0; i < Rows; ++i) dot_p += pr[i] * state[i];
-    partial[0][warp][lane] = dot_p * inv_p;
-    __syncthreads();
-    float pred = 0.f;
+    for (int c = 0; c < Vec; ++c) {
+      dot_p[c] = 0.f;
 #pragma unroll
-    for (int w = 0; w < Tr::kWarps; ++w) pred += partial[0][w][lane];
-    const float update = beta * (v_t - pred);
-
-    float dot_q = 0.f;
-#pragma unroll
-    for (int i = 0; i < Rows; ++i) {
-      state[i] = alpha * state[i] + (kr[i] * inv_k) * update;
-      dot_q += qr[i] * state[i];
+      for (int i = 0; i < Rows; ++i) dot_p[c] += pr[i] * state[i].x[c];
+      partial[0][warp][lane * Vec + c] = dot_p[c] * inv_p;
     }
-    partial[1][warp][lane] = dot_q;
     __syncthreads();
-    if (warp == 0 && col_ok) {
-      float out = 0.f;
+    float update[Vec];
 #pragma unroll
-      for (int w = 0; w < Tr::kWarps; ++w) out += partial[1][w][lane];
-      o[v_index] = from_float<T>(out * inv_q * params.scale);
+    for (int c = 0; c < Vec; ++c) {
+      float pred = 0.f;
+#pragma unroll
+      for (int w = 0; w < Tr::kWarps; ++w) pred += partial[0][w][lane * Vec + c];
+      const float v_t = cols_ok ? to_float(v[v_index + c]) : 0.f;
+      update[c] = beta * (v_t - pred);
+    }
+
+#pragma unroll
+    for (int c = 0; c < Vec; ++c) {
+      float dot_q = 0.f;
+#pragma unroll
+      for (int i = 0; i < Rows; ++i) {
+        state[i].x[c] = alpha * state[i].x[c] + (kr[i] * inv_k) * update[c];
+        dot_q += qr[i] * state[i].x[c];
+      }
+      partial[1][warp][lane * Vec + c] = dot_q;
+    }
+    __syncthreads();
+    if (warp == 0 && cols_ok) {
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) {
+        float out = 0.f;
+#pragma unroll
+        for (int w = 0; w < Tr::kWarps; ++w) out += partial[1][w][lane * Vec + c];
+        o[v_index + c] = from_float<T>(out * inv_q * params.scale);
+      }
     }
   }
 
-  if (params.final_state != nullptr && col_ok) {
+  if (params.final_state != nullptr && cols_ok) {
 #pragma unroll
     for (int i = 0; i < Rows; ++i) {
       const int r = row0 + i;
-      if (r < K) params.final_state[state_base + static_cast<long long>(r) * V + col] = state[i];
+      if (r < K) state[i].store(params.final_state + state_base + static_cast<long long>(r) * V + col0);
     }
   }
 }
 
-template <typename T, int Rows>
+template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
-  const dim3 grid((params.value_dim + RecurrentTraits::kColumns - 1) / RecurrentTraits::kColumns,
-                  params.value_heads, params.num_seqs);
-  recurrent_fwd_kernel<T, Rows><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
+  constexpr int kColumns = 32 * Vec;
+  const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads,
+                  params.num_seqs);
+  recurrent_fwd_kernel<T, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
 }
 
-// Instantiates the launcher for one dtype and every compiled rows-per-thread.
-#define COMBA_INSTANTIATE_RECURRENT_FWD(T)                                                \
-  template int launch_recurrent_fwd_typed<T, 4>(const RecurrentFwdParams&, cudaStream_t);  \
-  template int launch_recurrent_fwd_typed<T, 8>(const RecurrentFwdParams&, cudaStream_t);  \
-  template int launch_recurrent_fwd_typed<T, 16>(const RecurrentFwdParams&, cudaStream_t); \
-  template int launch_recurrent_fwd_typed<T, 32>(const RecurrentFwdParams&, cudaStream_t); \
-  template int launch_recurrent_fwd_typed<T, 2>(const RecurrentFwdParams&, cudaStream_t);
+// Instantiates the launcher for one dtype and every compiled tile (see recurrent_tile).
+#define COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, ROWS, VEC) \
+  template int launch_recurrent_fwd_typed<T, ROWS, VEC>(const RecurrentFwdParams&, cudaStream_t);
+#define COMBA_INSTANTIATE_RECURRENT_FWD(T)          \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 2, 1)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 4, 1)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 8, 1)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 16, 1)    \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 32, 1)    \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 2, 4)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 4, 4)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 8, 4)     \
+  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 16, 4)
 
 }  // namespace comba::cuda
