@@ -31,7 +31,7 @@ struct StateVec<4> {
 };
 
 template <typename T, int Rows, int Vec>
-__global__ void __launch_bounds__(RecurrentTraits::kThreads)
+__global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_fwd_kernel(const RecurrentFwdParams params) {
   using Tr = RecurrentTraits;
   constexpr int kColumns = 32 * Vec;
@@ -77,17 +77,25 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
   for (long long t = 0; t < len; ++t) {
     const long long token = bos + t;
     const long long qk_base = (token * params.heads + h) * K + row0;
-    float qr[Rows], kr[Rows], pr[Rows];
+    // One pass over q, k, p: the l2 norms' partial sums and S^T p; only k stays in
+    // registers (q is re-read after the update; it is in L1), which keeps the kernel
+    // at two CTAs per SM.
+    float kr[Rows];
+    float dot_p[Vec];
+#pragma unroll
+    for (int c = 0; c < Vec; ++c) dot_p[c] = 0.f;
     float ss_q = 0.f, ss_k = 0.f, ss_p = 0.f;
 #pragma unroll
     for (int i = 0; i < Rows; ++i) {
       const bool ok = row0 + i < K;
-      qr[i] = ok ? to_float(q[qk_base + i]) : 0.f;
+      const float qi = ok ? to_float(q[qk_base + i]) : 0.f;
+      const float pi = ok ? to_float(p[qk_base + i]) : 0.f;
       kr[i] = ok ? to_float(k[qk_base + i]) : 0.f;
-      pr[i] = ok ? to_float(p[qk_base + i]) : 0.f;
-      ss_q += qr[i] * qr[i];
+      ss_q += qi * qi;
       ss_k += kr[i] * kr[i];
-      ss_p += pr[i] * pr[i];
+      ss_p += pi * pi;
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) dot_p[c] += pi * state[i].x[c];
     }
     float inv_q = 1.f, inv_k = 1.f, inv_p = 1.f;
     if (params.use_l2norm) {
@@ -115,14 +123,8 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
     const long long v_index = (token * HV + hv) * static_cast<long long>(V) + col0;
 
     // pred = S^T p for this lane's columns, summed over the warps' row slabs.
-    float dot_p[Vec];
 #pragma unroll
-    for (int c = 0; c < Vec; ++c) {
-      dot_p[c] = 0.f;
-#pragma unroll
-      for (int i = 0; i < Rows; ++i) dot_p[c] += pr[i] * state[i].x[c];
-      partial[0][warp][lane * Vec + c] = dot_p[c] * inv_p;
-    }
+    for (int c = 0; c < Vec; ++c) partial[0][warp][lane * Vec + c] = dot_p[c] * inv_p;
     __syncthreads();
     float update[Vec];
 #pragma unroll
@@ -134,16 +136,21 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
       update[c] = beta * (v_t - pred);
     }
 
+    float dot_q[Vec];
 #pragma unroll
-    for (int c = 0; c < Vec; ++c) {
-      float dot_q = 0.f;
+    for (int c = 0; c < Vec; ++c) dot_q[c] = 0.f;
 #pragma unroll
-      for (int i = 0; i < Rows; ++i) {
-        state[i].x[c] = alpha * state[i].x[c] + (kr[i] * inv_k) * update[c];
-        dot_q += qr[i] * state[i].x[c];
+    for (int i = 0; i < Rows; ++i) {
+      const float qi = row0 + i < K ? to_float(q[qk_base + i]) : 0.f;
+      const float ki = kr[i] * inv_k;
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) {
+        state[i].x[c] = alpha * state[i].x[c] + ki * update[c];
+        dot_q[c] += qi * state[i].x[c];
       }
-      partial[1][warp][lane * Vec + c] = dot_q;
     }
+#pragma unroll
+    for (int c = 0; c < Vec; ++c) partial[1][warp][lane * Vec + c] = dot_q[c];
     __syncthreads();
     if (warp == 0 && cols_ok) {
 #pragma unroll
