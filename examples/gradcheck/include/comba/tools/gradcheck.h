@@ -50,7 +50,7 @@ struct NamedInput {
 };
 
 // Outputs may contain undefined tensors (ignored). The function must not keep state
-// between calls: it is evaluated 2 * checked + 2 times.
+// between calls: it is evaluated 2 * checked + 1 times.
 using TensorFunction = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&)>;
 
 GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<NamedInput>& inputs,

@@ -1,0 +1,205 @@
+// Edge cases of the operator, each against an independent expectation: strong decay
+// (g = -20 per step) stays finite and matches the oracle; zero-length segments hand the
+// initial state through unchanged; omitted p is p = k and omitted beta is ones;
+// non-contiguous inputs give the same numbers as contiguous ones.
+#include <gtest/gtest.h>
+#include <torch/autograd.h>
+
+#include <string>
+
+#include "comba/ops/comba.h"
+#include "support/comba_case.h"
+
+namespace comba::test {
+namespace {
+
+constexpr double kFloat64Tolerance = 1e-10;
+constexpr double kFloat32Tolerance = 1e-5;
+
+const RunConfig kFloat64{at::kDouble, at::kDouble, at::kDouble};
+const RunConfig kFloat32{at::kFloat, at::kFloat, at::kFloat};
+
+const at::Tensor& find(const NamedTensors& results, const std::string& name) {
+  for (const auto& [key, value] : results) {
+    if (key == name) return value;
+  }
+  throw std::out_of_range("no result named " + name);
+}
+
+void expect_close(const NamedTensors& got, const NamedTensors& want, double tolerance,
+                  const std::string& label) {
+  ASSERT_EQ(got.size(), want.size()) << label;
+  for (const auto& [name, reference] : want) {
+    const at::Tensor& value = find(got, name);
+    ASSERT_TRUE(value.defined()) << label << ": no " << name;
+    EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
+    EXPECT_LE(relative_error(value, reference), tolerance) << label << ": " << name;
+  }
+}
+
+class EdgeCases : public ::testing::TestWithParam<Fn> {
+ protected:
+  std::string label(const char* what) const { return std::string(fn_name(GetParam())) + '/' + what; }
+};
+
+// exp(-20) ~ 2e-9 per step: a chunk form that computes exp(G_i) and exp(-G_j) separately
+// overflows (64 steps of -20 reach exp(1280)) and returns inf * 0 = NaN.
+TEST_P(EdgeCases, StrongDecayStaysFiniteAndExact) {
+  CaseConfig cfg;
+  cfg.seq_len = 2 * kChunkSize + 2;
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 16;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  CaseTensors t = make_case(cfg);
+  for (const double floor_value : {-20.0, -5.0}) {
+    SCOPED_TRACE("g alternating -20 and " + std::to_string(floor_value));
+    t.g = at::full_like(t.g, -20.0);
+    t.g.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)},
+                   floor_value);
+    for (const auto& [run, tolerance] : {std::pair{kFloat64, kFloat64Tolerance},
+                                         std::pair{kFloat32, kFloat32Tolerance}}) {
+      const NamedTensors got = run_operator(GetParam(), cfg, t, run);
+      const NamedTensors want = run_oracle(cfg, round_to_run(t, run), run);
+      expect_close(got, want, tolerance, label("g=-20"));
+    }
+  }
+}
+
+// Zero-length segments: their final state is their initial state, and its gradient the
+// final state's cotangent, both exactly (no arithmetic touches them).
+TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
+  CaseConfig cfg;
+  cfg.segments = {0, 3, 0, 0, 2, 0};
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 8, cfg.value_dim = 4;
+  cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  for (const RunConfig& run : {kFloat64, kFloat32}) {
+    const NamedTensors got = run_operator(GetParam(), cfg, t, run);
+    const CaseTensors seen = round_to_run(t, run);
+    for (const int64_t n : {0, 2, 3, 5}) {
+      EXPECT_TRUE(at::equal(find(got, "final_state")[n], seen.initial_state[n]))
+          << label("final state of empty segment ") << n;
+      EXPECT_TRUE(at::equal(find(got, "dinitial_state")[n], seen.d_final_state[n]))
+          << label("initial-state gradient of empty segment ") << n;
+    }
+    expect_close(got, run_oracle(cfg, seen, run),
+                 run.dtype == at::kDouble ? kFloat64Tolerance : kFloat32Tolerance,
+                 label("zero-length segments"));
+  }
+}
+
+// Only empty segments: T = 0 tokens in all.
+TEST_P(EdgeCases, AllSegmentsEmpty) {
+  CaseConfig cfg;
+  cfg.segments = {0, 0};
+  cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  const NamedTensors got = run_operator(GetParam(), cfg, t, kFloat64);
+  EXPECT_TRUE(at::equal(find(got, "final_state"), t.initial_state));
+  EXPECT_EQ(find(got, "o").numel(), 0);
+}
+
+CaseConfig small_dense_case() {
+  CaseConfig cfg;
+  cfg.seq_len = kChunkSize + 3;
+  cfg.heads = 2, cfg.value_heads = 4, cfg.key_dim = 16, cfg.value_dim = 8;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  cfg.seed = 7;
+  return cfg;
+}
+
+// p omitted: the operator uses k, and k's gradient collects both of its roles.
+TEST_P(EdgeCases, OmittedPIsK) {
+  const CaseConfig cfg = small_dense_case();
+  CaseTensors t = make_case(cfg);
+  RunConfig omitted = kFloat64;
+  omitted.omit_p = true;
+  const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
+  expect_close(got, run_oracle(cfg, t, omitted), kFloat64Tolerance, label("p omitted"));
+
+  t.p = t.k.clone();  // the same values passed explicitly
+  const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
+  EXPECT_LE(relative_error(find(got, "o"), find(given, "o")), kFloat64Tolerance);
+  EXPECT_LE(relative_error(find(got, "dk"), find(given, "dk") + find(given, "dp")),
+            kFloat64Tolerance);
+}
+
+TEST_P(EdgeCases, OmittedBetaIsOnes) {
+  const CaseConfig cfg = small_dense_case();
+  CaseTensors t = make_case(cfg);
+  RunConfig omitted = kFloat64;
+  omitted.omit_beta = true;
+  const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
+  expect_close(got, run_oracle(cfg, t, omitted), kFloat64Tolerance, label("beta omitted"));
+
+  t.beta = at::ones_like(t.beta);
+  const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
+  for (const char* name : {"o", "final_state", "dq", "dk", "dv", "dg", "dinitial_state"}) {
+    EXPECT_LE(relative_error(find(got, name), find(given, name)), kFloat64Tolerance) << name;
+  }
+}
+
+// The operator accepts any strides (it makes contiguous copies): same values laid out
+// differently must give the same numbers, gradients included.
+TEST_P(EdgeCases, NonContiguousInputsGiveTheSameNumbers) {
+  CaseConfig cfg;
+  cfg.segments = {5, 0, 3};
+  cfg.heads = 2, cfg.value_heads = 4, cfg.key_dim = 8, cfg.value_dim = 6;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  // Same values, transposed storage: x.transpose(a, b).contiguous().transpose(a, b).
+  auto strided = [](const at::Tensor& x, int64_t a, int64_t b) {
+    at::Tensor y = x.transpose(a, b).contiguous().transpose(a, b);
+    EXPECT_FALSE(y.is_contiguous());
+    return y;
+  };
+  auto run = [&](bool contiguous) {
+    auto leaf = [](const at::Tensor& x) { return x.detach().requires_grad_(true); };
+    const at::Tensor q = leaf(contiguous ? t.q : strided(t.q, 1, 2));
+    const at::Tensor k = leaf(contiguous ? t.k : strided(t.k, 2, 3));
+    const at::Tensor v = leaf(contiguous ? t.v : strided(t.v, 1, 3));
+    const at::Tensor p = leaf(contiguous ? t.p : strided(t.p, 1, 2));
+    const at::Tensor g = leaf(contiguous ? t.g : strided(t.g, 1, 2));
+    const at::Tensor beta = leaf(contiguous ? t.beta : strided(t.beta, 1, 2));
+    const at::Tensor h0 = leaf(contiguous ? t.initial_state : strided(t.initial_state, 2, 3));
+    // Every other element of a longer tensor: strided cu_seqlens.
+    const at::Tensor cu = contiguous ? t.cu_seqlens
+                                     : at::stack({t.cu_seqlens, t.cu_seqlens}, 1).select(1, 0);
+    const auto options = CombaOptions()
+                             .initial_state(h0)
+                             .output_final_state(true)
+                             .use_qk_l2norm_in_kernel(true)
+                             .cu_seqlens(cu);
+    const auto [o, final_state] =
+        GetParam() == Fn::kChunk ? chunk_comba(q, k, v, p, g, beta, options)
+                                 : fused_recurrent_comba(q, k, v, p, g, beta, options);
+    const auto grads = torch::autograd::grad({o, final_state}, {q, k, v, p, g, beta, h0},
+                                             {t.d_o, t.d_final_state});
+    std::vector<at::Tensor> all{o, final_state};
+    all.insert(all.end(), grads.begin(), grads.end());
+    return all;
+  };
+  const auto reference = run(true), strided_result = run(false);
+  for (size_t i = 0; i < reference.size(); ++i) {
+    EXPECT_LE(relative_error(strided_result[i], reference[i]), 1e-14) << "result " << i;
+  }
+}
+
+TEST_P(EdgeCases, NoFinalStateUnlessAsked) {
+  CaseConfig cfg;
+  cfg.seq_len = 3;
+  const CaseTensors t = make_case(cfg);
+  const auto options = CombaOptions().output_final_state(false);
+  const auto [o, final_state] =
+      GetParam() == Fn::kChunk ? chunk_comba(t.q, t.k, t.v, t.p, t.g, t.beta, options)
+                               : fused_recurrent_comba(t.q, t.k, t.v, t.p, t.g, t.beta, options);
+  EXPECT_TRUE(o.defined());
+  EXPECT_FALSE(final_state.defined());
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, EdgeCases, ::testing::Values(Fn::kChunk, Fn::kRecurrent),
+                         [](const ::testing::TestParamInfo<Fn>& info) {
+                           return std::string(info.param == Fn::kChunk ? "chunk" : "recurrent");
+                         });
+
+}  // namespace
+}  // namespace comba::test
