@@ -1,9 +1,12 @@
 // Edge cases of the operator, each against an independent expectation: strong decay
 // (g = -20 per step) stays finite and matches the oracle; zero-length segments hand the
 // initial state through unchanged; omitted p is p = k and omitted beta is ones;
-// non-contiguous inputs give the same numbers as contiguous ones.
+// non-contiguous inputs give the same numbers as contiguous ones; results come back in
+// each input's dtype. The Cuda* tests repeat the numeric ones on the GPU (skipped without).
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
+
+#include <torch/cuda.h>
 
 #include <string>
 
@@ -12,9 +15,6 @@
 
 namespace comba::test {
 namespace {
-
-constexpr double kFloat64Tolerance = 1e-10;
-constexpr double kFloat32Tolerance = 1e-5;
 
 const RunConfig kFloat64{at::kDouble, at::kDouble, at::kDouble};
 const RunConfig kFloat32{at::kFloat, at::kFloat, at::kFloat};
@@ -26,16 +26,26 @@ const at::Tensor& find(const NamedTensors& results, const std::string& name) {
   throw std::out_of_range("no result named " + name);
 }
 
-void expect_close(const NamedTensors& got, const NamedTensors& want, double tolerance,
+// Every result finite and within the tolerance of `dtype` (support/comba_case.h).
+void expect_close(const NamedTensors& got, const NamedTensors& want, at::ScalarType dtype,
                   const std::string& label) {
   ASSERT_EQ(got.size(), want.size()) << label;
   for (const auto& [name, reference] : want) {
     const at::Tensor& value = find(got, name);
     ASSERT_TRUE(value.defined()) << label << ": no " << name;
     EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
-    EXPECT_LE(relative_error(value, reference), tolerance) << label << ": " << name;
+    EXPECT_LE(relative_error(value, reference), tolerance_for(reference, dtype))
+        << label << ": " << name;
   }
 }
+
+RunConfig on(const RunConfig& run, const at::Device& device) {
+  RunConfig moved = run;
+  moved.device = device;
+  return moved;
+}
+
+const RunConfig kBFloat16{at::kBFloat16, at::kFloat, at::kBFloat16};
 
 class EdgeCases : public ::testing::TestWithParam<Fn> {
  protected:
@@ -44,47 +54,65 @@ class EdgeCases : public ::testing::TestWithParam<Fn> {
 
 // exp(-20) ~ 2e-9 per step: a chunk form that computes exp(G_i) and exp(-G_j) separately
 // overflows (64 steps of -20 reach exp(1280)) and returns inf * 0 = NaN.
-TEST_P(EdgeCases, StrongDecayStaysFiniteAndExact) {
+void check_strong_decay(Fn fn, const std::vector<RunConfig>& runs) {
   CaseConfig cfg;
   cfg.seq_len = 2 * kChunkSize + 2;
   cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 16;
   cfg.l2norm = cfg.initial_state = cfg.final_state = true;
   CaseTensors t = make_case(cfg);
-  for (const double floor_value : {-20.0, -5.0}) {
-    SCOPED_TRACE("g alternating -20 and " + std::to_string(floor_value));
+  for (const double other : {-20.0, -5.0}) {
+    SCOPED_TRACE("g alternating -20 and " + std::to_string(other));
     t.g = at::full_like(t.g, -20.0);
-    t.g.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)},
-                   floor_value);
-    for (const auto& [run, tolerance] : {std::pair{kFloat64, kFloat64Tolerance},
-                                         std::pair{kFloat32, kFloat32Tolerance}}) {
-      const NamedTensors got = run_operator(GetParam(), cfg, t, run);
+    t.g.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)}, other);
+    for (const RunConfig& run : runs) {
+      const NamedTensors got = run_operator(fn, cfg, t, run);
       const NamedTensors want = run_oracle(cfg, round_to_run(t, run), run);
-      expect_close(got, want, tolerance, label("g=-20"));
+      expect_close(got, want, run.dtype,
+                   std::string(fn_name(fn)) + "/g=-20/" + c10::toString(run.dtype));
     }
   }
 }
 
+TEST_P(EdgeCases, StrongDecayStaysFiniteAndExact) {
+  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16});
+}
+
+TEST_P(EdgeCases, CudaStrongDecayStaysFiniteAndExact) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)});
+}
+
 // Zero-length segments: their final state is their initial state, and its gradient the
 // final state's cotangent, both exactly (no arithmetic touches them).
-TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
+void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
   CaseConfig cfg;
   cfg.segments = {0, 3, 0, 0, 2, 0};
   cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 8, cfg.value_dim = 4;
   cfg.initial_state = cfg.final_state = true;
   const CaseTensors t = make_case(cfg);
-  for (const RunConfig& run : {kFloat64, kFloat32}) {
-    const NamedTensors got = run_operator(GetParam(), cfg, t, run);
+  for (const RunConfig& run : runs) {
+    const std::string label = std::string(fn_name(fn)) + "/empty segments/" +
+                              c10::toString(run.dtype) + '/' + run.device.str();
+    const NamedTensors got = run_operator(fn, cfg, t, run);
     const CaseTensors seen = round_to_run(t, run);
     for (const int64_t n : {0, 2, 3, 5}) {
       EXPECT_TRUE(at::equal(find(got, "final_state")[n], seen.initial_state[n]))
-          << label("final state of empty segment ") << n;
+          << label << ": final state of segment " << n;
       EXPECT_TRUE(at::equal(find(got, "dinitial_state")[n], seen.d_final_state[n]))
-          << label("initial-state gradient of empty segment ") << n;
+          << label << ": initial-state gradient of segment " << n;
     }
-    expect_close(got, run_oracle(cfg, seen, run),
-                 run.dtype == at::kDouble ? kFloat64Tolerance : kFloat32Tolerance,
-                 label("zero-length segments"));
+    expect_close(got, run_oracle(cfg, seen, run), run.dtype, label);
   }
+}
+
+TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
+  check_zero_length_segments(GetParam(), {kFloat64, kFloat32});
+}
+
+TEST_P(EdgeCases, CudaZeroLengthSegmentsPassTheStateThrough) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_zero_length_segments(GetParam(), {on(kFloat32, at::Device(at::kCUDA))});
 }
 
 // Only empty segments: T = 0 tokens in all.
@@ -114,7 +142,7 @@ TEST_P(EdgeCases, OmittedPIsK) {
   RunConfig omitted = kFloat64;
   omitted.omit_p = true;
   const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
-  expect_close(got, run_oracle(cfg, t, omitted), kFloat64Tolerance, label("p omitted"));
+  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("p omitted"));
 
   t.p = t.k.clone();  // the same values passed explicitly
   const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
@@ -129,7 +157,7 @@ TEST_P(EdgeCases, OmittedBetaIsOnes) {
   RunConfig omitted = kFloat64;
   omitted.omit_beta = true;
   const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
-  expect_close(got, run_oracle(cfg, t, omitted), kFloat64Tolerance, label("beta omitted"));
+  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("beta omitted"));
 
   t.beta = at::ones_like(t.beta);
   const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
@@ -181,6 +209,33 @@ TEST_P(EdgeCases, NonContiguousInputsGiveTheSameNumbers) {
   const auto reference = run(true), strided_result = run(false);
   for (size_t i = 0; i < reference.size(); ++i) {
     EXPECT_LE(relative_error(strided_result[i], reference[i]), 1e-14) << "result " << i;
+  }
+}
+
+// o in q's dtype, the state in fp32, each gradient in its input's dtype (SPEC section 1).
+TEST_P(EdgeCases, ResultsInEachInputsDtype) {
+  CaseConfig cfg;
+  cfg.seq_len = 5, cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 4, cfg.value_dim = 4;
+  const CaseTensors t = make_case(cfg);
+  auto leaf = [](const at::Tensor& x, at::ScalarType dt) {
+    return x.to(dt).detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(t.q, at::kBFloat16), k = leaf(t.k, at::kBFloat16);
+  const at::Tensor v = leaf(t.v, at::kBFloat16), p = leaf(t.p, at::kBFloat16);
+  const at::Tensor g = leaf(t.g, at::kFloat), beta = leaf(t.beta, at::kBFloat16);
+  const at::Tensor h0 = leaf(at::randn({1, 2, 4, 4}), at::kFloat);
+  const auto options = CombaOptions().initial_state(h0).output_final_state(true);
+  const auto [o, final_state] =
+      GetParam() == Fn::kChunk ? chunk_comba(q, k, v, p, g, beta, options)
+                               : fused_recurrent_comba(q, k, v, p, g, beta, options);
+  EXPECT_EQ(o.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(final_state.scalar_type(), at::kFloat);
+  const auto grads = torch::autograd::grad({o.sum() + final_state.sum()},
+                                           {q, k, v, p, g, beta, h0});
+  const at::Tensor inputs[] = {q, k, v, p, g, beta, h0};
+  for (size_t i = 0; i < grads.size(); ++i) {
+    ASSERT_TRUE(grads[i].defined()) << "gradient " << i;
+    EXPECT_EQ(grads[i].scalar_type(), inputs[i].scalar_type()) << "gradient " << i;
   }
 }
 

@@ -76,6 +76,9 @@ struct ComboCase {
   CombaGradcheckConfig config;
 };
 
+void PrintTo(const ComboCase& combo, std::ostream* out) { *out << combo.name; }
+void PrintTo(CombaFunction fn, std::ostream* out) { *out << function_name(fn); }
+
 std::vector<ComboCase> comba_cases() {
   std::vector<ComboCase> cases;
   {

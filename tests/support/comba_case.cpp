@@ -96,6 +96,9 @@ CaseTensors round_to_run(const CaseTensors& t, const RunConfig& run) {
 
 const char* fn_name(Fn fn) { return fn == Fn::kChunk ? "chunk_comba" : "fused_recurrent_comba"; }
 
+void PrintTo(const CaseConfig& cfg, std::ostream* out) { *out << describe(cfg); }
+void PrintTo(Fn fn, std::ostream* out) { *out << fn_name(fn); }
+
 NamedTensors run_operator(Fn fn, const CaseConfig& cfg, const CaseTensors& t,
                           const RunConfig& run) {
   auto leaf = [&](const at::Tensor& x, at::ScalarType dt) {
@@ -211,6 +214,16 @@ double relative_error(const at::Tensor& x, const at::Tensor& ref) {
   const double ref_norm = b.norm().item<double>();
   const double diff_norm = (a - b).norm().item<double>();
   return ref_norm > 0 ? diff_norm / ref_norm : diff_norm;
+}
+
+double low_precision_tolerance(const at::Tensor& reference, at::ScalarType dtype) {
+  return 2.0 * relative_error(reference.to(dtype), reference) + kFloat32Tolerance;
+}
+
+double tolerance_for(const at::Tensor& reference, at::ScalarType dtype) {
+  if (dtype == at::kDouble) return kFloat64Tolerance;
+  if (dtype == at::kFloat) return kFloat32Tolerance;
+  return low_precision_tolerance(reference, dtype);
 }
 
 }  // namespace comba::test

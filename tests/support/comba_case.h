@@ -7,6 +7,7 @@
 #include <c10/util/Optional.h>
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -81,6 +82,26 @@ NamedTensors run_oracle(const CaseConfig& cfg, const CaseTensors& t, const RunCo
 
 // ||x - ref|| / ||ref|| in fp64 (||x|| when ref is zero).
 double relative_error(const at::Tensor& x, const at::Tensor& ref);
+
+// Norm-wise tolerances of the operator tests against the oracle.
+inline constexpr double kFloat64Tolerance = 1e-10;
+inline constexpr double kFloat32Tolerance = 1e-5;  // SPEC section 4
+
+// Tolerance of a result computed from inputs of the low-precision `dtype` (bf16, fp16):
+//   2 * relative_error(reference rounded to dtype, reference) + kFloat32Tolerance.
+// Any implementation computing in `dtype` commits at least that one rounding per result;
+// accumulating in fp32 (SPEC section 1) must keep everything else within the same order,
+// so we allow twice the unavoidable rounding error (FlashAttention's "2x the baseline"
+// rule, with the exactly rounded reference as the baseline), and the fp32 tolerance as a
+// floor for results returned in fp32 (states, g's gradient when g is fp32).
+double low_precision_tolerance(const at::Tensor& reference, at::ScalarType dtype);
+
+// The tolerance for results of a run whose q, k, v, p have `dtype`.
+double tolerance_for(const at::Tensor& reference, at::ScalarType dtype);
+
+// GoogleTest prints parameters with these (instead of raw bytes).
+void PrintTo(const CaseConfig& cfg, std::ostream* out);
+void PrintTo(Fn fn, std::ostream* out);
 
 // Conversions at the oracle boundary.
 std::vector<double> to_vector(const at::Tensor& t);
