@@ -18,9 +18,10 @@ install_system_packages() {
   [ -f /usr/include/spdlog/spdlog.h ] || missing+=(libspdlog-dev)
   [ -d /usr/include/eigen3 ] || missing+=(libeigen3-dev)
   [ -d /usr/include/gtest ] || missing+=(libgtest-dev)
+  # ninja and ccache only speed the build up: fetched when other packages are, else skipped.
+  [ ${#missing[@]} -eq 0 ] && return 0
   command -v ninja >/dev/null || missing+=(ninja-build)
   command -v ccache >/dev/null || missing+=(ccache)
-  [ ${#missing[@]} -eq 0 ] && return 0
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -14,7 +14,18 @@ std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, cons
                                        const CombaOptions& options) {
   const auto p_or_none = p.value_or(at::Tensor());
   const auto beta_or_none = beta.value_or(at::Tensor());
-  detail::validate_comba_inputs(fn, q, k, v, p_or_none, g, beta_or_none, options);
+  const auto pb = detail::validate_comba_inputs(fn, q, k, v, p_or_none, g, beta_or_none, options);
+  const bool needs_grad =
+      at::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad() || g.requires_grad() ||
+       (p_or_none.defined() && p_or_none.requires_grad()) ||
+       (beta_or_none.defined() && beta_or_none.requires_grad()) ||
+       (options.initial_state().defined() && options.initial_state().requires_grad()));
+  if (!needs_grad) {  // inference / decode: no autograd node, no saved tensors
+    auto out = Function::FormType::fwd(pb, {q, k, v, p_or_none, g, beta_or_none,
+                                        options.initial_state(), options.cu_seqlens()});
+    return {out.o, options.output_final_state() ? out.final_state : at::Tensor()};
+  }
   auto optional = [](const at::Tensor& t) {
     return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
   };

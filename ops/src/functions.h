@@ -14,6 +14,7 @@ using torch::autograd::variable_list;
 template <typename Form>
 class CombaFunction : public torch::autograd::Function<CombaFunction<Form>> {
  public:
+  using FormType = Form;
   // Optional tensors travel as c10::optional: autograd::Function rejects undefined inputs.
   using OptTensor = c10::optional<at::Tensor>;
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,

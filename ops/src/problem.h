@@ -3,7 +3,6 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include <string>
 
 #include "comba/ops/comba.h"
 
@@ -33,7 +32,7 @@ CombaProblem describe_comba_problem(const at::Tensor& q, const at::Tensor& v,
 
 // Checks every argument of chunk_comba / fused_recurrent_comba (named `fn` in messages)
 // and returns the sizes. `p` and `beta` may be undefined (defaults: k and ones).
-CombaProblem validate_comba_inputs(const std::string& fn, const at::Tensor& q,
+CombaProblem validate_comba_inputs(const char* fn, const at::Tensor& q,
                                    const at::Tensor& k, const at::Tensor& v,
                                    const at::Tensor& p, const at::Tensor& g,
                                    const at::Tensor& beta, const CombaOptions& options);

@@ -1,5 +1,6 @@
 // Boundary checks of the operator. Non-contiguous tensors are accepted (the operator
 // makes its own contiguous copies), so no check here is about strides.
+#include <array>
 #include <cmath>
 
 #include "comba/core/checks.h"
@@ -52,7 +53,7 @@ CombaProblem describe_comba_problem(const at::Tensor& q, const at::Tensor& v,
   return pb;
 }
 
-CombaProblem validate_comba_inputs(const std::string& fn, const at::Tensor& q,
+CombaProblem validate_comba_inputs(const char* fn, const at::Tensor& q,
                                    const at::Tensor& k, const at::Tensor& v,
                                    const at::Tensor& p, const at::Tensor& g,
                                    const at::Tensor& beta, const CombaOptions& options) {
@@ -66,10 +67,10 @@ CombaProblem validate_comba_inputs(const std::string& fn, const at::Tensor& q,
 
   check.require(v.size(0) == pb.batch && v.size(1) == pb.seq_len,
                 "argument `v` expected shape [B, T, HV, V] with B = ", pb.batch, ", T = ", pb.seq_len,
-                " from q, got ", core::shape_str(v.sizes()));
+                " from q, got ", v.sizes());
   check.require(pb.heads > 0 && pb.key_dim > 0 && pb.value_heads > 0 && pb.value_dim > 0,
-                "head counts and head dims must be positive, got q ", core::shape_str(q.sizes()),
-                " and v ", core::shape_str(v.sizes()));
+                "head counts and head dims must be positive, got q ", q.sizes(),
+                " and v ", v.sizes());
   check.require(pb.value_heads % pb.heads == 0, "argument `v` has HV = ", pb.value_heads,
                 " value heads, expected a multiple of H = ", pb.heads, " (q/k heads)");
 
@@ -83,7 +84,7 @@ CombaProblem validate_comba_inputs(const std::string& fn, const at::Tensor& q,
                   ", expected ", pb.dtype, " like q (", same_dtype, ")");
   }
 
-  const std::vector<int64_t> gate_shape{pb.batch, pb.seq_len, pb.value_heads};
+  const std::array<int64_t, 3> gate_shape{pb.batch, pb.seq_len, pb.value_heads};
   check.shape(g, "g", gate_shape, "[B, T, HV]");
   check.dtype_in(g, "g", {pb.dtype, at::kFloat});
   if (beta.defined()) {

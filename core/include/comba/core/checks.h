@@ -6,7 +6,7 @@
 
 #include <sstream>
 #include <string>
-#include <vector>
+#include <initializer_list>
 
 namespace comba::core {
 
@@ -22,7 +22,8 @@ inline std::string shape_str(at::IntArrayRef sizes) {
 // RuntimeError) whose text starts with "<fn>: argument `<name>`".
 class ArgChecker {
  public:
-  explicit ArgChecker(std::string fn) : fn_(std::move(fn)) {}
+  // `fn` must outlive the checker (a string literal at every call site).
+  explicit ArgChecker(const char* fn) : fn_(fn) {}
 
   const ArgChecker& defined(const at::Tensor& t, const char* name) const {
     TORCH_CHECK(t.defined(), fn_, ": argument `", name, "` must be a defined tensor");
@@ -54,14 +55,17 @@ class ArgChecker {
   }
 
   const ArgChecker& dtype_in(const at::Tensor& t, const char* name,
-                             const std::vector<at::ScalarType>& allowed) const {
-    bool ok = false;
-    std::ostringstream list;
-    for (size_t i = 0; i < allowed.size(); ++i) {
-      ok = ok || t.scalar_type() == allowed[i];
-      list << (i ? " or " : "") << allowed[i];
+                             std::initializer_list<at::ScalarType> allowed) const {
+    for (const auto dt : allowed) {
+      if (t.scalar_type() == dt) return *this;
     }
-    TORCH_CHECK(ok, fn_, ": argument `", name, "` expected dtype ", list.str(), ", got ",
+    std::ostringstream list;  // built only on failure: checks cost nothing on the hot path
+    const char* separator = "";
+    for (const auto dt : allowed) {
+      list << separator << dt;
+      separator = " or ";
+    }
+    TORCH_CHECK(false, fn_, ": argument `", name, "` expected dtype ", list.str(), ", got ",
                 t.scalar_type());
     return *this;
   }
@@ -78,10 +82,10 @@ class ArgChecker {
     TORCH_CHECK(condition, fn_, ": ", message...);
   }
 
-  const std::string& fn() const { return fn_; }
+  const char* fn() const { return fn_; }
 
  private:
-  std::string fn_;
+  const char* fn_;
 };
 
 }  // namespace comba::core

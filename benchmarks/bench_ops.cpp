@@ -1,0 +1,158 @@
+// Operator workbench: times chunk_comba (forward, forward+backward) and the decode step of
+// fused_recurrent_comba on the shapes of SPEC section 4, one JSON line per case:
+// shapes, dtype, median ms over --iters runs (CUDA events, after warm-up), peak extra
+// device memory, and tokens/s. Usage: bench_ops [--iters N] [--filter substring]
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#ifdef COMBA_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime.h>
+#endif
+
+#include "comba/ops/comba.h"
+
+namespace {
+
+struct Case {
+  std::string name;
+  int64_t batch, seq_len, heads, value_heads, key_dim, value_dim;
+  bool backward;    // time forward + backward
+  bool recurrent;   // fused_recurrent_comba (decode) instead of chunk_comba
+};
+
+struct Inputs {
+  torch::Tensor q, k, v, p, g, beta, state;
+};
+
+Inputs make_inputs(const Case& c, torch::Dtype dtype, bool requires_grad) {
+  const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+  Inputs in;
+  in.q = torch::randn({c.batch, c.seq_len, c.heads, c.key_dim}, opts);
+  in.k = torch::randn({c.batch, c.seq_len, c.heads, c.key_dim}, opts);
+  in.p = torch::randn({c.batch, c.seq_len, c.heads, c.key_dim}, opts);
+  in.v = torch::randn({c.batch, c.seq_len, c.value_heads, c.value_dim}, opts);
+  in.g = torch::nn::functional::logsigmoid(
+      torch::randn({c.batch, c.seq_len, c.value_heads}, opts.dtype(torch::kFloat)));
+  in.beta = torch::rand({c.batch, c.seq_len, c.value_heads}, opts.dtype(torch::kFloat));
+  in.state = torch::randn({c.batch, c.value_heads, c.key_dim, c.value_dim},
+                          opts.dtype(torch::kFloat));
+  if (requires_grad) {
+    for (auto* t : {&in.q, &in.k, &in.v, &in.p, &in.g, &in.beta}) t->requires_grad_(true);
+  }
+  return in;
+}
+
+#ifdef COMBA_WITH_CUDA
+double median_ms(const std::function<void()>& fn, int iters) {
+  for (int i = 0; i < 5; ++i) fn();
+  std::vector<float> times;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (int i = 0; i < iters; ++i) {
+    cudaEventRecord(start);
+    fn();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void run_case(const Case& c, int iters) {
+  const auto dtype = torch::kBFloat16;
+  auto in = make_inputs(c, dtype, c.backward);
+  const auto options = comba::CombaOptions()
+                           .use_qk_l2norm_in_kernel(true)
+                           .initial_state(in.state)
+                           .output_final_state(true);
+  auto call = [&] {
+    return c.recurrent ? comba::fused_recurrent_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options)
+                       : comba::chunk_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options);
+  };
+  torch::Tensor grad_o;
+  std::function<void()> fn;
+  if (c.backward) {
+    grad_o = torch::randn({c.batch, c.seq_len, c.value_heads, c.value_dim},
+                          in.q.options().requires_grad(false));
+    fn = [&] {
+      auto [o, s] = call();
+      torch::autograd::backward({o}, {grad_o});
+    };
+  } else {
+    fn = [&] {
+      torch::NoGradGuard no_grad;
+      call();
+    };
+  }
+  fn();
+  cudaDeviceSynchronize();
+  const auto device = 0;
+  const auto before = c10::cuda::CUDACachingAllocator::getDeviceStats(device)
+                          .allocated_bytes[0].current;
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+  fn();
+  cudaDeviceSynchronize();
+  const auto peak = c10::cuda::CUDACachingAllocator::getDeviceStats(device)
+                        .allocated_bytes[0].peak;
+  const double ms = median_ms(fn, iters);
+  const double tokens = static_cast<double>(c.batch) * c.seq_len;
+  std::printf(
+      "{\"case\": \"%s\", \"op\": \"%s\", \"pass\": \"%s\", \"B\": %lld, \"T\": %lld, \"H\": %lld, "
+      "\"HV\": %lld, \"K\": %lld, \"V\": %lld, \"dtype\": \"bf16\", \"median_ms\": %.4f, "
+      "\"peak_extra_gib\": %.3f, \"tokens_per_s\": %.0f, \"iters\": %d}\n",
+      c.name.c_str(), c.recurrent ? "fused_recurrent_comba" : "chunk_comba",
+      c.backward ? "fwd+bwd" : "fwd", (long long)c.batch, (long long)c.seq_len,
+      (long long)c.heads, (long long)c.value_heads, (long long)c.key_dim,
+      (long long)c.value_dim, ms, (peak - before) / double(1 << 30), tokens / (ms * 1e-3),
+      iters);
+  std::fflush(stdout);
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 50;
+  std::string filter;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--iters" && i + 1 < argc) iters = std::stoi(argv[++i]);
+    else if (arg == "--filter" && i + 1 < argc) filter = argv[++i];
+  }
+  if (!torch::cuda::is_available()) {
+    std::printf("{\"skipped\": \"no CUDA device\"}\n");
+    return 0;
+  }
+#ifdef COMBA_WITH_CUDA
+  const std::vector<Case> cases = {
+      {"B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, false, false},
+      {"B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, true, false},
+      {"B4_T4096_H6_K128_V256", 4, 4096, 6, 6, 128, 256, false, false},
+      {"B4_T4096_H6_K128_V256", 4, 4096, 6, 6, 128, 256, true, false},
+      {"B1_T32768_H16_K128_V128", 1, 32768, 16, 16, 128, 128, false, false},
+      {"B1_T32768_H16_K128_V128", 1, 32768, 16, 16, 128, 128, true, false},
+      {"B8_T2048_H6_K128_V256", 8, 2048, 6, 6, 128, 256, false, false},
+      {"B8_T2048_H6_K128_V256", 8, 2048, 6, 6, 128, 256, true, false},
+      {"decode_B1_H16_K128_V128", 1, 1, 16, 16, 128, 128, false, true},
+      {"decode_B64_H16_K128_V128", 64, 1, 16, 16, 128, 128, false, true},
+      {"decode_B256_H16_K128_V128", 256, 1, 16, 16, 128, 128, false, true},
+  };
+  for (const auto& c : cases) {
+    if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
+    run_case(c, iters);
+  }
+#endif
+  return 0;
+}

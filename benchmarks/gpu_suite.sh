@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build, run the whole test suite (GPU tests included), the
+# CUDA workbench check and the operator benchmark. Logs go to $OUT (or ./gpu-logs).
+# Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench]...   (default: all four)
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export COMBA_BUILD_DIR="${COMBA_BUILD_DIR:-$ROOT/build-gpu}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
+LOGS="${OUT:-$ROOT/gpu-logs}"
+mkdir -p "$LOGS"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(build test check bench)
+status=0
+for step in "${steps[@]}"; do
+  case "$step" in
+    build) bash "$ROOT/scripts/build.sh" >"$LOGS/build.log" 2>&1 || { tail -40 "$LOGS/build.log"; exit 1; } ;;
+    test) (cd "$COMBA_BUILD_DIR" && ctest --output-on-failure -j 8 >"$LOGS/ctest.log" 2>&1) || status=1
+          grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)" "$LOGS/ctest.log" | tail -15 ;;
+    check) PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/check_cuda.py" "$COMBA_BUILD_DIR" >"$LOGS/check.log" 2>&1 || status=1
+           tail -1 "$LOGS/check.log" ;;
+    bench) "$COMBA_BUILD_DIR/benchmarks/bench_ops" --iters 50 | tee "$LOGS/bench_ops.jsonl" | cut -c1-220 ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
+exit $status

@@ -1,0 +1,12 @@
+// Host side of the CUDA kernels: torch tensors in, kernel parameters filled in one place,
+// launch on the current stream. Compiled only when the build has CUDA (COMBA_WITH_CUDA).
+#pragma once
+#include "../reference/reference_path.h"
+
+namespace comba::detail::cuda {
+
+// Whether the fused recurrent forward kernel takes this problem (else: reference path).
+bool recurrent_fwd_supported(const CombaProblem& pb, const CombaInputs& in);
+CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in);
+
+}  // namespace comba::detail::cuda
