@@ -8,6 +8,7 @@
 
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <string>
 
 #include "comba/ops/comba.h"
@@ -53,38 +54,62 @@ class EdgeCases : public ::testing::TestWithParam<Fn> {
 };
 
 // exp(-20) ~ 2e-9 per step: a chunk form that computes exp(G_i) and exp(-G_j) separately
-// overflows (64 steps of -20 reach exp(1280)) and returns inf * 0 = NaN.
-void check_strong_decay(Fn fn, const std::vector<RunConfig>& runs) {
+// overflows (64 steps of -20 reach exp(1280)) and returns inf * 0 = NaN. Every result must
+// be finite, and all but g's gradient must match the oracle at the dtype's tolerance.
+// g's gradient is then tiny (exp(g) <dS, S>, ~1e-9) and is checked on its own below: a
+// scheme that obtains it as a difference of O(1) cumulative sums loses it to cancellation.
+void check_strong_decay(Fn fn, const std::vector<RunConfig>& runs, bool gate_gradient_only) {
   CaseConfig cfg;
   cfg.seq_len = 2 * kChunkSize + 2;
   cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 16;
   cfg.l2norm = cfg.initial_state = cfg.final_state = true;
   CaseTensors t = make_case(cfg);
   for (const double other : {-20.0, -5.0}) {
-    SCOPED_TRACE("g alternating -20 and " + std::to_string(other));
+    SCOPED_TRACE("g = -20 at even steps, " + std::to_string(other) + " at odd steps");
     t.g = at::full_like(t.g, -20.0);
     t.g.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)}, other);
     for (const RunConfig& run : runs) {
+      const std::string label = std::string(fn_name(fn)) + "/g=-20/" + c10::toString(run.dtype) +
+                                '/' + run.device.str();
       const NamedTensors got = run_operator(fn, cfg, t, run);
-      const NamedTensors want = run_oracle(cfg, round_to_run(t, run), run);
-      expect_close(got, want, run.dtype,
-                   std::string(fn_name(fn)) + "/g=-20/" + c10::toString(run.dtype));
+      NamedTensors want = run_oracle(cfg, round_to_run(t, run), run);
+      for (const auto& [name, value] : got) {
+        ASSERT_TRUE(value.defined()) << label << ": no " << name;
+        EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
+      }
+      want.erase(std::remove_if(want.begin(), want.end(),
+                                [&](const auto& entry) {
+                                  return (entry.first == "dg") != gate_gradient_only;
+                                }),
+                 want.end());
+      for (const auto& [name, reference] : want) {
+        EXPECT_LE(relative_error(find(got, name), reference), tolerance_for(reference, run.dtype))
+            << label << ": " << name;
+      }
     }
   }
 }
 
 TEST_P(EdgeCases, StrongDecayStaysFiniteAndExact) {
-  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16});
+  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16}, /*gate_gradient_only=*/false);
+}
+
+TEST_P(EdgeCases, StrongDecayGateGradientExact) {
+  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16}, /*gate_gradient_only=*/true);
 }
 
 TEST_P(EdgeCases, CudaStrongDecayStaysFiniteAndExact) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA);
-  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)});
+  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, false);
 }
 
-// Zero-length segments: their final state is their initial state, and its gradient the
-// final state's cotangent, both exactly (no arithmetic touches them).
+TEST_P(EdgeCases, CudaStrongDecayGateGradientExact) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, true);
+}
+
 void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
   CaseConfig cfg;
   cfg.segments = {0, 3, 0, 0, 2, 0};
