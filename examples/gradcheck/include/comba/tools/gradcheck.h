@@ -6,7 +6,8 @@
 // L = sum_i <y_i, R_i> with fixed random R_i (a random projection of the outputs, so
 // every output and every element of it matters). The analytic gradient of L comes from
 // autograd; the numeric one from central differences (L(x + h e_j) - L(x - h e_j)) / 2h
-// in fp64, for every element of each input or a seeded random sample of them. Each input
+// in fp64 (outputs subtracted before the reduction, so large outputs lose nothing to
+// cancellation), for every element of each input or a seeded random sample of them. Each input
 // gets its worst error relative to the size of its gradient:
 //   max_rel_error = max_j |analytic_j - numeric_j| / max_j |numeric_j|.
 // With h = 1e-6 central differences in fp64 are accurate to ~1e-9 relative on smooth
