@@ -1,0 +1,285 @@
+// Edge cases of the operator, each against an independent expectation: strong decay
+// (g = -20 per step) stays finite and matches the oracle; zero-length segments hand the
+// initial state through unchanged; omitted p is p = k and omitted beta is ones;
+// non-contiguous inputs give the same numbers as contiguous ones; results come back in
+// each input's dtype. The Cuda* tests repeat the numeric ones on the GPU (skipped without).
+#include <gtest/gtest.h>
+#include <torch/autograd.h>
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <string>
+
+#include "comba/ops/comba.h"
+#include "support/comba_case.h"
+
+namespace comba::test {
+namespace {
+
+const RunConfig kFloat64{at::kDouble, at::kDouble, at::kDouble};
+const RunConfig kFloat32{at::kFloat, at::kFloat, at::kFloat};
+
+const at::Tensor& find(const NamedTensors& results, const std::string& name) {
+  for (const auto& [key, value] : results) {
+    if (key == name) return value;
+  }
+  throw std::out_of_range("no result named " + name);
+}
+
+// Every result finite and within the tolerance of `dtype` (support/comba_case.h).
+void expect_close(const NamedTensors& got, const NamedTensors& want, at::ScalarType dtype,
+                  const std::string& label) {
+  ASSERT_EQ(got.size(), want.size()) << label;
+  for (const auto& [name, reference] : want) {
+    const at::Tensor& value = find(got, name);
+    ASSERT_TRUE(value.defined()) << label << ": no " << name;
+    EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
+    EXPECT_LE(relative_error(value, reference), tolerance_for(reference, dtype))
+        << label << ": " << name;
+  }
+}
+
+RunConfig on(const RunConfig& run, const at::Device& device) {
+  RunConfig moved = run;
+  moved.device = device;
+  return moved;
+}
+
+const RunConfig kBFloat16{at::kBFloat16, at::kFloat, at::kBFloat16};
+
+class EdgeCases : public ::testing::TestWithParam<Fn> {
+ protected:
+  std::string label(const char* what) const { return std::string(fn_name(GetParam())) + '/' + what; }
+};
+
+// exp(-20) ~ 2e-9 per step: a chunk form that computes exp(G_i) and exp(-G_j) separately
+// overflows (64 steps of -20 reach exp(1280)) and returns inf * 0 = NaN. Every result must
+// be finite, and all but g's gradient must match the oracle at the dtype's tolerance.
+// g's gradient is then tiny (exp(g) <dS, S>, ~1e-9) and is checked on its own below: a
+// scheme that obtains it as a difference of O(1) cumulative sums loses it to cancellation.
+void check_strong_decay(Fn fn, const std::vector<RunConfig>& runs, bool gate_gradient_only) {
+  CaseConfig cfg;
+  cfg.seq_len = 2 * kChunkSize + 2;
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 16;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  CaseTensors t = make_case(cfg);
+  for (const double other : {-20.0, -5.0}) {
+    SCOPED_TRACE("g = -20 at even steps, " + std::to_string(other) + " at odd steps");
+    t.g = at::full_like(t.g, -20.0);
+    t.g.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)}, other);
+    for (const RunConfig& run : runs) {
+      const std::string label = std::string(fn_name(fn)) + "/g=-20/" + c10::toString(run.dtype) +
+                                '/' + run.device.str();
+      const NamedTensors got = run_operator(fn, cfg, t, run);
+      NamedTensors want = run_oracle(cfg, round_to_run(t, run), run);
+      for (const auto& [name, value] : got) {
+        ASSERT_TRUE(value.defined()) << label << ": no " << name;
+        EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
+      }
+      want.erase(std::remove_if(want.begin(), want.end(),
+                                [&](const auto& entry) {
+                                  return (entry.first == "dg") != gate_gradient_only;
+                                }),
+                 want.end());
+      for (const auto& [name, reference] : want) {
+        EXPECT_LE(relative_error(find(got, name), reference), tolerance_for(reference, run.dtype))
+            << label << ": " << name;
+      }
+    }
+  }
+}
+
+TEST_P(EdgeCases, StrongDecayStaysFiniteAndExact) {
+  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16}, /*gate_gradient_only=*/false);
+}
+
+TEST_P(EdgeCases, StrongDecayGateGradientExact) {
+  check_strong_decay(GetParam(), {kFloat64, kFloat32, kBFloat16}, /*gate_gradient_only=*/true);
+}
+
+TEST_P(EdgeCases, CudaStrongDecayStaysFiniteAndExact) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, false);
+}
+
+TEST_P(EdgeCases, CudaStrongDecayGateGradientExact) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, true);
+}
+
+void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
+  CaseConfig cfg;
+  cfg.segments = {0, 3, 0, 0, 2, 0};
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 8, cfg.value_dim = 4;
+  cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  for (const RunConfig& run : runs) {
+    const std::string label = std::string(fn_name(fn)) + "/empty segments/" +
+                              c10::toString(run.dtype) + '/' + run.device.str();
+    const NamedTensors got = run_operator(fn, cfg, t, run);
+    const CaseTensors seen = round_to_run(t, run);
+    for (const int64_t n : {0, 2, 3, 5}) {
+      EXPECT_TRUE(at::equal(find(got, "final_state")[n], seen.initial_state[n]))
+          << label << ": final state of segment " << n;
+      EXPECT_TRUE(at::equal(find(got, "dinitial_state")[n], seen.d_final_state[n]))
+          << label << ": initial-state gradient of segment " << n;
+    }
+    expect_close(got, run_oracle(cfg, seen, run), run.dtype, label);
+  }
+}
+
+TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
+  check_zero_length_segments(GetParam(), {kFloat64, kFloat32});
+}
+
+TEST_P(EdgeCases, CudaZeroLengthSegmentsPassTheStateThrough) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_zero_length_segments(GetParam(), {on(kFloat32, at::Device(at::kCUDA))});
+}
+
+// Only empty segments: T = 0 tokens in all.
+TEST_P(EdgeCases, AllSegmentsEmpty) {
+  CaseConfig cfg;
+  cfg.segments = {0, 0};
+  cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  const NamedTensors got = run_operator(GetParam(), cfg, t, kFloat64);
+  EXPECT_TRUE(at::equal(find(got, "final_state"), t.initial_state));
+  EXPECT_EQ(find(got, "o").numel(), 0);
+}
+
+CaseConfig small_dense_case() {
+  CaseConfig cfg;
+  cfg.seq_len = kChunkSize + 3;
+  cfg.heads = 2, cfg.value_heads = 4, cfg.key_dim = 16, cfg.value_dim = 8;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  cfg.seed = 7;
+  return cfg;
+}
+
+// p omitted: the operator uses k, and k's gradient collects both of its roles.
+TEST_P(EdgeCases, OmittedPIsK) {
+  const CaseConfig cfg = small_dense_case();
+  CaseTensors t = make_case(cfg);
+  RunConfig omitted = kFloat64;
+  omitted.omit_p = true;
+  const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
+  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("p omitted"));
+
+  t.p = t.k.clone();  // the same values passed explicitly
+  const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
+  EXPECT_LE(relative_error(find(got, "o"), find(given, "o")), kFloat64Tolerance);
+  EXPECT_LE(relative_error(find(got, "dk"), find(given, "dk") + find(given, "dp")),
+            kFloat64Tolerance);
+}
+
+TEST_P(EdgeCases, OmittedBetaIsOnes) {
+  const CaseConfig cfg = small_dense_case();
+  CaseTensors t = make_case(cfg);
+  RunConfig omitted = kFloat64;
+  omitted.omit_beta = true;
+  const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
+  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("beta omitted"));
+
+  t.beta = at::ones_like(t.beta);
+  const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
+  for (const char* name : {"o", "final_state", "dq", "dk", "dv", "dg", "dinitial_state"}) {
+    EXPECT_LE(relative_error(find(got, name), find(given, name)), kFloat64Tolerance) << name;
+  }
+}
+
+// The operator accepts any strides (it makes contiguous copies): same values laid out
+// differently must give the same numbers, gradients included.
+TEST_P(EdgeCases, NonContiguousInputsGiveTheSameNumbers) {
+  CaseConfig cfg;
+  cfg.segments = {5, 0, 3};
+  cfg.heads = 2, cfg.value_heads = 4, cfg.key_dim = 8, cfg.value_dim = 6;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  // Same values, transposed storage: x.transpose(a, b).contiguous().transpose(a, b).
+  auto strided = [](const at::Tensor& x, int64_t a, int64_t b) {
+    at::Tensor y = x.transpose(a, b).contiguous().transpose(a, b);
+    EXPECT_FALSE(y.is_contiguous());
+    return y;
+  };
+  auto run = [&](bool contiguous) {
+    auto leaf = [](const at::Tensor& x) { return x.detach().requires_grad_(true); };
+    const at::Tensor q = leaf(contiguous ? t.q : strided(t.q, 1, 2));
+    const at::Tensor k = leaf(contiguous ? t.k : strided(t.k, 2, 3));
+    const at::Tensor v = leaf(contiguous ? t.v : strided(t.v, 1, 3));
+    const at::Tensor p = leaf(contiguous ? t.p : strided(t.p, 1, 2));
+    const at::Tensor g = leaf(contiguous ? t.g : strided(t.g, 1, 2));
+    const at::Tensor beta = leaf(contiguous ? t.beta : strided(t.beta, 1, 2));
+    const at::Tensor h0 = leaf(contiguous ? t.initial_state : strided(t.initial_state, 2, 3));
+    // Every other element of a longer tensor: strided cu_seqlens.
+    const at::Tensor cu = contiguous ? t.cu_seqlens
+                                     : at::stack({t.cu_seqlens, t.cu_seqlens}, 1).select(1, 0);
+    const auto options = CombaOptions()
+                             .initial_state(h0)
+                             .output_final_state(true)
+                             .use_qk_l2norm_in_kernel(true)
+                             .cu_seqlens(cu);
+    const auto [o, final_state] =
+        GetParam() == Fn::kChunk ? chunk_comba(q, k, v, p, g, beta, options)
+                                 : fused_recurrent_comba(q, k, v, p, g, beta, options);
+    const auto grads = torch::autograd::grad({o, final_state}, {q, k, v, p, g, beta, h0},
+                                             {t.d_o, t.d_final_state});
+    std::vector<at::Tensor> all{o, final_state};
+    all.insert(all.end(), grads.begin(), grads.end());
+    return all;
+  };
+  const auto reference = run(true), strided_result = run(false);
+  for (size_t i = 0; i < reference.size(); ++i) {
+    EXPECT_LE(relative_error(strided_result[i], reference[i]), 1e-14) << "result " << i;
+  }
+}
+
+// o in q's dtype, the state in fp32, each gradient in its input's dtype (SPEC section 1).
+TEST_P(EdgeCases, ResultsInEachInputsDtype) {
+  CaseConfig cfg;
+  cfg.seq_len = 5, cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 4, cfg.value_dim = 4;
+  const CaseTensors t = make_case(cfg);
+  auto leaf = [](const at::Tensor& x, at::ScalarType dt) {
+    return x.to(dt).detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(t.q, at::kBFloat16), k = leaf(t.k, at::kBFloat16);
+  const at::Tensor v = leaf(t.v, at::kBFloat16), p = leaf(t.p, at::kBFloat16);
+  const at::Tensor g = leaf(t.g, at::kFloat), beta = leaf(t.beta, at::kBFloat16);
+  const at::Tensor h0 = leaf(at::randn({1, 2, 4, 4}), at::kFloat);
+  const auto options = CombaOptions().initial_state(h0).output_final_state(true);
+  const auto [o, final_state] =
+      GetParam() == Fn::kChunk ? chunk_comba(q, k, v, p, g, beta, options)
+                               : fused_recurrent_comba(q, k, v, p, g, beta, options);
+  EXPECT_EQ(o.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(final_state.scalar_type(), at::kFloat);
+  const auto grads = torch::autograd::grad({o.sum() + final_state.sum()},
+                                           {q, k, v, p, g, beta, h0});
+  const at::Tensor inputs[] = {q, k, v, p, g, beta, h0};
+  for (size_t i = 0; i < grads.size(); ++i) {
+    ASSERT_TRUE(grads[i].defined()) << "gradient " << i;
+    EXPECT_EQ(grads[i].scalar_type(), inputs[i].scalar_type()) << "gradient " << i;
+  }
+}
+
+TEST_P(EdgeCases, NoFinalStateUnlessAsked) {
+  CaseConfig cfg;
+  cfg.seq_len = 3;
+  const CaseTensors t = make_case(cfg);
+  const auto options = CombaOptions().output_final_state(false);
+  const auto [o, final_state] =
+      GetParam() == Fn::kChunk ? chunk_comba(t.q, t.k, t.v, t.p, t.g, t.beta, options)
+                               : fused_recurrent_comba(t.q, t.k, t.v, t.p, t.g, t.beta, options);
+  EXPECT_TRUE(o.defined());
+  EXPECT_FALSE(final_state.defined());
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, EdgeCases, ::testing::Values(Fn::kChunk, Fn::kRecurrent),
+                         [](const ::testing::TestParamInfo<Fn>& info) {
+                           return std::string(info.param == Fn::kChunk ? "chunk" : "recurrent");
+                         });
+
+}  // namespace
+}  // namespace comba::test
