@@ -95,6 +95,8 @@ TEST_F(NnOnGpu, Bf16WeightsAndAutocastMatchFp32Model) {
 TEST_F(NnOnGpu, Bf16CachedDecodeEqualsFullForwardAndGreedyIsDeterministic) {
   torch::manual_seed(33);
   auto config = tiny_config();
+  config.hidden_size = 128;
+  config.head_dim = 64;
   config.num_v_heads = 4;
   CombaForCausalLM lm(config);
   lm->to(cuda, torch::kBFloat16);
