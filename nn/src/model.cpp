@@ -1,0 +1,87 @@
+// CombaModel: embeddings, the stack of blocks (each with its own decode state) and the
+// final norm; init_weights implements SPEC section 3's initialisation for the whole tree.
+#include "comba/nn/model.h"
+
+#include "comba/core/checks.h"
+#include "comba/nn/padding.h"
+
+#include <torch/torch.h>
+
+namespace comba::nn {
+
+CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
+  config_.validate();
+  embeddings = register_module("embeddings", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(CombaBlock(config_, i));
+  norm = register_module("norm", RMSNorm(RMSNormOptions(config_.hidden_size).eps(config_.norm_eps)));
+  init_weights();
+}
+
+namespace {
+
+void init_module(torch::nn::Module& module, double std) {
+  if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(&module)) {
+    linear->weight.normal_(0.0, std);
+    if (linear->bias.defined()) linear->bias.zero_();
+  } else if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(&module)) {
+    embedding->weight.normal_(0.0, std);
+  } else if (auto* conv = dynamic_cast<ShortConvolutionImpl*>(&module)) {
+    // fla's _init_weights treats the short convs as nn.Conv1d: normal weights, zero bias.
+    conv->weight.normal_(0.0, std);
+    if (conv->bias.defined()) conv->bias.zero_();
+  } else if (auto* norm = dynamic_cast<RMSNormImpl*>(&module)) {
+    norm->reset_parameters();
+  } else if (auto* gated_norm = dynamic_cast<GatedRMSNormImpl*>(&module)) {
+    gated_norm->reset_parameters();
+  } else if (auto* layer = dynamic_cast<CombaLayerImpl*>(&module)) {
+    layer->reset_parameters();
+  }
+}
+
+}  // namespace
+
+void init_comba_weights(torch::nn::Module& root, double std) {
+  torch::NoGradGuard no_grad;
+  // modules(include_self) needs a shared_ptr root, which a constructor does not have yet.
+  init_module(root, std);
+  for (const auto& module : root.modules(/*include_self=*/false)) init_module(*module, std);
+}
+
+void CombaModelImpl::init_weights() { init_comba_weights(*this, config_.initializer_range); }
+
+torch::Tensor CombaModelImpl::forward(const torch::Tensor& input_ids, const ModelInputs& inputs) {
+  const core::ArgChecker check("CombaModel::forward");
+  check.rank(input_ids, "input_ids", 2, "[B, T]").dtype_in(input_ids, "input_ids", {torch::kLong, torch::kInt});
+  if (inputs.cache()) {
+    check.require(inputs.cache()->num_layers() == config_.num_hidden_layers, "argument `cache` expected ",
+                  config_.num_hidden_layers, " layers, got ", inputs.cache()->num_layers());
+  }
+  const int64_t batch = input_ids.size(0), seq_len = input_ids.size(1);
+  auto hidden = embeddings(input_ids);
+  // Padding is removed once for the whole stack (every block is per-token outside the
+  // mixer), so the blocks see packed sequences and padding positions cost nothing.
+  Unpadding unpadding;
+  auto cu_seqlens = inputs.cu_seqlens();
+  if (inputs.attention_mask().defined()) {
+    check.require(!cu_seqlens.defined(),
+                  "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
+    unpadding = unpad_from_mask(inputs.attention_mask(), batch, seq_len, hidden.device(), "CombaModel::forward");
+    if (unpadding.has_padding()) {
+      hidden = unpadding.pack(hidden);
+      cu_seqlens = unpadding.cu_seqlens;
+    }
+  }
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const auto layer_inputs = CombaLayerInputs()
+                                  .cu_seqlens(cu_seqlens)
+                                  .state(inputs.cache() ? &inputs.cache()->layer(i) : nullptr);
+    hidden = layers->at<CombaBlockImpl>(static_cast<size_t>(i)).forward(hidden, layer_inputs);
+  }
+  if (inputs.cache()) inputs.cache()->add_seen_tokens(seq_len);
+  hidden = norm(hidden);
+  // Padding positions come back as zeros (so their logits are zeros too).
+  return unpadding.has_padding() ? unpadding.unpack(hidden) : hidden;
+}
+
+}  // namespace comba::nn
