@@ -100,7 +100,7 @@ torch::Tensor CombaLayerImpl::forward(const torch::Tensor& x, const CombaLayerIn
   const core::ArgChecker check("CombaLayer::forward");
   check.rank(x, "x", 3, "[B, T, hidden]").floating(x, "x");
   check.require(x.size(2) == options.hidden_size(), "argument `x` expected hidden = ", options.hidden_size(),
-                " [B, T, hidden], got shape ", core::shape_str(x.sizes()));
+                " [B, T, hidden], got shape ", x.sizes());
   const int64_t batch = x.size(0), seq_len = x.size(1);
   const auto& mask = inputs.attention_mask();
   if (!mask.defined()) return mix(x, inputs.cu_seqlens(), inputs.state());

@@ -45,7 +45,7 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
   const core::ArgChecker check("generate");
   check.rank(input_ids, "input_ids", 2, "[B, T]").dtype_in(input_ids, "input_ids", {torch::kLong});
   check.require(input_ids.size(1) > 0, "argument `input_ids` expected T > 0, got shape ",
-                core::shape_str(input_ids.sizes()));
+                input_ids.sizes());
   check.require(options.max_new_tokens() >= 0, "option `max_new_tokens` expected >= 0, got ",
                 options.max_new_tokens());
   if (attention_mask.defined()) {

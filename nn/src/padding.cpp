@@ -13,7 +13,7 @@ Unpadding unpad_from_mask(const at::Tensor& attention_mask, int64_t batch, int64
   check.rank(attention_mask, "attention_mask", 2, "[B, T_mask]");
   check.require(attention_mask.size(0) == batch && attention_mask.size(1) >= seq_len,
                 "argument `attention_mask` expected [B = ", batch, ", T_mask >= ", seq_len, "], got shape ",
-                core::shape_str(attention_mask.sizes()));
+                attention_mask.sizes());
   Unpadding out;
   out.batch = batch;
   out.seq_len = seq_len;

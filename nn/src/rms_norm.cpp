@@ -12,7 +12,7 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   const core::ArgChecker check("rms_norm");
   check.defined(x, "x").floating(x, "x");
   check.require(x.dim() >= 1 && x.size(-1) == weight.size(0), "argument `x` expected last dim ",
-                weight.size(0), " [..., dim], got shape ", core::shape_str(x.sizes()));
+                weight.size(0), " [..., dim], got shape ", x.sizes());
   if (gate.defined()) check.shape(gate, "gate", x.sizes(), "like x [..., dim]");
   const auto xf = x.to(torch::kFloat);
   auto y = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps) * weight.to(torch::kFloat);

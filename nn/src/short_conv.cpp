@@ -41,7 +41,7 @@ ShortConvOutput ShortConvolutionImpl::forward(const torch::Tensor& x, const torc
   const core::ArgChecker check("ShortConvolution::forward");
   check.rank(x, "x", 3, "[B, T, C]");
   check.require(x.size(2) == options.channels(), "argument `x` expected C = ", options.channels(),
-                " channels [B, T, C], got shape ", core::shape_str(x.sizes()));
+                " channels [B, T, C], got shape ", x.sizes());
   const int64_t batch = x.size(0), seq_len = x.size(1), channels = x.size(2);
   const int64_t width = options.kernel_size() - 1;  // inputs carried between calls
   const bool varlen = cu_seqlens.defined();

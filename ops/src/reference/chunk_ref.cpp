@@ -17,20 +17,31 @@ at::Tensor masked_decay(const at::Tensor& a, const at::Tensor& b, bool include_d
   return diff.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity()).exp();
 }
 
-// Terms exp(G_a - G_b) whose exponent is a sum over an empty range of g (the diagonal of
-// the output mask, the first subdiagonal of the WY mask, the chunk's last key in the
-// carry) are constants: their +/- contributions to dg cancel exactly. They are dropped
-// before the sums, since forming and cancelling them costs all precision when the true
-// gradient is tiny (strong decay: g = -20 gives dg ~ 1e-8 beside O(1) terms).
-at::Tensor drop_diagonal(const at::Tensor& x, int64_t offset) {
-  const auto c = x.size(-1);
-  auto mask = at::ones({c, c}, x.options());
+// Range weights (see chunk_decay_bwd) from a pair matrix z[i][j] of terms
+// exp(sum g over [j + 1 + lo_shift, i - hi_shift]): entry [i - hi_shift][j + 1 + lo_shift].
+// Pairs whose range is empty (the diagonal of the output mask, the first subdiagonal of
+// the WY mask) are constants and must be zero in z.
+at::Tensor pair_ranges(const at::Tensor& z, int64_t hi_shift) {
+  const auto c = z.size(-1);
+  auto rows = z.narrow(-2, hi_shift, c - hi_shift);                          // i -> i - shift
+  rows = at::constant_pad_nd(rows, {0, 0, 0, hi_shift});
+  return at::constant_pad_nd(rows.narrow(-1, 0, c - 1), {1, 0});             // j -> j + 1
+}
+
+// Range weights of terms w_i * exp(sum g over [0, i - hi_shift]) (entry [i - shift][0]).
+at::Tensor prefix_ranges(const at::Tensor& w, int64_t hi_shift) {
+  const auto c = w.size(-1);
+  auto shifted = at::constant_pad_nd(w.narrow(-1, hi_shift, c - hi_shift), {0, hi_shift});
+  return at::constant_pad_nd(shifted.unsqueeze(-1), {0, c - 1});
+}
+
+at::Tensor zero_diagonal(const at::Tensor& x, int64_t offset) {
+  auto mask = at::ones({x.size(-1), x.size(-1)}, x.options());
   mask.diagonal(offset).zero_();
   return x * mask;
 }
 
 at::Tensor rowsum(const at::Tensor& x) { return x.sum(-1); }
-at::Tensor colsum(const at::Tensor& x) { return x.sum(-2); }
 at::Tensor mT(const at::Tensor& x) { return x.transpose(-1, -2); }
 
 // [N, HV, Tp, D] <-> [NC, N, HV, C, D] and [N, HV, Tp] <-> [NC, N, HV, C] (chunk-major).
@@ -57,10 +68,11 @@ ChunkDecay chunk_decay_fwd(const at::Tensor& g) {
   return {G, G0};
 }
 
-at::Tensor chunk_decay_bwd(const at::Tensor& dG, const at::Tensor& dG0) {
-  // G_i = sum_{t<=i} g_t, G0_i = sum_{t<i} g_t: dg_t = sum_{i>=t} dG_i + sum_{i>t} dG0_i.
-  const auto reverse_cumsum = [](const at::Tensor& x) { return x.flip(-1).cumsum(-1).flip(-1); };
-  return reverse_cumsum(dG) + reverse_cumsum(dG0) - dG0;
+at::Tensor chunk_decay_bwd(const at::Tensor& range_weights) {
+  const auto c = range_weights.size(-1);
+  const auto upto = range_weights.cumsum(-1);  // [hi][t] = sum over lo <= t
+  const auto hi_at_least_t = at::ones({c, c}, range_weights.options()).tril();
+  return (upto * hi_at_least_t).sum(-2);
 }
 
 WYRepresentation wy_fwd(const at::Tensor& k, const at::Tensor& p, const at::Tensor& v,
@@ -90,15 +102,15 @@ WYGrads wy_bwd(const at::Tensor& k, const at::Tensor& p, const at::Tensor& v,
   const auto pk = at::matmul(p, mT(k));
   const auto y = -at::matmul(at::matmul(mT(wy.T), dT), mT(wy.T)) * m_a;  // dA * M
   const auto d_pk = b * y;
-  const auto z = drop_diagonal(d_pk * pk, -1);  // dM * M, without the constant terms
+  const auto z = zero_diagonal(d_pk * pk, -1);  // dM * M; the subdiagonal's range is empty
   WYGrads d;
   d.p = at::matmul(d_pk, k) + b * gamma0.unsqueeze(-1) * d_bp;
   d.k = at::matmul(mT(d_pk), p);
   d.v = b * d_bv;
   const auto s_bp = rowsum(d_bp * p);
   d.beta = rowsum(y * pk) + gamma0 * s_bp + rowsum(d_bv * v);
-  d.G0 = rowsum(z) + beta * gamma0 * s_bp;
-  d.G = -colsum(z);
+  // exp(G0_i - G_j) spans g[j+1 .. i-1]; exp(G0_i) spans g[0 .. i-1].
+  d.decay_ranges = pair_ranges(z, 1) + prefix_ranges(beta * gamma0 * s_bp, 1);
   return d;
 }
 
@@ -113,12 +125,18 @@ CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const Chunk
   const auto g_last = G.select(-1, G.size(-1) - 1);
   const auto e = (g_last.unsqueeze(-1) - G).exp();
   const auto last = G.size(-1) - 1;
-  auto s = rowsum(d_k_decayed * k) * e;  // d(e_j) * e_j
-  s.select(-1, last).zero_();           // e_last = exp(0): constant
+  const auto s = rowsum(d_k_decayed * k) * e;  // d(e_j) * e_j
   CarryGrads d;
   d.k = d_k_decayed * e.unsqueeze(-1);
-  d.G = -s;
-  d.G.select(-1, last).add_(s.sum(-1) + d_gamma_last * carry.gamma_last);
+  // exp(G_last - G_j) spans g[j+1 .. last]; exp(G_last) spans g[0 .. last].
+  const auto c = G.size(-1);
+  auto sizes = G.sizes().vec();
+  sizes.push_back(c);
+  auto ranges = at::zeros(sizes, G.options());
+  auto last_row = ranges.select(-2, last);
+  last_row.narrow(-1, 1, c - 1).copy_(s.narrow(-1, 0, c - 1));
+  last_row.select(-1, 0).add_(d_gamma_last * carry.gamma_last);
+  d.decay_ranges = ranges;
   return d;
 }
 
@@ -209,7 +227,7 @@ OutputGrads chunk_output_bwd(const at::Tensor& q, const at::Tensor& k, const at:
   const auto u_corrected = wy.U - at::matmul(wy.W, states.starts);
   const auto e = at::matmul(d_o, mT(u_corrected));  // d(A_qk)
   const auto f = e * m_o;                           // d(Qs K^T)
-  const auto z = drop_diagonal(f * qk, 0);          // dM * M, without the constant terms
+  const auto z = zero_diagonal(f * qk, 0);          // dM * M; the diagonal's range is empty
   const auto inter = at::matmul(qs, states.starts);  // before the row decay
   const auto d_u = at::matmul(mT(qk * m_o), d_o);    // d(Uc)
   OutputGrads d;
@@ -218,7 +236,8 @@ OutputGrads chunk_output_bwd(const at::Tensor& q, const at::Tensor& k, const at:
   d.U = d_u;
   d.W = -at::matmul(d_u, mT(states.starts));
   d.starts = at::matmul(mT(qs * gamma), d_o) - at::matmul(mT(wy.W), d_u);
-  d.G = rowsum(inter * d_o) * gamma.squeeze(-1) + rowsum(z) - colsum(z);
+  // exp(G_i - G_j) spans g[j+1 .. i]; exp(G_i) spans g[0 .. i].
+  d.decay_ranges = pair_ranges(z, 0) + prefix_ranges(rowsum(inter * d_o) * gamma.squeeze(-1), 0);
   return d;
 }
 
@@ -253,7 +272,7 @@ CanonicalGrads chunk_bwd_ref(const CanonicalInputs& in, double scale, const at::
   d.p = unchunk(d_wy.p);
   d.v = unchunk(d_wy.v);
   d.beta = unchunk(d_wy.beta);
-  d.g = unchunk(chunk_decay_bwd(d_out.G + d_carry.G + d_wy.G, d_wy.G0));
+  d.g = unchunk(chunk_decay_bwd(d_out.decay_ranges + d_carry.decay_ranges + d_wy.decay_ranges));
   d.initial_state = d_scan.initial_state;
   return d;
 }

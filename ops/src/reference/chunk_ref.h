@@ -24,7 +24,12 @@ struct ChunkDecay {
   at::Tensor G, G0;  // [..., C]
 };
 ChunkDecay chunk_decay_fwd(const at::Tensor& g);
-at::Tensor chunk_decay_bwd(const at::Tensor& dG, const at::Tensor& dG0);  // -> dg
+// The gradient of g arrives as "range weights" R [..., C, C]: R[hi][lo] is the total
+// weight w of terms w * exp(g_lo + ... + g_hi), so dg_t = sum over lo <= t <= hi of R.
+// Every decay factor of the chunk form is such a range sum; collecting the weights per
+// range (instead of dG per position and a reverse cumsum) never forms the large, exactly
+// cancelling pairs that otherwise swamp a tiny dg under strong decay.
+at::Tensor chunk_decay_bwd(const at::Tensor& range_weights);  // -> dg [..., C]
 
 struct WYRepresentation {
   at::Tensor T;  // [..., C, C] unit lower-triangular
@@ -34,7 +39,7 @@ struct WYRepresentation {
 WYRepresentation wy_fwd(const at::Tensor& k, const at::Tensor& p, const at::Tensor& v,
                         const at::Tensor& beta, const ChunkDecay& decay);
 struct WYGrads {
-  at::Tensor k, p, v, beta, G, G0;
+  at::Tensor k, p, v, beta, decay_ranges;
 };
 WYGrads wy_bwd(const at::Tensor& k, const at::Tensor& p, const at::Tensor& v,
                const at::Tensor& beta, const ChunkDecay& decay, const WYRepresentation& wy,
@@ -46,7 +51,7 @@ struct ChunkCarry {
 };
 ChunkCarry chunk_carry_fwd(const at::Tensor& k, const at::Tensor& G);
 struct CarryGrads {
-  at::Tensor k, G;
+  at::Tensor k, decay_ranges;
 };
 CarryGrads chunk_carry_bwd(const at::Tensor& k, const at::Tensor& G, const ChunkCarry& carry,
                            const at::Tensor& d_k_decayed, const at::Tensor& d_gamma_last);
@@ -78,7 +83,7 @@ at::Tensor chunk_output_fwd(const at::Tensor& q, const at::Tensor& k, const at::
                             const WYRepresentation& wy, const ChunkStates& states,
                             double scale);
 struct OutputGrads {
-  at::Tensor q, k, G, W, U, starts;
+  at::Tensor q, k, decay_ranges, W, U, starts;
 };
 OutputGrads chunk_output_bwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& G,
                              const WYRepresentation& wy, const ChunkStates& states,
