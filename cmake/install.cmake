@@ -10,9 +10,15 @@ include(CMakePackageConfigHelpers)
 
 set(COMBA_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/Comba)
 
-# Installed shared libraries find each other and LibTorch without LD_LIBRARY_PATH.
+# Installed shared libraries find each other and LibTorch without LD_LIBRARY_PATH
+# (RUNPATH is not inherited: libcomba_ops itself must name torch's library folder).
+get_filename_component(COMBA_TORCH_LIBDIR "${TORCH_LIBRARY}" DIRECTORY)
+set(COMBA_INSTALL_RPATH "$ORIGIN" "${COMBA_TORCH_LIBDIR}")
+if(COMBA_HAS_CUDA AND CMAKE_CUDA_COMPILER_TOOLKIT_ROOT)
+  list(APPEND COMBA_INSTALL_RPATH "${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}/lib64")
+endif()
 set_target_properties(comba_ops comba_nn PROPERTIES
-  INSTALL_RPATH "$ORIGIN"
+  INSTALL_RPATH "${COMBA_INSTALL_RPATH}"
   INSTALL_RPATH_USE_LINK_PATH ON)
 
 install(TARGETS comba_torch comba_log comba_core comba_ops comba_nn comba
