@@ -41,4 +41,9 @@ class CombaCache {
   int64_t seen_tokens_ = 0;
 };
 
+// Pointer aliases for TORCH_ARG fields (the macro spells `const T&`, which a raw `X*`
+// would turn into a pointer to const). Non-owning; nullptr = no cache.
+using LayerStatePtr = LayerState*;
+using CombaCachePtr = CombaCache*;
+
 }  // namespace comba::nn

@@ -31,7 +31,7 @@ struct LMInputs {
   TORCH_ARG(torch::Tensor, labels);
   TORCH_ARG(torch::Tensor, attention_mask);  // [B, T_mask], nonzero = token, 0 = padding
   TORCH_ARG(torch::Tensor, cu_seqlens);      // int64 [N + 1] packed sequences, B must be 1
-  TORCH_ARG(CombaCache*, cache) = nullptr;   // decode cache, read and updated; nullptr = none
+  TORCH_ARG(CombaCachePtr, cache) = nullptr;   // decode cache, read and updated; nullptr = none
   // Compute logits for the last `logits_to_keep` positions only (0 = all); for decoding.
   TORCH_ARG(int64_t, logits_to_keep) = 0;
 };

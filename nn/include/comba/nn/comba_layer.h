@@ -47,7 +47,7 @@ struct CombaLayerInputs {
   // int64 [N + 1] boundaries of packed sequences (B must be 1).
   TORCH_ARG(torch::Tensor, cu_seqlens);
   // Decode state to read (if defined) and overwrite with the state after the last token.
-  TORCH_ARG(LayerState*, state) = nullptr;
+  TORCH_ARG(LayerStatePtr, state) = nullptr;
 };
 
 // Above this length, eval-mode inputs take the chunk path (fla switches at 64 as well).
@@ -73,8 +73,7 @@ class CombaLayerImpl : public torch::nn::Module {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
   torch::nn::Linear a_proj{nullptr}, b_proj{nullptr}, g_proj{nullptr}, o_proj{nullptr};
   ShortConvolution q_conv1d{nullptr}, k_conv1d{nullptr}, v_conv1d{nullptr};
-  RMSNorm o_norm_plain{nullptr};  // registered as "o_norm" without the output gate
-  GatedRMSNorm o_norm{nullptr};   // registered as "o_norm" with the output gate
+  GatedRMSNorm o_norm{nullptr};  // plain RMSNorm (gate undefined) without the output gate
   torch::Tensor A_log;    // [HV]
   torch::Tensor dt_bias;  // [HV]
   torch::Tensor D;        // [H], only with use_output_correction

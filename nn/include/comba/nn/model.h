@@ -17,7 +17,7 @@ namespace comba::nn {
 struct ModelInputs {
   TORCH_ARG(torch::Tensor, attention_mask);  // [B, T_mask], see CombaLayerInputs
   TORCH_ARG(torch::Tensor, cu_seqlens);      // int64 [N + 1], B must be 1
-  TORCH_ARG(CombaCache*, cache) = nullptr;   // read and updated in place; nullptr = none
+  TORCH_ARG(CombaCachePtr, cache) = nullptr;   // read and updated in place; nullptr = none
 };
 
 class CombaModelImpl : public torch::nn::Module {
@@ -40,5 +40,10 @@ class CombaModelImpl : public torch::nn::Module {
   CombaConfig config_;
 };
 TORCH_MODULE(CombaModel);
+
+// SPEC section 3 initialisation of every Comba module under `root`: Linear, embedding and
+// short-conv weights normal(0, std) (fla's _init_weights treats the convs as nn.Conv1d),
+// biases zero, norm weights one, and each CombaLayer's A_log, dt_bias, D and decay.
+void init_comba_weights(torch::nn::Module& root, double std);
 
 }  // namespace comba::nn

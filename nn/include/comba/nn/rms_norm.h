@@ -32,8 +32,9 @@ class GatedRMSNormImpl : public torch::nn::Module {
   explicit GatedRMSNormImpl(const RMSNormOptions& options);
   void reset();
   void reset_parameters();
-  // x, gate [..., dim] -> rmsnorm(x) * sigmoid(gate), in x's dtype.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& gate);
+  // x, gate [..., dim] -> rmsnorm(x) * sigmoid(gate), in x's dtype; an undefined gate
+  // gives the plain RMSNorm (fla's o_norm without the output gate has the same weight).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& gate = {});
 
   RMSNormOptions options;
   torch::Tensor weight;  // [dim], init ones
