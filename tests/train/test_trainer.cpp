@@ -8,22 +8,20 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
+#include "comba/train/file_util.h"
 #include "comba/train/trainer.h"
 
 namespace comba::train {
 namespace {
 
-namespace fs = std::filesystem;
-
 std::string fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("comba_trainer_" + name);
-  fs::remove_all(dir);
-  return dir.string();
+  const std::string dir = "/tmp/comba_trainer_" + name;
+  remove_tree(dir);
+  return dir;
 }
 
 // A tiny recall run: hidden 32, 2 layers, 8 steps, a log line and loss every step.
@@ -73,12 +71,12 @@ TEST(Trainer, ResumeAfterStopContinuesTheSameLossCurveBitForBit) {
     train_lines += line.find("\"type\": \"train\"") != std::string::npos;
   }
   EXPECT_EQ(train_lines, 8);
-  EXPECT_TRUE(fs::exists(split_dir + "/config.yaml"));
-  EXPECT_TRUE(fs::exists(split_dir + "/loss_curve.svg"));
-  EXPECT_TRUE(fs::exists(split_dir + "/train.log"));
+  EXPECT_TRUE(path_exists(split_dir + "/config.yaml"));
+  EXPECT_TRUE(path_exists(split_dir + "/loss_curve.svg"));
+  EXPECT_TRUE(path_exists(split_dir + "/train.log"));
   EXPECT_NO_THROW(load_config(split_dir + "/config.yaml"));
-  fs::remove_all(straight_dir);
-  fs::remove_all(split_dir);
+  remove_tree(straight_dir);
+  remove_tree(split_dir);
 }
 
 TEST(Trainer, TruncatedCheckpointIsSkippedForThePreviousOne) {
@@ -88,21 +86,21 @@ TEST(Trainer, TruncatedCheckpointIsSkippedForThePreviousOne) {
   const std::string dir = fresh_dir("truncated");
   Trainer(tiny(dir, {"train.stop_at_step=5"})).run();  // checkpoints at 2, 4, 5
   const std::string newest = checkpoint_path(dir + "/checkpoints", 5);
-  ASSERT_TRUE(fs::exists(newest));
-  fs::resize_file(newest, fs::file_size(newest) / 2);
+  ASSERT_TRUE(path_exists(newest));
+  truncate_file(newest, file_size(newest) / 2);
   const TrainSummary resumed = Trainer(tiny(dir)).run();
   EXPECT_EQ(resumed.start_step, 4);
   EXPECT_EQ(resumed.resumed_from, checkpoint_path(dir + "/checkpoints", 4));
   for (const auto& [step, loss] : resumed.losses) EXPECT_EQ(loss, expected.at(step)) << step;
   EXPECT_EQ(resumed.final_step, 8);
-  fs::remove_all(straight_dir);
-  fs::remove_all(dir);
+  remove_tree(straight_dir);
+  remove_tree(dir);
 }
 
 TEST(Trainer, ResumeRequiredWithoutCheckpointFails) {
   const std::string dir = fresh_dir("nothing");
   EXPECT_THROW(Trainer(tiny(dir), ResumeMode::required), std::runtime_error);
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(Trainer, NonFiniteLossStopsWithTheStepNamed) {
@@ -120,7 +118,7 @@ TEST(Trainer, NonFiniteLossStopsWithTheStepNamed) {
     // No checkpoint after the bad step.
     for (const auto& [step, path] : list_checkpoints(dir + "/checkpoints")) EXPECT_LT(step, e.step());
   }
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(Trainer, Bf16MixedPrecisionTrains) {
@@ -129,21 +127,25 @@ TEST(Trainer, Bf16MixedPrecisionTrains) {
                                             "checkpoint.interval=0"})).run();
   ASSERT_EQ(s.losses.size(), 4u);
   for (const auto& [step, loss] : s.losses) EXPECT_TRUE(std::isfinite(loss));
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
+  // configs/default.yaml shortened for the test suite: 4 pairs (chance 25%) and 120 steps
+  // instead of 8 pairs and 300 steps (which reach ~98% in about 3 minutes).
   const std::string dir = fresh_dir("default");
   TrainConfig c = load_config(std::string(COMBA_SOURCE_DIR) + "/configs/default.yaml",
-                              {"device=cpu", "logging.run_dir=" + dir, "train.max_steps=" COMBA_LEARN_STEPS,
-                               "eval.interval=0", "checkpoint.interval=0", "logging.interval=50"});
+                              {"device=cpu", "logging.run_dir=" + dir, "train.max_steps=120",
+                               "schedule.warmup_steps=30", "data.recall.num_pairs=4",
+                               "data.recall.num_queries=12", "eval.interval=0",
+                               "checkpoint.interval=0", "logging.interval=20"});
   const TrainSummary s = Trainer(c).run();
   ASSERT_TRUE(s.last_eval.has_value());
   const double chance = 1.0 / static_cast<double>(c.data.recall.num_pairs);
-  EXPECT_GT(s.last_eval->accuracy, 3 * chance) << "accuracy " << s.last_eval->accuracy;
-  // Cross entropy of a uniform guess over the value vocabulary is log(value_vocab).
-  EXPECT_LT(s.last_eval->loss, 0.6 * std::log(static_cast<double>(c.data.recall.value_vocab)));
-  fs::remove_all(dir);
+  EXPECT_GT(s.last_eval->accuracy, 2 * chance) << "accuracy " << s.last_eval->accuracy;
+  // Better than a uniform guess among the values in context.
+  EXPECT_LT(s.last_eval->loss, std::log(static_cast<double>(c.data.recall.num_pairs)));
+  remove_tree(dir);
 }
 
 }  // namespace
