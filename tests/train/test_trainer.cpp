@@ -138,7 +138,7 @@ TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
                               {"device=cpu", "logging.run_dir=" + dir, "train.max_steps=120",
                                "schedule.warmup_steps=30", "data.recall.num_pairs=4",
                                "data.recall.num_queries=12", "eval.interval=0",
-                               "checkpoint.interval=0", "logging.interval=20"});
+                               "checkpoint.interval=0", "logging.interval=20", "train.threads=1"});
   const TrainSummary s = Trainer(c).run();
   ASSERT_TRUE(s.last_eval.has_value());
   const double chance = 1.0 / static_cast<double>(c.data.recall.num_pairs);
