@@ -64,11 +64,13 @@ inline void randomize_layer(CombaLayerImpl& layer, uint64_t seed) {
   }
 }
 
-// SPEC section 3, token by token in fp64, for dense input x [B, T, hidden].
-inline torch::Tensor reference_layer(CombaLayerImpl& layer, const torch::Tensor& x_in) {
-  torch::NoGradGuard no_grad;
+// SPEC section 3, token by token in fp64, for dense input x [B, T, hidden]. With
+// `differentiable`, gradients flow back to the layer's parameters through the fp64 casts.
+inline torch::Tensor reference_layer(CombaLayerImpl& layer, const torch::Tensor& x_in,
+                                     bool differentiable = false) {
+  torch::AutoGradMode grad_mode(differentiable);
   const auto& o = layer.options;
-  const auto f64 = [](const torch::Tensor& t) { return t.detach().to(torch::kDouble); };
+  const auto f64 = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
   const auto x = f64(x_in);
   const int64_t B = x.size(0), T = x.size(1), H = o.num_heads(), K = o.head_dim();
   const int64_t HV = layer.value_heads(), V = layer.head_v_dim(), group = HV / H;

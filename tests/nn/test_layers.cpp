@@ -3,6 +3,8 @@
 // == each sequence alone, packed == each sequence alone, causality.
 #include "nn_test_utils.h"
 
+#include <map>
+#include <string>
 #include <vector>
 
 using namespace comba::nn;
@@ -144,6 +146,30 @@ TEST_P(CombaLayerVariants, ChunkModeMatchesFp64PerTokenReference) {
   const auto x = torch::randn({2, 70, 32});
   const auto y = layer(x, CombaLayerInputs());
   EXPECT_LT(rel_diff(y, reference_layer(*layer, x)), 2e-5);
+}
+
+TEST_P(CombaLayerVariants, ParameterGradientsMatchFp64Reference) {
+  auto layer = make(13);
+  layer->train();
+  const auto x = torch::randn({2, 70, 32});
+  const auto weights = torch::randn({2, 70, 32});  // a random projection of the output
+  (layer(x, CombaLayerInputs()) * weights).sum().backward();
+  std::map<std::string, torch::Tensor> grads;
+  for (auto& item : layer->named_parameters()) {
+    grads[item.key()] = item.value().grad().clone();
+    item.value().mutable_grad() = torch::Tensor();
+  }
+  (reference_layer(*layer, x, /*differentiable=*/true) * weights.to(torch::kDouble)).sum().backward();
+  double largest = 0;
+  for (const auto& item : layer->named_parameters())
+    largest = std::max(largest, item.value().grad().abs().max().item<double>());
+  for (const auto& item : layer->named_parameters()) {
+    // Relative to the gradient's size, floored at 1e-2 of the largest gradient: without the
+    // output correction, decay's exact gradient is ~0 (a per-head scale of p cancels in the
+    // l2norm) and fp32 leaves cancellation noise of the other gradients' size.
+    const double scale = std::max(item.value().grad().abs().max().item<double>(), 1e-2 * largest);
+    EXPECT_LT(max_abs_diff(grads[item.key()], item.value().grad()), 1e-4 * scale) << item.key();
+  }
 }
 
 TEST_P(CombaLayerVariants, ChunkEqualsStepByStepThroughCache) {
