@@ -13,7 +13,10 @@
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
 #include "comba/train/file_util.h"
+#include "comba/train/token_shard.h"
 #include "comba/train/trainer.h"
+#include "comba/nn/causal_lm.h"
+#include "tiny_model.h"
 
 namespace comba::train {
 namespace {
@@ -128,6 +131,50 @@ TEST(Trainer, Bf16MixedPrecisionTrains) {
   ASSERT_EQ(s.losses.size(), 4u);
   for (const auto& [step, loss] : s.losses) EXPECT_TRUE(std::isfinite(loss));
   remove_tree(dir);
+}
+
+TEST(Trainer, PackedShardsAndBytesTrainEndToEnd) {
+  const std::string dir = fresh_dir("kinds");
+  make_directories(dir);
+  std::vector<uint32_t> tokens;
+  for (uint32_t i = 0; i < 3000; ++i) tokens.push_back(i % 11 == 10 ? 2 : 3 + (i * 7) % 40);
+  write_token_shard(join_path(dir, "t_train.bin"), tokens, 2);
+  write_token_shard(join_path(dir, "t_val.bin"), tokens, 4);
+  const TrainSummary shards = Trainer(tiny(join_path(dir, "run_shards"),
+                                           {"data.kind=shards", "data.pack_documents=true",
+                                            "data.train_files=" + join_path(dir, "t_train.bin"),
+                                            "data.val_files=" + join_path(dir, "t_val.bin"),
+                                            "train.max_steps=3"})).run();
+  ASSERT_EQ(shards.losses.size(), 3u);
+  ASSERT_TRUE(shards.last_eval.has_value());
+  EXPECT_TRUE(std::isfinite(shards.last_eval->loss));
+  EXPECT_EQ(shards.last_eval->accuracy, -1);  // no accuracy for free text
+
+  std::ofstream(join_path(dir, "a.txt")) << std::string(2000, 'x') + "hello world, hello comba";
+  const TrainSummary bytes = Trainer(tiny(join_path(dir, "run_bytes"),
+                                          {"data.kind=bytes", "model.vocab_size=259",
+                                           "data.text_files=" + join_path(dir, "*.txt"),
+                                           "train.max_steps=3"})).run();
+  ASSERT_EQ(bytes.losses.size(), 3u);
+  EXPECT_TRUE(std::isfinite(bytes.losses.back().second));
+  remove_tree(dir);
+}
+
+TEST(Trainer, PackedDocumentsDoNotSeeEachOther) {
+  // The model on a packed row with cu_seqlens gives each document the logits it gets alone.
+  torch::manual_seed(4);
+  nn::CombaForCausalLM model(testing::tiny_model_config());
+  model->to(torch::kDouble);
+  const auto doc_a = torch::randint(3, 48, {1, 7}, torch::kLong);
+  const auto doc_b = torch::randint(3, 48, {1, 9}, torch::kLong);
+  const auto packed = torch::cat({doc_a, doc_b}, 1);
+  const auto cu = torch::tensor({0, 7, 16}, torch::kLong);
+  const torch::NoGradGuard no_grad;
+  const auto together = model->forward(packed, nn::LMInputs().cu_seqlens(cu)).logits;
+  const auto alone_a = model->forward(doc_a).logits;
+  const auto alone_b = model->forward(doc_b).logits;
+  EXPECT_TRUE(torch::allclose(together.slice(1, 0, 7), alone_a, 1e-6, 1e-8));
+  EXPECT_TRUE(torch::allclose(together.slice(1, 7, 16), alone_b, 1e-6, 1e-8));
 }
 
 TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
