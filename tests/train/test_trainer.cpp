@@ -96,6 +96,9 @@ TEST(Trainer, TruncatedCheckpointIsSkippedForThePreviousOne) {
   EXPECT_EQ(resumed.resumed_from, checkpoint_path(dir + "/checkpoints", 4));
   for (const auto& [step, loss] : resumed.losses) EXPECT_EQ(loss, expected.at(step)) << step;
   EXPECT_EQ(resumed.final_step, 8);
+  // The damaged file was moved aside, so it no longer takes a keep_last slot.
+  EXPECT_TRUE(path_exists(newest + ".unreadable"));
+  for (const auto& [step, path] : list_checkpoints(dir + "/checkpoints")) EXPECT_NE(step, 5);
   remove_tree(straight_dir);
   remove_tree(dir);
 }
