@@ -1,0 +1,90 @@
+// CombaLayer: the token mixer of SPEC section 3 (fla's layers/comba.py), with every option
+// of fla's layer. Parameter names follow fla's checkpoints: q_proj, k_proj, v_proj,
+// a_proj, b_proj, g_proj, o_proj, q_conv1d, k_conv1d, v_conv1d, A_log, dt_bias, D, decay,
+// o_norm.
+#pragma once
+#include "comba/nn/cache.h"
+#include "comba/nn/config.h"
+#include "comba/nn/rms_norm.h"
+#include "comba/nn/short_conv.h"
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+
+namespace comba::nn {
+
+struct CombaLayerOptions {
+  CombaLayerOptions(int64_t hidden_size) : hidden_size_(hidden_size) {}
+  // The layer options of a model config (everything but the layer index).
+  static CombaLayerOptions from_config(const CombaConfig& config);
+
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(int64_t, head_dim) = 256;
+  TORCH_ARG(int64_t, num_heads) = 6;
+  TORCH_ARG(int64_t, num_v_heads) = 0;  // 0 = num_heads
+  TORCH_ARG(double, expand_v) = 2.0;
+  TORCH_ARG(std::string, mode) = "chunk";  // "chunk" or "fused_recurrent"
+  TORCH_ARG(bool, use_short_conv) = true;
+  TORCH_ARG(int64_t, conv_size) = 4;
+  TORCH_ARG(bool, conv_bias) = false;
+  TORCH_ARG(bool, use_output_gate) = true;
+  TORCH_ARG(bool, use_output_correction) = true;
+  TORCH_ARG(bool, use_inner_decay) = true;
+  TORCH_ARG(double, correction_factor) = 1.0;
+  TORCH_ARG(bool, allow_neg_eigval) = false;
+  TORCH_ARG(double, norm_eps) = 1e-5;
+  TORCH_ARG(int64_t, layer_idx) = 0;  // which LayerState of a CombaCache it uses
+};
+
+struct CombaLayerInputs {
+  // [B, T_mask] with T_mask >= T (its last T columns are used, like fla/HF during
+  // decoding): nonzero = token, 0 = padding; left or right padding.
+  TORCH_ARG(torch::Tensor, attention_mask);
+  // int64 [N + 1] boundaries of packed sequences (B must be 1).
+  TORCH_ARG(torch::Tensor, cu_seqlens);
+  // Decode state to read (if defined) and overwrite with the state after the last token.
+  TORCH_ARG(LayerStatePtr, state) = nullptr;
+};
+
+// Above this length, eval-mode inputs take the chunk path (fla switches at 64 as well).
+inline constexpr int64_t kRecurrentMaxLenInEval = 64;
+
+class CombaLayerImpl : public torch::nn::Module {
+ public:
+  explicit CombaLayerImpl(const CombaLayerOptions& options);
+  void reset();
+  // A_log, dt_bias, D and decay as SPEC section 3; projections and convs keep LibTorch's
+  // defaults until the model's init_weights.
+  void reset_parameters();
+
+  // x [B, T, hidden] -> [B, T, hidden] (padding positions of attention_mask give zeros).
+  torch::Tensor forward(const torch::Tensor& x, const CombaLayerInputs& inputs = {});
+
+  int64_t key_dim() const { return key_dim_; }
+  int64_t value_dim() const { return value_dim_; }
+  int64_t head_v_dim() const { return head_v_dim_; }
+  int64_t value_heads() const { return num_v_heads_; }
+
+  CombaLayerOptions options;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
+  torch::nn::Linear a_proj{nullptr}, b_proj{nullptr}, g_proj{nullptr}, o_proj{nullptr};
+  ShortConvolution q_conv1d{nullptr}, k_conv1d{nullptr}, v_conv1d{nullptr};
+  GatedRMSNorm o_norm{nullptr};  // plain RMSNorm (gate undefined) without the output gate
+  torch::Tensor A_log;    // [HV]
+  torch::Tensor dt_bias;  // [HV]
+  torch::Tensor D;        // [H], only with use_output_correction
+  torch::Tensor decay;    // [H], only with use_inner_decay
+
+ private:
+  // The mixer on unpadded input: x [B, T, hidden]; cu_seqlens optional.
+  torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state);
+
+  int64_t num_v_heads_ = 0, key_dim_ = 0, value_dim_ = 0, head_v_dim_ = 0;
+};
+TORCH_MODULE(CombaLayer);
+
+}  // namespace comba::nn

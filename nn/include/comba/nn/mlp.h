@@ -1,0 +1,28 @@
+// CombaMLP: SwiGLU feed-forward, down(silu(gate(x)) * up(x)), no biases (fla's GatedMLP).
+#pragma once
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace comba::nn {
+
+struct CombaMLPOptions {
+  CombaMLPOptions(int64_t hidden_size, int64_t intermediate_size)
+      : hidden_size_(hidden_size), intermediate_size_(intermediate_size) {}
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(int64_t, intermediate_size);
+};
+
+class CombaMLPImpl : public torch::nn::Module {
+ public:
+  explicit CombaMLPImpl(const CombaMLPOptions& options);
+  void reset();
+  torch::Tensor forward(const torch::Tensor& x);
+
+  CombaMLPOptions options;
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(CombaMLP);
+
+}  // namespace comba::nn

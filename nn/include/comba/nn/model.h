@@ -1,0 +1,49 @@
+// CombaModel: embeddings -> CombaBlocks -> final RMSNorm (fla's CombaModel, same names:
+// embeddings, layers.{i}, norm).
+#pragma once
+#include "comba/nn/block.h"
+#include "comba/nn/cache.h"
+#include "comba/nn/config.h"
+#include "comba/nn/rms_norm.h"
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/pimpl.h>
+
+namespace comba::nn {
+
+struct ModelInputs {
+  TORCH_ARG(torch::Tensor, attention_mask);  // [B, T_mask], see CombaLayerInputs
+  TORCH_ARG(torch::Tensor, cu_seqlens);      // int64 [N + 1], B must be 1
+  TORCH_ARG(CombaCachePtr, cache) = nullptr;   // read and updated in place; nullptr = none
+};
+
+class CombaModelImpl : public torch::nn::Module {
+ public:
+  explicit CombaModelImpl(const CombaConfig& config);
+  // SPEC section 3 initialisation: Linear, conv and embedding weights normal(0,
+  // initializer_range), biases zero, norm weights one, layer-owned A_log/dt_bias/D/decay.
+  void init_weights();
+
+  // input_ids int64 [B, T] -> last hidden states [B, T, hidden] (after the final norm).
+  torch::Tensor forward(const torch::Tensor& input_ids, const ModelInputs& inputs = {});
+
+  const CombaConfig& config() const { return config_; }
+
+  torch::nn::Embedding embeddings{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  CombaConfig config_;
+};
+TORCH_MODULE(CombaModel);
+
+// SPEC section 3 initialisation of every Comba module under `root`: Linear, embedding and
+// short-conv weights normal(0, std) (fla's _init_weights treats the convs as nn.Conv1d),
+// biases zero, norm weights one, and each CombaLayer's A_log, dt_bias, D and decay.
+void init_comba_weights(torch::nn::Module& root, double std);
+
+}  // namespace comba::nn

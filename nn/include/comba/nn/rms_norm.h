@@ -1,0 +1,48 @@
+// RMSNorm and gated RMSNorm, computed in fp32 whatever the input dtype, output in the
+// input's dtype: y = x / sqrt(mean(x^2) + eps) * weight, and for the gated form
+// y = rmsnorm(x) * sigmoid(gate) (SPEC section 3: o_norm with the output gate).
+#pragma once
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+namespace comba::nn {
+
+struct RMSNormOptions {
+  RMSNormOptions(int64_t dim) : dim_(dim) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(double, eps) = 1e-6;
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  explicit RMSNormImpl(const RMSNormOptions& options);
+  void reset();
+  void reset_parameters();
+  // x [..., dim] -> same shape and dtype.
+  torch::Tensor forward(const torch::Tensor& x);
+
+  RMSNormOptions options;
+  torch::Tensor weight;  // [dim], init ones
+};
+TORCH_MODULE(RMSNorm);
+
+class GatedRMSNormImpl : public torch::nn::Module {
+ public:
+  explicit GatedRMSNormImpl(const RMSNormOptions& options);
+  void reset();
+  void reset_parameters();
+  // x, gate [..., dim] -> rmsnorm(x) * sigmoid(gate), in x's dtype; an undefined gate
+  // gives the plain RMSNorm (fla's o_norm without the output gate has the same weight).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& gate = {});
+
+  RMSNormOptions options;
+  torch::Tensor weight;  // [dim], init ones
+};
+TORCH_MODULE(GatedRMSNorm);
+
+// The fp32 computation shared by both modules (gate undefined = plain RMSNorm).
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                       const torch::Tensor& gate = {});
+
+}  // namespace comba::nn

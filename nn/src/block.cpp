@@ -1,0 +1,20 @@
+// CombaBlock: pre-norm residual wiring of the mixer and the MLP.
+#include "comba/nn/block.h"
+
+#include <torch/torch.h>
+
+namespace comba::nn {
+
+CombaBlockImpl::CombaBlockImpl(const CombaConfig& config, int64_t layer_idx) {
+  attn_norm = register_module("attn_norm", RMSNorm(RMSNormOptions(config.hidden_size).eps(config.norm_eps)));
+  attn = register_module("attn", CombaLayer(CombaLayerOptions::from_config(config).layer_idx(layer_idx)));
+  mlp_norm = register_module("mlp_norm", RMSNorm(RMSNormOptions(config.hidden_size).eps(config.norm_eps)));
+  mlp = register_module("mlp", CombaMLP(CombaMLPOptions(config.hidden_size, config.mlp_intermediate_size())));
+}
+
+torch::Tensor CombaBlockImpl::forward(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
+  auto h = hidden + attn->forward(attn_norm(hidden), inputs);
+  return h + mlp(mlp_norm(h));
+}
+
+}  // namespace comba::nn

@@ -1,0 +1,86 @@
+// CombaForCausalLM: the language-model head, its loss and the weight-decay rule.
+#include "comba/nn/causal_lm.h"
+
+#include "comba/core/checks.h"
+
+#include <torch/torch.h>
+
+namespace comba::nn {
+
+CombaForCausalLMImpl::CombaForCausalLMImpl(const CombaConfig& config) : config_(config) {
+  model = register_module("model", CombaModel(config_));
+  if (!config_.tie_word_embeddings) {
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+  }
+  init_weights();
+}
+
+void CombaForCausalLMImpl::init_weights() { init_comba_weights(*this, config_.initializer_range); }
+
+torch::Tensor CombaForCausalLMImpl::output_weight() const {
+  return lm_head ? lm_head->weight : model->embeddings->weight;
+}
+
+CausalLMOutput CombaForCausalLMImpl::forward(const torch::Tensor& input_ids, const LMInputs& inputs) {
+  const core::ArgChecker check("CombaForCausalLM::forward");
+  check.rank(input_ids, "input_ids", 2, "[B, T]");
+  check.require(inputs.logits_to_keep() >= 0, "argument `logits_to_keep` expected >= 0, got ",
+                inputs.logits_to_keep());
+  if (inputs.labels().defined()) {
+    check.shape(inputs.labels(), "labels", input_ids.sizes(), "like input_ids [B, T]");
+    check.require(inputs.logits_to_keep() == 0, "argument `logits_to_keep` expected 0 with labels, got ",
+                  inputs.logits_to_keep());
+  }
+  auto hidden = model(input_ids, ModelInputs()
+                                     .attention_mask(inputs.attention_mask())
+                                     .cu_seqlens(inputs.cu_seqlens())
+                                     .cache(inputs.cache()));
+  const int64_t seq_len = hidden.size(1);
+  if (inputs.logits_to_keep() > 0 && inputs.logits_to_keep() < seq_len) {
+    hidden = hidden.slice(1, seq_len - inputs.logits_to_keep());
+  }
+  CausalLMOutput out;
+  out.logits = lm_head ? lm_head(hidden) : torch::nn::functional::linear(hidden, model->embeddings->weight);
+  if (inputs.labels().defined()) out.loss = causal_lm_loss(out.logits, inputs.labels());
+  return out;
+}
+
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const core::ArgChecker check("causal_lm_loss");
+  check.rank(logits, "logits", 3, "[B, T, V]").floating(logits, "logits");
+  check.shape(labels, "labels", {logits.size(0), logits.size(1)}, "[B, T]");
+  check.dtype_in(labels, "labels", {torch::kLong});
+  const int64_t vocab = logits.size(2), seq_len = logits.size(1);
+  const auto predictions = logits.slice(1, 0, std::max<int64_t>(seq_len - 1, 0)).to(torch::kFloat).reshape({-1, vocab});
+  const auto targets = labels.slice(1, 1).reshape({-1}).to(logits.device());
+  const auto total = torch::nn::functional::cross_entropy(
+      predictions, targets,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+  // Mean over counted targets; an all-ignored batch gives 0 rather than 0 / 0.
+  const auto counted = targets.ne(kIgnoreIndex).sum().to(torch::kFloat).clamp_min(1.0);
+  return total / counted;
+}
+
+bool takes_weight_decay(const std::string& parameter_name) {
+  const auto ends_with = [&parameter_name](const std::string& suffix) {
+    return parameter_name.size() >= suffix.size() &&
+           parameter_name.compare(parameter_name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  const auto leaf_start = parameter_name.rfind('.');
+  const std::string leaf = leaf_start == std::string::npos ? parameter_name : parameter_name.substr(leaf_start + 1);
+  if (leaf == "A_log" || leaf == "dt_bias" || leaf == "D" || leaf == "decay" || leaf == "bias") return false;
+  // Norm weights: attn_norm, mlp_norm, o_norm and the final model.norm.
+  if (ends_with("norm.weight")) return false;
+  return true;
+}
+
+std::vector<std::string> no_weight_decay_parameter_names(const torch::nn::Module& module) {
+  std::vector<std::string> names;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    if (!takes_weight_decay(item.key())) names.push_back(item.key());
+  }
+  return names;
+}
+
+}  // namespace comba::nn

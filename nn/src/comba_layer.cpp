@@ -1,0 +1,183 @@
+// CombaLayer (SPEC section 3): projections, short convs, inner decay and output
+// correction, gates, the operator call, gated output norm. Padded batches are unpacked
+// into packed sequences (cu_seqlens) so that padding never enters a state, and the output
+// is scattered back with zeros at padding positions.
+#include "comba/nn/comba_layer.h"
+
+#include "comba/core/checks.h"
+#include "comba/ops/comba.h"
+
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace comba::nn {
+
+CombaLayerOptions CombaLayerOptions::from_config(const CombaConfig& config) {
+  return CombaLayerOptions(config.hidden_size)
+      .head_dim(config.head_dim)
+      .num_heads(config.num_heads)
+      .num_v_heads(config.value_heads())
+      .expand_v(config.expand_v)
+      .mode(config.attn_mode)
+      .use_short_conv(config.use_short_conv)
+      .conv_size(config.conv_size)
+      .conv_bias(config.conv_bias)
+      .use_output_gate(config.use_output_gate)
+      .use_output_correction(config.use_output_correction)
+      .use_inner_decay(config.use_inner_decay)
+      .correction_factor(config.correction_factor)
+      .allow_neg_eigval(config.allow_neg_eigval)
+      .norm_eps(config.norm_eps);
+}
+
+CombaLayerImpl::CombaLayerImpl(const CombaLayerOptions& options_) : options(options_) { reset(); }
+
+void CombaLayerImpl::reset() {
+  const auto& o = options;
+  const core::ArgChecker check("CombaLayer");
+  check.require(o.hidden_size() > 0, "option `hidden_size` expected > 0, got ", o.hidden_size());
+  check.require(o.num_heads() > 0, "option `num_heads` expected > 0, got ", o.num_heads());
+  check.require(o.head_dim() > 0, "option `head_dim` expected > 0, got ", o.head_dim());
+  check.require(o.num_v_heads() >= 0, "option `num_v_heads` expected >= 0 (0 = num_heads), got ",
+                o.num_v_heads());
+  num_v_heads_ = o.num_v_heads() > 0 ? o.num_v_heads() : o.num_heads();
+  check.require(num_v_heads_ % o.num_heads() == 0, "option `num_v_heads` expected a multiple of num_heads = ",
+                o.num_heads(), ", got ", num_v_heads_);
+  const double v_dim = static_cast<double>(o.head_dim()) * o.expand_v();
+  check.require(o.expand_v() > 0 && std::fabs(v_dim - std::round(v_dim)) < 1e-9,
+                "option `expand_v` expected head_dim * expand_v to be a positive integer, got ", o.head_dim(),
+                " * ", o.expand_v(), " = ", v_dim);
+  check.require(o.mode() == "chunk" || o.mode() == "fused_recurrent",
+                "option `mode` expected \"chunk\" or \"fused_recurrent\", got \"", o.mode(), "\"");
+  check.require(o.conv_size() > 0, "option `conv_size` expected > 0, got ", o.conv_size());
+  head_v_dim_ = static_cast<int64_t>(std::llround(v_dim));
+  key_dim_ = o.num_heads() * o.head_dim();
+  value_dim_ = num_v_heads_ * head_v_dim_;
+
+  const auto linear = [&](const char* name, int64_t in, int64_t out) {
+    return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)));
+  };
+  q_proj = linear("q_proj", o.hidden_size(), key_dim_);
+  k_proj = linear("k_proj", o.hidden_size(), key_dim_);
+  v_proj = linear("v_proj", o.hidden_size(), value_dim_);
+  a_proj = linear("a_proj", o.hidden_size(), num_v_heads_);
+  b_proj = linear("b_proj", o.hidden_size(), num_v_heads_);
+  A_log = register_parameter("A_log", torch::empty({num_v_heads_}));
+  dt_bias = register_parameter("dt_bias", torch::empty({num_v_heads_}));
+  if (o.use_output_correction()) D = register_parameter("D", torch::empty({o.num_heads()}));
+  if (o.use_inner_decay()) decay = register_parameter("decay", torch::empty({o.num_heads()}));
+  if (o.use_short_conv()) {
+    const auto conv = [&](const char* name, int64_t channels) {
+      return register_module(
+          name, ShortConvolution(ShortConvolutionOptions(channels, o.conv_size()).bias(o.conv_bias())));
+    };
+    q_conv1d = conv("q_conv1d", key_dim_);
+    k_conv1d = conv("k_conv1d", key_dim_);
+    v_conv1d = conv("v_conv1d", value_dim_);
+  }
+  if (o.use_output_gate()) g_proj = linear("g_proj", o.hidden_size(), value_dim_);
+  o_norm = register_module("o_norm", GatedRMSNorm(RMSNormOptions(head_v_dim_).eps(o.norm_eps())));
+  o_proj = linear("o_proj", value_dim_, o.hidden_size());
+  reset_parameters();
+}
+
+void CombaLayerImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  // A = U(0, 16); dt = exp(U(log 1e-3, log 0.1)) clamped at 1e-4, stored through the
+  // inverse softplus so that softplus(dt_bias) = dt at initialisation.
+  A_log.copy_(torch::empty_like(A_log).uniform_(0.0, 16.0).log());
+  const auto dt = torch::exp(torch::empty_like(dt_bias).uniform_(std::log(1e-3), std::log(0.1)))
+                      .clamp_min(1e-4);
+  dt_bias.copy_(dt + torch::log(-torch::expm1(-dt)));
+  if (D.defined()) D.fill_(options.correction_factor());
+  if (decay.defined()) decay.fill_(1.0);
+}
+
+torch::Tensor CombaLayerImpl::forward(const torch::Tensor& x, const CombaLayerInputs& inputs) {
+  const core::ArgChecker check("CombaLayer::forward");
+  check.rank(x, "x", 3, "[B, T, hidden]").floating(x, "x");
+  check.require(x.size(2) == options.hidden_size(), "argument `x` expected hidden = ", options.hidden_size(),
+                " [B, T, hidden], got shape ", core::shape_str(x.sizes()));
+  const int64_t batch = x.size(0), seq_len = x.size(1);
+  const auto& mask = inputs.attention_mask();
+  if (!mask.defined()) return mix(x, inputs.cu_seqlens(), inputs.state());
+
+  check.rank(mask, "attention_mask", 2, "[B, T_mask]");
+  check.require(!inputs.cu_seqlens().defined(),
+                "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
+  check.require(mask.size(0) == batch && mask.size(1) >= seq_len, "argument `attention_mask` expected [B = ",
+                batch, ", T_mask >= ", seq_len, "], got shape ", core::shape_str(mask.sizes()));
+  const auto is_token = mask.slice(1, mask.size(1) - seq_len).to(x.device()).ne(0);  // [B, T]
+  if (is_token.all().item<bool>()) return mix(x, {}, inputs.state());
+
+  // Unpad: each row's tokens, in order, become one packed sequence.
+  const auto token_index = is_token.reshape(-1).nonzero().squeeze(1);
+  const auto lengths = is_token.sum(1, /*keepdim=*/false, torch::kLong);
+  const auto cu_seqlens = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});
+  const auto packed = x.reshape({batch * seq_len, x.size(2)}).index_select(0, token_index).unsqueeze(0);
+  const auto y = mix(packed, cu_seqlens, inputs.state());
+  return torch::zeros({batch * seq_len, y.size(2)}, y.options())
+      .index_copy(0, token_index, y[0])
+      .view({batch, seq_len, y.size(2)});
+}
+
+torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state) {
+  const int64_t batch = x.size(0), seq_len = x.size(1);
+  const int64_t heads = options.num_heads(), head_dim = options.head_dim();
+  const bool recurrent =
+      options.mode() == "fused_recurrent" || (!is_training() && seq_len <= kRecurrentMaxLenInEval);
+
+  auto q = q_proj(x), k = k_proj(x), v = v_proj(x);
+  if (options.use_short_conv()) {
+    const auto run = [&](ShortConvolution& conv, const torch::Tensor& input, at::Tensor* carried) {
+      auto out = conv(input, carried ? *carried : torch::Tensor(), cu_seqlens);
+      if (carried) *carried = out.final_state;
+      return out.output;
+    };
+    q = run(q_conv1d, q, state ? &state->conv_q : nullptr);
+    k = run(k_conv1d, k, state ? &state->conv_k : nullptr);
+    v = run(v_conv1d, v, state ? &state->conv_v : nullptr);
+  } else {
+    q = torch::silu(q);
+    k = torch::silu(k);
+    v = torch::silu(v);
+  }
+  // Under autocast the projections come out in the autocast dtype while fp32 parameters
+  // (decay, D) would promote products back to fp32: the operator wants one dtype.
+  const auto dtype = q.scalar_type();
+  q = q.view({batch, seq_len, heads, head_dim});
+  k = k.to(dtype).view({batch, seq_len, heads, head_dim});
+  v = v.to(dtype).view({batch, seq_len, num_v_heads_, head_v_dim_});
+  auto p = k;
+  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay).view({1, 1, heads, 1})).to(dtype);
+  if (options.use_output_correction()) q = (q - D.view({1, 1, heads, 1}) * p).to(dtype);
+
+  auto beta = torch::sigmoid(b_proj(x).to(torch::kFloat));  // [B, T, HV]
+  if (options.allow_neg_eigval()) beta = beta * 2.0;
+  const auto g = -torch::exp(A_log.to(torch::kFloat)) *
+                 torch::softplus(a_proj(x).to(torch::kFloat) + dt_bias.to(torch::kFloat));  // [B, T, HV]
+
+  auto op_options = comba::CombaOptions()
+                        .output_final_state(state != nullptr)
+                        .use_qk_l2norm_in_kernel(true)
+                        .cu_seqlens(cu_seqlens);
+  if (state && state->recurrent.defined()) op_options.initial_state(state->recurrent);
+  torch::Tensor o, final_state;
+  {
+    // The operator has its own dtype policy (fp32 state and accumulation); keep autocast
+    // from re-casting inside it.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    std::tie(o, final_state) = recurrent ? comba::fused_recurrent_comba(q, k, v, p, g, beta, op_options)
+                                         : comba::chunk_comba(q, k, v, p, g, beta, op_options);
+  }
+  if (state) state->recurrent = final_state;
+
+  torch::Tensor gate;
+  if (options.use_output_gate()) gate = g_proj(x).view({batch, seq_len, num_v_heads_, head_v_dim_});
+  o = o_norm(o, gate).reshape({batch, seq_len, value_dim_});
+  return o_proj(o);
+}
+
+}  // namespace comba::nn

@@ -1,0 +1,50 @@
+// CombaConfig's derived sizes and validation.
+#include "comba/nn/config.h"
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+
+namespace comba::nn {
+
+int64_t CombaConfig::head_v_dim() const {
+  return static_cast<int64_t>(std::llround(static_cast<double>(head_dim) * expand_v));
+}
+
+int64_t CombaConfig::mlp_intermediate_size() const {
+  if (intermediate_size > 0) return intermediate_size;
+  // fla's GatedMLP: int(hidden * ratio * 2 / 3), rounded up to a multiple of 256.
+  const auto raw = static_cast<int64_t>(static_cast<double>(hidden_size) * hidden_ratio * 2.0 / 3.0);
+  return 256 * ((raw + 255) / 256);
+}
+
+void CombaConfig::validate() const {
+  const auto positive = [](int64_t value, const char* field) {
+    TORCH_CHECK(value > 0, "CombaConfig: field `", field, "` expected > 0, got ", value);
+  };
+  positive(vocab_size, "vocab_size");
+  positive(hidden_size, "hidden_size");
+  positive(num_hidden_layers, "num_hidden_layers");
+  positive(num_heads, "num_heads");
+  positive(head_dim, "head_dim");
+  positive(conv_size, "conv_size");
+  TORCH_CHECK(num_v_heads >= 0, "CombaConfig: field `num_v_heads` expected >= 0 (0 = num_heads), got ",
+              num_v_heads);
+  TORCH_CHECK(value_heads() % num_heads == 0, "CombaConfig: field `num_v_heads` expected a multiple of ",
+              "num_heads = ", num_heads, ", got ", value_heads());
+  const double v_dim = static_cast<double>(head_dim) * expand_v;
+  TORCH_CHECK(expand_v > 0 && std::fabs(v_dim - std::round(v_dim)) < 1e-9,
+              "CombaConfig: field `expand_v` expected head_dim * expand_v to be a positive integer, got ",
+              head_dim, " * ", expand_v, " = ", v_dim);
+  TORCH_CHECK(intermediate_size >= 0, "CombaConfig: field `intermediate_size` expected >= 0 (0 = derived), got ",
+              intermediate_size);
+  TORCH_CHECK(intermediate_size > 0 || hidden_ratio > 0,
+              "CombaConfig: field `hidden_ratio` expected > 0 when intermediate_size is 0, got ", hidden_ratio);
+  TORCH_CHECK(norm_eps > 0, "CombaConfig: field `norm_eps` expected > 0, got ", norm_eps);
+  TORCH_CHECK(initializer_range >= 0, "CombaConfig: field `initializer_range` expected >= 0, got ",
+              initializer_range);
+  TORCH_CHECK(attn_mode == "chunk" || attn_mode == "fused_recurrent",
+              "CombaConfig: field `attn_mode` expected \"chunk\" or \"fused_recurrent\", got \"", attn_mode, "\"");
+}
+
+}  // namespace comba::nn

@@ -1,0 +1,63 @@
+// CombaModel: embeddings, the stack of blocks (each with its own decode state) and the
+// final norm; init_weights implements SPEC section 3's initialisation for the whole tree.
+#include "comba/nn/model.h"
+
+#include "comba/core/checks.h"
+
+#include <torch/torch.h>
+
+namespace comba::nn {
+
+CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
+  config_.validate();
+  embeddings = register_module("embeddings", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(CombaBlock(config_, i));
+  norm = register_module("norm", RMSNorm(RMSNormOptions(config_.hidden_size).eps(config_.norm_eps)));
+  init_weights();
+}
+
+void init_comba_weights(torch::nn::Module& root, double std) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : root.modules(/*include_self=*/true)) {
+    if (auto* linear = module->as<torch::nn::Linear>()) {
+      linear->weight.normal_(0.0, std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
+      embedding->weight.normal_(0.0, std);
+    } else if (auto* conv = module->as<ShortConvolution>()) {
+      // fla's _init_weights treats the short convs as nn.Conv1d: normal weights, zero bias.
+      conv->weight.normal_(0.0, std);
+      if (conv->bias.defined()) conv->bias.zero_();
+    } else if (auto* norm = module->as<RMSNorm>()) {
+      norm->reset_parameters();
+    } else if (auto* gated_norm = module->as<GatedRMSNorm>()) {
+      gated_norm->reset_parameters();
+    } else if (auto* layer = module->as<CombaLayer>()) {
+      layer->reset_parameters();
+    }
+  }
+}
+
+void CombaModelImpl::init_weights() { init_comba_weights(*this, config_.initializer_range); }
+
+torch::Tensor CombaModelImpl::forward(const torch::Tensor& input_ids, const ModelInputs& inputs) {
+  const core::ArgChecker check("CombaModel::forward");
+  check.rank(input_ids, "input_ids", 2, "[B, T]").dtype_in(input_ids, "input_ids", {torch::kLong, torch::kInt});
+  if (inputs.cache()) {
+    check.require(inputs.cache()->num_layers() == config_.num_hidden_layers, "argument `cache` expected ",
+                  config_.num_hidden_layers, " layers, got ", inputs.cache()->num_layers());
+  }
+  auto hidden = embeddings(input_ids);
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const auto layer_inputs = CombaLayerInputs()
+                                  .attention_mask(inputs.attention_mask())
+                                  .cu_seqlens(inputs.cu_seqlens())
+                                  .state(inputs.cache() ? &inputs.cache()->layer(i) : nullptr);
+    hidden = layers->at<CombaBlockImpl>(static_cast<size_t>(i)).forward(hidden, layer_inputs);
+  }
+  if (inputs.cache()) inputs.cache()->add_seen_tokens(input_ids.size(1));
+  return norm(hidden);
+}
+
+}  // namespace comba::nn
