@@ -1,0 +1,131 @@
+// Config loading: every class of error reported with its key path (unknown key, wrong
+// type, out of range, bad choice, cross-section), all at once; --set overrides; the
+// resolved config round-trips; the shipped configs load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "comba/train/config.h"
+
+namespace comba::train {
+namespace {
+
+std::vector<std::string> problems_of(const std::string& yaml,
+                                     const std::vector<std::string>& overrides = {}) {
+  try {
+    config_from_yaml(yaml, overrides);
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+bool contains(const std::vector<std::string>& problems, const std::string& text) {
+  return std::any_of(problems.begin(), problems.end(),
+                     [&](const std::string& p) { return p.find(text) != std::string::npos; });
+}
+
+TEST(Config, DefaultsAreValid) {
+  EXPECT_TRUE(problems_of("").empty());
+  EXPECT_TRUE(check_config(TrainConfig{}).empty());
+}
+
+TEST(Config, WrongTypeNamesPathExpectationAndValue) {
+  const auto p = problems_of("optimizer:\n  lr: abc\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0], "optimizer.lr: expected a positive number, got \"abc\"");
+}
+
+TEST(Config, EveryProblemReportedAtOnce) {
+  const auto p = problems_of(
+      "optimizer:\n  lr: -1\n  lrr: 3\n"
+      "batch:\n  seq_len: 1.5\n"
+      "model:\n  hidden_size: [1, 2]\n  tie_word_embeddings: maybe\n"
+      "schedule:\n  kind: exponential\n"
+      "bogus_section:\n  x: 1\n"
+      "data: 3\n");
+  EXPECT_EQ(p.size(), 8u);
+  EXPECT_TRUE(contains(p, "optimizer.lr: expected a positive number, got -1"));
+  EXPECT_TRUE(contains(p, "optimizer.lrr: unknown key (known keys in optimizer: lr,"));
+  EXPECT_TRUE(contains(p, "batch.seq_len: expected an integer >= 2, got 1.5"));
+  EXPECT_TRUE(contains(p, "model.hidden_size: expected an integer >= 1, got a list"));
+  EXPECT_TRUE(contains(p, "model.tie_word_embeddings: expected true or false, got \"maybe\""));
+  EXPECT_TRUE(contains(p, "schedule.kind: expected one of cosine, linear, wsd, constant, got \"exponential\""));
+  EXPECT_TRUE(contains(p, "bogus_section: unknown key"));
+  EXPECT_TRUE(contains(p, "data: expected a mapping of data.* keys, got 3"));
+}
+
+TEST(Config, RangesAndChoices) {
+  EXPECT_TRUE(contains(problems_of("optimizer: {beta2: 1.0}"),
+                       "optimizer.beta2: expected a number in [0, 1), got 1.0"));
+  EXPECT_TRUE(contains(problems_of("train: {max_steps: 0}"),
+                       "train.max_steps: expected an integer >= 1, got 0"));
+  EXPECT_TRUE(contains(problems_of("precision: fp16"),
+                       "precision: expected one of fp32, bf16, fp64, got \"fp16\""));
+  EXPECT_TRUE(contains(problems_of("optimizer: {weight_decay: .nan}"),
+                       "optimizer.weight_decay: expected a non-negative number"));
+}
+
+TEST(Config, CrossSectionChecksNameTheKey) {
+  EXPECT_TRUE(contains(problems_of("batch: {seq_len: 16}"),
+                       "batch.seq_len: the recall task needs at least 2 * (num_pairs + num_queries) = 32, got 16"));
+  EXPECT_TRUE(contains(problems_of("model: {vocab_size: 50}"), "model.vocab_size: the recall task needs at least"));
+  EXPECT_TRUE(contains(problems_of("data: {kind: shards}"), "data.train_files: expected a glob pattern"));
+  EXPECT_TRUE(contains(problems_of("schedule: {warmup_steps: 50}\ntrain: {max_steps: 10}"),
+                       "schedule.warmup_steps: expected at most train.max_steps (10), got 50"));
+  EXPECT_TRUE(contains(problems_of("device: tpu"), "device: expected auto, cpu, cuda or cuda:N, got \"tpu\""));
+}
+
+TEST(Config, OverridesApplyAfterTheFileAndAreChecked) {
+  const TrainConfig c = config_from_yaml("optimizer: {lr: 0.01}\n",
+                                         {"optimizer.lr=0.003", "train.max_steps=20",
+                                          "model.num_hidden_layers=3", "data.eos_id=null",
+                                          "logging.run_dir=/tmp/x y"});
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.003);
+  EXPECT_EQ(c.train.max_steps, 20);
+  EXPECT_EQ(c.model.num_hidden_layers, 3);
+  EXPECT_FALSE(c.data.eos_id.has_value());
+  EXPECT_EQ(c.logging.run_dir, "/tmp/x y");
+  const auto p = problems_of("", {"optimizer.lr=abc", "nope.key=1", "missing_equals"});
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0], "optimizer.lr: expected a positive number, got \"abc\" (from --set optimizer.lr=abc)");
+  EXPECT_TRUE(contains(p, "nope.key: unknown key"));
+  EXPECT_TRUE(contains(p, "--set missing_equals: expected key.path=value"));
+}
+
+TEST(Config, ResolvedConfigRoundTrips) {
+  const TrainConfig c = config_from_yaml(
+      "model: {hidden_size: 96, expand_v: 1.5, attn_mode: fused_recurrent}\n"
+      "optimizer: {lr: 0.000123456789, decay_embeddings: true}\n"
+      "data: {eos_id: 7}\n"
+      "logging: {run_dir: \"runs/with: colon\"}\n");
+  const std::string once = to_yaml(c);
+  const TrainConfig back = config_from_yaml(once);
+  EXPECT_EQ(to_yaml(back), once);
+  EXPECT_EQ(back.model.hidden_size, 96);
+  EXPECT_DOUBLE_EQ(back.model.expand_v, 1.5);
+  EXPECT_EQ(back.model.attn_mode, "fused_recurrent");
+  EXPECT_EQ(back.optimizer.lr, 0.000123456789);
+  EXPECT_TRUE(back.optimizer.decay_embeddings);
+  EXPECT_EQ(back.data.eos_id, 7);
+  EXPECT_EQ(back.logging.run_dir, "runs/with: colon");
+}
+
+TEST(Config, ShippedConfigsLoad) {
+  for (const char* name : {"default.yaml", "comba-340m.yaml", "comba-1.3b.yaml"}) {
+    const std::string path = std::string(COMBA_SOURCE_DIR) + "/configs/" + name;
+    EXPECT_NO_THROW(load_config(path)) << path;
+  }
+  const TrainConfig c = load_config(std::string(COMBA_SOURCE_DIR) + "/configs/comba-340m.yaml");
+  EXPECT_EQ(c.model.hidden_size, 1024);
+  EXPECT_EQ(c.model.num_hidden_layers, 24);
+  EXPECT_EQ(c.model.num_heads, 6);
+  EXPECT_EQ(c.model.head_dim, 128);
+  EXPECT_DOUBLE_EQ(c.model.expand_v, 2.0);
+  EXPECT_EQ(c.model.vocab_size, 32000);
+  EXPECT_TRUE(c.model.tie_word_embeddings);
+  EXPECT_EQ(c.batch.seq_len, 2048);
+}
+
+}  // namespace
+}  // namespace comba::train

@@ -1,0 +1,65 @@
+// The whole training configuration: every component's options struct composed in one
+// place, the one mapping of YAML keys onto them, and the checks that span components.
+// Loading reports every problem (unknown key, wrong type, out-of-range value) with its key
+// path before any work starts.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comba/nn/config.h"
+#include "comba/train/checkpoint_options.h"
+#include "comba/train/config_schema.h"
+#include "comba/train/data_options.h"
+#include "comba/train/optimizer_options.h"
+#include "comba/train/schedule.h"
+#include "comba/train/trainer_options.h"
+
+namespace comba::train {
+
+struct TrainConfig {
+  TrainConfig();  // defaults: the built-in task (configs/default.yaml says the same)
+
+  nn::CombaConfig model;
+  DataOptions data;
+  BatchOptions batch;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  EvalOptions eval;
+  CheckpointOptions checkpoint;
+  LoggingOptions logging;
+  RunOptions train;
+  std::string precision = "fp32";  // fp32 | bf16 (bf16 autocast, fp32 master weights) | fp64
+  std::string device = "auto";     // auto (the GPU when present) | cpu | cuda | cuda:N
+  int64_t seed = 0;
+
+  std::string checkpoint_dir() const;
+};
+
+// Every problem found, one line each, "key.path: expected ..., got ...".
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Binds every key to a field of `config` (which must outlive the schema).
+ConfigSchema make_schema(TrainConfig& config);
+
+// Defaults <- YAML text <- overrides ("key.path=value"), then cross-component checks.
+// Throws ConfigError listing every problem.
+TrainConfig config_from_yaml(const std::string& yaml_text,
+                             const std::vector<std::string>& overrides = {});
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Checks that involve more than one key (each message names the key to change).
+std::vector<std::string> check_config(const TrainConfig& config);
+
+// The resolved config as YAML; config_from_yaml(to_yaml(c)) == c.
+std::string to_yaml(const TrainConfig& config);
+
+}  // namespace comba::train

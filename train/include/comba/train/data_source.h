@@ -1,0 +1,32 @@
+// Where micro-batches come from. A source is a pure function of the batch index (see
+// rng.h): train_batch(i) is the i-th micro-batch of the run, whatever happened before,
+// so that a checkpoint stores the data position as one integer and a background thread
+// can build batches ahead. Sources are immutable after construction and thread-safe.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "comba/train/batch.h"
+#include "comba/train/data_options.h"
+
+namespace comba::train {
+
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  virtual Batch train_batch(int64_t index) const = 0;
+  // Evaluation batches: the same fixed set at every evaluation.
+  virtual Batch eval_batch(int64_t index) const = 0;
+  // Whether eval should report answer accuracy (tasks with one right answer per target).
+  virtual bool reports_accuracy() const { return false; }
+  virtual std::string describe() const = 0;
+};
+
+// Builds the source named by options.kind. vocab_size is the model's (checked against
+// what the task needs); eos_id is used when options.eos_id is null.
+std::unique_ptr<DataSource> make_data_source(const DataOptions& options,
+                                             const BatchOptions& batch, uint64_t seed,
+                                             int64_t vocab_size, int64_t eos_id);
+
+}  // namespace comba::train

@@ -1,0 +1,33 @@
+// The trainer's own knobs: run length, clipping, evaluation and logging cadence.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace comba::train {
+
+struct RunOptions {
+  int64_t max_steps = 1000;   // optimizer steps of the whole run (the schedule spans them)
+  double grad_clip = 1.0;     // max global gradient norm; 0 disables clipping
+  // Stop after this step as if interrupted (checkpoint, clean exit); 0 never. For tests
+  // and for splitting a run across time-limited jobs.
+  int64_t stop_at_step = 0;
+  // Benchmark mode: no eval, no checkpoints; a JSON summary (tokens/s, step time, peak
+  // memory) after the last step, timed from step benchmark_warmup on.
+  bool benchmark = false;
+  int64_t benchmark_warmup = 3;
+  int64_t threads = 0;        // CPU intra-op threads; 0 keeps LibTorch's choice
+};
+
+struct EvalOptions {
+  int64_t interval = 100;  // steps between evaluations; 0 only at the end
+  int64_t batches = 8;     // micro-batches per evaluation (the same ones every time)
+};
+
+struct LoggingOptions {
+  std::string run_dir = "runs/default";  // logs, metrics, plot, resolved config, checkpoints
+  int64_t interval = 10;                 // steps between log lines (the only host syncs)
+  bool progress_bar = true;
+  std::string level = "info";            // debug | info | warn | error
+};
+
+}  // namespace comba::train

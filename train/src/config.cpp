@@ -1,0 +1,227 @@
+// YAML <-> TrainConfig: the single place where key paths meet struct fields.
+#include "comba/train/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace comba::train {
+
+TrainConfig::TrainConfig() {
+  // The built-in task's model: small enough to learn recall in minutes on two CPU cores.
+  model.vocab_size = 128;
+  model.hidden_size = 64;
+  model.num_hidden_layers = 2;
+  model.num_heads = 2;
+  model.head_dim = 32;
+  model.expand_v = 1.0;
+  model.tie_word_embeddings = true;
+  model.max_position_embeddings = 128;
+}
+
+std::string TrainConfig::checkpoint_dir() const {
+  return checkpoint.dir.empty() ? logging.run_dir + "/checkpoints" : checkpoint.dir;
+}
+
+namespace {
+
+std::string join_lines(const std::vector<std::string>& problems) {
+  std::string text = "invalid config (" + std::to_string(problems.size()) + " problem" +
+                     (problems.size() == 1 ? "" : "s") + "):";
+  for (const auto& p : problems) text += "\n  " + p;
+  return text;
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
+
+ConfigSchema make_schema(TrainConfig& c) {
+  ConfigSchema s;
+  const auto any = Bounds::any();
+  const auto pos = Bounds::positive();
+  const auto nonneg = Bounds::non_negative();
+  const auto one_up = Bounds::at_least(1);
+
+  s.add("seed", &c.seed, nonneg, "seeds model init and data sampling");
+  s.add("device", &c.device, {}, "auto | cpu | cuda | cuda:N");
+  s.add("precision", &c.precision, {"fp32", "bf16", "fp64"},
+        "bf16: bf16 autocast compute, fp32 master weights and optimizer state");
+
+  auto& m = c.model;
+  s.add("model.vocab_size", &m.vocab_size, one_up, "");
+  s.add("model.hidden_size", &m.hidden_size, one_up, "");
+  s.add("model.num_hidden_layers", &m.num_hidden_layers, one_up, "");
+  s.add("model.num_heads", &m.num_heads, one_up, "query/key heads");
+  s.add("model.head_dim", &m.head_dim, one_up, "");
+  s.add("model.num_v_heads", &m.num_v_heads, nonneg, "value heads; 0 means num_heads");
+  s.add("model.expand_v", &m.expand_v, pos, "value head dim = head_dim * expand_v");
+  s.add("model.use_short_conv", &m.use_short_conv, "");
+  s.add("model.conv_size", &m.conv_size, one_up, "");
+  s.add("model.conv_bias", &m.conv_bias, "");
+  s.add("model.use_output_gate", &m.use_output_gate, "");
+  s.add("model.use_output_correction", &m.use_output_correction, "");
+  s.add("model.use_inner_decay", &m.use_inner_decay, "");
+  s.add("model.correction_factor", &m.correction_factor, any, "");
+  s.add("model.allow_neg_eigval", &m.allow_neg_eigval, "");
+  s.add("model.hidden_ratio", &m.hidden_ratio, pos, "");
+  s.add("model.intermediate_size", &m.intermediate_size, nonneg, "0: from hidden_ratio");
+  s.add("model.norm_eps", &m.norm_eps, pos, "");
+  s.add("model.tie_word_embeddings", &m.tie_word_embeddings, "");
+  s.add("model.initializer_range", &m.initializer_range, pos, "");
+  s.add("model.attn_mode", &m.attn_mode, {"chunk", "fused_recurrent"}, "");
+  s.add("model.max_position_embeddings", &m.max_position_embeddings, one_up, "");
+  s.add("model.bos_token_id", &m.bos_token_id, Bounds::at_least(-1), "");
+  s.add("model.eos_token_id", &m.eos_token_id, Bounds::at_least(-1), "");
+  s.add("model.pad_token_id", &m.pad_token_id, Bounds::at_least(-1), "-1: none");
+
+  auto& d = c.data;
+  s.add("data.kind", &d.kind, {"recall", "shards", "bytes", "random"}, "");
+  s.add("data.recall.num_pairs", &d.recall.num_pairs, one_up, "");
+  s.add("data.recall.num_queries", &d.recall.num_queries, one_up, "");
+  s.add("data.recall.key_vocab", &d.recall.key_vocab, one_up, "");
+  s.add("data.recall.value_vocab", &d.recall.value_vocab, one_up, "");
+  s.add("data.train_files", &d.train_files, {}, "shards: glob of training .bin files");
+  s.add("data.val_files", &d.val_files, {}, "shards: glob of validation .bin files");
+  s.add("data.pack_documents", &d.pack_documents, "shards: pack EOS-separated documents");
+  s.add("data.eos_id", &d.eos_id, nonneg, "shards: document separator; null: model.eos_token_id");
+  s.add("data.text_files", &d.text_files, {}, "bytes: glob of text files");
+  s.add("data.val_fraction", &d.val_fraction, Bounds::closed_open(0, 1), "bytes: held-out tail");
+  s.add("data.prefetch", &d.prefetch, one_up, "micro-batches built ahead");
+
+  s.add("batch.micro_batch_size", &c.batch.micro_batch_size, one_up, "");
+  s.add("batch.seq_len", &c.batch.seq_len, Bounds::at_least(2), "");
+  s.add("batch.grad_accum_steps", &c.batch.grad_accum_steps, one_up, "");
+
+  auto& o = c.optimizer;
+  s.add("optimizer.lr", &o.lr, pos, "peak learning rate");
+  s.add("optimizer.weight_decay", &o.weight_decay, nonneg, "");
+  s.add("optimizer.beta1", &o.beta1, Bounds::closed_open(0, 1), "");
+  s.add("optimizer.beta2", &o.beta2, Bounds::closed_open(0, 1), "");
+  s.add("optimizer.eps", &o.eps, pos, "");
+  s.add("optimizer.decay_embeddings", &o.decay_embeddings, "");
+
+  s.add("schedule.kind", &c.schedule.kind, {"cosine", "linear", "wsd", "constant"}, "");
+  s.add("schedule.warmup_steps", &c.schedule.warmup_steps, nonneg, "");
+  s.add("schedule.min_lr_ratio", &c.schedule.min_lr_ratio, Bounds::closed(0, 1), "");
+  s.add("schedule.decay_fraction", &c.schedule.decay_fraction, Bounds::closed(0, 1), "wsd");
+
+  s.add("train.max_steps", &c.train.max_steps, one_up, "");
+  s.add("train.grad_clip", &c.train.grad_clip, nonneg, "0: off");
+  s.add("train.stop_at_step", &c.train.stop_at_step, nonneg, "0: never");
+  s.add("train.benchmark", &c.train.benchmark, "");
+  s.add("train.benchmark_warmup", &c.train.benchmark_warmup, nonneg, "");
+  s.add("train.threads", &c.train.threads, nonneg, "0: LibTorch default");
+
+  s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
+  s.add("eval.batches", &c.eval.batches, nonneg, "");
+
+  s.add("checkpoint.interval", &c.checkpoint.interval, nonneg, "0: end and stop only");
+  s.add("checkpoint.keep_last", &c.checkpoint.keep_last, one_up, "");
+  s.add("checkpoint.dir", &c.checkpoint.dir, {}, "empty: <logging.run_dir>/checkpoints");
+  s.add("checkpoint.auto_resume", &c.checkpoint.auto_resume, "");
+
+  s.add("logging.run_dir", &c.logging.run_dir, {}, "");
+  s.add("logging.interval", &c.logging.interval, one_up, "");
+  s.add("logging.progress_bar", &c.logging.progress_bar, "");
+  s.add("logging.level", &c.logging.level, {"debug", "info", "warn", "error"}, "");
+  return s;
+}
+
+std::vector<std::string> check_config(const TrainConfig& c) {
+  std::vector<std::string> problems;
+  const auto add = [&](const std::string& p) { problems.push_back(p); };
+  try {
+    c.model.validate();
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    add("model: " + what);
+  }
+  const auto& d = c.data;
+  if (d.kind == "recall") {
+    const int64_t need = 2 * (d.recall.num_pairs + d.recall.num_queries);
+    if (need > c.batch.seq_len) {
+      add("batch.seq_len: the recall task needs at least 2 * (num_pairs + num_queries) = " +
+          std::to_string(need) + ", got " + std::to_string(c.batch.seq_len));
+    }
+    if (d.recall.num_pairs > d.recall.key_vocab) {
+      add("data.recall.num_pairs: expected at most data.recall.key_vocab (" +
+          std::to_string(d.recall.key_vocab) + ") distinct keys, got " +
+          std::to_string(d.recall.num_pairs));
+    }
+    if (c.model.vocab_size < d.recall.vocab_needed()) {
+      add("model.vocab_size: the recall task needs at least 1 + key_vocab + value_vocab = " +
+          std::to_string(d.recall.vocab_needed()) + ", got " + std::to_string(c.model.vocab_size));
+    }
+  }
+  if (d.kind == "shards") {
+    if (d.train_files.empty()) add("data.train_files: expected a glob pattern for data.kind shards, got \"\"");
+    if (d.val_files.empty()) add("data.val_files: expected a glob pattern for data.kind shards, got \"\"");
+  }
+  if (d.kind == "bytes") {
+    if (d.text_files.empty()) add("data.text_files: expected a glob pattern for data.kind bytes, got \"\"");
+    if (c.model.vocab_size < ByteVocab::kSize) {
+      add("model.vocab_size: byte-level data needs at least " + std::to_string(ByteVocab::kSize) +
+          " (256 bytes + BOS, EOS, PAD), got " + std::to_string(c.model.vocab_size));
+    }
+  }
+  if (d.pack_documents && d.kind != "shards") {
+    add("data.pack_documents: only data.kind shards packs documents, got data.kind \"" + d.kind + "\"");
+  }
+  if (c.schedule.warmup_steps > c.train.max_steps) {
+    add("schedule.warmup_steps: expected at most train.max_steps (" +
+        std::to_string(c.train.max_steps) + "), got " + std::to_string(c.schedule.warmup_steps));
+  }
+  const std::string& dev = c.device;
+  const bool cuda_index = dev.rfind("cuda:", 0) == 0 && dev.size() > 5 &&
+                          dev.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (dev != "auto" && dev != "cpu" && dev != "cuda" && !cuda_index) {
+    add("device: expected auto, cpu, cuda or cuda:N, got \"" + dev + "\"");
+  }
+  if (c.logging.run_dir.empty()) add("logging.run_dir: expected a directory, got \"\"");
+  return problems;
+}
+
+TrainConfig config_from_yaml(const std::string& yaml_text,
+                             const std::vector<std::string>& overrides) {
+  TrainConfig config;
+  const ConfigSchema schema = make_schema(config);
+  std::vector<std::string> problems;
+  try {
+    const auto more = schema.apply_yaml(YAML::Load(yaml_text));
+    problems.insert(problems.end(), more.begin(), more.end());
+  } catch (const YAML::Exception& e) {
+    problems.push_back(std::string("<yaml>: cannot parse: ") + e.what());
+  }
+  for (const auto& o : overrides) {
+    const auto more = schema.apply_override(o);
+    for (const auto& m : more) problems.push_back(m + " (from --set " + o + ")");
+  }
+  if (problems.empty()) problems = check_config(config);
+  if (!problems.empty()) throw ConfigError(problems);
+  return config;
+}
+
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError({path + ": cannot open the config file"});
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return config_from_yaml(text.str(), overrides);
+  } catch (const ConfigError& e) {
+    std::vector<std::string> problems;
+    for (const auto& p : e.problems()) problems.push_back(path + ": " + p);
+    throw ConfigError(problems);
+  }
+}
+
+std::string to_yaml(const TrainConfig& config) {
+  TrainConfig copy = config;
+  return make_schema(copy).to_yaml_string();
+}
+
+}  // namespace comba::train

@@ -1,0 +1,248 @@
+// The four data sources: the built-in recall task, llm.c token shards, the user's text as
+// bytes, and uniform noise (benchmarks). Shards and bytes share one window sampler.
+#include "comba/train/data_source.h"
+
+#include <stdexcept>
+#include <vector>
+
+#include "comba/train/mapped_file.h"
+#include "comba/train/packing.h"
+#include "comba/train/recall_task.h"
+#include "comba/train/rng.h"
+#include "comba/train/token_shard.h"
+
+namespace comba::train {
+namespace {
+
+class RecallSource final : public DataSource {
+ public:
+  RecallSource(RecallOptions recall, BatchOptions batch, uint64_t seed)
+      : recall_(recall), batch_(batch), seed_(seed) {}
+
+  Batch train_batch(int64_t index) const override { return make(DataStream::train, index); }
+  Batch eval_batch(int64_t index) const override { return make(DataStream::eval, index); }
+  bool reports_accuracy() const override { return true; }
+  std::string describe() const override {
+    return "associative recall: " + std::to_string(recall_.num_pairs) + " pairs, " +
+           std::to_string(recall_.num_queries) + " queries, chance accuracy 1/" +
+           std::to_string(recall_.num_pairs);
+  }
+
+ private:
+  Batch make(DataStream stream, int64_t index) const {
+    CounterRng rng(seed_, static_cast<uint64_t>(stream), static_cast<uint64_t>(index));
+    const int64_t rows = batch_.micro_batch_size;
+    const int64_t cols = batch_.seq_len;
+    std::vector<int64_t> ids;
+    std::vector<int64_t> labels;
+    ids.reserve(rows * cols);
+    labels.reserve(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      const TokenSequence seq = make_recall_sequence(recall_, cols, rng);
+      ids.insert(ids.end(), seq.input_ids.begin(), seq.input_ids.end());
+      labels.insert(labels.end(), seq.labels.begin(), seq.labels.end());
+    }
+    return make_batch(ids, labels, rows, cols);
+  }
+
+  RecallOptions recall_;
+  BatchOptions batch_;
+  uint64_t seed_;
+};
+
+class RandomSource final : public DataSource {
+ public:
+  RandomSource(BatchOptions batch, uint64_t seed, int64_t vocab)
+      : batch_(batch), seed_(seed), vocab_(vocab) {}
+  Batch train_batch(int64_t index) const override { return make(DataStream::train, index); }
+  Batch eval_batch(int64_t index) const override { return make(DataStream::eval, index); }
+  std::string describe() const override {
+    return "uniform random tokens over " + std::to_string(vocab_) + " ids (for benchmarks)";
+  }
+
+ private:
+  Batch make(DataStream stream, int64_t index) const {
+    CounterRng rng(seed_, static_cast<uint64_t>(stream), static_cast<uint64_t>(index));
+    std::vector<int64_t> ids(batch_.micro_batch_size * batch_.seq_len);
+    for (auto& t : ids) t = static_cast<int64_t>(rng.below(vocab_));
+    return make_batch(ids, ids, batch_.micro_batch_size, batch_.seq_len);
+  }
+  BatchOptions batch_;
+  uint64_t seed_;
+  int64_t vocab_;
+};
+
+// Random windows over a set of token spans (shard files or byte ranges of text files),
+// a span chosen with probability proportional to its length.
+class WindowSampler {
+ public:
+  explicit WindowSampler(std::vector<TokenSpan> spans) : spans_(std::move(spans)) {
+    for (const auto& s : spans_) total_ += s.size;
+  }
+  int64_t total() const { return total_; }
+
+  // `length` tokens from one span; short spans are padded with `pad` (returns the real count).
+  int64_t sample(CounterRng& rng, int64_t length, int64_t pad, int64_t* out) const {
+    auto pick = static_cast<int64_t>(rng.below(static_cast<uint64_t>(total_)));
+    size_t which = 0;
+    while (pick >= spans_[which].size) pick -= spans_[which++].size;
+    const TokenSpan& span = spans_[which];
+    const int64_t real = std::min(length, span.size);
+    const int64_t start =
+        static_cast<int64_t>(rng.below(static_cast<uint64_t>(span.size - real + 1)));
+    span.copy(start, real, out);
+    for (int64_t i = real; i < length; ++i) out[i] = pad;
+    return real;
+  }
+
+ private:
+  std::vector<TokenSpan> spans_;
+  int64_t total_ = 0;
+};
+
+class CorpusSource final : public DataSource {
+ public:
+  CorpusSource(std::vector<MappedFile> files, std::vector<TokenShard> shards,
+               WindowSampler train, WindowSampler eval, BatchOptions batch, uint64_t seed,
+               bool pack, int64_t eos, int64_t pad, std::string what)
+      : files_(std::move(files)), shards_(std::move(shards)), train_(std::move(train)),
+        eval_(std::move(eval)), batch_(batch), seed_(seed), pack_(pack), eos_(eos), pad_(pad),
+        what_(std::move(what)) {}
+
+  Batch train_batch(int64_t index) const override {
+    return make(train_, DataStream::train, index);
+  }
+  Batch eval_batch(int64_t index) const override { return make(eval_, DataStream::eval, index); }
+  std::string describe() const override { return what_; }
+
+ private:
+  Batch make(const WindowSampler& sampler, DataStream stream, int64_t index) const {
+    CounterRng rng(seed_, static_cast<uint64_t>(stream), static_cast<uint64_t>(index));
+    const int64_t rows = batch_.micro_batch_size;
+    const int64_t cols = batch_.seq_len;
+    std::vector<int64_t> ids(rows * cols);
+    if (pack_) {
+      // One row of rows * cols tokens, documents separated by cu_seqlens.
+      sampler.sample(rng, rows * cols, pad_, ids.data());
+      const PackedWindow packed = pack_documents(ids, eos_);
+      return make_batch(ids, packed.labels, 1, rows * cols, packed.cu_seqlens);
+    }
+    std::vector<int64_t> labels(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t* row = ids.data() + r * cols;
+      const int64_t real = sampler.sample(rng, cols, pad_, row);
+      for (int64_t c = 0; c < cols; ++c) labels[r * cols + c] = c < real ? row[c] : kIgnoreIndex;
+    }
+    return make_batch(ids, labels, rows, cols);
+  }
+
+  std::vector<MappedFile> files_;    // keep byte files mapped
+  std::vector<TokenShard> shards_;   // keep shards mapped
+  WindowSampler train_;
+  WindowSampler eval_;
+  BatchOptions batch_;
+  uint64_t seed_;
+  bool pack_;
+  int64_t eos_;
+  int64_t pad_;
+  std::string what_;
+};
+
+std::unique_ptr<DataSource> make_shard_source(const DataOptions& options,
+                                              const BatchOptions& batch, uint64_t seed,
+                                              int64_t eos_id) {
+  const auto train_paths = glob_files(options.train_files);
+  if (train_paths.empty()) {
+    throw std::runtime_error("data.train_files: no file matches \"" + options.train_files + "\"");
+  }
+  auto val_paths = glob_files(options.val_files);
+  if (val_paths.empty()) {
+    throw std::runtime_error("data.val_files: no file matches \"" + options.val_files + "\"");
+  }
+  std::vector<TokenShard> shards;
+  std::vector<TokenSpan> train_spans;
+  std::vector<TokenSpan> val_spans;
+  for (const auto& p : train_paths) shards.emplace_back(p);
+  for (const auto& p : val_paths) shards.emplace_back(p);
+  for (size_t i = 0; i < shards.size(); ++i) {
+    (i < train_paths.size() ? train_spans : val_spans).push_back(shards[i].tokens());
+  }
+  WindowSampler train(train_spans);
+  WindowSampler eval(val_spans);
+  if (train.total() == 0 || eval.total() == 0) {
+    throw std::runtime_error("data: the shards of data.train_files and data.val_files must hold "
+                             "tokens; one set is empty");
+  }
+  const std::string what = "token shards: " + std::to_string(train_paths.size()) + " train files (" +
+                           std::to_string(train.total()) + " tokens), " +
+                           std::to_string(val_paths.size()) + " val files (" +
+                           std::to_string(eval.total()) + " tokens)" +
+                           (options.pack_documents ? ", documents packed" : "");
+  return std::make_unique<CorpusSource>(std::vector<MappedFile>{}, std::move(shards),
+                                        std::move(train), std::move(eval), batch, seed,
+                                        options.pack_documents, eos_id, eos_id, what);
+}
+
+std::unique_ptr<DataSource> make_byte_source(const DataOptions& options,
+                                             const BatchOptions& batch, uint64_t seed) {
+  const auto paths = glob_files(options.text_files);
+  if (paths.empty()) {
+    throw std::runtime_error("data.text_files: no file matches \"" + options.text_files + "\"");
+  }
+  std::vector<MappedFile> files;
+  std::vector<TokenSpan> train_spans;
+  std::vector<TokenSpan> val_spans;
+  for (const auto& p : paths) {
+    files.emplace_back(p);
+    const TokenSpan all{files.back().data(), 1, static_cast<int64_t>(files.back().size())};
+    if (all.size == 0) continue;
+    const auto held_out = static_cast<int64_t>(options.val_fraction * static_cast<double>(all.size));
+    const int64_t split = std::max<int64_t>(1, all.size - held_out);
+    train_spans.push_back(all.slice(0, split));
+    if (split < all.size) val_spans.push_back(all.slice(split, all.size));
+  }
+  if (train_spans.empty()) {
+    throw std::runtime_error("data.text_files: every file matching \"" + options.text_files +
+                             "\" is empty");
+  }
+  if (val_spans.empty()) val_spans = train_spans;  // too little text to hold any out
+  WindowSampler train(train_spans);
+  WindowSampler eval(val_spans);
+  const std::string what = "bytes of " + std::to_string(paths.size()) + " text files (" +
+                           std::to_string(train.total()) + " train, " +
+                           std::to_string(eval.total()) + " val bytes)";
+  return std::make_unique<CorpusSource>(std::move(files), std::vector<TokenShard>{},
+                                        std::move(train), std::move(eval), batch, seed,
+                                        /*pack=*/false, ByteVocab::kEos, ByteVocab::kPad, what);
+}
+
+}  // namespace
+
+std::unique_ptr<DataSource> make_data_source(const DataOptions& options,
+                                             const BatchOptions& batch, uint64_t seed,
+                                             int64_t vocab_size, int64_t eos_id) {
+  if (options.kind == "recall") {
+    if (vocab_size < options.recall.vocab_needed()) {
+      throw std::invalid_argument("model.vocab_size: the recall task needs at least " +
+                                  std::to_string(options.recall.vocab_needed()) + ", got " +
+                                  std::to_string(vocab_size));
+    }
+    return std::make_unique<RecallSource>(options.recall, batch, seed);
+  }
+  if (options.kind == "random") return std::make_unique<RandomSource>(batch, seed, vocab_size);
+  if (options.kind == "shards") {
+    return make_shard_source(options, batch, seed, options.eos_id.value_or(eos_id));
+  }
+  if (options.kind == "bytes") {
+    if (vocab_size < ByteVocab::kSize) {
+      throw std::invalid_argument("model.vocab_size: byte-level data needs at least " +
+                                  std::to_string(ByteVocab::kSize) + ", got " +
+                                  std::to_string(vocab_size));
+    }
+    return make_byte_source(options, batch, seed);
+  }
+  throw std::invalid_argument("data.kind: expected one of recall, shards, bytes, random, got \"" +
+                              options.kind + "\"");
+}
+
+}  // namespace comba::train

@@ -1,0 +1,107 @@
+// llm.c-style token shards: writer, header validation, token access.
+#include "comba/train/token_shard.h"
+
+#include <glob.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+namespace comba::train {
+
+int64_t TokenSpan::at(int64_t i) const {
+  const unsigned char* p = data + i * width;
+  switch (width) {
+    case 1: return *p;
+    case 2: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    default: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+  }
+}
+
+void TokenSpan::copy(int64_t begin, int64_t count, int64_t* out) const {
+  for (int64_t i = 0; i < count; ++i) out[i] = at(begin + i);
+}
+
+TokenSpan TokenSpan::slice(int64_t begin, int64_t end) const {
+  return {data + begin * width, width, end - begin};
+}
+
+void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,
+                       int token_bytes) {
+  if (token_bytes != 2 && token_bytes != 4) {
+    throw std::invalid_argument("write_token_shard: token_bytes must be 2 or 4, got " +
+                                std::to_string(token_bytes));
+  }
+  std::vector<int32_t> header(kShardHeaderInts, 0);
+  header[0] = kShardMagic;
+  header[1] = token_bytes == 2 ? kShardVersionU16 : kShardVersionU32;
+  header[2] = static_cast<int32_t>(tokens.size());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error(path + ": cannot open for writing");
+  out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
+  for (const uint32_t t : tokens) {
+    if (token_bytes == 2) {
+      if (t > 0xFFFFu) {
+        throw std::invalid_argument("write_token_shard: token " + std::to_string(t) +
+                                    " does not fit uint16; use token_bytes = 4");
+      }
+      const auto v = static_cast<uint16_t>(t);
+      out.write(reinterpret_cast<const char*>(&v), 2);
+    } else {
+      out.write(reinterpret_cast<const char*>(&t), 4);
+    }
+  }
+  if (!out) throw std::runtime_error(path + ": write failed");
+}
+
+TokenShard::TokenShard(const std::string& path) : file_(path) {
+  if (file_.size() < static_cast<size_t>(kShardHeaderBytes)) {
+    throw std::runtime_error(path + ": not a token shard: " + std::to_string(file_.size()) +
+                             " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
+                             "-byte header");
+  }
+  int32_t header[3];
+  std::memcpy(header, file_.data(), sizeof(header));
+  if (header[0] != kShardMagic) {
+    throw std::runtime_error(path + ": header magic expected " + std::to_string(kShardMagic) +
+                             ", got " + std::to_string(header[0]));
+  }
+  version_ = header[1];
+  if (version_ != kShardVersionU16 && version_ != kShardVersionU32) {
+    throw std::runtime_error(path + ": header version expected 1 (uint16 tokens) or 2 (uint32 "
+                             "tokens), got " + std::to_string(version_));
+  }
+  const int width = version_ == kShardVersionU16 ? 2 : 4;
+  const int64_t count = header[2];
+  const auto expected = static_cast<size_t>(kShardHeaderBytes + count * width);
+  if (count < 0 || file_.size() != expected) {
+    throw std::runtime_error(path + ": header says " + std::to_string(count) + " tokens of " +
+                             std::to_string(width) + " bytes (file of " + std::to_string(expected) +
+                             " bytes), but the file has " + std::to_string(file_.size()) +
+                             " bytes");
+  }
+  tokens_ = {file_.data() + kShardHeaderBytes, width, count};
+}
+
+std::vector<std::string> glob_files(const std::string& pattern) {
+  std::vector<std::string> out;
+  if (pattern.empty()) return out;
+  glob_t result{};
+  if (::glob(pattern.c_str(), 0, nullptr, &result) == 0) {
+    for (size_t i = 0; i < result.gl_pathc; ++i) out.emplace_back(result.gl_pathv[i]);
+  }
+  ::globfree(&result);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace comba::train
