@@ -17,26 +17,34 @@ CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
   init_weights();
 }
 
+namespace {
+
+void init_module(torch::nn::Module& module, double std) {
+  if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(&module)) {
+    linear->weight.normal_(0.0, std);
+    if (linear->bias.defined()) linear->bias.zero_();
+  } else if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(&module)) {
+    embedding->weight.normal_(0.0, std);
+  } else if (auto* conv = dynamic_cast<ShortConvolutionImpl*>(&module)) {
+    // fla's _init_weights treats the short convs as nn.Conv1d: normal weights, zero bias.
+    conv->weight.normal_(0.0, std);
+    if (conv->bias.defined()) conv->bias.zero_();
+  } else if (auto* norm = dynamic_cast<RMSNormImpl*>(&module)) {
+    norm->reset_parameters();
+  } else if (auto* gated_norm = dynamic_cast<GatedRMSNormImpl*>(&module)) {
+    gated_norm->reset_parameters();
+  } else if (auto* layer = dynamic_cast<CombaLayerImpl*>(&module)) {
+    layer->reset_parameters();
+  }
+}
+
+}  // namespace
+
 void init_comba_weights(torch::nn::Module& root, double std) {
   torch::NoGradGuard no_grad;
-  for (const auto& module : root.modules(/*include_self=*/true)) {
-    if (auto* linear = module->as<torch::nn::Linear>()) {
-      linear->weight.normal_(0.0, std);
-      if (linear->bias.defined()) linear->bias.zero_();
-    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
-      embedding->weight.normal_(0.0, std);
-    } else if (auto* conv = module->as<ShortConvolution>()) {
-      // fla's _init_weights treats the short convs as nn.Conv1d: normal weights, zero bias.
-      conv->weight.normal_(0.0, std);
-      if (conv->bias.defined()) conv->bias.zero_();
-    } else if (auto* norm = module->as<RMSNorm>()) {
-      norm->reset_parameters();
-    } else if (auto* gated_norm = module->as<GatedRMSNorm>()) {
-      gated_norm->reset_parameters();
-    } else if (auto* layer = module->as<CombaLayer>()) {
-      layer->reset_parameters();
-    }
-  }
+  // modules(include_self) needs a shared_ptr root, which a constructor does not have yet.
+  init_module(root, std);
+  for (const auto& module : root.modules(/*include_self=*/false)) init_module(*module, std);
 }
 
 void CombaModelImpl::init_weights() { init_comba_weights(*this, config_.initializer_range); }

@@ -62,6 +62,10 @@ ShortConvOutput ShortConvolutionImpl::forward(const torch::Tensor& x, const torc
                           ? initial_state.to(x.scalar_type()).transpose(1, 2)  // [N, K-1, C]
                           : torch::zeros({num_seqs, width, channels}, x.options());
 
+  if (seq_len == 0) {  // nothing to convolve; the carried inputs stay as they were
+    return {x.new_empty({batch, 0, channels}), prefix.transpose(1, 2).contiguous()};
+  }
+
   torch::Tensor extended;  // [B, T + K - 1, C] dense, or [1, T + N (K - 1), C] packed
   torch::Tensor token_slots, final_slots;
   if (!varlen) {

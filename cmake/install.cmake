@@ -1,0 +1,40 @@
+# Install rules and the CMake package: `cmake --install` puts the headers, libcomba_ops,
+# libcomba_nn and CombaConfig.cmake under the prefix, so that another project writes
+#   find_package(Comba REQUIRED)
+#   target_link_libraries(app PRIVATE Comba::comba)
+# Torch reaches consumers as the imported target `torch` (CombaConfig finds it with
+# find_dependency), never as absolute paths; spdlog because the static logging library
+# behind comba_core links it.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(COMBA_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/Comba)
+
+# Installed shared libraries find each other and LibTorch without LD_LIBRARY_PATH.
+set_target_properties(comba_ops comba_nn PROPERTIES
+  INSTALL_RPATH "$ORIGIN"
+  INSTALL_RPATH_USE_LINK_PATH ON)
+
+install(TARGETS comba_torch comba_log comba_core comba_ops comba_nn comba
+  EXPORT CombaTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY
+    ${PROJECT_SOURCE_DIR}/core/include/
+    ${PROJECT_SOURCE_DIR}/ops/include/
+    ${PROJECT_SOURCE_DIR}/nn/include/
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  FILES_MATCHING PATTERN "*.h")
+install(EXPORT CombaTargets NAMESPACE Comba:: DESTINATION ${COMBA_INSTALL_CMAKEDIR})
+
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/CombaConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/CombaConfig.cmake
+  INSTALL_DESTINATION ${COMBA_INSTALL_CMAKEDIR})
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/CombaConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES
+    ${CMAKE_CURRENT_BINARY_DIR}/CombaConfig.cmake
+    ${CMAKE_CURRENT_BINARY_DIR}/CombaConfigVersion.cmake
+  DESTINATION ${COMBA_INSTALL_CMAKEDIR})

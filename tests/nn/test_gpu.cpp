@@ -1,0 +1,114 @@
+// The nn equalities on the GPU in bf16 (skipped without CUDA). Tolerances: bf16 carries 8
+// mantissa bits (relative rounding 3.9e-3) and every projection rounds its output, so
+// two bf16 routes to the same numbers differ by a few rounding steps: we allow 3e-2 of
+// the largest output magnitude for layer outputs and logits (fp32 routes agree to 1e-5 on
+// the CPU, see test_layers), and 5e-2 between bf16 and the fp32 model.
+#include "nn_test_utils.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <vector>
+
+using namespace comba::nn;
+using namespace comba::nn::testing;
+
+namespace {
+
+constexpr double kBf16Tolerance = 3e-2;
+constexpr double kBf16VsFp32Tolerance = 5e-2;
+
+class NnOnGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  }
+  const torch::Device cuda{torch::kCUDA, 0};
+};
+
+CombaLayer make_bf16_layer(const torch::Device& device) {
+  torch::manual_seed(30);
+  CombaLayer layer(tiny_layer(2, 4).expand_v(2.0).head_dim(64).hidden_size(128));
+  randomize_layer(*layer, 31);
+  layer->to(device, torch::kBFloat16);
+  return layer;
+}
+
+}  // namespace
+
+TEST_F(NnOnGpu, Bf16LayerChunkEqualsStepByStepAfterPrefill) {
+  auto layer = make_bf16_layer(cuda);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({3, 80, 128}, torch::TensorOptions(cuda).dtype(torch::kBFloat16));
+  layer->train();
+  const auto full = layer(x, CombaLayerInputs());
+  LayerState state;
+  std::vector<torch::Tensor> outs = {layer(x.slice(1, 0, 65), CombaLayerInputs().state(&state))};
+  layer->eval();
+  for (int64_t t = 65; t < 80; ++t) outs.push_back(layer(x.slice(1, t, t + 1), CombaLayerInputs().state(&state)));
+  EXPECT_LT(rel_diff(torch::cat(outs, 1), full), kBf16Tolerance);
+}
+
+TEST_F(NnOnGpu, Bf16PaddedBatchEqualsEachSequenceAlone) {
+  auto layer = make_bf16_layer(cuda);
+  layer->train();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 90, 128}, torch::TensorOptions(cuda).dtype(torch::kBFloat16));
+  auto mask = torch::ones({2, 90}, torch::TensorOptions(cuda).dtype(torch::kLong));
+  mask[1].slice(0, 0, 17).fill_(0);
+  const auto y = layer(x, CombaLayerInputs().attention_mask(mask));
+  EXPECT_LT(rel_diff(y[1].slice(0, 17), layer(x[1].slice(0, 17).unsqueeze(0), CombaLayerInputs())[0]), kBf16Tolerance);
+  EXPECT_LT(rel_diff(y[0], layer(x.slice(0, 0, 1), CombaLayerInputs())[0]), kBf16Tolerance);
+}
+
+TEST_F(NnOnGpu, Bf16WeightsAndAutocastMatchFp32Model) {
+  torch::manual_seed(32);
+  auto config = tiny_config();
+  config.hidden_size = 128;
+  config.head_dim = 64;
+  config.num_v_heads = 4;
+  CombaForCausalLM lm(config);
+  lm->to(cuda);
+  lm->train();
+  const auto ids = torch::randint(0, 64, {2, 100}, torch::TensorOptions(cuda).dtype(torch::kLong));
+  const auto reference = lm(ids, LMInputs().labels(ids));
+  {
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::increment_nesting();
+    const auto out = lm(ids, LMInputs().labels(ids));
+    at::autocast::decrement_nesting();
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+    EXPECT_LT(rel_diff(out.logits, reference.logits), kBf16VsFp32Tolerance);
+    out.loss.backward();
+    for (const auto& item : lm->named_parameters()) {
+      ASSERT_TRUE(item.value().grad().defined()) << item.key();
+      EXPECT_TRUE(torch::isfinite(item.value().grad()).all().item<bool>()) << item.key();
+    }
+  }
+  lm->to(torch::kBFloat16);
+  const auto out = lm(ids, LMInputs().labels(ids));
+  EXPECT_LT(rel_diff(out.logits, reference.logits), kBf16VsFp32Tolerance);
+  EXPECT_NEAR(out.loss.item<double>(), reference.loss.item<double>(), 0.05);
+}
+
+TEST_F(NnOnGpu, Bf16CachedDecodeEqualsFullForwardAndGreedyIsDeterministic) {
+  torch::manual_seed(33);
+  auto config = tiny_config();
+  config.hidden_size = 128;
+  config.head_dim = 64;
+  config.num_v_heads = 4;
+  CombaForCausalLM lm(config);
+  lm->to(cuda, torch::kBFloat16);
+  lm->eval();
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::randint(0, 64, {4, 75}, torch::TensorOptions(cuda).dtype(torch::kLong));
+  const auto full = lm(ids, LMInputs()).logits;
+  auto cache = lm->make_cache();
+  std::vector<torch::Tensor> parts = {lm(ids.slice(1, 0, 66), LMInputs().cache(&cache)).logits};
+  for (int64_t t = 66; t < 75; ++t) parts.push_back(lm(ids.slice(1, t, t + 1), LMInputs().cache(&cache)).logits);
+  EXPECT_LT(rel_diff(torch::cat(parts, 1), full), kBf16Tolerance);
+  const auto a = generate(lm, ids, {}, GenerationOptions().max_new_tokens(5));
+  const auto b = generate(lm, ids, {}, GenerationOptions().max_new_tokens(5));
+  EXPECT_TRUE(a.sequences.equal(b.sequences));
+}
