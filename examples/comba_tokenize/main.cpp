@@ -10,7 +10,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -18,12 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "comba/io/file_util.h"
 #include "comba/io/tokenizer.h"
 #include "comba/train/token_shard.h"
 
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: comba-tokenize --tokenizer MODEL --out PREFIX [options] FILE...\n"
@@ -93,9 +91,9 @@ Options parse(int argc, char** argv) {
     usage_error("argument --shard-tokens expected 1 .. 2147483647 (the shard header is int32), got " +
                 std::to_string(o.shard_tokens));
   }
-  if (fs::is_directory(o.tokenizer)) o.tokenizer = (fs::path(o.tokenizer) / "tokenizer.model").string();
+  if (comba::io::is_directory(o.tokenizer)) o.tokenizer = comba::io::join_path(o.tokenizer, "tokenizer.model");
   for (const auto& f : o.files) {
-    if (!fs::is_regular_file(f)) usage_error("input " + f + ": not a readable file");
+    if (!comba::io::is_regular_file(f)) usage_error("input " + f + ": not a readable file");
   }
   return o;
 }
@@ -174,10 +172,12 @@ int main(int argc, char** argv) {
     if (o.bos && tok.bos_id() < 0) throw std::runtime_error(o.tokenizer + ": the tokenizer defines no BOS");
     const int64_t max_id = std::max<int64_t>(tok.vocab_size() - 1, eos);
     const int token_bytes = max_id <= 0xFFFF ? 2 : 4;
-    if (const fs::path parent = fs::path(o.out).parent_path(); !parent.empty()) fs::create_directories(parent);
+    if (const auto slash = o.out.find_last_of('/'); slash != std::string::npos && slash > 0) {
+      comba::io::make_directories(o.out.substr(0, slash));
+    }
 
     uint64_t total_bytes = 0;
-    for (const auto& f : o.files) total_bytes += fs::file_size(f);
+    for (const auto& f : o.files) total_bytes += static_cast<uint64_t>(comba::io::file_size(f));
     ShardWriter writer(o.out, o.shard_tokens, token_bytes);
     Progress progress(o.progress, total_bytes);
     uint64_t done_bytes = 0;

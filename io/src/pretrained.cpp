@@ -1,19 +1,19 @@
 // Model folders and the torch side of safetensors (see pretrained.h).
 #include "comba/io/pretrained.h"
 
+#include "comba/io/file_util.h"
+
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 #include <torch/utils.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 namespace comba::io {
-namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 namespace {
@@ -49,7 +49,7 @@ void write_text_atomic(const std::string& path, const std::string& text) {
     out << text;
     if (!out) throw std::runtime_error(tmp + ": write failed");
   }
-  fs::rename(tmp, path);
+  rename_file(tmp, path);
 }
 
 std::string dtype_label(c10::ScalarType t) {
@@ -70,49 +70,49 @@ struct FolderWeights {
 
 FolderWeights open_weights(const std::string& dir) {
   FolderWeights out;
-  const fs::path single = fs::path(dir) / kWeightsFile;
-  const fs::path index = fs::path(dir) / kIndexFile;
-  if (fs::exists(single)) {
+  const std::string single = join_path(dir, kWeightsFile);
+  const std::string index = join_path(dir, kIndexFile);
+  if (path_exists(single)) {
     // transformers prefers the single file too when both exist.
-    out.files.push_back(std::make_unique<SafetensorsFile>(single.string()));
+    out.files.push_back(std::make_unique<SafetensorsFile>(single));
     for (const auto& e : out.files.back()->tensors()) out.tensors[e.name] = {out.files.back().get(), &e};
     return out;
   }
-  if (!fs::exists(index)) {
+  if (!path_exists(index)) {
     throw FormatError(dir + ": no model weights: expected " + kWeightsFile + " or " + kIndexFile);
   }
   ordered_json root;
   try {
-    root = ordered_json::parse(read_text(index.string()));
+    root = ordered_json::parse(read_text(index));
   } catch (const ordered_json::parse_error& e) {
-    throw FormatError(index.string() + ": bad JSON: " + e.what());
+    throw FormatError(index + ": bad JSON: " + e.what());
   }
   if (!root.is_object() || !root.contains("weight_map") || !root.at("weight_map").is_object()) {
-    throw FormatError(index.string() + ": expected an object with a \"weight_map\" object");
+    throw FormatError(index + ": expected an object with a \"weight_map\" object");
   }
   std::map<std::string, const SafetensorsFile*> by_shard;
   for (const auto& [name, shard] : root.at("weight_map").items()) {
     if (!shard.is_string()) {
-      throw FormatError(index.string() + ": weight_map[\"" + name + "\"] expected a file name, got " + shard.dump());
+      throw FormatError(index + ": weight_map[\"" + name + "\"] expected a file name, got " + shard.dump());
     }
     const std::string shard_name = shard.get<std::string>();
     // Shards live beside the index: a path elsewhere is a malformed (or hostile) index.
     if (shard_name.empty() || shard_name.find('/') != std::string::npos || shard_name == "..") {
-      throw FormatError(index.string() + ": weight_map[\"" + name + "\"] expected a file name in the folder, got \"" +
+      throw FormatError(index + ": weight_map[\"" + name + "\"] expected a file name in the folder, got \"" +
                         shard_name + "\"");
     }
     auto it = by_shard.find(shard_name);
     if (it == by_shard.end()) {
-      const fs::path shard_path = fs::path(dir) / shard_name;
-      if (!fs::exists(shard_path)) {
-        throw FormatError(index.string() + ": shard " + shard_name + " (holding \"" + name + "\") is missing");
+      const std::string shard_path = join_path(dir, shard_name);
+      if (!path_exists(shard_path)) {
+        throw FormatError(index + ": shard " + shard_name + " (holding \"" + name + "\") is missing");
       }
-      out.files.push_back(std::make_unique<SafetensorsFile>(shard_path.string()));
+      out.files.push_back(std::make_unique<SafetensorsFile>(shard_path));
       it = by_shard.emplace(shard_name, out.files.back().get()).first;
     }
     const TensorEntry* entry = it->second->find(name);
     if (entry == nullptr) {
-      throw FormatError(index.string() + ": weight_map puts \"" + name + "\" in " + shard_name + ", which has no such tensor");
+      throw FormatError(index + ": weight_map puts \"" + name + "\" in " + shard_name + ", which has no such tensor");
     }
     out.tensors[name] = {it->second, entry};
   }
@@ -209,7 +209,7 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
                      const ordered_json& extra) {
   TORCH_CHECK(options.max_shard_bytes() > 0, "save_pretrained(", dir, "): max_shard_bytes expected > 0, got ",
               options.max_shard_bytes());
-  fs::create_directories(dir);
+  make_directories(dir);
   const torch::NoGradGuard no_grad;
   auto tensors = checkpoint_tensors(model);
   c10::ScalarType stored = c10::ScalarType::Float;
@@ -232,36 +232,39 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
     total_bytes += nbytes;
   }
 
-  const fs::path root(dir);
   // Remove weight files of an earlier save so that the folder holds exactly one layout.
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string name = entry.path().filename().string();
+  for (const auto& name : list_directory(dir)) {
     const bool shard = name.rfind("model-", 0) == 0 && name.size() > 12 &&
                        name.compare(name.size() - 12, 12, ".safetensors") == 0;
-    if (shard || name == kWeightsFile || name == kIndexFile) fs::remove(entry.path());
+    if (shard || name == kWeightsFile || name == kIndexFile) remove_file(join_path(dir, name));
   }
   if (shards.size() == 1) {
-    save_safetensors((root / kWeightsFile).string(), shards.front());
+    save_safetensors(join_path(dir, kWeightsFile), shards.front());
   } else {
     ordered_json weight_map = ordered_json::object();
     const size_t n = shards.size();
     for (size_t i = 0; i < n; ++i) {
       char name[64];
       std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
-      save_safetensors((root / name).string(), shards[i]);
+      save_safetensors(join_path(dir, name), shards[i]);
       for (const auto& item : shards[i]) weight_map[item.first] = name;
     }
     ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    write_text_atomic((root / kIndexFile).string(), index.dump(2) + "\n");
+    write_text_atomic(join_path(dir, kIndexFile), index.dump(2) + "\n");
   }
 
   ModelConfigFile config;
   config.model = model->config();
   config.extra = extra.is_object() ? extra : ordered_json::object();
-  write_config((root / kConfigFile).string(), config, dtype_label(stored));
+  write_config(join_path(dir, kConfigFile), config, dtype_label(stored));
   if (!options.tokenizer_model().empty()) {
-    fs::copy_file(options.tokenizer_model(), root / kTokenizerFile, fs::copy_options::overwrite_existing);
+    copy_file(options.tokenizer_model(), join_path(dir, kTokenizerFile));
   }
+}
+
+ModelConfigFile read_pretrained_config(const std::string& dir) {
+  if (!is_directory(dir)) throw FormatError(dir + ": not a directory (expected a model folder with config.json)");
+  return read_config(join_path(dir, kConfigFile));
 }
 
 void load_weights(nn::CombaForCausalLM& model, const std::string& dir) {
@@ -312,9 +315,8 @@ void load_weights(nn::CombaForCausalLM& model, const std::string& dir) {
 }
 
 Pretrained load_pretrained(const std::string& dir, const LoadOptions& options) {
-  if (!fs::is_directory(dir)) throw FormatError(dir + ": not a directory (expected a model folder with config.json)");
   Pretrained out;
-  out.config = read_config((fs::path(dir) / kConfigFile).string());
+  out.config = read_pretrained_config(dir);
   out.model = nn::CombaForCausalLM(out.config.model);
   std::optional<c10::ScalarType> dtype = options.dtype();
   if (!dtype) {
@@ -331,9 +333,9 @@ Pretrained load_pretrained(const std::string& dir, const LoadOptions& options) {
   out.model->to(options.device(), dtype.value_or(c10::ScalarType::Float));
   load_weights(out.model, dir);
   out.model->eval();
-  const fs::path tokenizer = fs::path(dir) / kTokenizerFile;
-  if (options.load_tokenizer() && Tokenizer::available() && fs::exists(tokenizer)) {
-    out.tokenizer = std::make_shared<Tokenizer>(tokenizer.string());
+  const std::string tokenizer = join_path(dir, kTokenizerFile);
+  if (options.load_tokenizer() && Tokenizer::available() && path_exists(tokenizer)) {
+    out.tokenizer = std::make_shared<Tokenizer>(tokenizer);
   }
   return out;
 }

@@ -1,12 +1,15 @@
 // A scratch directory per test, removed at the end (RAII), so that tests running in
-// parallel under ctest never share files.
+// parallel under ctest never share files. POSIX helpers, not std::filesystem (file_util.h
+// says why).
 #pragma once
 #include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
+#include <cstdlib>
 #include <fstream>
 #include <string>
+
+#include "comba/io/file_util.h"
 
 namespace comba::io::testing {
 
@@ -14,23 +17,21 @@ class TempDir {
  public:
   TempDir() {
     static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("comba_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
+    const char* tmp = std::getenv("TMPDIR");
+    path_ = join_path(tmp && *tmp ? tmp : "/tmp",
+                      "comba_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    remove_tree(path_);
+    make_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
+  ~TempDir() { remove_tree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return join_path(path_, name); }
+  const std::string& path() const { return path_; }
 
  private:
-  std::filesystem::path path_;
+  std::string path_;
 };
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {

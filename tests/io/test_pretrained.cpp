@@ -4,6 +4,7 @@
 // and interop with Python (fla_reference.py): an fla-style folder written by
 // safetensors.torch loads here and gives the logits of an independent PyTorch reference
 // of SPEC section 3; a folder exported here loads in Python and gives the same logits.
+#include "comba/io/file_util.h"
 #include "comba/io/pretrained.h"
 #include "comba/io/text_generation.h"
 
@@ -14,17 +15,16 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
 
 #include "io/temp_dir.h"
+#include "io/text_gen.h"
 
 namespace comba::io {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::TempDir;
 
@@ -166,12 +166,12 @@ TEST(Pretrained, SaveLoadGivesIdenticalTensorsAndLogits) {
   TempDir dir;
   auto model = tiny_model();
   nlohmann::ordered_json extra = {{"transformers_version", "4.53.0"}, {"fuse_norm", true}};
-  save_pretrained(model, dir.path().string(), {}, extra);
-  EXPECT_TRUE(fs::exists(dir.file("config.json")));
-  EXPECT_TRUE(fs::exists(dir.file("model.safetensors")));
-  EXPECT_FALSE(fs::exists(dir.file("model.safetensors.index.json")));
+  save_pretrained(model, dir.path(), {}, extra);
+  EXPECT_TRUE(path_exists(dir.file("config.json")));
+  EXPECT_TRUE(path_exists(dir.file("model.safetensors")));
+  EXPECT_FALSE(path_exists(dir.file("model.safetensors.index.json")));
 
-  auto loaded = load_pretrained(dir.path().string());
+  auto loaded = load_pretrained(dir.path());
   expect_same_parameters(model, loaded.model);
   EXPECT_EQ(loaded.config.extra.at("transformers_version"), "4.53.0");
   EXPECT_EQ(loaded.tokenizer, nullptr);
@@ -193,9 +193,9 @@ TEST(Pretrained, SaveLoadGivesIdenticalTensorsAndLogits) {
 TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
   TempDir single, sharded;
   auto model = tiny_model();
-  save_pretrained(model, single.path().string());
-  save_pretrained(model, sharded.path().string(), SaveOptions().max_shard_bytes(8'000));
-  EXPECT_FALSE(fs::exists(sharded.file("model.safetensors")));
+  save_pretrained(model, single.path());
+  save_pretrained(model, sharded.path(), SaveOptions().max_shard_bytes(8'000));
+  EXPECT_FALSE(path_exists(sharded.file("model.safetensors")));
   const auto index = nlohmann::json::parse(read_text(sharded.file("model.safetensors.index.json")));
   const auto& map = index.at("weight_map");
   EXPECT_EQ(map.size(), model->named_parameters().size());
@@ -207,25 +207,25 @@ TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
   ASSERT_GT(shards.size(), 2u);
   const std::string n = std::to_string(shards.size());
   EXPECT_EQ(*shards.begin(), "model-00001-of-" + std::string(5 - n.size(), '0') + n + ".safetensors");
-  for (const auto& shard : shards) EXPECT_LE(fs::file_size(sharded.file(shard)), 8'000u + 4'096u) << shard;
+  for (const auto& shard : shards) EXPECT_LE(file_size(sharded.file(shard)), 8'000 + 4'096) << shard;
 
-  auto a = load_pretrained(single.path().string());
-  auto b = load_pretrained(sharded.path().string());
+  auto a = load_pretrained(single.path());
+  auto b = load_pretrained(sharded.path());
   expect_same_parameters(a.model, b.model);
   const auto input = ids();
   EXPECT_TRUE(torch::equal(logits(a.model, input), logits(b.model, input)));
 
   // Saving a single file over a sharded folder leaves no stale shards or index behind.
-  save_pretrained(model, sharded.path().string());
-  EXPECT_FALSE(fs::exists(sharded.file("model.safetensors.index.json")));
-  EXPECT_FALSE(fs::exists(sharded.file(*shards.begin())));
-  EXPECT_TRUE(fs::exists(sharded.file("model.safetensors")));
+  save_pretrained(model, sharded.path());
+  EXPECT_FALSE(path_exists(sharded.file("model.safetensors.index.json")));
+  EXPECT_FALSE(path_exists(sharded.file(*shards.begin())));
+  EXPECT_TRUE(path_exists(sharded.file("model.safetensors")));
 }
 
 TEST(Pretrained, TiedEmbeddingsAreWrittenAsFlaWritesThem) {
   TempDir dir;
   auto model = tiny_model(/*tied=*/true);
-  save_pretrained(model, dir.path().string());
+  save_pretrained(model, dir.path());
   {
     const SafetensorsFile file(dir.file("model.safetensors"));
     EXPECT_EQ(file.find("lm_head.weight"), nullptr);
@@ -233,7 +233,7 @@ TEST(Pretrained, TiedEmbeddingsAreWrittenAsFlaWritesThem) {
   }
   const auto json = nlohmann::json::parse(read_text(dir.file("config.json")));
   EXPECT_EQ(json.at("tie_word_embeddings"), true);
-  auto loaded = load_pretrained(dir.path().string());
+  auto loaded = load_pretrained(dir.path());
   const auto input = ids();
   EXPECT_TRUE(torch::equal(logits(model, input), logits(loaded.model, input)));
 
@@ -242,20 +242,20 @@ TEST(Pretrained, TiedEmbeddingsAreWrittenAsFlaWritesThem) {
   std::vector<std::pair<std::string, torch::Tensor>> with_head(tensors.begin(), tensors.end());
   with_head.emplace_back("lm_head.weight", tensors.at("model.embeddings.weight"));
   save_safetensors(dir.file("model.safetensors"), with_head);
-  auto again = load_pretrained(dir.path().string());
+  auto again = load_pretrained(dir.path());
   EXPECT_TRUE(torch::equal(logits(model, input), logits(again.model, input)));
 }
 
 TEST(Pretrained, Bf16FoldersKeepTheirDtypeOrLoadAsFp32) {
   TempDir dir;
   auto model = tiny_model();
-  save_pretrained(model, dir.path().string(), SaveOptions().dtype(torch::kBFloat16));
+  save_pretrained(model, dir.path(), SaveOptions().dtype(torch::kBFloat16));
   const SafetensorsFile file(dir.file("model.safetensors"));
   for (const auto& e : file.tensors()) EXPECT_EQ(e.dtype, Dtype::BF16) << e.name;
   EXPECT_EQ(nlohmann::json::parse(read_text(dir.file("config.json"))).at("torch_dtype"), "bfloat16");
 
-  auto as_stored = load_pretrained(dir.path().string(), LoadOptions().dtype(std::nullopt));
-  auto as_fp32 = load_pretrained(dir.path().string());
+  auto as_stored = load_pretrained(dir.path(), LoadOptions().dtype(std::nullopt));
+  auto as_fp32 = load_pretrained(dir.path());
   for (const auto& item : model->named_parameters()) {
     const auto expected = item.value().to(torch::kBFloat16);
     EXPECT_TRUE(torch::equal(as_stored.model->named_parameters()[item.key()], expected)) << item.key();
@@ -267,9 +267,9 @@ TEST(Pretrained, Bf16FoldersKeepTheirDtypeOrLoadAsFp32) {
 TEST(Pretrained, LoadWeightsIntoAnExistingModel) {
   TempDir dir;
   auto source = tiny_model(false, 5);
-  save_pretrained(source, dir.path().string());
+  save_pretrained(source, dir.path());
   auto target = tiny_model(false, 6);
-  load_weights(target, dir.path().string());
+  load_weights(target, dir.path());
   expect_same_parameters(source, target);
 }
 
@@ -278,8 +278,8 @@ TEST(Pretrained, LoadWeightsIntoAnExistingModel) {
 TEST(Pretrained, MissingExtraOrMisshapenTensorsAreRejected) {
   TempDir dir;
   auto model = tiny_model();
-  save_pretrained(model, dir.path().string());
-  const std::string folder = dir.path().string();
+  save_pretrained(model, dir.path());
+  const std::string folder = dir.path();
   const auto original = load_safetensors(dir.file("model.safetensors"));
   const auto rewrite = [&](const std::function<void(std::vector<std::pair<std::string, torch::Tensor>>&)>& edit) {
     std::vector<std::pair<std::string, torch::Tensor>> t(original.begin(), original.end());
@@ -315,7 +315,7 @@ TEST(Pretrained, MissingExtraOrMisshapenTensorsAreRejected) {
   testing::write_bytes(dir.file("model.safetensors"), bytes.substr(0, bytes.size() / 2));
   EXPECT_THAT(error_of([&] { load_weights(target, folder); }), HasSubstr(dir.file("model.safetensors") + ": "));
 
-  fs::remove(dir.file("model.safetensors"));
+  remove_file(dir.file("model.safetensors"));
   EXPECT_THAT(error_of([&] { load_weights(target, folder); }),
               HasSubstr("no model weights: expected model.safetensors or model.safetensors.index.json"));
   EXPECT_THAT(error_of([&] { load_pretrained(dir.file("nothing")); }), HasSubstr("not a directory"));
@@ -324,7 +324,7 @@ TEST(Pretrained, MissingExtraOrMisshapenTensorsAreRejected) {
 TEST(Pretrained, BrokenShardIndexesAreRejected) {
   TempDir dir;
   auto model = tiny_model();
-  save_pretrained(model, dir.path().string(), SaveOptions().max_shard_bytes(8'000));
+  save_pretrained(model, dir.path(), SaveOptions().max_shard_bytes(8'000));
   const std::string index_path = dir.file("model.safetensors.index.json");
   const auto index = nlohmann::json::parse(read_text(index_path));
   auto target = tiny_model(false, 9);
@@ -332,7 +332,7 @@ TEST(Pretrained, BrokenShardIndexesAreRejected) {
   auto moved = index;
   moved["weight_map"]["model.norm.weight"] = "model-00099-of-00099.safetensors";
   testing::write_bytes(index_path, moved.dump());
-  EXPECT_THAT(error_of([&] { load_weights(target, dir.path().string()); }),
+  EXPECT_THAT(error_of([&] { load_weights(target, dir.path()); }),
               HasSubstr("shard model-00099-of-00099.safetensors (holding \"model.norm.weight\") is missing"));
 
   auto wrong = index;
@@ -344,17 +344,17 @@ TEST(Pretrained, BrokenShardIndexesAreRejected) {
     }
   }
   testing::write_bytes(index_path, wrong.dump());
-  EXPECT_THAT(error_of([&] { load_weights(target, dir.path().string()); }),
+  EXPECT_THAT(error_of([&] { load_weights(target, dir.path()); }),
               HasSubstr("weight_map puts \"lm_head.weight\" in model-"));
-  EXPECT_THAT(error_of([&] { load_weights(target, dir.path().string()); }), HasSubstr("which has no such tensor"));
+  EXPECT_THAT(error_of([&] { load_weights(target, dir.path()); }), HasSubstr("which has no such tensor"));
 
   auto outside = index;
   outside["weight_map"]["lm_head.weight"] = "../x.safetensors";
   testing::write_bytes(index_path, outside.dump());
-  EXPECT_THAT(error_of([&] { load_weights(target, dir.path().string()); }), HasSubstr("expected a file name in the folder"));
+  EXPECT_THAT(error_of([&] { load_weights(target, dir.path()); }), HasSubstr("expected a file name in the folder"));
 
   testing::write_bytes(index_path, "{\"weight_map\": [");
-  EXPECT_THAT(error_of([&] { load_weights(target, dir.path().string()); }), HasSubstr(index_path + ": bad JSON"));
+  EXPECT_THAT(error_of([&] { load_weights(target, dir.path()); }), HasSubstr(index_path + ": bad JSON"));
 }
 
 // ---- text in and out -----------------------------------------------------------------------
@@ -364,22 +364,22 @@ TEST(Pretrained, FolderWithTokenizerGeneratesText) {
   TempDir dir;
   {
     std::ofstream corpus(dir.file("corpus.txt"));
-    const char* words[] = {"alpha", "beta", "gamma", "delta", "omega", "sigma", "tau", "rho"};
-    for (int i = 0; i < 1500; ++i) corpus << words[i % 8] << ' ' << words[(i * 7 + 3) % 8] << ' ' << words[(i * 5) % 8] << ".\n";
+    std::mt19937 rng(5);
+    for (int i = 0; i < 1500; ++i) corpus << testing::sentence(rng) << '\n';
   }
-  train_sentencepiece(dir.file("corpus.txt"), dir.file("sp"), /*vocab_size=*/64);
+  train_sentencepiece(dir.file("corpus.txt"), dir.file("sp"), /*vocab_size=*/80);
   auto config = tiny_config();
-  config.vocab_size = 64;
+  config.vocab_size = 80;
   torch::manual_seed(4);
   nn::CombaForCausalLM model(config);
   const std::string folder = dir.file("model");
   save_pretrained(model, folder, SaveOptions().tokenizer_model(dir.file("sp.model")));
-  EXPECT_TRUE(fs::exists(folder + "/tokenizer.model"));
+  EXPECT_TRUE(path_exists(folder + "/tokenizer.model"));
 
   auto loaded = load_pretrained(folder);
   ASSERT_NE(loaded.tokenizer, nullptr);
-  const auto out = generate_text(loaded, "alpha beta", nn::GenerationOptions().max_new_tokens(6));
-  const auto prompt = loaded.tokenizer->encode("alpha beta");
+  const auto out = generate_text(loaded, "kalo mine suvi", nn::GenerationOptions().max_new_tokens(6));
+  const auto prompt = loaded.tokenizer->encode("kalo mine suvi");
   ASSERT_EQ(out.prompt_ids.size(), prompt.size() + 1);
   EXPECT_EQ(out.prompt_ids.front(), 1);  // BOS
   EXPECT_GE(out.new_ids.size(), 1u);

@@ -12,25 +12,14 @@
 #include <vector>
 
 #include "io/temp_dir.h"
+#include "io/text_gen.h"
 
 namespace comba::io {
 namespace {
 
 using ::testing::HasSubstr;
 
-// Sentences from a fixed syllable set, so that the vocabulary covers every character.
-std::string sentence(std::mt19937& rng) {
-  static const char* syllables[] = {"ka", "lo", "mi", "ne", "su", "ra", "to", "vi", "ba", "de", "qu", "ox"};
-  std::uniform_int_distribution<int> n_words(3, 12), n_syl(1, 4), syl(0, 11);
-  std::string s;
-  const int words = n_words(rng);
-  for (int w = 0; w < words; ++w) {
-    if (w) s += ' ';
-    const int k = n_syl(rng);
-    for (int i = 0; i < k; ++i) s += syllables[syl(rng)];
-  }
-  return s + ".";
-}
+using testing::sentence;
 
 TEST(Tokenizer, UnavailableBuildSaysSo) {
   if (Tokenizer::available()) GTEST_SKIP() << "this build has SentencePiece";

@@ -76,6 +76,9 @@ std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors(const nn::
 void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, const SaveOptions& options = {},
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
 
+// A folder's config.json (for a trainer's model.init_from: the folder decides the model).
+ModelConfigFile read_pretrained_config(const std::string& dir);
+
 // Copies a folder's weights into an existing model (each parameter keeps its dtype and
 // device). Throws FormatError naming the folder and the tensor for a missing tensor, an
 // extra one, a shape mismatch, or an unreadable file; the model is untouched on error.
