@@ -71,8 +71,8 @@ TEST(Config, CrossSectionChecksNameTheKey) {
                        "batch.seq_len: the recall task needs at least 2 * (num_pairs + num_queries) = 32, got 16"));
   EXPECT_TRUE(contains(problems_of("model: {vocab_size: 50}"), "model.vocab_size: the recall task needs at least"));
   EXPECT_TRUE(contains(problems_of("data: {kind: shards}"), "data.train_files: expected a glob pattern"));
-  EXPECT_TRUE(contains(problems_of("schedule: {warmup_steps: 50}\ntrain: {max_steps: 10}"),
-                       "schedule.warmup_steps: expected at most train.max_steps (10), got 50"));
+  EXPECT_TRUE(contains(problems_of("data: {pack_documents: true}"),
+                       "data.pack_documents: only data.kind shards packs documents"));
   EXPECT_TRUE(contains(problems_of("device: tpu"), "device: expected auto, cpu, cuda or cuda:N, got \"tpu\""));
 }
 

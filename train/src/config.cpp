@@ -171,10 +171,6 @@ std::vector<std::string> check_config(const TrainConfig& c) {
   if (d.pack_documents && d.kind != "shards") {
     add("data.pack_documents: only data.kind shards packs documents, got data.kind \"" + d.kind + "\"");
   }
-  if (c.schedule.warmup_steps > c.train.max_steps) {
-    add("schedule.warmup_steps: expected at most train.max_steps (" +
-        std::to_string(c.train.max_steps) + "), got " + std::to_string(c.schedule.warmup_steps));
-  }
   const std::string& dev = c.device;
   const bool cuda_index = dev.rfind("cuda:", 0) == 0 && dev.size() > 5 &&
                           dev.find_first_not_of("0123456789", 5) == std::string::npos;

@@ -2,6 +2,7 @@
 #include "comba/train/metrics_log.h"
 
 #include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -77,6 +78,21 @@ int64_t step_of_json_line(const std::string& line) {
   const char* begin = line.data() + at + needle.size();
   std::from_chars(begin, line.data() + line.size(), step);
   return step;
+}
+
+double number_of_json_line(const std::string& line, const std::string& key) {
+  const std::string needle = "\"" + key + "\": ";
+  const auto at = line.find(needle);
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(line.c_str() + at + needle.size(), nullptr);
+}
+
+std::string string_of_json_line(const std::string& line, const std::string& key) {
+  const std::string needle = "\"" + key + "\": \"";
+  const auto at = line.find(needle);
+  if (at == std::string::npos) return "";
+  const auto begin = at + needle.size();
+  return line.substr(begin, line.find('"', begin) - begin);
 }
 
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {

@@ -41,5 +41,9 @@ class MetricsLog {
 
 // The "step" field of a JSON line written by JsonLine, or -1.
 int64_t step_of_json_line(const std::string& line);
+// A numeric field of such a line, or NaN when absent.
+double number_of_json_line(const std::string& line, const std::string& key);
+// A string field of such a line, or "" when absent.
+std::string string_of_json_line(const std::string& line, const std::string& key);
 
 }  // namespace comba::train

@@ -1,0 +1,160 @@
+// Data sources as the loop sees them: shard windows come from the right split, batches
+// are a pure function of their index, packed batches carry cu_seqlens at EOS, byte mode
+// reads text as bytes, and the prefetcher hands out batches in index order.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "comba/train/data_source.h"
+#include "comba/train/prefetcher.h"
+#include "comba/train/recall_task.h"
+#include "comba/train/token_shard.h"
+
+namespace comba::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("comba_data_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+bool same(const Batch& a, const Batch& b) {
+  return torch::equal(a.input_ids, b.input_ids) && torch::equal(a.labels, b.labels);
+}
+
+TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
+  const auto dir = fresh_dir("split");
+  // Train tokens are 10..59 (uint16 and uint32 files mixed), val tokens 100..149.
+  std::vector<uint32_t> train_a, train_b, val;
+  for (uint32_t i = 0; i < 500; ++i) {
+    train_a.push_back(10 + i % 50);
+    train_b.push_back(10 + (i * 7) % 50);
+    val.push_back(100 + i % 50);
+  }
+  write_token_shard((dir / "d_train_000.bin").string(), train_a, 2);
+  write_token_shard((dir / "d_train_001.bin").string(), train_b, 4);
+  write_token_shard((dir / "d_val_000.bin").string(), val, 2);
+  DataOptions o;
+  o.kind = "shards";
+  o.train_files = (dir / "d_train_*.bin").string();
+  o.val_files = (dir / "d_val_*.bin").string();
+  BatchOptions shape;
+  shape.micro_batch_size = 3;
+  shape.seq_len = 16;
+  const auto source = make_data_source(o, shape, 11, 200, 2);
+  for (int64_t i = 0; i < 20; ++i) {
+    const Batch b = source->train_batch(i);
+    ASSERT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{3, 16}));
+    EXPECT_GE(b.input_ids.min().item<int64_t>(), 10);
+    EXPECT_LT(b.input_ids.max().item<int64_t>(), 60);
+    EXPECT_TRUE(torch::equal(b.labels, b.input_ids));
+    EXPECT_EQ(b.num_targets, 3 * 15);
+    const Batch e = source->eval_batch(i);
+    EXPECT_GE(e.input_ids.min().item<int64_t>(), 100);
+    // Consecutive tokens of a window are consecutive tokens of one file.
+    const auto row = e.input_ids[0];
+    for (int t = 1; t < 16; ++t) {
+      EXPECT_EQ((row[t].item<int64_t>() - 100), (row[t - 1].item<int64_t>() - 100 + 1) % 50);
+    }
+  }
+  EXPECT_TRUE(same(source->train_batch(7), source->train_batch(7)));
+  EXPECT_FALSE(same(source->train_batch(7), source->train_batch(8)));
+  fs::remove_all(dir);
+}
+
+TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
+  const auto dir = fresh_dir("packed");
+  const uint32_t eos = 2;
+  std::vector<uint32_t> tokens;
+  for (int doc = 0; doc < 100; ++doc) {
+    for (int t = 0; t < 3 + doc % 5; ++t) tokens.push_back(10 + t);
+    tokens.push_back(eos);
+  }
+  write_token_shard((dir / "p_train.bin").string(), tokens, 2);
+  write_token_shard((dir / "p_val.bin").string(), tokens, 2);
+  DataOptions o;
+  o.kind = "shards";
+  o.train_files = (dir / "p_train.bin").string();
+  o.val_files = (dir / "p_val.bin").string();
+  o.pack_documents = true;
+  BatchOptions shape;
+  shape.micro_batch_size = 2;
+  shape.seq_len = 20;
+  const auto source = make_data_source(o, shape, 1, 64, /*eos_id=*/eos);
+  const Batch b = source->train_batch(3);
+  ASSERT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{1, 40}));
+  ASSERT_TRUE(b.cu_seqlens.defined());
+  const auto cu = b.cu_seqlens;
+  EXPECT_EQ(cu[0].item<int64_t>(), 0);
+  EXPECT_EQ(cu[-1].item<int64_t>(), 40);
+  int64_t starts_ignored = 0;
+  for (int64_t j = 1; j + 1 < cu.size(0); ++j) {
+    const int64_t at = cu[j].item<int64_t>();
+    EXPECT_EQ(b.input_ids[0][at - 1].item<int64_t>(), eos);  // a boundary follows every EOS
+    EXPECT_EQ(b.labels[0][at].item<int64_t>(), kIgnoreIndex);
+    ++starts_ignored;
+  }
+  EXPECT_GE(starts_ignored, 3);
+  EXPECT_EQ(b.num_targets, 39 - starts_ignored);
+  fs::remove_all(dir);
+}
+
+TEST(ByteSource, TextAsBytesWithHeldOutTail) {
+  const auto dir = fresh_dir("bytes");
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "abcdefghij";
+  std::ofstream(dir / "a.txt") << text;
+  DataOptions o;
+  o.kind = "bytes";
+  o.text_files = (dir / "*.txt").string();
+  o.val_fraction = 0.25;
+  BatchOptions shape;
+  shape.micro_batch_size = 2;
+  shape.seq_len = 8;
+  EXPECT_THROW(make_data_source(o, shape, 0, 128, 2), std::invalid_argument);  // vocab < 259
+  const auto source = make_data_source(o, shape, 0, ByteVocab::kSize, 2);
+  const Batch b = source->train_batch(0);
+  EXPECT_GE(b.input_ids.min().item<int64_t>(), 'a');
+  EXPECT_LE(b.input_ids.max().item<int64_t>(), 'j');
+  o.text_files = (dir / "none_*.txt").string();
+  try {
+    make_data_source(o, shape, 0, ByteVocab::kSize, 2);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("data.text_files: no file matches"), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Prefetcher, BatchesInIndexOrderFromStart) {
+  DataOptions o;
+  BatchOptions shape;
+  shape.micro_batch_size = 2;
+  shape.seq_len = 40;
+  const auto source = make_data_source(o, shape, 3, 128, 2);
+  Prefetcher prefetch(*source, /*start=*/5, /*depth=*/3, /*pin_memory=*/false);
+  for (int64_t i = 5; i < 12; ++i) {
+    EXPECT_EQ(prefetch.position(), i);
+    EXPECT_TRUE(same(prefetch.next(), source->train_batch(i))) << i;
+  }
+}
+
+TEST(RecallSource, AnswersAreScoredOnlyAtValuePositions) {
+  DataOptions o;
+  BatchOptions shape;
+  shape.micro_batch_size = 4;
+  shape.seq_len = 40;
+  const auto source = make_data_source(o, shape, 3, 128, 2);
+  const Batch b = source->train_batch(0);
+  EXPECT_EQ(b.num_targets, 4 * o.recall.num_queries);
+  EXPECT_EQ((b.labels != kIgnoreIndex).sum().item<int64_t>(), 4 * o.recall.num_queries);
+}
+
+}  // namespace
+}  // namespace comba::train

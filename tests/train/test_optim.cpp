@@ -1,0 +1,170 @@
+// Optimizer groups, clipping and gradient accumulation against independent references:
+// - parameter groups: which names decay, every hyper-parameter read back per group;
+// - clip_gradients vs torch::nn::utils::clip_grad_norm_ (norm and scaled gradients);
+// - N micro-batches of B accumulate to the gradient of one batch of N * B (fp64, 1e-12).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "comba/nn/causal_lm.h"
+#include "comba/train/batch.h"
+#include "comba/train/data_source.h"
+#include "comba/train/optimizer.h"
+#include "comba/train/train_step.h"
+#include "tiny_model.h"
+
+namespace comba::train {
+namespace {
+
+bool has(const std::vector<std::string>& v, const std::string& name) {
+  return std::find(v.begin(), v.end(), name) != v.end();
+}
+
+TEST(ParameterGroups, NoDecayForDynamicsNormsBiasesAndEmbeddings) {
+  torch::manual_seed(0);
+  nn::CombaForCausalLM model(testing::tiny_model_config());
+  const ParameterSplit split = split_parameters(*model, /*decay_embeddings=*/false);
+  for (const char* name : {"model.layers.0.attn.A_log", "model.layers.0.attn.dt_bias",
+                           "model.layers.1.attn.D", "model.layers.0.attn_norm.weight",
+                           "model.norm.weight", "model.embeddings.weight", "lm_head.weight"}) {
+    EXPECT_TRUE(has(split.no_decay, name)) << name;
+  }
+  for (const char* name : {"model.layers.0.attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"}) {
+    EXPECT_TRUE(has(split.decay, name)) << name;
+  }
+  for (const auto& name : split.no_decay) {
+    EXPECT_TRUE(name.find("norm") != std::string::npos || name.find("A_log") != std::string::npos ||
+                name.find("dt_bias") != std::string::npos || name.find(".D") != std::string::npos ||
+                name.find("decay") != std::string::npos || name.find("bias") != std::string::npos ||
+                is_embedding_parameter(name))
+        << name;
+  }
+  const ParameterSplit with = split_parameters(*model, /*decay_embeddings=*/true);
+  EXPECT_TRUE(has(with.decay, "model.embeddings.weight"));
+  EXPECT_TRUE(has(with.decay, "lm_head.weight"));
+  EXPECT_EQ(split.decay.size() + split.no_decay.size(), model->parameters().size());
+}
+
+TEST(ParameterGroups, EveryHyperParameterSetPerGroup) {
+  torch::manual_seed(0);
+  nn::CombaForCausalLM model(testing::tiny_model_config());
+  OptimizerOptions o;
+  o.lr = 0.0123;
+  o.weight_decay = 0.07;
+  o.beta1 = 0.8;
+  o.beta2 = 0.9;
+  o.eps = 1e-7;
+  const auto opt = make_optimizer(*model, o);
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  const ParameterSplit split = split_parameters(*model, false);
+  EXPECT_EQ(opt->param_groups()[0].params().size(), split.decay.size());
+  EXPECT_EQ(opt->param_groups()[1].params().size(), split.no_decay.size());
+  for (size_t g = 0; g < 2; ++g) {
+    const auto& go = static_cast<const torch::optim::AdamWOptions&>(opt->param_groups()[g].options());
+    EXPECT_DOUBLE_EQ(go.lr(), 0.0123);
+    EXPECT_DOUBLE_EQ(std::get<0>(go.betas()), 0.8);
+    EXPECT_DOUBLE_EQ(std::get<1>(go.betas()), 0.9);
+    EXPECT_DOUBLE_EQ(go.eps(), 1e-7);
+    EXPECT_DOUBLE_EQ(go.weight_decay(), g == 0 ? 0.07 : 0.0);
+  }
+  set_learning_rate(*opt, 0.5);
+  for (const auto& group : opt->param_groups()) EXPECT_DOUBLE_EQ(group.options().get_lr(), 0.5);
+}
+
+TEST(Clipping, MatchesLibTorchClipGradNorm) {
+  torch::manual_seed(3);
+  for (const double max_norm : {0.5, 100.0}) {
+    std::vector<torch::Tensor> a, b;
+    for (const auto& shape : std::vector<std::vector<int64_t>>{{7, 5}, {13}, {2, 3, 4}}) {
+      auto p = torch::randn(shape, torch::kDouble).requires_grad_();
+      p.mutable_grad() = torch::randn(shape, torch::kDouble) * 3;
+      auto q = p.detach().clone().requires_grad_();
+      q.mutable_grad() = p.grad().clone();
+      a.push_back(p);
+      b.push_back(q);
+    }
+    const double expected = torch::nn::utils::clip_grad_norm_(b, max_norm);
+    const auto norm = clip_gradients(a, max_norm);
+    EXPECT_NEAR(norm.item<double>(), expected, 1e-12 * expected);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-13, 1e-13)) << max_norm;
+    }
+  }
+  // Zero disables clipping but still reports the norm.
+  auto p = torch::zeros({2}, torch::kDouble).requires_grad_();
+  p.mutable_grad() = torch::tensor({3.0, 4.0}, torch::kDouble);
+  EXPECT_DOUBLE_EQ(clip_gradients({p}, 0.0).item<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(p.grad()[1].item<double>(), 4.0);
+}
+
+Batch concat(const std::vector<Batch>& parts) {
+  std::vector<torch::Tensor> ids, labels;
+  Batch out;
+  for (const auto& b : parts) {
+    ids.push_back(b.input_ids);
+    labels.push_back(b.labels);
+    out.num_targets += b.num_targets;
+  }
+  out.input_ids = torch::cat(ids);
+  out.labels = torch::cat(labels);
+  return out;
+}
+
+std::vector<torch::Tensor> grads_of(nn::CombaForCausalLM& model, const std::vector<Batch>& micro) {
+  model->zero_grad(/*set_to_none=*/true);
+  accumulate_gradients(model, micro, Precision::from_name("fp64"));
+  std::vector<torch::Tensor> g;
+  for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+  return g;
+}
+
+TEST(GradientAccumulation, NMicroBatchesOfBEqualOneBatchOfNB_fp64) {
+  torch::manual_seed(1);
+  nn::CombaForCausalLM model(testing::tiny_model_config());
+  model->to(torch::kDouble);
+  DataOptions data;
+  data.recall.num_pairs = 4;
+  data.recall.num_queries = 6;
+  data.recall.key_vocab = 16;
+  data.recall.value_vocab = 16;
+  BatchOptions shape;
+  shape.micro_batch_size = 2;
+  shape.seq_len = 24;
+  const auto source = make_data_source(data, shape, 5, 48, 2);
+  std::vector<Batch> micro;
+  for (int i = 0; i < 3; ++i) micro.push_back(source->train_batch(i));
+  // Unequal target counts per micro-batch make the weighting matter: blank some labels.
+  micro[1].labels.index_put_({0, torch::indexing::Slice(12, 18)}, -100);
+  micro[1].num_targets = (micro[1].labels.slice(1, 1) != -100).sum().item<int64_t>();
+
+  const auto accumulated = grads_of(model, micro);
+  const auto whole = grads_of(model, {concat(micro)});
+  double worst = 0;
+  for (size_t i = 0; i < whole.size(); ++i) {
+    const double scale = std::max(1e-30, whole[i].abs().max().item<double>());
+    worst = std::max(worst, (accumulated[i] - whole[i]).abs().max().item<double>() / scale);
+  }
+  EXPECT_LT(worst, 1e-12);
+
+  // And the loss returned is the mean over all targets of the big batch.
+  model->zero_grad();
+  const auto loss = accumulate_gradients(model, micro, Precision::from_name("fp64"));
+  const auto out = model->forward(concat(micro).input_ids);
+  const double reference =
+      summed_token_loss(out.logits, concat(micro).labels).item<double>() / concat(micro).num_targets;
+  EXPECT_NEAR(loss.item<double>(), reference, 1e-12 * reference);
+}
+
+TEST(Loss, SummedTokenLossMatchesTheModelsMeanLoss) {
+  torch::manual_seed(2);
+  nn::CombaForCausalLM model(testing::tiny_model_config());
+  auto ids = torch::randint(0, 48, {2, 10}, torch::kLong);
+  auto labels = ids.clone();
+  labels.index_put_({1, torch::indexing::Slice(0, 5)}, -100);
+  const auto out = model->forward(ids, nn::LMInputs().labels(labels));
+  const auto counted = (labels.slice(1, 1) != -100).sum().item<double>();
+  EXPECT_NEAR(summed_token_loss(out.logits, labels).item<double>() / counted,
+              out.loss.item<double>(), 1e-5);
+}
+
+}  // namespace
+}  // namespace comba::train

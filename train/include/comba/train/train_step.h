@@ -1,0 +1,42 @@
+// The pieces of one optimizer step, each a function of its own so that the loop reads as
+// a list and multi-GPU gradient sync slots in between accumulate_gradients and
+// clip_gradients. Nothing here synchronises with the device: losses and norms stay
+// tensors until the loop decides to read them (at logging intervals).
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <vector>
+
+#include "comba/nn/causal_lm.h"
+#include "comba/train/batch.h"
+#include "comba/train/precision.h"
+
+namespace comba::train {
+
+// Sum of next-token cross entropy over scored targets (logits[t] vs labels[t + 1], -100
+// ignored), in fp32 (fp64 when the logits are fp64, so that exact checks stay exact).
+torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// Forward and backward over the micro-batches of one step (already on the device),
+// accumulating into .grad. Each micro-batch is weighted by its share of the step's
+// scored targets, so N micro-batches of B give the gradient of one batch of N * B.
+// Returns the step's mean loss per target (detached, on the device).
+torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
+                                   const Precision& precision);
+
+// Scales gradients so that their global L2 norm is at most max_norm (max_norm <= 0: no
+// scaling). Returns the norm before clipping, as a device tensor (no host sync).
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm);
+
+struct EvalResult {
+  double loss = 0;      // mean per scored target
+  double accuracy = -1; // share of targets whose argmax is right; -1 when not asked for
+  int64_t targets = 0;
+};
+
+// Evaluates on `batches` (moved to `device`) without gradients.
+EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
+                    const torch::Device& device, const Precision& precision, bool accuracy);
+
+}  // namespace comba::train

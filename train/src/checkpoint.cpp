@@ -1,0 +1,135 @@
+// Training-state serialisation (see checkpoint.h). The payload is a LibTorch archive with
+// sub-archives "model" and "optimizer" and scalars for the loop state; RNG states are
+// the raw generator states of the CPU and of every visible GPU.
+#include "comba/train/checkpoint.h"
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/torch.h>
+
+#include <sstream>
+
+#include "comba/train/checkpoint_file.h"
+
+namespace comba::train {
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+std::vector<at::Generator> generators() {
+  std::vector<at::Generator> out = {at::globalContext().defaultGenerator(torch::kCPU)};
+  if (torch::cuda::is_available()) {
+    for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+      out.push_back(at::globalContext().defaultGenerator(
+          torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i))));
+    }
+  }
+  return out;
+}
+
+int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key) {
+  c10::IValue value;
+  archive.read(key, value);
+  return value.toInt();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const TrainState& state,
+                     const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
+                     int64_t keep_last) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format_version", c10::IValue(kFormatVersion));
+  archive.write("step", c10::IValue(state.step));
+  archive.write("data_position", c10::IValue(state.data_position));
+  archive.write("tokens_seen", c10::IValue(state.tokens_seen));
+  torch::serialize::OutputArchive model_archive;
+  model.save(model_archive);
+  archive.write("model", model_archive);
+  torch::serialize::OutputArchive optimizer_archive;
+  optimizer.save(optimizer_archive);
+  archive.write("optimizer", optimizer_archive);
+  auto gens = generators();
+  archive.write("rng_count", c10::IValue(static_cast<int64_t>(gens.size())));
+  for (size_t i = 0; i < gens.size(); ++i) {
+    std::lock_guard<std::mutex> lock(gens[i].mutex());
+    archive.write("rng_" + std::to_string(i), gens[i].get_state());
+  }
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_checkpoint_file(checkpoint_path(dir, state.step), bytes.str());
+  prune_checkpoints(dir, keep_last);
+}
+
+std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
+                                                       torch::nn::Module& model,
+                                                       torch::optim::Optimizer& optimizer,
+                                                       std::vector<std::string>* skipped) {
+  auto found = list_checkpoints(dir);
+  std::vector<std::string> reasons;
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    std::string why;
+    const auto payload = read_checkpoint_file(it->second, &why);
+    if (!payload) {
+      reasons.push_back(why);
+      continue;
+    }
+    try {
+      std::istringstream in(*payload);
+      torch::serialize::InputArchive archive;
+      // Straight onto the model's device: Module::load would otherwise re-home parameters
+      // onto the archive's device.
+      const auto params = model.parameters();
+      archive.load_from(in, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+      if (read_int(archive, "format_version") != kFormatVersion) {
+        reasons.push_back(it->second + ": unknown checkpoint format version");
+        continue;
+      }
+      LoadedCheckpoint loaded;
+      loaded.path = it->second;
+      loaded.state.step = read_int(archive, "step");
+      loaded.state.data_position = read_int(archive, "data_position");
+      loaded.state.tokens_seen = read_int(archive, "tokens_seen");
+      torch::serialize::InputArchive model_archive;
+      archive.read("model", model_archive);
+      {
+        const torch::NoGradGuard no_grad;
+        model.load(model_archive);
+      }
+      torch::serialize::InputArchive optimizer_archive;
+      archive.read("optimizer", optimizer_archive);
+      optimizer.load(optimizer_archive);
+      // Guard against a model spread over devices: AdamW state goes next to its parameter.
+      for (auto& group : optimizer.param_groups()) {
+        for (auto& p : group.params()) {
+          auto found_state = optimizer.state().find(p.unsafeGetTensorImpl());
+          if (found_state == optimizer.state().end()) continue;
+          auto& s = static_cast<torch::optim::AdamWParamState&>(*found_state->second);
+          if (s.exp_avg().defined()) s.exp_avg(s.exp_avg().to(p.device()));
+          if (s.exp_avg_sq().defined()) s.exp_avg_sq(s.exp_avg_sq().to(p.device()));
+          if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(p.device()));
+        }
+      }
+      auto gens = generators();
+      const int64_t saved = read_int(archive, "rng_count");
+      for (int64_t i = 0; i < std::min<int64_t>(saved, static_cast<int64_t>(gens.size())); ++i) {
+        torch::Tensor rng_state;
+        archive.read("rng_" + std::to_string(i), rng_state);
+        std::lock_guard<std::mutex> lock(gens[i].mutex());
+        gens[i].set_state(rng_state.cpu());
+      }
+      loaded.skipped = reasons;
+      if (skipped) *skipped = reasons;
+      return loaded;
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      reasons.push_back(it->second + ": cannot restore: " + what.substr(0, what.find('\n')));
+    }
+  }
+  if (skipped) *skipped = reasons;
+  return std::nullopt;
+}
+
+}  // namespace comba::train

@@ -1,0 +1,32 @@
+// Peak memory (see memory_stats.h). CUDA statistics only in CUDA builds.
+#include "comba/train/memory_stats.h"
+
+#include <sys/resource.h>
+
+#ifdef COMBA_TRAIN_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace comba::train {
+
+double peak_memory_bytes(const torch::Device& device) {
+#ifdef COMBA_TRAIN_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(stats.allocated_bytes[0].peak);  // [0]: all pools together
+  }
+#endif
+  (void)device;
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+}
+
+void reset_peak_memory(const torch::Device& device) {
+#ifdef COMBA_TRAIN_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+  (void)device;
+}
+
+}  // namespace comba::train

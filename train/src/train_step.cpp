@@ -1,0 +1,99 @@
+// Gradient accumulation, clipping and evaluation (see train_step.h).
+#include "comba/train/train_step.h"
+
+#include <torch/torch.h>
+
+#include "comba/train/recall_task.h"
+
+namespace comba::train {
+namespace {
+
+nn::LMInputs model_inputs(const Batch& batch) {
+  nn::LMInputs inputs;
+  if (batch.cu_seqlens.defined()) inputs.cu_seqlens(batch.cu_seqlens);
+  return inputs;
+}
+
+torch::Dtype loss_dtype(const torch::Tensor& logits) {
+  return logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
+}  // namespace
+
+torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const int64_t vocab = logits.size(-1);
+  const int64_t seq = logits.size(1);
+  const auto predictions =
+      logits.slice(1, 0, seq - 1).to(loss_dtype(logits)).reshape({-1, vocab});
+  const auto targets = labels.slice(1, 1).reshape({-1});
+  return torch::nn::functional::cross_entropy(
+      predictions, targets,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(
+          torch::kSum));
+}
+
+torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
+                                   const Precision& precision) {
+  int64_t total_targets = 0;
+  for (const auto& b : micro) total_targets += b.num_targets;
+  const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, total_targets));
+  torch::Tensor step_loss;
+  for (const auto& batch : micro) {
+    torch::Tensor loss;
+    {
+      const AutocastScope autocast(batch.input_ids.device(), precision.bf16_autocast);
+      const auto out = model->forward(batch.input_ids, model_inputs(batch));
+      loss = summed_token_loss(out.logits, batch.labels) * scale;
+    }
+    loss.backward();
+    step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
+  }
+  return step_loss;
+}
+
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return torch::zeros({});
+  const auto norms = at::_foreach_norm(grads, 2);
+  const auto total = torch::stack(norms).norm();
+  if (max_norm > 0) {
+    // Same rule as torch.nn.utils.clip_grad_norm_: scale only when above max_norm.
+    const auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+  }
+  return total;
+}
+
+EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
+                    const torch::Device& device, const Precision& precision, bool accuracy) {
+  const torch::NoGradGuard no_grad;
+  model->eval();
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  torch::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  int64_t targets = 0;
+  for (const auto& host_batch : batches) {
+    const Batch batch = host_batch.to(device);
+    const AutocastScope autocast(device, precision.bf16_autocast);
+    const auto out = model->forward(batch.input_ids, model_inputs(batch));
+    loss_sum += summed_token_loss(out.logits, batch.labels).to(torch::kDouble);
+    targets += batch.num_targets;
+    if (accuracy) {
+      const int64_t seq = out.logits.size(1);
+      const auto predicted = out.logits.slice(1, 0, seq - 1).argmax(-1);
+      const auto wanted = batch.labels.slice(1, 1);
+      correct += (predicted.eq(wanted) & wanted.ne(kIgnoreIndex)).sum();
+    }
+  }
+  model->train();
+  EvalResult result;
+  result.targets = targets;
+  const double denom = static_cast<double>(std::max<int64_t>(1, targets));
+  result.loss = loss_sum.item<double>() / denom;
+  if (accuracy) result.accuracy = static_cast<double>(correct.item<int64_t>()) / denom;
+  return result;
+}
+
+}  // namespace comba::train
