@@ -1,11 +1,10 @@
-// comba-export end to end: a run directory laid out as comba-train leaves it (config.yaml
-// from the trainer's own to_yaml, a framed checkpoint whose payload archive holds the
-// model under "model") becomes a model folder whose weights and logits equal the run's.
+// comba-export end to end: a run directory written by the trainer's own functions
+// (config.yaml from to_yaml, checkpoints from save_checkpoint) becomes a model folder whose
+// weights and logits equal the run's newest checkpoint.
 #include <sys/wait.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <torch/serialize/output-archive.h>
 #include <torch/torch.h>
 
 #include <cstdlib>
@@ -13,6 +12,7 @@
 
 #include "comba/io/file_util.h"
 #include "comba/io/pretrained.h"
+#include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
 #include "io/temp_dir.h"
@@ -32,13 +32,10 @@ void write_run(const std::string& run_dir, const train::TrainConfig& config, con
                int64_t step) {
   make_directories(run_dir + "/checkpoints");
   train::write_file_atomic(run_dir + "/config.yaml", train::to_yaml(config));
-  torch::serialize::OutputArchive archive, model_archive;
-  archive.write("step", c10::IValue(step));
-  model->save(model_archive);
-  archive.write("model", model_archive);
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  train::write_checkpoint_file(train::checkpoint_path(run_dir + "/checkpoints", step), bytes.str());
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  train::TrainState state;
+  state.step = step;
+  train::save_checkpoint(run_dir + "/checkpoints", state, *model, optimizer, /*keep_last=*/3);
 }
 
 TEST(Export, RunDirectoryBecomesAModelFolder) {
