@@ -140,6 +140,42 @@ void copy_into(torch::Tensor& dst, const SafetensorsFile& file, const TensorEntr
   dst.copy_(src);
 }
 
+// The folder's config.json must describe the same architecture as the model the weights
+// go into: a mismatch is reported by key, before tensor names and shapes would report it
+// less directly.
+void check_same_architecture(const nn::CombaConfig& model, const nn::CombaConfig& folder, const std::string& path) {
+  std::vector<std::string> differ;
+  const auto same = [&](const char* key, auto a, auto b) {
+    if (a != b) {
+      std::ostringstream line;
+      line << std::boolalpha << key << " = " << b << " in the folder, " << a << " in the model";
+      differ.push_back(line.str());
+    }
+  };
+  same("vocab_size", model.vocab_size, folder.vocab_size);
+  same("hidden_size", model.hidden_size, folder.hidden_size);
+  same("num_hidden_layers", model.num_hidden_layers, folder.num_hidden_layers);
+  same("num_heads", model.num_heads, folder.num_heads);
+  same("head_dim", model.head_dim, folder.head_dim);
+  same("num_v_heads", model.value_heads(), folder.value_heads());
+  same("head_dim * expand_v", model.head_v_dim(), folder.head_v_dim());
+  same("use_short_conv", model.use_short_conv, folder.use_short_conv);
+  if (model.use_short_conv && folder.use_short_conv) {
+    same("conv_size", model.conv_size, folder.conv_size);
+    same("conv_bias", model.conv_bias, folder.conv_bias);
+  }
+  same("use_gate", model.use_output_gate, folder.use_output_gate);
+  same("use_output_correction", model.use_output_correction, folder.use_output_correction);
+  same("use_inner_decay", model.use_inner_decay, folder.use_inner_decay);
+  same("intermediate_size (derived)", model.mlp_intermediate_size(), folder.mlp_intermediate_size());
+  same("tie_word_embeddings", model.tie_word_embeddings, folder.tie_word_embeddings);
+  if (!differ.empty()) {
+    std::string text = path + ": describes another architecture than the model's:";
+    for (const auto& d : differ) text += "\n  " + d;
+    throw FormatError(text);
+  }
+}
+
 }  // namespace
 
 c10::ScalarType to_scalar_type(Dtype dtype) {
@@ -268,6 +304,8 @@ ModelConfigFile read_pretrained_config(const std::string& dir) {
 }
 
 void load_weights(nn::CombaForCausalLM& model, const std::string& dir) {
+  const std::string config_path = join_path(dir, kConfigFile);
+  if (path_exists(config_path)) check_same_architecture(model->config(), read_config(config_path).model, config_path);
   const FolderWeights weights = open_weights(dir);
   const bool tied = model->config().tie_word_embeddings;
   auto params = checkpoint_tensors(model);

@@ -271,6 +271,16 @@ TEST(Pretrained, LoadWeightsIntoAnExistingModel) {
   auto target = tiny_model(false, 6);
   load_weights(target, dir.path());
   expect_same_parameters(source, target);
+
+  // A model of another architecture is told which keys differ.
+  auto config = tiny_config();
+  config.hidden_size = 40;
+  config.use_output_gate = false;
+  nn::CombaForCausalLM other(config);
+  const std::string msg = error_of([&] { load_weights(other, dir.path()); });
+  EXPECT_THAT(msg, HasSubstr(dir.file("config.json") + ": describes another architecture than the model's"));
+  EXPECT_THAT(msg, HasSubstr("hidden_size = 32 in the folder, 40 in the model"));
+  EXPECT_THAT(msg, HasSubstr("use_gate = true in the folder, false in the model"));
 }
 
 // ---- malformed folders -------------------------------------------------------------------

@@ -80,8 +80,9 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
 ModelConfigFile read_pretrained_config(const std::string& dir);
 
 // Copies a folder's weights into an existing model (each parameter keeps its dtype and
-// device). Throws FormatError naming the folder and the tensor for a missing tensor, an
-// extra one, a shape mismatch, or an unreadable file; the model is untouched on error.
+// device). Throws FormatError naming the folder and the key or tensor when config.json
+// describes another architecture, for a missing tensor, an extra one, a shape mismatch,
+// or an unreadable file; the model is untouched on error.
 void load_weights(nn::CombaForCausalLM& model, const std::string& dir);
 
 struct Pretrained {
