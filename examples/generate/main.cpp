@@ -6,6 +6,7 @@
 //   generate [--vocab 256] [--hidden 128] [--layers 2] [--heads 2] [--head-dim 32]
 //            [--batch 2] [--prompt-len 16] [--max-new-tokens 32] [--temperature T]
 //            [--top-k K] [--top-p P] [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json]
+//            [--threads N]   (CPU intra-op threads; 1 is far faster on a busy small machine)
 #include "comba/nn.h"
 
 #include <torch/torch.h>
@@ -66,10 +67,11 @@ int main(int argc, char** argv) {
     if (args.has("help")) {
       std::cout << "usage: generate [--vocab N] [--hidden N] [--layers N] [--heads N] [--head-dim N] [--batch N]\n"
                    "                [--prompt-len N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json]\n";
+                   "                [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json] [--threads N]\n";
       return 0;
     }
     const bool json = args.has("json");
+    if (args.has("threads")) torch::set_num_threads(static_cast<int>(args.integer("threads", 1)));
     torch::manual_seed(static_cast<uint64_t>(args.integer("seed", 0)));
     comba::nn::CombaConfig config;
     config.vocab_size = args.integer("vocab", 256);

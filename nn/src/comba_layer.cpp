@@ -5,6 +5,7 @@
 #include "comba/nn/comba_layer.h"
 
 #include "comba/core/checks.h"
+#include "comba/nn/padding.h"
 #include "comba/ops/comba.h"
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -104,23 +105,11 @@ torch::Tensor CombaLayerImpl::forward(const torch::Tensor& x, const CombaLayerIn
   const auto& mask = inputs.attention_mask();
   if (!mask.defined()) return mix(x, inputs.cu_seqlens(), inputs.state());
 
-  check.rank(mask, "attention_mask", 2, "[B, T_mask]");
   check.require(!inputs.cu_seqlens().defined(),
                 "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
-  check.require(mask.size(0) == batch && mask.size(1) >= seq_len, "argument `attention_mask` expected [B = ",
-                batch, ", T_mask >= ", seq_len, "], got shape ", core::shape_str(mask.sizes()));
-  const auto is_token = mask.slice(1, mask.size(1) - seq_len).to(x.device()).ne(0);  // [B, T]
-  if (is_token.all().item<bool>()) return mix(x, {}, inputs.state());
-
-  // Unpad: each row's tokens, in order, become one packed sequence.
-  const auto token_index = is_token.reshape(-1).nonzero().squeeze(1);
-  const auto lengths = is_token.sum(1, /*keepdim=*/false, torch::kLong);
-  const auto cu_seqlens = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});
-  const auto packed = x.reshape({batch * seq_len, x.size(2)}).index_select(0, token_index).unsqueeze(0);
-  const auto y = mix(packed, cu_seqlens, inputs.state());
-  return torch::zeros({batch * seq_len, y.size(2)}, y.options())
-      .index_copy(0, token_index, y[0])
-      .view({batch, seq_len, y.size(2)});
+  const auto unpadding = unpad_from_mask(mask, batch, seq_len, x.device(), "CombaLayer::forward");
+  if (!unpadding.has_padding()) return mix(x, {}, inputs.state());
+  return unpadding.unpack(mix(unpadding.pack(x), unpadding.cu_seqlens, inputs.state()));
 }
 
 torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state) {

@@ -3,6 +3,7 @@
 #include "comba/nn/model.h"
 
 #include "comba/core/checks.h"
+#include "comba/nn/padding.h"
 
 #include <torch/torch.h>
 
@@ -56,16 +57,31 @@ torch::Tensor CombaModelImpl::forward(const torch::Tensor& input_ids, const Mode
     check.require(inputs.cache()->num_layers() == config_.num_hidden_layers, "argument `cache` expected ",
                   config_.num_hidden_layers, " layers, got ", inputs.cache()->num_layers());
   }
+  const int64_t batch = input_ids.size(0), seq_len = input_ids.size(1);
   auto hidden = embeddings(input_ids);
+  // Padding is removed once for the whole stack (every block is per-token outside the
+  // mixer), so the blocks see packed sequences and padding positions cost nothing.
+  Unpadding unpadding;
+  auto cu_seqlens = inputs.cu_seqlens();
+  if (inputs.attention_mask().defined()) {
+    check.require(!cu_seqlens.defined(),
+                  "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
+    unpadding = unpad_from_mask(inputs.attention_mask(), batch, seq_len, hidden.device(), "CombaModel::forward");
+    if (unpadding.has_padding()) {
+      hidden = unpadding.pack(hidden);
+      cu_seqlens = unpadding.cu_seqlens;
+    }
+  }
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     const auto layer_inputs = CombaLayerInputs()
-                                  .attention_mask(inputs.attention_mask())
-                                  .cu_seqlens(inputs.cu_seqlens())
+                                  .cu_seqlens(cu_seqlens)
                                   .state(inputs.cache() ? &inputs.cache()->layer(i) : nullptr);
     hidden = layers->at<CombaBlockImpl>(static_cast<size_t>(i)).forward(hidden, layer_inputs);
   }
-  if (inputs.cache()) inputs.cache()->add_seen_tokens(input_ids.size(1));
-  return norm(hidden);
+  if (inputs.cache()) inputs.cache()->add_seen_tokens(seq_len);
+  hidden = norm(hidden);
+  // Padding positions come back as zeros (so their logits are zeros too).
+  return unpadding.has_padding() ? unpadding.unpack(hidden) : hidden;
 }
 
 }  // namespace comba::nn

@@ -45,6 +45,20 @@ TEST(Generate, CachedDecodeLogitsEqualFullForward) {
   EXPECT_EQ(cache.seen_tokens(), 75);
 }
 
+TEST(Generate, CacheSelectKeepsTheChosenRows) {
+  auto lm = make_lm(6);
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::randint(0, 64, {3, 10}, torch::kLong);
+  auto cache = lm->make_cache();
+  lm(ids, LMInputs().cache(&cache));
+  cache.select(torch::tensor(std::vector<int64_t>{2, 0}));
+  const auto next = torch::randint(0, 64, {2, 1}, torch::kLong);
+  const auto stepped = lm(next, LMInputs().cache(&cache)).logits;
+  const auto rows = torch::tensor(std::vector<int64_t>{2, 0});
+  const auto full = lm(torch::cat({ids.index_select(0, rows), next}, 1), LMInputs()).logits.select(1, -1);
+  EXPECT_LT(rel_diff(stepped.select(1, 0), full), 1e-5);
+}
+
 TEST(Generate, GreedyIsDeterministicAndEqualsStepwiseArgmax) {
   for (bool tied : {false, true}) {
     auto lm = make_lm(2, tied);

@@ -2,7 +2,10 @@
 // mantissa bits (relative rounding 3.9e-3) and every projection rounds its output, so
 // two bf16 routes to the same numbers differ by a few rounding steps: we allow 3e-2 of
 // the largest output magnitude for layer outputs and logits (fp32 routes agree to 1e-5 on
-// the CPU, see test_layers), and 5e-2 between bf16 and the fp32 model.
+// the CPU, see test_layers), and 5e-2 between bf16 and the fp32 model. Causality: logits at
+// or before t may move by 1e-3 of their size (same kernels on the same shapes should give
+// identical bits; the margin only covers a non-deterministic reduction order), while a
+// leak of a changed token moves them by O(1).
 #include "nn_test_utils.h"
 
 #include <ATen/autocast_mode.h>
@@ -16,6 +19,7 @@ namespace {
 
 constexpr double kBf16Tolerance = 3e-2;
 constexpr double kBf16VsFp32Tolerance = 5e-2;
+constexpr double kCausalTolerance = 1e-3;
 
 class NnOnGpu : public ::testing::Test {
  protected:
@@ -111,4 +115,32 @@ TEST_F(NnOnGpu, Bf16CachedDecodeEqualsFullForwardAndGreedyIsDeterministic) {
   const auto a = generate(lm, ids, {}, GenerationOptions().max_new_tokens(5));
   const auto b = generate(lm, ids, {}, GenerationOptions().max_new_tokens(5));
   EXPECT_TRUE(a.sequences.equal(b.sequences));
+}
+
+TEST_F(NnOnGpu, Bf16ModelIsCausalDensePackedAndPadded) {
+  torch::manual_seed(34);
+  auto config = tiny_config();
+  config.hidden_size = 128;
+  config.head_dim = 64;
+  config.num_v_heads = 4;
+  CombaForCausalLM lm(config);
+  lm->to(cuda, torch::kBFloat16);
+  lm->train();
+  torch::NoGradGuard no_grad;
+  const auto long_opts = torch::TensorOptions(cuda).dtype(torch::kLong);
+  const auto ids = torch::randint(0, 64, {2, 150}, long_opts);
+  const int64_t t = 70;
+  auto changed = ids.clone();
+  changed.slice(1, t + 1).random_(0, 64);
+  auto mask = torch::ones({2, 150}, long_opts);
+  mask[1].slice(0, 0, 9).fill_(0);
+  const auto cu = torch::tensor(std::vector<int64_t>{0, 40, 150}, long_opts);
+  const auto check = [&](const LMInputs& inputs, const torch::Tensor& a, const torch::Tensor& b) {
+    const auto before = lm(a, inputs).logits, after = lm(b, inputs).logits;
+    EXPECT_LT(rel_diff(after.slice(1, 0, t + 1), before.slice(1, 0, t + 1)), kCausalTolerance);
+    EXPECT_GT(max_abs_diff(before.slice(1, t + 1), after.slice(1, t + 1)), 1e-3);
+  };
+  check(LMInputs(), ids, changed);
+  check(LMInputs().attention_mask(mask), ids, changed);
+  check(LMInputs().cu_seqlens(cu), ids.slice(0, 0, 1), changed.slice(0, 0, 1));
 }

@@ -200,6 +200,7 @@ TEST(CombaForCausalLM, PaddedBatchEqualsEachSequenceAlone) {
   const auto logits = lm(ids, LMInputs().attention_mask(mask)).logits;
   EXPECT_LT(rel_diff(logits[0], lm(ids.slice(0, 0, 1), LMInputs()).logits[0]), 1e-5);
   EXPECT_LT(rel_diff(logits[1].slice(0, 11), lm(ids[1].slice(0, 11).unsqueeze(0), LMInputs()).logits[0]), 1e-5);
+  EXPECT_EQ(logits[1].slice(0, 0, 11).abs().max().item<float>(), 0.0f) << "padding positions give zero logits";
 }
 
 TEST(CombaForCausalLM, GradientsReachEveryParameter) {
