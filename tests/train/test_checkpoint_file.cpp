@@ -2,23 +2,21 @@
 // ordered by step, retention of the last N; metrics JSONL rewinding; the SVG plot.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
+#include "comba/train/file_util.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/metrics_log.h"
 
 namespace comba::train {
 namespace {
 
-namespace fs = std::filesystem;
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("comba_ckptfile_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = "/tmp/comba_ckptfile_" + name;
+  remove_tree(dir);
+  make_directories(dir);
   return dir;
 }
 
@@ -26,23 +24,21 @@ TEST(CheckpointFile, RoundTripAndNoTemporaryLeft) {
   const auto dir = fresh_dir("roundtrip");
   std::string payload(100000, '\0');
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
-  const std::string p = checkpoint_path(dir.string(), 12);
+  const std::string p = checkpoint_path(dir, 12);
   write_checkpoint_file(p, payload);
   std::string why;
   const auto back = read_checkpoint_file(p, &why);
   ASSERT_TRUE(back.has_value()) << why;
   EXPECT_EQ(*back, payload);
-  size_t files = 0;
-  for (const auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
-  EXPECT_EQ(files, 1u);
-  fs::remove_all(dir);
+  EXPECT_EQ(list_directory(dir).size(), 1u);
+  remove_tree(dir);
 }
 
 TEST(CheckpointFile, TruncatedAndCorruptedDetected) {
   const auto dir = fresh_dir("damaged");
-  const std::string p = checkpoint_path(dir.string(), 3);
+  const std::string p = checkpoint_path(dir, 3);
   write_checkpoint_file(p, std::string(5000, 'x'));
-  fs::resize_file(p, fs::file_size(p) - 10);
+  truncate_file(p, file_size(p) - 10);
   std::string why;
   EXPECT_FALSE(read_checkpoint_file(p, &why).has_value());
   EXPECT_NE(why.find("truncated"), std::string::npos) << why;
@@ -56,36 +52,36 @@ TEST(CheckpointFile, TruncatedAndCorruptedDetected) {
   EXPECT_FALSE(read_checkpoint_file(p, &why).has_value());
   EXPECT_NE(why.find("checksum"), std::string::npos) << why;
 
-  std::ofstream(dir / "step_0000000009.ckpt") << "garbage";
-  EXPECT_FALSE(read_checkpoint_file((dir / "step_0000000009.ckpt").string(), &why).has_value());
-  fs::remove_all(dir);
+  std::ofstream(join_path(dir, "step_0000000009.ckpt")) << "garbage";
+  EXPECT_FALSE(read_checkpoint_file(join_path(dir, "step_0000000009.ckpt"), &why).has_value());
+  remove_tree(dir);
 }
 
 TEST(CheckpointFile, ListAndPruneKeepNewest) {
   const auto dir = fresh_dir("prune");
   for (const int64_t step : {100, 5, 20, 1000}) {
-    write_checkpoint_file(checkpoint_path(dir.string(), step), "s");
+    write_checkpoint_file(checkpoint_path(dir, step), "s");
   }
-  std::ofstream(dir / "unrelated.txt") << "keep me";
-  std::ofstream(dir / "step_0000000001.ckpt.tmp.99") << "stale";
-  auto all = list_checkpoints(dir.string());
+  std::ofstream(join_path(dir, "unrelated.txt")) << "keep me";
+  std::ofstream(join_path(dir, "step_0000000001.ckpt.tmp.99")) << "stale";
+  auto all = list_checkpoints(dir);
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all.front().first, 5);
   EXPECT_EQ(all.back().first, 1000);
-  prune_checkpoints(dir.string(), 2);
-  all = list_checkpoints(dir.string());
+  prune_checkpoints(dir, 2);
+  all = list_checkpoints(dir);
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].first, 100);
   EXPECT_EQ(all[1].first, 1000);
-  EXPECT_TRUE(fs::exists(dir / "unrelated.txt"));
-  EXPECT_FALSE(fs::exists(dir / "step_0000000001.ckpt.tmp.99"));
-  EXPECT_TRUE(list_checkpoints((dir / "missing").string()).empty());
-  fs::remove_all(dir);
+  EXPECT_TRUE(path_exists(join_path(dir, "unrelated.txt")));
+  EXPECT_FALSE(path_exists(join_path(dir, "step_0000000001.ckpt.tmp.99")));
+  EXPECT_TRUE(list_checkpoints(join_path(dir, "missing")).empty());
+  remove_tree(dir);
 }
 
 TEST(MetricsLog, JsonLinesAndRewindOnResume) {
   const auto dir = fresh_dir("metrics");
-  const std::string p = (dir / "metrics.jsonl").string();
+  const std::string p = join_path(dir, "metrics.jsonl");
   {
     MetricsLog log(p);
     for (int64_t s = 1; s <= 5; ++s) {
@@ -104,7 +100,7 @@ TEST(MetricsLog, JsonLinesAndRewindOnResume) {
   EXPECT_EQ(lines[2], "{\"type\": \"train\", \"step\": 3, \"loss\": 0.5}");
   EXPECT_EQ(lines[3], "{\"type\": \"eval\", \"step\": 4, \"name\": \"a\\\"b\"}");
   EXPECT_EQ(step_of_json_line(lines[1]), 2);
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(LossPlot, SvgHasEveryCurve) {

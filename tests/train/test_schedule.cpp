@@ -29,10 +29,8 @@ TEST(Schedule, CosineHitsPeakMidpointAndFloor) {
   // After warm-up (10 steps) the decay spans steps 10..99 (89 intervals).
   const auto o = make("cosine", 10, 0.1);
   EXPECT_DOUBLE_EQ(learning_rate_at(o, 10, 100, 2.0), 2.0);
-  const double mid = 10 + 89 / 2.0;  // not an integer step: check the formula at 54
-  const double t = (54 - 10) / 89.0;
+  const double t = (54 - 10) / 89.0;  // step 54, near the middle of the decay
   EXPECT_NEAR(learning_rate_at(o, 54, 100, 2.0), 0.2 + 0.5 * 1.8 * (1 + std::cos(M_PI * t)), 1e-12);
-  (void)mid;
   EXPECT_DOUBLE_EQ(learning_rate_at(o, 99, 100, 2.0), 0.2);
   EXPECT_DOUBLE_EQ(learning_rate_at(o, 150, 100, 2.0), 0.2);  // past the end: the floor
 }

@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <map>
 
+#include "comba/train/file_util.h"
 #include "comba/train/packing.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
@@ -14,20 +14,17 @@
 namespace comba::train {
 namespace {
 
-namespace fs = std::filesystem;
-
 class ShardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("comba_shard_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = std::string("/tmp/comba_shard_") +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    remove_tree(dir_);
+    make_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  void TearDown() override { remove_tree(dir_); }
+  std::string path(const std::string& name) const { return join_path(dir_, name); }
+  std::string dir_;
 };
 
 std::string error_of(const std::string& p) {
@@ -42,7 +39,7 @@ std::string error_of(const std::string& p) {
 TEST_F(ShardTest, Uint16RoundTrip) {
   const std::vector<uint32_t> tokens = {0, 1, 65535, 300, 7, 12345};
   write_token_shard(path("a.bin"), tokens, 2);
-  EXPECT_EQ(fs::file_size(path("a.bin")), 1024u + 2 * tokens.size());
+  EXPECT_EQ(file_size(path("a.bin")), static_cast<int64_t>(1024 + 2 * tokens.size()));
   const TokenShard shard(path("a.bin"));
   EXPECT_EQ(shard.version(), 1);
   ASSERT_EQ(shard.tokens().size, 6);
@@ -91,7 +88,7 @@ TEST_F(ShardTest, BadVersionRejected) {
 
 TEST_F(ShardTest, SizeMismatchAndShortFileRejected) {
   write_token_shard(path("t.bin"), {1, 2, 3, 4}, 2);
-  fs::resize_file(path("t.bin"), 1024 + 5);
+  truncate_file(path("t.bin"), 1024 + 5);
   EXPECT_NE(error_of(path("t.bin")).find("header says 4 tokens"), std::string::npos);
   std::ofstream(path("short.bin")) << "tiny";
   EXPECT_NE(error_of(path("short.bin")).find("shorter than the 1024-byte header"),

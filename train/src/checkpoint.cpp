@@ -9,6 +9,7 @@
 #include <torch/serialize/output-archive.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
@@ -73,6 +74,11 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
     std::string why;
     const auto payload = read_checkpoint_file(it->second, &why);
     if (!payload) {
+      // A damaged file (cut short, corrupted) is moved aside: left in place it would keep
+      // a slot of keep_last and could make pruning delete the good checkpoints written
+      // after this resume. Files that read whole but do not fit the model stay untouched.
+      const std::string aside = it->second + ".unreadable";
+      if (std::rename(it->second.c_str(), aside.c_str()) == 0) why += " (moved to " + aside + ")";
       reasons.push_back(why);
       continue;
     }

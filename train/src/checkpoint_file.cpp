@@ -1,6 +1,8 @@
 // Atomic, self-checking checkpoint files (see checkpoint_file.h).
 #include "comba/train/checkpoint_file.h"
 
+#include "comba/train/file_util.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -8,15 +10,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace comba::train {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr char kMagic[8] = {'C', 'O', 'M', 'B', 'A', 'C', 'K', '1'};
 constexpr size_t kFrameBytes = sizeof(kMagic) + 2 * sizeof(uint64_t);
@@ -54,8 +53,8 @@ std::optional<int64_t> step_of(const std::string& name) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  const std::string parent = parent_directory(path);
+  if (!parent.empty()) make_directories(parent);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(tmp + ": cannot create: " + std::strerror(errno));
@@ -82,7 +81,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     throw std::runtime_error(path + ": rename failed: " + std::strerror(err));
   }
   // The rename itself must reach the disk for the new name to survive a power loss.
-  fsync_path(target.has_parent_path() ? target.parent_path().string() : ".", O_RDONLY | O_DIRECTORY);
+  fsync_path(parent.empty() ? "." : parent, O_RDONLY | O_DIRECTORY);
 }
 
 void write_checkpoint_file(const std::string& path, const std::string& payload) {
@@ -126,18 +125,15 @@ std::optional<std::string> read_checkpoint_file(const std::string& path, std::st
 std::string checkpoint_path(const std::string& dir, int64_t step) {
   char name[64];
   std::snprintf(name, sizeof(name), "%s%010lld%s", kPrefix, static_cast<long long>(step), kSuffix);
-  return (fs::path(dir) / name).string();
+  return join_path(dir, name);
 }
 
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
   std::vector<std::pair<int64_t, std::string>> found;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return found;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file()) continue;
-    if (const auto step = step_of(entry.path().filename().string())) {
-      found.emplace_back(*step, entry.path().string());
-    }
+  for (const auto& name : list_directory(dir)) {
+    const std::string path = join_path(dir, name);
+    if (!is_regular_file(path)) continue;
+    if (const auto step = step_of(name)) found.emplace_back(*step, path);
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -146,18 +142,10 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 void prune_checkpoints(const std::string& dir, int64_t keep_last) {
   const auto all = list_checkpoints(dir);
   const auto excess = static_cast<int64_t>(all.size()) - keep_last;
-  for (int64_t i = 0; i < excess; ++i) {
-    std::error_code ec;
-    fs::remove(all[i].second, ec);
-  }
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+  for (int64_t i = 0; i < excess; ++i) remove_file(all[i].second);
+  for (const auto& name : list_directory(dir)) {
     // Temporary files of a process that died mid-write.
-    if (entry.path().filename().string().find(".ckpt.tmp.") != std::string::npos) {
-      std::error_code ignore;
-      fs::remove(entry.path(), ignore);
-    }
+    if (name.find(".ckpt.tmp.") != std::string::npos) remove_file(join_path(dir, name));
   }
 }
 

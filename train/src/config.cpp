@@ -17,7 +17,16 @@ TrainConfig::TrainConfig() {
   model.head_dim = 32;
   model.expand_v = 1.0;
   model.tie_word_embeddings = true;
-  model.max_position_embeddings = 128;
+  model.max_position_embeddings = 32;
+  batch.micro_batch_size = 32;
+  batch.seq_len = 32;
+  train.max_steps = 300;
+  eval.interval = 50;
+  checkpoint.interval = 100;
+  checkpoint.keep_last = 2;
+  optimizer.lr = 3e-3;
+  optimizer.weight_decay = 0.01;
+  schedule.warmup_steps = 50;
 }
 
 std::string TrainConfig::checkpoint_dir() const {

@@ -4,10 +4,10 @@
 #include <charconv>
 #include <cstdlib>
 #include <cmath>
-#include <filesystem>
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
+#include "comba/train/file_util.h"
 
 namespace comba::train {
 namespace {
@@ -96,9 +96,8 @@ std::string string_of_json_line(const std::string& line, const std::string& key)
 }
 
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
-  namespace fs = std::filesystem;
-  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
-  if (keep_through_step >= 0 && fs::exists(path)) {
+  if (!parent_directory(path).empty()) make_directories(parent_directory(path));
+  if (keep_through_step >= 0 && path_exists(path)) {
     std::ifstream in(path);
     std::ostringstream kept;
     std::string line;

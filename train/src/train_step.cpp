@@ -34,6 +34,13 @@ torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor
 
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
                                    const Precision& precision) {
+  return accumulate_gradients_with(
+      [&model](const Batch& batch) { return model->forward(batch.input_ids, model_inputs(batch)).logits; },
+      micro, precision);
+}
+
+torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
+                                   const Precision& precision) {
   int64_t total_targets = 0;
   for (const auto& b : micro) total_targets += b.num_targets;
   const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, total_targets));
@@ -42,8 +49,7 @@ torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vecto
     torch::Tensor loss;
     {
       const AutocastScope autocast(batch.input_ids.device(), precision.bf16_autocast);
-      const auto out = model->forward(batch.input_ids, model_inputs(batch));
-      loss = summed_token_loss(out.logits, batch.labels) * scale;
+      loss = summed_token_loss(logits_of(batch), batch.labels) * scale;
     }
     loss.backward();
     step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -17,6 +16,7 @@
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/data_source.h"
+#include "comba/train/file_util.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/memory_stats.h"
 #include "comba/train/metrics_log.h"
@@ -30,7 +30,6 @@
 namespace comba::train {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
@@ -105,7 +104,7 @@ Trainer::~Trainer() = default;
 
 void Trainer::State::setup() {
   log::set_level(level_of(config.logging.level));
-  fs::create_directories(run_dir());
+  make_directories(run_dir());
   add_log_file_once(run_dir() + "/train.log");
   write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));

@@ -32,7 +32,8 @@ struct LoadedCheckpoint {
 
 // Restores the newest readable checkpoint of `dir` into model and optimizer (tensors are
 // loaded onto each parameter's device) and the RNG states; nullopt if none is readable
-// (the reasons are in *skipped when given).
+// (the reasons are in *skipped when given). Damaged files (cut short, checksum mismatch)
+// are renamed to <name>.unreadable so that they no longer count as checkpoints.
 std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
                                                        torch::nn::Module& model,
                                                        torch::optim::Optimizer& optimizer,

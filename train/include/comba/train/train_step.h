@@ -6,6 +6,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <vector>
 
 #include "comba/nn/causal_lm.h"
@@ -23,6 +24,10 @@ torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor
 // scored targets, so N micro-batches of B give the gradient of one batch of N * B.
 // Returns the step's mean loss per target (detached, on the device).
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
+                                   const Precision& precision);
+// The same for any model, given as "batch -> logits [B, T, vocab]".
+using LogitsFn = std::function<torch::Tensor(const Batch&)>;
+torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
                                    const Precision& precision);
 
 // Scales gradients so that their global L2 norm is at most max_norm (max_norm <= 0: no
