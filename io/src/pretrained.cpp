@@ -1,0 +1,381 @@
+// Model folders and the torch side of safetensors (see pretrained.h).
+#include "comba/io/pretrained.h"
+
+#include "comba/io/file_util.h"
+
+#include <c10/util/Exception.h>
+#include <torch/nn/module.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace comba::io {
+using nlohmann::ordered_json;
+
+namespace {
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::ostringstream out;
+  out << shape;
+  return out.str();
+}
+
+// "a, b, c (and N more)": error messages list names without flooding the terminal.
+std::string name_list(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 8;
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > kShown) s += " (and " + std::to_string(names.size() - kShown) + " more)";
+  return s;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FormatError(path + ": cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
+    out << text;
+    if (!out) throw std::runtime_error(tmp + ": write failed");
+  }
+  rename_file(tmp, path);
+}
+
+std::string dtype_label(c10::ScalarType t) {
+  switch (t) {
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    case c10::ScalarType::Half: return "float16";
+    case c10::ScalarType::Double: return "float64";
+    default: return "";
+  }
+}
+
+// The files of a folder, opened: which file holds which tensor.
+struct FolderWeights {
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, std::pair<const SafetensorsFile*, const TensorEntry*>> tensors;
+};
+
+FolderWeights open_weights(const std::string& dir) {
+  FolderWeights out;
+  const std::string single = join_path(dir, kWeightsFile);
+  const std::string index = join_path(dir, kIndexFile);
+  if (path_exists(single)) {
+    // transformers prefers the single file too when both exist.
+    out.files.push_back(std::make_unique<SafetensorsFile>(single));
+    for (const auto& e : out.files.back()->tensors()) out.tensors[e.name] = {out.files.back().get(), &e};
+    return out;
+  }
+  if (!path_exists(index)) {
+    throw FormatError(dir + ": no model weights: expected " + kWeightsFile + " or " + kIndexFile);
+  }
+  ordered_json root;
+  try {
+    root = ordered_json::parse(read_text(index));
+  } catch (const ordered_json::parse_error& e) {
+    throw FormatError(index + ": bad JSON: " + e.what());
+  }
+  if (!root.is_object() || !root.contains("weight_map") || !root.at("weight_map").is_object()) {
+    throw FormatError(index + ": expected an object with a \"weight_map\" object");
+  }
+  std::map<std::string, const SafetensorsFile*> by_shard;
+  for (const auto& [name, shard] : root.at("weight_map").items()) {
+    if (!shard.is_string()) {
+      throw FormatError(index + ": weight_map[\"" + name + "\"] expected a file name, got " + shard.dump());
+    }
+    const std::string shard_name = shard.get<std::string>();
+    // Shards live beside the index: a path elsewhere is a malformed (or hostile) index.
+    if (shard_name.empty() || shard_name.find('/') != std::string::npos || shard_name == "..") {
+      throw FormatError(index + ": weight_map[\"" + name + "\"] expected a file name in the folder, got \"" +
+                        shard_name + "\"");
+    }
+    auto it = by_shard.find(shard_name);
+    if (it == by_shard.end()) {
+      const std::string shard_path = join_path(dir, shard_name);
+      if (!path_exists(shard_path)) {
+        throw FormatError(index + ": shard " + shard_name + " (holding \"" + name + "\") is missing");
+      }
+      out.files.push_back(std::make_unique<SafetensorsFile>(shard_path));
+      it = by_shard.emplace(shard_name, out.files.back().get()).first;
+    }
+    const TensorEntry* entry = it->second->find(name);
+    if (entry == nullptr) {
+      throw FormatError(index + ": weight_map puts \"" + name + "\" in " + shard_name + ", which has no such tensor");
+    }
+    out.tensors[name] = {it->second, entry};
+  }
+  // Tensors in a shard that the index does not list are extra tensors too.
+  for (const auto& file : out.files) {
+    for (const auto& e : file->tensors()) {
+      if (out.tensors.find(e.name) == out.tensors.end()) {
+        throw FormatError(file->path() + ": tensor \"" + e.name + "\" is not listed in " + kIndexFile);
+      }
+    }
+  }
+  return out;
+}
+
+// Copies bytes into `dst` (any dtype/device): through an aligned view where possible.
+void copy_into(torch::Tensor& dst, const SafetensorsFile& file, const TensorEntry& entry) {
+  const c10::ScalarType type = to_scalar_type(entry.dtype);
+  const uint8_t* bytes = file.bytes(entry);
+  torch::Tensor src;
+  if (reinterpret_cast<uintptr_t>(bytes) % dtype_size(entry.dtype) == 0) {
+    src = torch::from_blob(const_cast<uint8_t*>(bytes), entry.shape, torch::TensorOptions().dtype(type));
+  } else {
+    src = read_tensor(file, entry);
+  }
+  dst.copy_(src);
+}
+
+// The folder's config.json must describe the same architecture as the model the weights
+// go into: a mismatch is reported by key, before tensor names and shapes would report it
+// less directly.
+void check_same_architecture(const nn::CombaConfig& model, const nn::CombaConfig& folder, const std::string& path) {
+  std::vector<std::string> differ;
+  const auto same = [&](const char* key, auto a, auto b) {
+    if (a != b) {
+      std::ostringstream line;
+      line << std::boolalpha << key << " = " << b << " in the folder, " << a << " in the model";
+      differ.push_back(line.str());
+    }
+  };
+  same("vocab_size", model.vocab_size, folder.vocab_size);
+  same("hidden_size", model.hidden_size, folder.hidden_size);
+  same("num_hidden_layers", model.num_hidden_layers, folder.num_hidden_layers);
+  same("num_heads", model.num_heads, folder.num_heads);
+  same("head_dim", model.head_dim, folder.head_dim);
+  same("num_v_heads", model.value_heads(), folder.value_heads());
+  same("head_dim * expand_v", model.head_v_dim(), folder.head_v_dim());
+  same("use_short_conv", model.use_short_conv, folder.use_short_conv);
+  if (model.use_short_conv && folder.use_short_conv) {
+    same("conv_size", model.conv_size, folder.conv_size);
+    same("conv_bias", model.conv_bias, folder.conv_bias);
+  }
+  same("use_gate", model.use_output_gate, folder.use_output_gate);
+  same("use_output_correction", model.use_output_correction, folder.use_output_correction);
+  same("use_inner_decay", model.use_inner_decay, folder.use_inner_decay);
+  same("intermediate_size (derived)", model.mlp_intermediate_size(), folder.mlp_intermediate_size());
+  same("tie_word_embeddings", model.tie_word_embeddings, folder.tie_word_embeddings);
+  if (!differ.empty()) {
+    std::string text = path + ": describes another architecture than the model's:";
+    for (const auto& d : differ) text += "\n  " + d;
+    throw FormatError(text);
+  }
+}
+
+}  // namespace
+
+c10::ScalarType to_scalar_type(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::BOOL: return c10::ScalarType::Bool;
+    case Dtype::U8: return c10::ScalarType::Byte;
+    case Dtype::I8: return c10::ScalarType::Char;
+    case Dtype::I16: return c10::ScalarType::Short;
+    case Dtype::U16: return c10::ScalarType::UInt16;
+    case Dtype::F16: return c10::ScalarType::Half;
+    case Dtype::BF16: return c10::ScalarType::BFloat16;
+    case Dtype::I32: return c10::ScalarType::Int;
+    case Dtype::U32: return c10::ScalarType::UInt32;
+    case Dtype::F32: return c10::ScalarType::Float;
+    case Dtype::F64: return c10::ScalarType::Double;
+    case Dtype::I64: return c10::ScalarType::Long;
+    case Dtype::U64: return c10::ScalarType::UInt64;
+    case Dtype::F8_E5M2: return c10::ScalarType::Float8_e5m2;
+    case Dtype::F8_E4M3: return c10::ScalarType::Float8_e4m3fn;
+  }
+  throw FormatError(std::string("no torch dtype for safetensors dtype ") + dtype_name(dtype));
+}
+
+Dtype to_safetensors_dtype(c10::ScalarType type) {
+  for (const Dtype d : {Dtype::BOOL, Dtype::U8, Dtype::I8, Dtype::I16, Dtype::U16, Dtype::F16, Dtype::BF16, Dtype::I32,
+                        Dtype::U32, Dtype::F32, Dtype::F64, Dtype::I64, Dtype::U64, Dtype::F8_E5M2, Dtype::F8_E4M3}) {
+    if (to_scalar_type(d) == type) return d;
+  }
+  throw std::invalid_argument(std::string("safetensors has no dtype for torch ") + c10::toString(type));
+}
+
+torch::Tensor read_tensor(const SafetensorsFile& file, const TensorEntry& entry) {
+  auto out = torch::empty(entry.shape, torch::TensorOptions().dtype(to_scalar_type(entry.dtype)));
+  if (entry.nbytes() > 0) std::memcpy(out.data_ptr(), file.bytes(entry), entry.nbytes());
+  return out;
+}
+
+std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
+  const SafetensorsFile file(path);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& e : file.tensors()) out[e.name] = read_tensor(file, e);
+  return out;
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<torch::Tensor> keep;  // owns the contiguous CPU copies while writing
+  std::vector<TensorBytes> views;
+  keep.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) {
+    TORCH_CHECK(t.defined(), "save_safetensors(", path, "): tensor \"", name, "\" is undefined");
+    keep.push_back(t.detach().to(torch::kCPU).contiguous());
+    const auto& c = keep.back();
+    views.push_back({name, to_safetensors_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr()});
+  }
+  write_safetensors(path, std::move(views), metadata);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors(const nn::CombaForCausalLM& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : model->named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  for (const auto& item : model->named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, const SaveOptions& options,
+                     const ordered_json& extra) {
+  TORCH_CHECK(options.max_shard_bytes() > 0, "save_pretrained(", dir, "): max_shard_bytes expected > 0, got ",
+              options.max_shard_bytes());
+  make_directories(dir);
+  const torch::NoGradGuard no_grad;
+  auto tensors = checkpoint_tensors(model);
+  c10::ScalarType stored = c10::ScalarType::Float;
+  for (auto& [name, t] : tensors) {
+    if (options.dtype() && t.is_floating_point()) t = t.to(*options.dtype());
+    stored = t.scalar_type();
+  }
+  // Greedy shards in parameter order, as transformers splits them.
+  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> shards(1);
+  int64_t shard_bytes = 0;
+  int64_t total_bytes = 0;
+  for (auto& item : tensors) {
+    const int64_t nbytes = item.second.numel() * static_cast<int64_t>(item.second.element_size());
+    if (!shards.back().empty() && shard_bytes + nbytes > options.max_shard_bytes()) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(item);
+    shard_bytes += nbytes;
+    total_bytes += nbytes;
+  }
+
+  // Remove weight files of an earlier save so that the folder holds exactly one layout.
+  for (const auto& name : list_directory(dir)) {
+    const bool shard = name.rfind("model-", 0) == 0 && name.size() > 12 &&
+                       name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    if (shard || name == kWeightsFile || name == kIndexFile) remove_file(join_path(dir, name));
+  }
+  if (shards.size() == 1) {
+    save_safetensors(join_path(dir, kWeightsFile), shards.front());
+  } else {
+    ordered_json weight_map = ordered_json::object();
+    const size_t n = shards.size();
+    for (size_t i = 0; i < n; ++i) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
+      save_safetensors(join_path(dir, name), shards[i]);
+      for (const auto& item : shards[i]) weight_map[item.first] = name;
+    }
+    ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    write_text_atomic(join_path(dir, kIndexFile), index.dump(2) + "\n");
+  }
+
+  ModelConfigFile config;
+  config.model = model->config();
+  config.extra = extra.is_object() ? extra : ordered_json::object();
+  write_config(join_path(dir, kConfigFile), config, dtype_label(stored));
+  if (!options.tokenizer_model().empty()) {
+    copy_file(options.tokenizer_model(), join_path(dir, kTokenizerFile));
+  }
+}
+
+ModelConfigFile read_pretrained_config(const std::string& dir) {
+  if (!is_directory(dir)) throw FormatError(dir + ": not a directory (expected a model folder with config.json)");
+  return read_config(join_path(dir, kConfigFile));
+}
+
+void load_weights(nn::CombaForCausalLM& model, const std::string& dir) {
+  const std::string config_path = join_path(dir, kConfigFile);
+  if (path_exists(config_path)) check_same_architecture(model->config(), read_config(config_path).model, config_path);
+  const FolderWeights weights = open_weights(dir);
+  const bool tied = model->config().tie_word_embeddings;
+  auto params = checkpoint_tensors(model);
+
+  std::vector<std::string> missing;
+  std::vector<std::string> mismatched;
+  std::set<std::string> wanted;
+  for (const auto& [name, param] : params) {
+    wanted.insert(name);
+    const auto it = weights.tensors.find(name);
+    if (it == weights.tensors.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const TensorEntry& e = *it->second.second;
+    if (c10::IntArrayRef(e.shape) != param.sizes()) {
+      mismatched.push_back(name + " (file " + shape_str(e.shape) + " in " + it->second.first->path() +
+                           ", model expects " + shape_str(param.sizes()) + ")");
+    } else if (!at::isFloatingType(to_scalar_type(e.dtype)) && param.is_floating_point()) {
+      mismatched.push_back(name + " (file dtype " + dtype_name(e.dtype) + ", expected a floating dtype)");
+    }
+  }
+  std::vector<std::string> extra;
+  for (const auto& [name, where] : weights.tensors) {
+    // fla's state_dict lists lm_head.weight for a tied model too; the copy adds nothing.
+    if (tied && name == "lm_head.weight") continue;
+    if (wanted.count(name) == 0) extra.push_back(name);
+  }
+  const std::string cfg = " for the config (" + std::to_string(model->config().num_hidden_layers) + " layers, tie_word_embeddings=" +
+                          (tied ? "true" : "false") + ")";
+  if (!missing.empty()) {
+    throw FormatError(dir + ": " + std::to_string(missing.size()) + " tensor(s) missing" + cfg + ": " + name_list(missing));
+  }
+  if (!extra.empty()) {
+    throw FormatError(dir + ": " + std::to_string(extra.size()) + " unexpected tensor(s)" + cfg + ": " + name_list(extra));
+  }
+  if (!mismatched.empty()) {
+    throw FormatError(dir + ": tensor shape or dtype mismatch: " + name_list(mismatched));
+  }
+  const torch::NoGradGuard no_grad;
+  for (auto& [name, param] : params) {
+    const auto& [file, entry] = weights.tensors.at(name);
+    copy_into(param, *file, *entry);
+  }
+}
+
+Pretrained load_pretrained(const std::string& dir, const LoadOptions& options) {
+  Pretrained out;
+  out.config = read_pretrained_config(dir);
+  out.model = nn::CombaForCausalLM(out.config.model);
+  std::optional<c10::ScalarType> dtype = options.dtype();
+  if (!dtype) {
+    // The first floating tensor of the files decides, as torch_dtype="auto" does.
+    const FolderWeights weights = open_weights(dir);
+    for (const auto& [name, where] : weights.tensors) {
+      const c10::ScalarType t = to_scalar_type(where.second->dtype);
+      if (at::isFloatingType(t)) {
+        dtype = t;
+        break;
+      }
+    }
+  }
+  out.model->to(options.device(), dtype.value_or(c10::ScalarType::Float));
+  load_weights(out.model, dir);
+  out.model->eval();
+  const std::string tokenizer = join_path(dir, kTokenizerFile);
+  if (options.load_tokenizer() && Tokenizer::available() && path_exists(tokenizer)) {
+    out.tokenizer = std::make_shared<Tokenizer>(tokenizer);
+  }
+  return out;
+}
+
+}  // namespace comba::io

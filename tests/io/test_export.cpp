@@ -1,0 +1,77 @@
+// comba-export end to end: a run directory written by the trainer's own functions
+// (config.yaml from to_yaml, checkpoints from save_checkpoint) becomes a model folder whose
+// weights and logits equal the run's newest checkpoint.
+#include <sys/wait.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "comba/io/file_util.h"
+#include "comba/io/pretrained.h"
+#include "comba/train/checkpoint.h"
+#include "comba/train/checkpoint_file.h"
+#include "comba/train/config.h"
+#include "io/temp_dir.h"
+
+namespace comba::io {
+namespace {
+
+using ::testing::HasSubstr;
+
+int run(const std::string& args, const std::string& log) {
+  const std::string cmd = "\"" COMBA_EXPORT_BIN "\" " + args + " > \"" + log + "\" 2>&1";
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void write_run(const std::string& run_dir, const train::TrainConfig& config, const nn::CombaForCausalLM& model,
+               int64_t step) {
+  make_directories(run_dir + "/checkpoints");
+  train::write_file_atomic(run_dir + "/config.yaml", train::to_yaml(config));
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  train::TrainState state;
+  state.step = step;
+  train::save_checkpoint(run_dir + "/checkpoints", state, *model, optimizer, /*keep_last=*/3);
+}
+
+TEST(Export, RunDirectoryBecomesAModelFolder) {
+  testing::TempDir dir;
+  const std::string run_dir = dir.file("run");
+  train::TrainConfig config;  // the built-in task's small tied model
+  config.logging.run_dir = run_dir;
+  torch::manual_seed(21);
+  nn::CombaForCausalLM older(config.model), newest(config.model);
+  write_run(run_dir, config, older, 10);
+  write_run(run_dir, config, newest, 20);
+
+  const std::string out = dir.file("exported");
+  ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --max-shard-bytes 40000", dir.file("log")), 0)
+      << testing::read_bytes(dir.file("log"));
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("\"step\":20"));
+  EXPECT_TRUE(path_exists(out + "/model.safetensors.index.json"));
+  auto loaded = load_pretrained(out);
+  EXPECT_EQ(loaded.config.model.hidden_size, config.model.hidden_size);
+  EXPECT_EQ(loaded.config.extra.at("comba_export").at("step"), 20);
+  for (const auto& item : newest->named_parameters()) {
+    EXPECT_TRUE(torch::equal(loaded.model->named_parameters()[item.key()], item.value())) << item.key();
+  }
+  newest->eval();
+  const auto ids = torch::randint(0, config.model.vocab_size, {2, 9}, torch::kLong);
+  const torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(newest->forward(ids).logits, loaded.model->forward(ids).logits));
+
+  // bf16 export, and clear errors for a folder that is not a run.
+  ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --dtype bfloat16", dir.file("log")), 0);
+  EXPECT_EQ(SafetensorsFile(out + "/model.safetensors").at("model.norm.weight").dtype, Dtype::BF16);
+  EXPECT_NE(run("\"" + dir.file("nothing") + "\" \"" + out + "\"", dir.file("log")), 0);
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("config.yaml: missing"));
+  EXPECT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --dtype int8", dir.file("log")), 2);
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("argument --dtype expected"));
+}
+
+}  // namespace
+}  // namespace comba::io
