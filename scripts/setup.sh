@@ -2,7 +2,8 @@
 # Sets up everything the build needs and configures it; idempotent and quick when done.
 #   - LibTorch: an existing torch (TORCH_PYTHON=/path/to/python, the active python3, or
 #     /opt/torch/.venv), else a local .venv with torch==2.11.0 from PyPI.
-#   - System libraries (Debian): yaml-cpp, spdlog, Eigen, GoogleTest, ninja, ccache.
+#   - System libraries (Debian): yaml-cpp, spdlog, Eigen, GoogleTest, nlohmann-json;
+#     SentencePiece, ninja and ccache when available.
 #   - Configures the CMake build in $COMBA_BUILD_DIR (default: build/).
 # Prints nothing but progress; the variables it sets are in build/comba-env.sh.
 set -euo pipefail
@@ -18,10 +19,13 @@ install_system_packages() {
   [ -f /usr/include/spdlog/spdlog.h ] || missing+=(libspdlog-dev)
   [ -d /usr/include/eigen3 ] || missing+=(libeigen3-dev)
   [ -d /usr/include/gtest ] || missing+=(libgtest-dev)
+  [ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
   # ninja and ccache only speed the build up: fetched when other packages are, else skipped.
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v ninja >/dev/null || missing+=(ninja-build)
   command -v ccache >/dev/null || missing+=(ccache)
+  # SentencePiece is optional (tokenizers); fetched along with the rest.
+  [ -f /usr/include/sentencepiece_processor.h ] || missing+=(libsentencepiece-dev)
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -47,7 +51,7 @@ find_torch_python() {
   say "no torch found: creating $ROOT/.venv with torch==$TORCH_VERSION (about a minute)"
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$ROOT/.venv/bin/pip" install -q "torch==$TORCH_VERSION" numpy
+  "$ROOT/.venv/bin/pip" install -q "torch==$TORCH_VERSION" numpy safetensors
   echo "$ROOT/.venv/bin/python"
 }
 

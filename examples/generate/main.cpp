@@ -7,6 +7,9 @@
 //            [--batch 2] [--prompt-len 16] [--max-new-tokens 32] [--temperature T]
 //            [--top-k K] [--top-p P] [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json]
 //            [--threads N]   (CPU intra-op threads; 1 is far faster on a busy small machine)
+//   generate --model DIR --prompt "text" [sampling options]   (a model folder with tokenizer.model)
+#include "comba/io/pretrained.h"
+#include "comba/io/text_generation.h"
 #include "comba/nn.h"
 
 #include <torch/torch.h>
@@ -67,12 +70,42 @@ int main(int argc, char** argv) {
     if (args.has("help")) {
       std::cout << "usage: generate [--vocab N] [--hidden N] [--layers N] [--heads N] [--head-dim N] [--batch N]\n"
                    "                [--prompt-len N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json] [--threads N]\n";
+                   "                [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json] [--threads N]\n"
+                   "       generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] ...\n";
       return 0;
     }
     const bool json = args.has("json");
     if (args.has("threads")) torch::set_num_threads(static_cast<int>(args.integer("threads", 1)));
     torch::manual_seed(static_cast<uint64_t>(args.integer("seed", 0)));
+    const torch::Device device(args.get("device", torch::cuda::is_available() ? "cuda" : "cpu"));
+    const double temperature = args.real("temperature", 0.0);
+    auto options = comba::nn::GenerationOptions()
+                       .max_new_tokens(args.integer("max-new-tokens", 32))
+                       .do_sample(temperature > 0)
+                       .temperature(temperature > 0 ? temperature : 1.0)
+                       .top_k(args.integer("top-k", 0))
+                       .top_p(args.real("top-p", 1.0))
+                       .eos_token_id(args.integer("eos", -1));
+    if (options.do_sample() && device.is_cpu()) {
+      options.generator(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(args.integer("seed", 0))));
+    }
+
+
+    // A model folder (config.json + safetensors + tokenizer.model): text in, text out.
+    if (args.has("model")) {
+      const auto pretrained = comba::io::load_pretrained(
+          args.get("model", ""), comba::io::LoadOptions().device(device).dtype(
+                                     args.has("bf16") ? torch::kBFloat16 : torch::kFloat));
+      const std::string prompt = args.get("prompt", "");
+      const auto out = comba::io::generate_text(pretrained, prompt, options);
+      if (json) {
+        std::cout << "{\"event\":\"text\",\"prompt_tokens\":" << out.prompt_ids.size()
+                  << ",\"new_tokens\":" << out.new_ids.size() << "}\n";
+      }
+      std::cout << prompt << out.text << "\n";
+      return 0;
+    }
+
     comba::nn::CombaConfig config;
     config.vocab_size = args.integer("vocab", 256);
     config.hidden_size = args.integer("hidden", 128);
@@ -80,7 +113,6 @@ int main(int argc, char** argv) {
     config.num_heads = args.integer("heads", 2);
     config.head_dim = args.integer("head-dim", 32);
     config.expand_v = 1.0;
-    const torch::Device device(args.get("device", torch::cuda::is_available() ? "cuda" : "cpu"));
 
     comba::nn::CombaForCausalLM model(config);
     model->to(device, args.has("bf16") ? torch::kBFloat16 : torch::kFloat);
@@ -97,18 +129,6 @@ int main(int argc, char** argv) {
     }
     ids = ids.to(device);
     mask = mask.to(device);
-
-    const double temperature = args.real("temperature", 0.0);
-    auto options = comba::nn::GenerationOptions()
-                       .max_new_tokens(args.integer("max-new-tokens", 32))
-                       .do_sample(temperature > 0)
-                       .temperature(temperature > 0 ? temperature : 1.0)
-                       .top_k(args.integer("top-k", 0))
-                       .top_p(args.real("top-p", 1.0))
-                       .eos_token_id(args.integer("eos", -1));
-    if (options.do_sample() && device.is_cpu()) {
-      options.generator(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(args.integer("seed", 0))));
-    }
 
     const auto start = std::chrono::steady_clock::now();
     const auto out = comba::nn::generate(model, ids, mask, options);

@@ -14,7 +14,9 @@
 
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -407,6 +409,18 @@ TEST(Pretrained, FolderWithTokenizerGeneratesText) {
     text_ids.push_back(id);
   }
   EXPECT_EQ(out.text, loaded.tokenizer->decode(text_ids));
+
+#ifdef COMBA_GENERATE_BIN
+  // The program users run prints the prompt followed by the same greedy continuation.
+  const std::string command = std::string(COMBA_GENERATE_BIN) + " --model " + folder +
+                              " --prompt 'kalo mine suvi' --max-new-tokens 6 --device cpu --threads 1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string printed;
+  for (char buffer[256]; fgets(buffer, sizeof buffer, pipe) != nullptr;) printed += buffer;
+  EXPECT_EQ(pclose(pipe), 0);
+  EXPECT_EQ(printed, "kalo mine suvi" + out.text + "\n");
+#endif
 }
 
 // ---- Python interop ----------------------------------------------------------------------

@@ -45,6 +45,28 @@ std::map<int64_t, double> losses(const TrainSummary& s) {
   return {s.losses.begin(), s.losses.end()};
 }
 
+// checkpoint.export_dir writes a model folder at the end; model.init_from starts another
+// run from it: the folder's config replaces model.* and its weights the initialisation
+// (a run with a vanishing learning rate then evaluates exactly like the exported model).
+TEST(Trainer, ExportedFolderStartsANewRunWithItsConfigAndWeights) {
+  const std::string first_dir = fresh_dir("export_first");
+  const std::string folder = fresh_dir("export_folder");
+  const TrainSummary first = Trainer(tiny(first_dir, {"checkpoint.export_dir=" + folder})).run();
+  ASSERT_TRUE(path_exists(folder + "/config.json"));
+  ASSERT_TRUE(path_exists(folder + "/model.safetensors"));
+
+  const std::string second_dir = fresh_dir("export_second");
+  TrainConfig second_config = tiny(second_dir, {"model.init_from=" + folder, "model.hidden_size=64",
+                                                "train.max_steps=1", "optimizer.lr=1e-30",
+                                                "schedule.warmup_steps=0"});
+  Trainer second(second_config);
+  const TrainSummary resumed = second.run();
+  const TrainConfig resolved = load_config(second_dir + "/config.yaml");
+  EXPECT_EQ(resolved.model.hidden_size, 32);  // from the folder, not the --set
+  ASSERT_TRUE(first.last_eval && resumed.last_eval);
+  EXPECT_NEAR(resumed.last_eval->loss, first.last_eval->loss, 1e-6 * first.last_eval->loss);
+}
+
 TEST(Trainer, ResumeAfterStopContinuesTheSameLossCurveBitForBit) {
   const std::string straight_dir = fresh_dir("straight");
   const TrainSummary straight = Trainer(tiny(straight_dir)).run();

@@ -60,6 +60,8 @@ ConfigSchema make_schema(TrainConfig& c) {
         "bf16: bf16 autocast compute, fp32 master weights and optimizer state");
 
   auto& m = c.model;
+  s.add("model.init_from", &c.model_init_from, {},
+        "model folder (config.json + safetensors); its config replaces model.*");
   s.add("model.vocab_size", &m.vocab_size, one_up, "");
   s.add("model.hidden_size", &m.hidden_size, one_up, "");
   s.add("model.num_hidden_layers", &m.num_hidden_layers, one_up, "");
@@ -131,6 +133,8 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("checkpoint.keep_last", &c.checkpoint.keep_last, one_up, "");
   s.add("checkpoint.dir", &c.checkpoint.dir, {}, "empty: <logging.run_dir>/checkpoints");
   s.add("checkpoint.auto_resume", &c.checkpoint.auto_resume, "");
+  s.add("checkpoint.export_dir", &c.checkpoint.export_dir, {},
+        "non-empty: export a model folder (config.json + model.safetensors) at the end");
 
   s.add("logging.run_dir", &c.logging.run_dir, {}, "");
   s.add("logging.interval", &c.logging.interval, one_up, "");

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "comba/core/log.h"
+#include "comba/io/pretrained.h"
 #include "comba/nn/causal_lm.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
@@ -112,6 +113,10 @@ void Trainer::State::setup() {
   device = resolve_device(config.device);
   precision = Precision::from_name(config.precision);
   torch::manual_seed(static_cast<uint64_t>(config.seed));
+  if (!config.model_init_from.empty()) {
+    config.model = io::read_pretrained_config(config.model_init_from).model;
+    write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
+  }
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();
@@ -158,6 +163,10 @@ void Trainer::State::resume_or_start() {
     log::info("resumed from " + loaded->path + " at step " + std::to_string(train_state.step));
   } else if (has_any) {
     log::warn("starting over although " + dir + " holds checkpoints");
+  }
+  if (!want && !config.model_init_from.empty()) {
+    io::load_weights(model, config.model_init_from);
+    log::info("initialised from " + config.model_init_from);
   }
   summary.start_step = train_state.step;
   // Rewind the metrics to the checkpoint so that the file tells one continuous story.
@@ -327,6 +336,10 @@ TrainSummary Trainer::run() {
   }
   s.check_finite();
   if (s.device.is_cuda()) torch::cuda::synchronize();
+  if (!c.checkpoint.export_dir.empty() && !benchmark) {
+    io::save_pretrained(s.model, c.checkpoint.export_dir);
+    log::info("exported the model to " + c.checkpoint.export_dir);
+  }
   TrainSummary& out = s.summary;
   out.final_step = s.train_state.step;
   out.tokens_seen = s.train_state.tokens_seen;

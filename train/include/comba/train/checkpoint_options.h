@@ -10,6 +10,7 @@ struct CheckpointOptions {
   int64_t keep_last = 3;  // older checkpoints are deleted
   std::string dir;        // empty: <logging.run_dir>/checkpoints
   bool auto_resume = true;  // continue from the newest valid checkpoint in dir
+  std::string export_dir;   // non-empty: write a Hugging Face model folder there at the end
 };
 
 }  // namespace comba::train

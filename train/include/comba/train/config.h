@@ -22,6 +22,9 @@ struct TrainConfig {
   TrainConfig();  // defaults: the built-in task (configs/default.yaml says the same)
 
   nn::CombaConfig model;
+  // model.init_from: a Hugging Face / fla model folder whose config.json decides the
+  // architecture and whose weights start a fresh run (a resumed run keeps its checkpoint).
+  std::string model_init_from;
   DataOptions data;
   BatchOptions batch;
   OptimizerOptions optimizer;
