@@ -52,7 +52,7 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& l
   check.shape(labels, "labels", {logits.size(0), logits.size(1)}, "[B, T]");
   check.dtype_in(labels, "labels", {torch::kLong});
   const int64_t vocab = logits.size(2), seq_len = logits.size(1);
-  const auto predictions = logits.slice(1, 0, std::max<int64_t>(seq_len - 1, 0)).to(torch::kFloat).reshape({-1, vocab});
+  const auto predictions = logits.slice(1, 0, std::max<int64_t>(seq_len - 1, 0)).to(torch::promote_types(logits.scalar_type(), torch::kFloat)).reshape({-1, vocab});
   const auto targets = labels.slice(1, 1).reshape({-1}).to(logits.device());
   const auto total = torch::nn::functional::cross_entropy(
       predictions, targets,

@@ -143,10 +143,11 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   if (options.use_inner_decay()) p = (k * torch::sigmoid(decay).view({1, 1, heads, 1})).to(dtype);
   if (options.use_output_correction()) q = (q - D.view({1, 1, heads, 1}) * p).to(dtype);
 
-  auto beta = torch::sigmoid(b_proj(x).to(torch::kFloat));  // [B, T, HV]
+  const auto gate_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);  // fp64 stays fp64
+  auto beta = torch::sigmoid(b_proj(x).to(gate_dtype));  // [B, T, HV]
   if (options.allow_neg_eigval()) beta = beta * 2.0;
-  const auto g = -torch::exp(A_log.to(torch::kFloat)) *
-                 torch::softplus(a_proj(x).to(torch::kFloat) + dt_bias.to(torch::kFloat));  // [B, T, HV]
+  const auto g = -torch::exp(A_log.to(gate_dtype)) *
+                 torch::softplus(a_proj(x).to(gate_dtype) + dt_bias.to(gate_dtype));  // [B, T, HV]
 
   auto op_options = comba::CombaOptions()
                         .output_final_state(state != nullptr)

@@ -14,9 +14,11 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   check.require(x.dim() >= 1 && x.size(-1) == weight.size(0), "argument `x` expected last dim ",
                 weight.size(0), " [..., dim], got shape ", x.sizes());
   if (gate.defined()) check.shape(gate, "gate", x.sizes(), "like x [..., dim]");
-  const auto xf = x.to(torch::kFloat);
-  auto y = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps) * weight.to(torch::kFloat);
-  if (gate.defined()) y = y * torch::sigmoid(gate.to(torch::kFloat));
+  // fp32 for low-precision inputs; fp64 stays fp64.
+  const auto compute = torch::promote_types(x.scalar_type(), torch::kFloat);
+  const auto xf = x.to(compute);
+  auto y = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps) * weight.to(compute);
+  if (gate.defined()) y = y * torch::sigmoid(gate.to(compute));
   return y.to(x.scalar_type());
 }
 

@@ -39,6 +39,15 @@ CombaLayer make_bf16_layer(const torch::Device& device) {
 
 }  // namespace
 
+// The GPU cases' model: head_dim 64 (a tuned kernel size) and GVA (4 value heads).
+CombaConfig gpu_config() {
+  auto config = tiny_config();
+  config.hidden_size = 128;
+  config.head_dim = 64;
+  config.num_v_heads = 4;
+  return config;
+}
+
 TEST_F(NnOnGpu, Bf16LayerChunkEqualsStepByStepAfterPrefill) {
   auto layer = make_bf16_layer(cuda);
   torch::NoGradGuard no_grad;
@@ -66,10 +75,7 @@ TEST_F(NnOnGpu, Bf16PaddedBatchEqualsEachSequenceAlone) {
 
 TEST_F(NnOnGpu, Bf16WeightsAndAutocastMatchFp32Model) {
   torch::manual_seed(32);
-  auto config = tiny_config();
-  config.hidden_size = 128;
-  config.head_dim = 64;
-  config.num_v_heads = 4;
+  const auto config = gpu_config();
   CombaForCausalLM lm(config);
   lm->to(cuda);
   lm->train();
@@ -98,10 +104,7 @@ TEST_F(NnOnGpu, Bf16WeightsAndAutocastMatchFp32Model) {
 
 TEST_F(NnOnGpu, Bf16CachedDecodeEqualsFullForwardAndGreedyIsDeterministic) {
   torch::manual_seed(33);
-  auto config = tiny_config();
-  config.hidden_size = 128;
-  config.head_dim = 64;
-  config.num_v_heads = 4;
+  const auto config = gpu_config();
   CombaForCausalLM lm(config);
   lm->to(cuda, torch::kBFloat16);
   lm->eval();
@@ -119,10 +122,7 @@ TEST_F(NnOnGpu, Bf16CachedDecodeEqualsFullForwardAndGreedyIsDeterministic) {
 
 TEST_F(NnOnGpu, Bf16ModelIsCausalDensePackedAndPadded) {
   torch::manual_seed(34);
-  auto config = tiny_config();
-  config.hidden_size = 128;
-  config.head_dim = 64;
-  config.num_v_heads = 4;
+  const auto config = gpu_config();
   CombaForCausalLM lm(config);
   lm->to(cuda, torch::kBFloat16);
   lm->train();
