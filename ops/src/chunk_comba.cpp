@@ -1,14 +1,23 @@
 #include "reference/chunk_ref.h"
 #include "stages.h"
+#ifdef COMBA_WITH_CUDA
+#include "cuda/launchers.h"
+#endif
 
 namespace comba::detail {
 
 CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in) {
+#ifdef COMBA_WITH_CUDA
+  if (cuda::chunk_supported(pb, in)) return cuda::chunk_fwd(pb, in);
+#endif
   return reference_forward(pb, in, kChunkSize, chunk_fwd_ref);
 }
 
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                            const at::Tensor& grad_o, const at::Tensor& grad_final) {
+#ifdef COMBA_WITH_CUDA
+  if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final);
+#endif
   return reference_backward(pb, in, kChunkSize, grad_o, grad_final, chunk_bwd_ref);
 }
 

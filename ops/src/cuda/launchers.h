@@ -9,4 +9,10 @@ namespace comba::detail::cuda {
 bool recurrent_fwd_supported(const CombaProblem& pb, const CombaInputs& in);
 CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in);
 
+// Whether the chunked kernels take this problem (16-bit inputs, K <= 128).
+bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
+CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in);
+InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
+                     const at::Tensor& grad_final);
+
 }  // namespace comba::detail::cuda

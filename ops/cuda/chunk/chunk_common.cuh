@@ -1,0 +1,190 @@
+// Device helpers shared by the chunked kernels: where a chunk's tokens are, per-row
+// reductions over the accumulator layout, the gate loads. No torch headers.
+#pragma once
+#include "../common.cuh"
+#include "chunk_params.h"
+#include "tile_mma.cuh"
+
+namespace comba::cuda::chunk {
+
+inline constexpr int kThreads = 256;  // 8 warps in every chunked kernel
+inline constexpr int kPad = 8;        // 16 bytes of row padding: conflict-free ldmatrix
+
+struct ChunkLoc {
+  long long tok0;  // first token (row of the [B * T] or packed token axis)
+  int len;         // tokens in this chunk, 1..64
+  int seq;
+};
+
+__device__ __forceinline__ ChunkLoc locate_chunk(const ChunkParams& p, long long c) {
+  ChunkLoc loc;
+  if (p.cu_seqlens == nullptr) {
+    const long long per_seq = (p.seq_len + kChunk - 1) / kChunk;
+    const long long s = c / per_seq, i = c - s * per_seq;
+    loc.seq = static_cast<int>(s);
+    loc.tok0 = s * p.seq_len + i * kChunk;
+    loc.len = static_cast<int>(p.seq_len - i * kChunk < kChunk ? p.seq_len - i * kChunk : kChunk);
+  } else {  // the last sequence whose first chunk is <= c (skips empty sequences)
+    int lo = 0, hi = p.num_seqs - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (p.chunk_offsets[mid] <= c) lo = mid; else hi = mid - 1;
+    }
+    loc.seq = lo;
+    loc.tok0 = p.cu_seqlens[lo] + (c - p.chunk_offsets[lo]) * kChunk;
+    loc.len = static_cast<int>(p.cu_seqlens[lo + 1] - loc.tok0 < kChunk ? p.cu_seqlens[lo + 1] - loc.tok0 : kChunk);
+  }
+  return loc;
+}
+
+// The chunks [first, first + count) of sequence `seq`.
+__device__ __forceinline__ void sequence_chunks(const ChunkParams& p, int seq, long long& first,
+                                                long long& count) {
+  if (p.cu_seqlens == nullptr) {
+    const long long per_seq = (p.seq_len + kChunk - 1) / kChunk;
+    first = seq * per_seq;
+    count = per_seq;
+  } else {
+    first = p.chunk_offsets[seq];
+    count = p.chunk_offsets[seq + 1] - first;
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// Row sums over a 64-row tile split by columns between two warp halves (warp >> 2), in
+// a fixed order (deterministic). p0, p1: this thread's partials for its rows
+// m0 + lane / 4 and m0 + lane / 4 + 8; on return, the rows' totals. All threads call it.
+__device__ __forceinline__ void block_row_sums(float& p0, float& p1, float* red, int m0) {
+  const int lane = threadIdx.x & 31, half = threadIdx.x >> 7;
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+  const int r = m0 + (lane >> 2);
+  if ((lane & 3) == 0) {
+    red[half * kChunk + r] = p0;
+    red[half * kChunk + r + 8] = p1;
+  }
+  __syncthreads();
+  p0 = red[r] + red[kChunk + r];
+  p1 = red[r + 8] + red[kChunk + r + 8];
+  __syncthreads();
+}
+
+// Whether this thread writes per-row results for its rows (one writer per row).
+__device__ __forceinline__ bool row_owner() {
+  return (threadIdx.x >> 7) == 0 && (threadIdx.x & 3) == 0;
+}
+
+// Loads the chunk's q, k, p tiles (raw, zero-padded to 64 x KP) with cp.async (not
+// committed) and its gates into shared memory (0 past the chunk's end).
+template <typename T, int KP>
+__device__ __forceinline__ void load_qkp_gates(const ChunkParams& p, const ChunkLoc& loc, int hv,
+                                               T* sQ, T* sK, T* sP, float* s_g, float* s_beta) {
+  constexpr int LDK = KP + kPad;
+  const int h = hv / (p.value_heads / p.heads);
+  const long long ld = static_cast<long long>(p.heads) * p.key_dim;
+  const long long off = loc.tok0 * ld + static_cast<long long>(h) * p.key_dim;
+  tile::load_tile_async<T, kThreads>(sQ, LDK, static_cast<const T*>(p.q) + off, ld, kChunk, KP,
+                                     loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads>(sK, LDK, static_cast<const T*>(p.k) + off, ld, kChunk, KP,
+                                     loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads>(sP, LDK, static_cast<const T*>(p.p) + off, ld, kChunk, KP,
+                                     loc.len, p.key_dim);
+  const int t = threadIdx.x;
+  if (t < kChunk) {
+    float g = 0.f, b = 0.f;
+    if (t < loc.len) {
+      const long long idx = (loc.tok0 + t) * p.value_heads + hv;
+      g = load_gate<T>(p.g, idx, p.g_fp32);
+      b = p.beta ? load_gate<T>(p.beta, idx, p.beta_fp32) : 1.f;
+    }
+    s_g[t] = g;
+    s_beta[t] = b;
+  }
+}
+
+// Row reciprocal norms (l2norm) of q, k, p, and the in-chunk inclusive / exclusive
+// cumulative sums of g. Call after the loads have landed; ends with a barrier.
+template <typename T, int KP>
+__device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* sQ, const T* sK,
+                                                const T* sP, const float* s_g, float* s_rq,
+                                                float* s_rk, float* s_rp, float* s_G,
+                                                float* s_G0) {
+  constexpr int LDK = KP + kPad;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int job = warp; job < 3 * kChunk; job += kThreads / 32) {
+    const int which = job / kChunk, r = job - which * kChunk;
+    const T* row = (which == 0 ? sQ : which == 1 ? sK : sP) + r * LDK;
+    float ss = 0.f;
+#pragma unroll
+    for (int c = lane; c < KP; c += 32) {
+      const float x = tile::to_f(row[c]);
+      ss += x * x;
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) {
+      float* out = which == 0 ? s_rq : which == 1 ? s_rk : s_rp;
+      out[r] = p.use_l2norm ? rsqrtf(ss + 1e-6f) : 1.f;
+    }
+  }
+  if (warp == 0) {
+    const float a = s_g[2 * lane], b = s_g[2 * lane + 1];
+    float s = a + b;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float t = __shfl_up_sync(0xffffffffu, s, o);
+      if (lane >= o) s += t;
+    }
+    const float before = s - (a + b);
+    s_G0[2 * lane] = before;
+    s_G[2 * lane] = before + a;
+    s_G0[2 * lane + 1] = before + a;
+    s_G[2 * lane + 1] = before + a + b;
+  }
+  __syncthreads();
+}
+
+// T = (I + A)^-1 for a strictly lower-triangular 64 x 64 A (fp32, row stride ldf), by
+// 16 x 16 diagonal blocks (one column per thread, no barrier) and block rows below them.
+// sT must be zeroed before; scratch holds 3 x 16 x 17 floats. Ends with a barrier.
+__device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, int ldf,
+                                                   float* scratch) {
+  const int t = threadIdx.x;
+  if (t < kChunk) {
+    const int j = t, end = ((j >> 4) + 1) << 4;
+    sT[j * ldf + j] = 1.f;
+    for (int i = j + 1; i < end; ++i) {
+      float s = 0.f;
+      for (int m = j; m < i; ++m) s += sA[i * ldf + m] * sT[m * ldf + j];
+      sT[i * ldf + j] = -s;
+    }
+  }
+  __syncthreads();
+  for (int bi = 1; bi < 4; ++bi) {
+    // X_bj = sum over block rows bj .. bi-1 of A[bi][m] T[m][bj]
+    for (int idx = t; idx < bi * 256; idx += kThreads) {
+      const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
+      const float* a_row = sA + (bi * 16 + r) * ldf;
+      float s = 0.f;
+      for (int m = bj * 16; m < bi * 16; ++m) s += a_row[m] * sT[m * ldf + bj * 16 + c];
+      scratch[(bj * 16 + r) * 17 + c] = s;
+    }
+    __syncthreads();
+    for (int idx = t; idx < bi * 256; idx += kThreads) {
+      const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
+      const float* t_row = sT + (bi * 16 + r) * ldf + bi * 16;
+      float s = 0.f;
+      for (int m = 0; m <= r; ++m) s += t_row[m] * scratch[(bj * 16 + m) * 17 + c];
+      sT[(bi * 16 + r) * ldf + bj * 16 + c] = -s;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace comba::cuda::chunk

@@ -1,0 +1,50 @@
+// Launch of each chunked kernel for one compiled (dtype, KP); instantiated per dtype and
+// key tile in chunk_<dtype>_k<KP>.cu, dispatched in chunk_dispatch.cu.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "chunk_grad_kernel.cuh"
+#include "chunk_prep_kernel.cuh"
+#include "chunk_scan_kernel.cuh"
+
+namespace comba::cuda::chunk {
+
+template <typename Kernel>
+int launch_with_smem(Kernel kernel, dim3 grid, int smem_bytes, const ChunkParams& p,
+                     cudaStream_t stream) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return 0;
+  kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T, int KP>
+int launch_prep(const ChunkParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
+  return launch_with_smem(chunk_prep_kernel<T, KP>, grid, PrepLayout<T, KP>::kBytes, p, stream);
+}
+
+template <typename T, int KP>
+int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream) {
+  const dim3 grid((p.value_dim + bv - 1) / bv, p.value_heads, p.num_seqs);
+  if (bv == 64) {
+    return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, 64>, grid, ScanLayout<T, KP, 64>::kBytes, p, stream)
+                    : launch_with_smem(chunk_scan_fwd_kernel<T, KP, 64>, grid, ScanLayout<T, KP, 64>::kBytes, p, stream);
+  }
+  return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, 32>, grid, ScanLayout<T, KP, 32>::kBytes, p, stream)
+                  : launch_with_smem(chunk_scan_fwd_kernel<T, KP, 32>, grid, ScanLayout<T, KP, 32>::kBytes, p, stream);
+}
+
+template <typename T, int KP>
+int launch_grad(const ChunkParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
+  return launch_with_smem(chunk_grad_kernel<T, KP>, grid, GradLayout<T, KP>::kBytes, p, stream);
+}
+
+#define COMBA_INSTANTIATE_CHUNK(T, KP)                                                  \
+  template int launch_prep<T, KP>(const ChunkParams&, cudaStream_t);                    \
+  template int launch_scan<T, KP>(const ChunkParams&, bool, int, cudaStream_t);         \
+  template int launch_grad<T, KP>(const ChunkParams&, cudaStream_t);
+
+}  // namespace comba::cuda::chunk

@@ -1,0 +1,80 @@
+// Arguments of the chunked kernels, filled once by the host launcher
+// (ops/src/cuda/chunk_launch.cpp). Plain data: no torch, shared by host and device.
+//
+// Chunks: every sequence is cut into chunks of kChunk tokens (the last may be short);
+// chunks are numbered globally, sequence by sequence. Workspace tensors are indexed
+// [chunk][value head][...] and hold full 64-row tiles (rows past a short chunk's end are
+// zero). "OT" below is the 16-bit input dtype; KP is the key dim rounded up to a tile.
+#pragma once
+#include <cstdint>
+
+#include "../recurrent/recurrent_params.h"  // ElementType
+
+namespace comba::cuda {
+
+inline constexpr int kChunk = 64;
+
+struct ChunkParams {
+  // Inputs in the caller's layout, contiguous: q, k, p [B, T, H, K]; v [B, T, HV, V];
+  // g, beta [B, T, HV] (input dtype or float32); beta may be null (= 1).
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* p = nullptr;
+  const void* v = nullptr;
+  const void* g = nullptr;
+  const void* beta = nullptr;
+  bool g_fp32 = false;
+  bool beta_fp32 = false;
+  const float* initial_state = nullptr;  // [N, HV, K, V] or null (zeros)
+  const int64_t* cu_seqlens = nullptr;   // [N + 1] on the device, or null (dense)
+  const int* chunk_offsets = nullptr;    // [N + 1] first global chunk of each sequence (varlen)
+
+  ElementType dtype = ElementType::kBFloat16;
+  int64_t seq_len = 0;  // T (dense: tokens per sequence)
+  int heads = 0, value_heads = 0, key_dim = 0, value_dim = 0, num_seqs = 0;
+  int64_t num_chunks = 0;  // all sequences
+  float scale = 1.f;
+  bool use_l2norm = false;
+
+  // Per-chunk workspace written by the prep kernel (OT):
+  void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
+  void* u = nullptr;     // [NC, HV, 64, V]   T diag(beta) V
+  void* mqk = nullptr;   // [NC, HV, 64, 64]  scale (Q^ K^T)_ij e^(G_i - G_j), j <= i
+  void* qs = nullptr;    // [NC, HV, 64, KP]  scale e^G Q^
+  void* kdt = nullptr;   // [NC, HV, KP, 64]  (e^(G_last - G) K^)^T
+  float* gamma = nullptr;  // [NC, HV]        e^G_last
+
+  // Forward scan outputs.
+  void* o = nullptr;             // [B, T, HV, V] input dtype, or null
+  float* final_state = nullptr;  // [N, HV, K, V] or null
+  void* states = nullptr;        // [NC, HV, KP, V] OT: state entering each chunk, or null
+  void* v_new = nullptr;         // [NC, HV, 64, V] OT: U - W S, or null
+
+  // Backward.
+  const void* grad_o = nullptr;       // [B, T, HV, V] input dtype
+  const float* grad_final = nullptr;  // [N, HV, K, V] or null
+  void* d_states = nullptr;           // [NC, HV, KP, V] OT: gradient of each chunk's end state
+  void* dv_new = nullptr;             // [NC, HV, 64, V] OT: gradient of U - W S
+  float* grad_initial = nullptr;      // [N, HV, K, V] or null
+  // Gradients of q, k, p: [B, T, HV, K] float32 when value heads share a query head
+  // (summed over the group afterwards), else [B, T, H, K] in the input dtype (dqkp_fp32).
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dp = nullptr;
+  bool dqkp_fp32 = false;
+  void* dv = nullptr;       // [B, T, HV, V] input dtype
+  float* dg = nullptr;      // [B, T, HV]
+  float* dbeta = nullptr;   // [B, T, HV]
+};
+
+// Each returns the launch's cudaError_t (as int); stream is a cudaStream_t.
+int launch_chunk_prep(const ChunkParams& params, void* stream);
+int launch_chunk_scan_fwd(const ChunkParams& params, void* stream);
+int launch_chunk_scan_bwd(const ChunkParams& params, void* stream);
+int launch_chunk_grad(const ChunkParams& params, void* stream);
+
+// Largest key head dim the chunked kernels take (KP in {64, 128}).
+inline constexpr int kChunkMaxKeyDim = 128;
+inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : 128; }
+
+}  // namespace comba::cuda

@@ -1,0 +1,160 @@
+// Chunk preparation (SPEC section 2, steps 1-2 and the per-chunk operands of 3-4): one
+// CTA per (chunk, value head), every chunk independent. From q, k, p, v, g, beta it forms
+// the decay sums, A, T = (I + A)^-1, and writes the operands of the state scan:
+//   W = T diag(beta e^G0) P^,  U = T diag(beta) V,  Mqk = scale (Q^ K^T) e^(G_i - G_j),
+//   Qs = scale e^G Q^,  Kd^T = (e^(G_last - G) K^)^T,  gamma = e^G_last.
+// The l2norm of q, k, p enters only as row factors (r_q, r_k, r_p), so the tiles stay as
+// loaded and every product runs on the raw 16-bit inputs.
+#pragma once
+#include "chunk_common.cuh"
+
+namespace comba::cuda::chunk {
+
+template <typename T, int KP>
+struct PrepLayout {
+  static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1;
+  static constexpr int kQKP = 3 * kChunk * LDK * sizeof(T);
+  static constexpr int kTf = kChunk * LDF * sizeof(float);
+  // A (fp32) early, then T-scaled operands and the V tile.
+  static constexpr int kRegionA = kChunk * LDF * sizeof(float);
+  static constexpr int kRegionB = 3 * kChunk * LDC * sizeof(T);
+  static constexpr int kRegion = kRegionA > kRegionB ? kRegionA : kRegionB;
+  static constexpr int kScratch = 3 * 16 * 17 * sizeof(float);
+  static constexpr int kVectors = 8 * kChunk * sizeof(float);
+  static constexpr int kBytes = kQKP + kTf + kRegion + kScratch + kVectors;
+};
+
+template <typename T, int KP>
+__global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkParams p) {
+  using L = PrepLayout<T, KP>;
+  constexpr int C = kChunk, LDK = L::LDK, LDC = L::LDC, LDF = L::LDF;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + C * LDK;
+  T* sP = sK + C * LDK;
+  float* sT = reinterpret_cast<float*>(smem + L::kQKP);
+  unsigned char* region = smem + L::kQKP + L::kTf;
+  float* sA = reinterpret_cast<float*>(region);
+  T* sTw = reinterpret_cast<T*>(region);
+  T* sTu = sTw + C * LDC;
+  T* sV = sTu + C * LDC;
+  float* scratch = reinterpret_cast<float*>(region + L::kRegion);
+  float* s_g = scratch + 3 * 16 * 17;
+  float* s_beta = s_g + C;
+  float* s_G = s_beta + C;
+  float* s_G0 = s_G + C;
+  float* s_rq = s_G0 + C;
+  float* s_rk = s_rq + C;
+  float* s_rp = s_rk + C;
+
+  const long long c = blockIdx.x;
+  const int hv = blockIdx.y, HV = p.value_heads, V = p.value_dim;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const ChunkLoc loc = locate_chunk(p, c);
+  const long long slot = c * HV + hv;
+
+  load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
+  tile::cp_async_commit();
+  for (int i = tid; i < C * LDF; i += kThreads) sT[i] = 0.f;
+  tile::cp_async_wait<0>();
+  __syncthreads();
+  norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
+
+  // A and Mqk: 64 x 64 over KP. Warp tile: rows m0 .. m0 + 16, columns n0 .. n0 + 32.
+  const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * 32;
+  {
+    tile::Acc<1, 4> pk, qk;
+    pk.zero();
+    qk.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(pk, sP, LDK, sK, LDK, m0, n0, KP);
+    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(qk, sQ, LDK, sK, LDK, m0, n0, KP);
+    T* g_mqk = static_cast<T*>(p.mqk) + slot * C * C;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + tile::acc_row(lane, 2 * half);
+        float m[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 2 * half + e;
+          const int j = n0 + nt * 8 + tile::acc_col(lane, i);
+          sA[r * LDF + j] = j < r ? s_beta[r] * s_rp[r] * s_rk[j] * pk.v[0][nt][i] *
+                                        __expf(s_G0[r] - s_G[j])
+                                  : 0.f;
+          m[e] = j <= r ? p.scale * s_rq[r] * s_rk[j] * qk.v[0][nt][i] * __expf(s_G[r] - s_G[j])
+                        : 0.f;
+        }
+        tile::store_pair(g_mqk + r * C + n0 + nt * 8 + tile::acc_col(lane, 2 * half), m[0], m[1]);
+      }
+    }
+  }
+  __syncthreads();
+  unit_lower_inverse(sA, sT, LDF, scratch);
+
+  // Column-scaled T as 16-bit operands (A is dead: same region).
+  for (int idx = tid; idx < C * C; idx += kThreads) {
+    const int i = idx >> 6, j = idx & 63;
+    const float t = sT[i * LDF + j];
+    sTw[i * LDC + j] = tile::from_f<T>(t * s_beta[j] * __expf(s_G0[j]) * s_rp[j]);
+    sTu[i * LDC + j] = tile::from_f<T>(t * s_beta[j]);
+  }
+  __syncthreads();
+
+  {  // W = (T diag(beta e^G0 r_p)) P
+    constexpr int NT = KP / 16;
+    const int nk = (warp >> 2) * (KP / 2);
+    tile::Acc<1, NT> w;
+    w.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(w, sTw, LDC, sP, LDK, m0, nk, C);
+    T* g_w = static_cast<T*>(p.w) + slot * C * KP;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + tile::acc_row(lane, 2 * half);
+        const int col = nk + nt * 8 + tile::acc_col(lane, 2 * half);
+        tile::store_pair(g_w + r * KP + col, w.v[0][nt][2 * half], w.v[0][nt][2 * half + 1]);
+      }
+  }
+
+  {  // Qs and Kd^T, elementwise
+    const float g_last = s_G[C - 1];
+    T* g_qs = static_cast<T*>(p.qs) + slot * C * KP;
+    for (int idx = tid; idx < C * KP; idx += kThreads) {
+      const int r = idx / KP, col = idx - r * KP;
+      g_qs[idx] = tile::from_f<T>(p.scale * s_rq[r] * __expf(s_G[r]) * tile::to_f(sQ[r * LDK + col]));
+    }
+    T* g_kdt = static_cast<T*>(p.kdt) + slot * KP * C;
+    for (int idx = tid; idx < KP * C; idx += kThreads) {
+      const int kd = idx >> 6, j = idx & 63;
+      g_kdt[idx] = tile::from_f<T>(s_rk[j] * __expf(g_last - s_G[j]) * tile::to_f(sK[j * LDK + kd]));
+    }
+    if (tid == 0) p.gamma[slot] = __expf(g_last);
+  }
+
+  // U = (T diag(beta)) V, 64 value columns at a time.
+  const long long v_ld = static_cast<long long>(HV) * V;
+  const T* g_v = static_cast<const T*>(p.v) + loc.tok0 * v_ld + static_cast<long long>(hv) * V;
+  T* g_u = static_cast<T*>(p.u) + slot * C * V;
+  for (int v0 = 0; v0 < V; v0 += 64) {
+    tile::load_tile_async<T, kThreads>(sV, LDC, g_v + v0, v_ld, C, 64, loc.len, V - v0);
+    tile::cp_async_commit();
+    tile::cp_async_wait<0>();
+    __syncthreads();
+    tile::Acc<1, 4> u;
+    u.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, sTu, LDC, sV, LDC, m0, n0, C);
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + tile::acc_row(lane, 2 * half);
+        const int col = v0 + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+        if (col < V) tile::store_pair(g_u + r * V + col, u.v[0][nt][2 * half], u.v[0][nt][2 * half + 1]);
+      }
+    __syncthreads();
+  }
+}
+
+}  // namespace comba::cuda::chunk

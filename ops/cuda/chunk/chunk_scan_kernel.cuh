@@ -1,0 +1,270 @@
+// The sequential part of the chunked algorithm: one CTA per (sequence, value head, BV
+// state columns) walks the sequence's chunks with its state slice in registers (fp32
+// MMA accumulators); only the prep kernel's per-chunk operands stream in, double
+// buffered with cp.async.
+//
+// Forward, per chunk (S = state entering the chunk):
+//   V' = U - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
+// optionally saving S and V' per chunk for the backward.
+// Backward, chunks in reverse (dS = gradient of the chunk's end state):
+//   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Qs^T dO - W^T dV'
+// saving dS and dV' per chunk; the gradient of the initial state is the last dS.
+#pragma once
+#include "chunk_common.cuh"
+
+namespace comba::cuda::chunk {
+
+template <typename T, int KP, int BV>
+struct ScanLayout {
+  static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDV = BV + kPad;
+  // One pipeline stage: W, Qs [64 x KP], Kd^T [KP x 64], Mqk [64 x 64], U or dO [64 x BV].
+  static constexpr int kW = kChunk * LDK, kQs = kChunk * LDK, kKdT = KP * LDC,
+                       kM = kChunk * LDC, kX = kChunk * LDV;
+  static constexpr int kStage = kW + kQs + kKdT + kM + kX;  // elements
+  static constexpr int kBytes = (2 * kStage + KP * LDV + kChunk * LDV) * sizeof(T);
+  // Warp tiles: [64 x BV] outputs split 4 (rows) x 2 (columns); the [KP x BV] state split
+  // KP / 16 (rows) x the rest.
+  static constexpr int kStateRowBlocks = KP / 16;
+  static constexpr int kStateColSplit = (kThreads / 32) / kStateRowBlocks;
+  static constexpr int kNT = BV / 16;
+  static constexpr int kStateNT = BV / 8 / kStateColSplit;
+};
+
+template <typename T, int KP, int BV>
+struct ScanStage {
+  T *w, *qs, *kdt, *m, *x;
+  __device__ ScanStage(T* base) {
+    using L = ScanLayout<T, KP, BV>;
+    w = base;
+    qs = w + L::kW;
+    kdt = qs + L::kQs;
+    m = kdt + L::kKdT;
+    x = m + L::kM;
+  }
+};
+
+// Issues the cp.async loads of chunk `c`'s operands; `x_src` is U (forward, row stride V)
+// or dO (backward, the caller's layout), already offset to this CTA's first column.
+template <typename T, int KP, int BV>
+__device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const ScanStage<T, KP, BV>& s,
+                                                long long slot, const T* x_src, long long x_ld,
+                                                int x_rows, int x_cols) {
+  using L = ScanLayout<T, KP, BV>;
+  constexpr int C = kChunk;
+  tile::load_tile_async<T, kThreads>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP,
+                                     C, KP, C, KP);
+  tile::load_tile_async<T, kThreads>(s.qs, L::LDK, static_cast<const T*>(p.qs) + slot * C * KP, KP,
+                                     C, KP, C, KP);
+  tile::load_tile_async<T, kThreads>(s.kdt, L::LDC, static_cast<const T*>(p.kdt) + slot * KP * C,
+                                     C, KP, C, KP, C);
+  tile::load_tile_async<T, kThreads>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C,
+                                     C, C, C, C);
+  tile::load_tile_async<T, kThreads>(s.x, L::LDV, x_src, x_ld, C, BV, x_rows, x_cols);
+  tile::cp_async_commit();
+}
+
+// The state slice in registers <-> fp32 [K, V] in global memory (rows >= K, columns >= V
+// of the slice are zero / not stored).
+template <int NT>
+__device__ __forceinline__ void load_state(tile::Acc<1, NT>& s, const float* src, int K, int V,
+                                           int v0, int m0, int n0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = m0 + tile::acc_row(lane, i), col = v0 + n0 + nt * 8 + tile::acc_col(lane, i);
+      s.v[0][nt][i] = (src != nullptr && r < K && col < V) ? src[static_cast<long long>(r) * V + col] : 0.f;
+    }
+}
+template <int NT>
+__device__ __forceinline__ void store_state(const tile::Acc<1, NT>& s, float* dst, int K, int V,
+                                            int v0, int m0, int n0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = m0 + tile::acc_row(lane, i), col = v0 + n0 + nt * 8 + tile::acc_col(lane, i);
+      if (r < K && col < V) dst[static_cast<long long>(r) * V + col] = s.v[0][nt][i];
+    }
+}
+
+// Accumulator tile -> 16-bit shared tile (row stride ld), optionally negated.
+template <typename T, int NT>
+__device__ __forceinline__ void acc_to_smem(const tile::Acc<1, NT>& a, T* s, int ld, int m0, int n0,
+                                            float sign = 1.f) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      tile::store_pair(s + r * ld + col, sign * a.v[0][nt][2 * half], sign * a.v[0][nt][2 * half + 1]);
+    }
+}
+
+// Accumulator tile -> global rows of stride ld (only rows < rows, columns < cols).
+template <typename T, int NT>
+__device__ __forceinline__ void acc_to_global(const tile::Acc<1, NT>& a, T* g, long long ld, int m0,
+                                              int n0, int rows, int cols) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      if (r < rows && col < cols) {
+        tile::store_pair(g + r * ld + col, a.v[0][nt][2 * half], a.v[0][nt][2 * half + 1]);
+      }
+    }
+}
+
+// A shared [rows x BV] tile -> global [rows x V] slice at column v0 (16-byte stores).
+template <typename T, int BV>
+__device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, int V, int v0, int rows) {
+  constexpr int kVec = 16 / sizeof(T), kPerRow = BV / kVec;
+  for (int idx = threadIdx.x; idx < rows * kPerRow; idx += kThreads) {
+    const int r = idx / kPerRow, c = (idx - r * kPerRow) * kVec;
+    if (v0 + c < V) {
+      *reinterpret_cast<uint4*>(g + static_cast<long long>(r) * V + v0 + c) =
+          *reinterpret_cast<const uint4*>(s + r * ld_s + c);
+    }
+  }
+}
+
+template <typename T, int KP, int BV>
+__global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const ChunkParams p) {
+  using L = ScanLayout<T, KP, BV>;
+  constexpr int C = kChunk, LDV = L::LDV;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* base = reinterpret_cast<T*>(smem);
+  T* sS = base + 2 * L::kStage;  // [KP x BV] state as an operand
+  T* sVn = sS + KP * LDV;        // [64 x BV] V'
+
+  const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
+  const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
+  const int ms = (warp % L::kStateRowBlocks) * 16, ns = (warp / L::kStateRowBlocks) * (BV / L::kStateColSplit);
+  long long first, count;
+  sequence_chunks(p, seq, first, count);
+  const long long state_off = (static_cast<long long>(seq) * HV + hv) * K * V;
+
+  tile::Acc<1, L::kStateNT> S;
+  load_state(S, p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, ms, ns);
+
+  auto issue = [&](long long it, int st) {
+    const long long slot = (first + it) * HV + hv;
+    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, static_cast<const T*>(p.u) + slot * C * V + v0,
+                               V, C, V - v0);
+  };
+  if (count > 0) issue(0, 0);
+  const long long o_ld = static_cast<long long>(HV) * V;
+  for (long long it = 0; it < count; ++it) {
+    const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
+    const long long c = first + it, slot = c * HV + hv;
+    if (it + 1 < count) {
+      issue(it + 1, (it + 1) & 1);
+      tile::cp_async_wait<1>();
+    } else {
+      tile::cp_async_wait<0>();
+    }
+    acc_to_smem<T>(S, sS, LDV, ms, ns);
+    __syncthreads();
+
+    tile::Acc<1, L::kNT> vn;
+    vn.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(vn, st.w, L::LDK, sS, LDV, m0, n0, KP);
+#pragma unroll
+    for (int nt = 0; nt < L::kNT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = m0 + tile::acc_row(lane, i), col = n0 + nt * 8 + tile::acc_col(lane, i);
+        vn.v[0][nt][i] = tile::to_f(st.x[r * LDV + col]) - vn.v[0][nt][i];
+      }
+    acc_to_smem<T>(vn, sVn, LDV, m0, n0);
+    if (p.states != nullptr) {
+      smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
+    }
+    tile::Acc<1, L::kNT> o;
+    o.zero();
+    if (p.o != nullptr) tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.qs, L::LDK, sS, LDV, m0, n0, KP);
+    __syncthreads();  // V' complete
+
+    if (p.v_new != nullptr) {
+      smem_tile_to_global<T, BV>(sVn, LDV, static_cast<T*>(p.v_new) + slot * C * V, V, v0, C);
+    }
+    if (p.o != nullptr) {
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.m, L::LDC, sVn, LDV, m0, n0, C);
+      const ChunkLoc loc = locate_chunk(p, c);
+      acc_to_global<T>(o, static_cast<T*>(p.o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
+                       o_ld, m0, n0, loc.len, V - v0);
+    }
+    S.scale(p.gamma[slot]);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(S, st.kdt, L::LDC, sVn, LDV, ms, ns, C);
+    __syncthreads();  // stage and sS / sVn free for the next chunk
+  }
+  if (p.final_state != nullptr) store_state(S, p.final_state + state_off, K, V, v0, ms, ns);
+}
+
+template <typename T, int KP, int BV>
+__global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const ChunkParams p) {
+  using L = ScanLayout<T, KP, BV>;
+  constexpr int C = kChunk, LDV = L::LDV;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* base = reinterpret_cast<T*>(smem);
+  T* sdS = base + 2 * L::kStage;  // [KP x BV] dS as an operand
+  T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
+
+  const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
+  const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
+  const int ms = (warp % L::kStateRowBlocks) * 16, ns = (warp / L::kStateRowBlocks) * (BV / L::kStateColSplit);
+  long long first, count;
+  sequence_chunks(p, seq, first, count);
+  const long long state_off = (static_cast<long long>(seq) * HV + hv) * K * V;
+  const long long o_ld = static_cast<long long>(HV) * V;
+
+  tile::Acc<1, L::kStateNT> dS;
+  load_state(dS, p.grad_final ? p.grad_final + state_off : nullptr, K, V, v0, ms, ns);
+
+  auto issue = [&](long long it, int st) {
+    const long long c = first + count - 1 - it, slot = c * HV + hv;
+    const ChunkLoc loc = locate_chunk(p, c);
+    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot,
+                               static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
+                               o_ld, loc.len, V - v0);
+  };
+  if (count > 0) issue(0, 0);
+  for (long long it = 0; it < count; ++it) {
+    const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
+    const long long c = first + count - 1 - it, slot = c * HV + hv;
+    if (it + 1 < count) {
+      issue(it + 1, (it + 1) & 1);
+      tile::cp_async_wait<1>();
+    } else {
+      tile::cp_async_wait<0>();
+    }
+    acc_to_smem<T>(dS, sdS, LDV, ms, ns);
+    __syncthreads();
+    smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
+
+    tile::Acc<1, L::kNT> dvn;
+    dvn.zero();
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.m, L::LDC, st.x, LDV, m0, n0, C);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.kdt, L::LDC, sdS, LDV, m0, n0, KP);
+    acc_to_global<T>(dvn, static_cast<T*>(p.dv_new) + slot * C * V + v0, V, m0, n0, C, V - v0);
+    acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
+    __syncthreads();
+
+    dS.scale(p.gamma[slot]);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.qs, L::LDK, st.x, LDV, ms, ns, C);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.w, L::LDK, sdVn, LDV, ms, ns, C);
+    __syncthreads();
+  }
+  if (p.grad_initial != nullptr) store_state(dS, p.grad_initial + state_off, K, V, v0, ms, ns);
+}
+
+}  // namespace comba::cuda::chunk

@@ -1,0 +1,205 @@
+// Host side of the chunked kernels: workspace, parameters, and the stage order
+//   forward:  prep -> scan (o, final state)
+//   backward: prep -> scan (saving S, V') -> reverse scan (dS, dV', dS0) -> per-chunk grads
+// Workspaces are freed as soon as the last stage that reads them is queued.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <vector>
+
+#include "../../cuda/chunk/chunk_params.h"
+#include "launchers.h"
+
+namespace comba::detail::cuda {
+
+namespace {
+
+namespace kc = comba::cuda;
+
+void check_launch(int err, const char* stage) {
+  TORCH_CHECK(err == 0, "chunk_comba: CUDA kernel ", stage, " failed: ",
+              cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+// The inputs made contiguous (p = k when absent) and the chunk numbering.
+struct Prepared {
+  at::Tensor q, k, p, v, g, beta, h0, cu, chunk_offsets;
+  int64_t num_chunks = 0;
+  int64_t kp = 0;
+};
+
+Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
+  Prepared r;
+  r.q = in.q.contiguous();
+  r.k = in.k.contiguous();
+  r.p = in.p.defined() ? in.p.contiguous() : r.k;
+  r.v = in.v.contiguous();
+  r.g = in.g.contiguous();
+  r.beta = in.beta.defined() ? in.beta.contiguous() : at::Tensor();
+  r.h0 = in.initial_state.defined() ? in.initial_state.to(at::kFloat).contiguous() : at::Tensor();
+  r.kp = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
+  if (pb.varlen) {
+    const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
+    const auto* b = cu_host.data_ptr<int64_t>();
+    std::vector<int> offsets(pb.num_seqs + 1, 0);
+    for (int64_t i = 0; i < pb.num_seqs; ++i) {
+      offsets[i + 1] = offsets[i] + static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
+    }
+    r.num_chunks = offsets.back();
+    r.cu = in.cu_seqlens.to(r.q.device()).contiguous();
+    r.chunk_offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(r.q.device());
+  } else {
+    r.num_chunks = pb.num_seqs * ((pb.seq_len + kc::kChunk - 1) / kc::kChunk);
+  }
+  return r;
+}
+
+kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
+  kc::ChunkParams p;
+  p.q = in.q.data_ptr();
+  p.k = in.k.data_ptr();
+  p.p = in.p.data_ptr();
+  p.v = in.v.data_ptr();
+  p.g = in.g.data_ptr();
+  p.g_fp32 = in.g.scalar_type() == at::kFloat;
+  p.beta = in.beta.defined() ? in.beta.data_ptr() : nullptr;
+  p.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
+  p.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
+  p.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
+  p.chunk_offsets = in.chunk_offsets.defined() ? in.chunk_offsets.data_ptr<int>() : nullptr;
+  p.dtype = pb.dtype == at::kHalf ? kc::ElementType::kFloat16 : kc::ElementType::kBFloat16;
+  p.seq_len = pb.seq_len;
+  p.heads = static_cast<int>(pb.heads);
+  p.value_heads = static_cast<int>(pb.value_heads);
+  p.key_dim = static_cast<int>(pb.key_dim);
+  p.value_dim = static_cast<int>(pb.value_dim);
+  p.num_seqs = static_cast<int>(pb.num_seqs);
+  p.num_chunks = in.num_chunks;
+  p.scale = static_cast<float>(pb.scale);
+  p.use_l2norm = pb.use_l2norm;
+  return p;
+}
+
+// The prep kernel's per-chunk operands.
+struct PrepWorkspace {
+  at::Tensor w, u, mqk, qs, kdt, gamma;
+};
+
+PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkParams& p,
+                       cudaStream_t stream) {
+  const auto opts = in.q.options();
+  const int64_t nc = in.num_chunks, hv = pb.value_heads, c = kc::kChunk;
+  PrepWorkspace ws;
+  ws.w = at::empty({nc, hv, c, in.kp}, opts);
+  ws.u = at::empty({nc, hv, c, pb.value_dim}, opts);
+  ws.mqk = at::empty({nc, hv, c, c}, opts);
+  ws.qs = at::empty({nc, hv, c, in.kp}, opts);
+  ws.kdt = at::empty({nc, hv, in.kp, c}, opts);
+  ws.gamma = at::empty({nc, hv}, opts.dtype(at::kFloat));
+  p.w = ws.w.data_ptr();
+  p.u = ws.u.data_ptr();
+  p.mqk = ws.mqk.data_ptr();
+  p.qs = ws.qs.data_ptr();
+  p.kdt = ws.kdt.data_ptr();
+  p.gamma = ws.gamma.data_ptr<float>();
+  check_launch(kc::launch_chunk_prep(p, stream), "prep");
+  return ws;
+}
+
+}  // namespace
+
+bool chunk_supported(const CombaProblem& pb, const CombaInputs& in) {
+  return in.q.is_cuda() && (pb.dtype == at::kBFloat16 || pb.dtype == at::kHalf) &&
+         pb.key_dim <= comba::cuda::kChunkMaxKeyDim;
+}
+
+CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in) {
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const auto stream = at::cuda::getCurrentCUDAStream().stream();
+  const Prepared prep = prepare(pb, in);
+  auto p = base_params(pb, prep);
+  CombaForward out;
+  out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, prep.q.options());
+  out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
+                              prep.q.options().dtype(at::kFloat));
+  const auto ws = run_prep(pb, prep, p, stream);
+  p.o = out.o.data_ptr();
+  p.final_state = out.final_state.data_ptr<float>();
+  check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
+  return out;
+}
+
+InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
+                     const at::Tensor& grad_final) {
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const auto stream = at::cuda::getCurrentCUDAStream().stream();
+  const Prepared prep = prepare(pb, in);
+  auto p = base_params(pb, prep);
+  const auto opts = prep.q.options();
+  const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
+
+  auto ws = run_prep(pb, prep, p, stream);
+  // Recompute the states entering each chunk and V' = U - W S.
+  auto states = at::empty({nc, hv, prep.kp, V}, opts);
+  auto v_new = at::empty({nc, hv, c, V}, opts);
+  p.states = states.data_ptr();
+  p.v_new = v_new.data_ptr();
+  check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (state recompute)");
+  ws.u = at::Tensor();
+  p.u = nullptr;
+
+  // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
+  const auto d_o = grad_o.to(pb.dtype).contiguous();
+  const auto d_final = grad_final.defined() ? grad_final.to(at::kFloat).contiguous() : at::Tensor();
+  auto d_states = at::empty({nc, hv, prep.kp, V}, opts);
+  auto dv_new = at::empty({nc, hv, c, V}, opts);
+  auto d_initial = at::empty({pb.num_seqs, hv, pb.key_dim, V}, opts.dtype(at::kFloat));
+  p.grad_o = d_o.data_ptr();
+  p.grad_final = d_final.defined() ? d_final.data_ptr<float>() : nullptr;
+  p.d_states = d_states.data_ptr();
+  p.dv_new = dv_new.data_ptr();
+  p.grad_initial = d_initial.data_ptr<float>();
+  p.states = states.data_ptr();
+  p.v_new = v_new.data_ptr();
+  check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
+  ws = PrepWorkspace();  // the per-chunk gradients rebuild what they need
+
+  // Per-chunk gradients. q, k, p gradients sum over a GVA group afterwards (in fp32).
+  const bool grouped = pb.group() > 1;
+  const auto qk_shape = grouped ? std::vector<int64_t>{pb.batch, pb.seq_len, hv, pb.key_dim}
+                                : std::vector<int64_t>{pb.batch, pb.seq_len, pb.heads, pb.key_dim};
+  const auto qk_opts = grouped ? opts.dtype(at::kFloat) : opts;
+  auto dq = at::empty(qk_shape, qk_opts), dk = at::empty(qk_shape, qk_opts),
+       dp = at::empty(qk_shape, qk_opts);
+  auto dv = at::empty({pb.batch, pb.seq_len, hv, V}, opts);
+  auto dg = at::empty({pb.batch, pb.seq_len, hv}, opts.dtype(at::kFloat));
+  auto dbeta = at::empty({pb.batch, pb.seq_len, hv}, opts.dtype(at::kFloat));
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dp = dp.data_ptr();
+  p.dqkp_fp32 = grouped;
+  p.dv = dv.data_ptr();
+  p.dg = dg.data_ptr<float>();
+  p.dbeta = dbeta.data_ptr<float>();
+  check_launch(kc::launch_chunk_grad(p, stream), "gradients");
+
+  auto reduce_group = [&](const at::Tensor& x) {
+    if (!grouped) return x;
+    return x.view({pb.batch, pb.seq_len, pb.heads, pb.group(), pb.key_dim}).sum(3).to(pb.dtype);
+  };
+  InputGrads out;
+  out.q = reduce_group(dq);
+  out.v = dv;
+  out.g = dg.to(in.g.scalar_type());
+  if (in.p.defined()) {
+    out.k = reduce_group(dk);
+    out.p = reduce_group(dp);
+  } else {  // p = k inside the operator
+    out.k = grouped ? reduce_group(dk + dp) : (dk.to(at::kFloat) + dp.to(at::kFloat)).to(pb.dtype);
+  }
+  if (in.beta.defined()) out.beta = dbeta.to(in.beta.scalar_type());
+  if (in.initial_state.defined()) out.initial_state = d_initial.to(in.initial_state.scalar_type());
+  return out;
+}
+
+}  // namespace comba::detail::cuda
