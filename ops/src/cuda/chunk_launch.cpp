@@ -28,12 +28,18 @@ struct Prepared {
   int64_t kp = 0;
 };
 
+// Contiguous and 16-byte aligned (a contiguous view can start mid-vector).
+at::Tensor tile_ready(const at::Tensor& x) {
+  auto y = x.contiguous();
+  return reinterpret_cast<uintptr_t>(y.data_ptr()) % 16 == 0 ? y : y.clone();
+}
+
 Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
   Prepared r;
-  r.q = in.q.contiguous();
-  r.k = in.k.contiguous();
-  r.p = in.p.defined() ? in.p.contiguous() : r.k;
-  r.v = in.v.contiguous();
+  r.q = tile_ready(in.q);
+  r.k = tile_ready(in.k);
+  r.p = in.p.defined() ? tile_ready(in.p) : r.k;
+  r.v = tile_ready(in.v);
   r.g = in.g.contiguous();
   r.beta = in.beta.defined() ? in.beta.contiguous() : at::Tensor();
   r.h0 = in.initial_state.defined() ? in.initial_state.to(at::kFloat).contiguous() : at::Tensor();
@@ -109,8 +115,10 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
 }  // namespace
 
 bool chunk_supported(const CombaProblem& pb, const CombaInputs& in) {
+  // 16-byte tile loads: rows of q, k, p, v must be whole 16-byte vectors.
   return in.q.is_cuda() && (pb.dtype == at::kBFloat16 || pb.dtype == at::kHalf) &&
-         pb.key_dim <= comba::cuda::kChunkMaxKeyDim;
+         pb.key_dim <= comba::cuda::kChunkMaxKeyDim && pb.key_dim % 8 == 0 &&
+         pb.value_dim % 8 == 0;
 }
 
 CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in) {
@@ -149,7 +157,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.u = nullptr;
 
   // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
-  const auto d_o = grad_o.to(pb.dtype).contiguous();
+  const auto d_o = tile_ready(grad_o.to(pb.dtype));
   const auto d_final = grad_final.defined() ? grad_final.to(at::kFloat).contiguous() : at::Tensor();
   auto d_states = at::empty({nc, hv, prep.kp, V}, opts);
   auto dv_new = at::empty({nc, hv, c, V}, opts);
