@@ -27,15 +27,15 @@ const at::Tensor& find(const NamedTensors& results, const std::string& name) {
   throw std::out_of_range("no result named " + name);
 }
 
-// Every result finite and within the tolerance of `dtype` (support/comba_case.h).
-void expect_close(const NamedTensors& got, const NamedTensors& want, at::ScalarType dtype,
+// Every result finite and within the tolerance of the run (support/comba_case.h).
+void expect_close(const NamedTensors& got, const NamedTensors& want, const RunConfig& run,
                   const std::string& label) {
   ASSERT_EQ(got.size(), want.size()) << label;
   for (const auto& [name, reference] : want) {
     const at::Tensor& value = find(got, name);
     ASSERT_TRUE(value.defined()) << label << ": no " << name;
     EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name << " not finite";
-    EXPECT_LE(relative_error(value, reference), tolerance_for(reference, dtype))
+    EXPECT_LE(relative_error(value, reference), tolerance_for(reference, run))
         << label << ": " << name;
   }
 }
@@ -83,7 +83,7 @@ void check_strong_decay(Fn fn, const std::vector<RunConfig>& runs, bool gate_gra
                                 }),
                  want.end());
       for (const auto& [name, reference] : want) {
-        EXPECT_LE(relative_error(find(got, name), reference), tolerance_for(reference, run.dtype))
+        EXPECT_LE(relative_error(find(got, name), reference), tolerance_for(reference, run))
             << label << ": " << name;
       }
     }
@@ -127,7 +127,7 @@ void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
       EXPECT_TRUE(at::equal(find(got, "dinitial_state")[n], seen.d_final_state[n]))
           << label << ": initial-state gradient of segment " << n;
     }
-    expect_close(got, run_oracle(cfg, seen, run), run.dtype, label);
+    expect_close(got, run_oracle(cfg, seen, run), run, label);
   }
 }
 
@@ -167,7 +167,7 @@ TEST_P(EdgeCases, OmittedPIsK) {
   RunConfig omitted = kFloat64;
   omitted.omit_p = true;
   const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
-  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("p omitted"));
+  expect_close(got, run_oracle(cfg, t, omitted), omitted, label("p omitted"));
 
   t.p = t.k.clone();  // the same values passed explicitly
   const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);
@@ -176,13 +176,28 @@ TEST_P(EdgeCases, OmittedPIsK) {
             kFloat64Tolerance);
 }
 
+// The CUDA kernels take p = k and beta = 1 from null pointers: check both on the GPU.
+TEST_P(EdgeCases, CudaOmittedPAndBeta) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const CaseConfig cfg = small_dense_case();
+  const CaseTensors t = make_case(cfg);
+  for (const bool omit_p : {true, false}) {
+    RunConfig run = on(kBFloat16, at::Device(at::kCUDA));
+    run.omit_p = omit_p;
+    run.omit_beta = !omit_p;
+    const NamedTensors got = run_operator(GetParam(), cfg, t, run);
+    expect_close(got, run_oracle(cfg, round_to_run(t, run), run), run,
+                 label(omit_p ? "p omitted, cuda" : "beta omitted, cuda"));
+  }
+}
+
 TEST_P(EdgeCases, OmittedBetaIsOnes) {
   const CaseConfig cfg = small_dense_case();
   CaseTensors t = make_case(cfg);
   RunConfig omitted = kFloat64;
   omitted.omit_beta = true;
   const NamedTensors got = run_operator(GetParam(), cfg, t, omitted);
-  expect_close(got, run_oracle(cfg, t, omitted), at::kDouble, label("beta omitted"));
+  expect_close(got, run_oracle(cfg, t, omitted), omitted, label("beta omitted"));
 
   t.beta = at::ones_like(t.beta);
   const NamedTensors given = run_operator(GetParam(), cfg, t, kFloat64);

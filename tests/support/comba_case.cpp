@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -218,6 +219,18 @@ double relative_error(const at::Tensor& x, const at::Tensor& ref) {
 
 double low_precision_tolerance(const at::Tensor& reference, at::ScalarType dtype) {
   return 2.0 * relative_error(reference.to(dtype), reference) + kFloat32Tolerance;
+}
+
+double tensor_core_tolerance(const at::Tensor& reference, at::ScalarType dtype) {
+  const double unit_roundoff = dtype == at::kBFloat16 ? 0x1p-8 : 0x1p-11;
+  return std::max(3.0 * unit_roundoff, low_precision_tolerance(reference, dtype));
+}
+
+double tolerance_for(const at::Tensor& reference, const RunConfig& run) {
+  const bool tensor_cores =
+      run.device.is_cuda() && (run.dtype == at::kBFloat16 || run.dtype == at::kHalf);
+  return tensor_cores ? tensor_core_tolerance(reference, run.dtype)
+                      : tolerance_for(reference, run.dtype);
 }
 
 double tolerance_for(const at::Tensor& reference, at::ScalarType dtype) {

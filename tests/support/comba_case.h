@@ -99,6 +99,15 @@ double low_precision_tolerance(const at::Tensor& reference, at::ScalarType dtype
 // The tolerance for results of a run whose q, k, v, p have `dtype`.
 double tolerance_for(const at::Tensor& reference, at::ScalarType dtype);
 
+// Tensor-core kernels (16-bit inputs on CUDA) multiply in the input dtype, so their
+// intermediates (W, U, the state, T) are rounded to it, as fla's kernels do: the budget
+// is three unit roundoffs (bf16 1.2e-2, fp16 1.5e-3; fla's bf16 error is ~3e-3), never
+// below the exactly-rounded rule above.
+double tensor_core_tolerance(const at::Tensor& reference, at::ScalarType dtype);
+
+// tolerance_for, or tensor_core_tolerance for 16-bit runs on CUDA.
+double tolerance_for(const at::Tensor& reference, const RunConfig& run);
+
 // GoogleTest prints parameters with these (instead of raw bytes).
 void PrintTo(const CaseConfig& cfg, std::ostream* out);
 void PrintTo(Fn fn, std::ostream* out);
