@@ -6,17 +6,18 @@
 
 namespace comba::detail {
 
-CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in) {
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
 #ifdef COMBA_WITH_CUDA
-  if (cuda::chunk_supported(pb, in)) return cuda::chunk_fwd(pb, in);
+  if (cuda::chunk_supported(pb, in)) return cuda::chunk_fwd(pb, in, for_backward);
 #endif
   return reference_forward(pb, in, kChunkSize, chunk_fwd_ref);
 }
 
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
-                           const at::Tensor& grad_o, const at::Tensor& grad_final) {
+                           const at::Tensor& grad_o, const at::Tensor& grad_final,
+                           const std::vector<at::Tensor>& saved) {
 #ifdef COMBA_WITH_CUDA
-  if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final);
+  if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final, saved);
 #endif
   return reference_backward(pb, in, kChunkSize, grad_o, grad_final, chunk_bwd_ref);
 }

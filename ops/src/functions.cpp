@@ -27,7 +27,10 @@ variable_list CombaFunction<Form>::forward(AutogradContext* ctx, const at::Tenso
   ctx->save_for_backward({in.q, in.k, in.v, in.p, in.g, in.beta, in.initial_state, in.cu_seqlens});
   ctx->saved_data["scale"] = pb.scale;
   ctx->saved_data["use_l2norm"] = pb.use_l2norm;
-  auto out = Form::fwd(pb, in);
+  auto out = Form::fwd(pb, in, /*for_backward=*/true);
+  c10::List<at::Tensor> workspace;  // non-differentiable buffers the backward reuses
+  for (const auto& t : out.saved) workspace.push_back(t);
+  ctx->saved_data["workspace"] = workspace;
   return {out.o, out.final_state};
 }
 
@@ -44,7 +47,8 @@ variable_list CombaFunction<Form>::backward(AutogradContext* ctx, variable_list 
   if (!grad_o.defined()) {
     grad_o = at::zeros({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, in.q.options());
   }
-  const auto grads = Form::bwd(pb, in, grad_o, grad_outputs[1]);
+  const auto workspace = ctx->saved_data["workspace"].toTensorList().vec();
+  const auto grads = Form::bwd(pb, in, grad_o, grad_outputs[1], workspace);
   // One entry per forward argument; options get none.
   return {grads.q, grads.k, grads.v, grads.p, grads.g, grads.beta, grads.initial_state,
           at::Tensor(), at::Tensor()};

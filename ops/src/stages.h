@@ -7,9 +7,13 @@
 
 namespace comba::detail {
 
-CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in);
+// for_backward: also return in CombaForward::saved what the backward can reuse, and the
+// backward takes it back (empty: recompute).
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
+                             bool for_backward = false);
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
-                           const at::Tensor& grad_o, const at::Tensor& grad_final);
+                           const at::Tensor& grad_o, const at::Tensor& grad_final,
+                           const std::vector<at::Tensor>& saved = {});
 
 CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in);
 InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,

@@ -116,21 +116,27 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
                                                 const T* sP, const float* s_g, float* s_rq,
                                                 float* s_rk, float* s_rp, float* s_G,
                                                 float* s_G0) {
-  constexpr int LDK = KP + kPad;
+  constexpr int LDK = KP + kPad, kQuarter = KP / 4, kVec = 8;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int job = warp; job < 3 * kChunk; job += kThreads / 32) {
-    const int which = job / kChunk, r = job - which * kChunk;
-    const T* row = (which == 0 ? sQ : which == 1 ? sK : sP) + r * LDK;
-    float ss = 0.f;
+  {  // four threads per row, 16-byte loads
+    const int r = threadIdx.x >> 2, quarter = threadIdx.x & 3;
 #pragma unroll
-    for (int c = lane; c < KP; c += 32) {
-      const float x = tile::to_f(row[c]);
-      ss += x * x;
-    }
-    ss = warp_sum(ss);
-    if (lane == 0) {
-      float* out = which == 0 ? s_rq : which == 1 ? s_rk : s_rp;
-      out[r] = p.use_l2norm ? rsqrtf(ss + 1e-6f) : 1.f;
+    for (int which = 0; which < 3; ++which) {
+      const T* row = (which == 0 ? sQ : which == 1 ? sK : sP) + r * LDK + quarter * kQuarter;
+      float ss = 0.f;
+#pragma unroll
+      for (int c = 0; c < kQuarter; c += kVec) {
+        const uint4 u = *reinterpret_cast<const uint4*>(row + c);
+        const T* x = reinterpret_cast<const T*>(&u);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) ss += tile::to_f(x[e]) * tile::to_f(x[e]);
+      }
+      ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+      ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+      if (quarter == 0) {
+        float* out = which == 0 ? s_rq : which == 1 ? s_rk : s_rp;
+        out[r] = p.use_l2norm ? rsqrtf(ss + 1e-6f) : 1.f;
+      }
     }
   }
   if (warp == 0) {
@@ -156,14 +162,18 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
 __device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, int ldf,
                                                    float* scratch) {
   const int t = threadIdx.x;
-  if (t < kChunk) {
-    const int j = t, end = ((j >> 4) + 1) << 4;
-    sT[j * ldf + j] = 1.f;
-    for (int i = j + 1; i < end; ++i) {
+  if (t < kChunk) {  // column j of its diagonal block, kept in registers
+    const int j = t, b0 = (j >> 4) << 4, jj = j - b0;
+    float col[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
       float s = 0.f;
-      for (int m = j; m < i; ++m) s += sA[i * ldf + m] * sT[m * ldf + j];
-      sT[i * ldf + j] = -s;
+#pragma unroll
+      for (int m = 0; m < i; ++m) s += sA[(b0 + i) * ldf + b0 + m] * col[m];
+      col[i] = i < jj ? 0.f : (i == jj ? 1.f : -s);
     }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) sT[(b0 + i) * ldf + j] = col[i];
   }
   __syncthreads();
   for (int bi = 1; bi < 4; ++bi) {
@@ -172,7 +182,10 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, i
       const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
       const float* a_row = sA + (bi * 16 + r) * ldf;
       float s = 0.f;
-      for (int m = bj * 16; m < bi * 16; ++m) s += a_row[m] * sT[m * ldf + bj * 16 + c];
+      for (int m0 = bj * 16; m0 < bi * 16; m0 += 16) {
+#pragma unroll
+        for (int m = m0; m < m0 + 16; ++m) s += a_row[m] * sT[m * ldf + bj * 16 + c];
+      }
       scratch[(bj * 16 + r) * 17 + c] = s;
     }
     __syncthreads();
@@ -180,7 +193,8 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, i
       const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
       const float* t_row = sT + (bi * 16 + r) * ldf + bi * 16;
       float s = 0.f;
-      for (int m = 0; m <= r; ++m) s += t_row[m] * scratch[(bj * 16 + m) * 17 + c];
+#pragma unroll
+      for (int m = 0; m < 16; ++m) s += m <= r ? t_row[m] * scratch[(bj * 16 + m) * 17 + c] : 0.f;
       sT[(bi * 16 + r) * ldf + bj * 16 + c] = -s;
     }
     __syncthreads();

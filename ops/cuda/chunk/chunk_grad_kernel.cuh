@@ -268,9 +268,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
           tile::store_pair(g_dv + r * o_ld + v0 + col, s_beta[r] * a, s_beta[r] * b);
         }
       }
-    for (int idx = tid; idx < KP * BV; idx += kThreads) {
-      const int kd = idx / BV, col = idx - kd * BV;
-      dgam += tile::to_f(sS[kd * LDV + col]) * tile::to_f(sdS[kd * LDV + col]);
+    for (int idx = tid; idx < KP * BV / 8; idx += kThreads) {  // <S, dS> on 8-element vectors
+      const int kd = idx / (BV / 8), col = (idx - kd * (BV / 8)) * 8;
+      const uint4 a = *reinterpret_cast<const uint4*>(sS + kd * LDV + col);
+      const uint4 b = *reinterpret_cast<const uint4*>(sdS + kd * LDV + col);
+      const T* x = reinterpret_cast<const T*>(&a);
+      const T* y = reinterpret_cast<const T*>(&b);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dgam += tile::to_f(x[e]) * tile::to_f(y[e]);
     }
     __syncthreads();
   }

@@ -20,7 +20,7 @@ struct PrepLayout {
   static constexpr int kRegionB = 3 * kChunk * LDC * sizeof(T);
   static constexpr int kRegion = kRegionA > kRegionB ? kRegionA : kRegionB;
   static constexpr int kScratch = 3 * 16 * 17 * sizeof(float);
-  static constexpr int kVectors = 8 * kChunk * sizeof(float);
+  static constexpr int kVectors = 10 * kChunk * sizeof(float);
   static constexpr int kBytes = kQKP + kTf + kRegion + kScratch + kVectors;
 };
 
@@ -46,6 +46,9 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   float* s_rq = s_G0 + C;
   float* s_rk = s_rq + C;
   float* s_rp = s_rk + C;
+  float* s_qf = s_rp + C;  // per-row factors of Qs, Kd^T and W's T columns
+  float* s_kf = s_qf + C;
+  float* s_wf = s_kf + C;
 
   const long long c = blockIdx.x;
   const int hv = blockIdx.y, HV = p.value_heads, V = p.value_dim;
@@ -59,6 +62,11 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   tile::cp_async_wait<0>();
   __syncthreads();
   norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
+  if (tid < C) {
+    s_qf[tid] = p.scale * s_rq[tid] * __expf(s_G[tid]);
+    s_kf[tid] = s_rk[tid] * __expf(s_G[C - 1] - s_G[tid]);
+    s_wf[tid] = s_beta[tid] * __expf(s_G0[tid]) * s_rp[tid];
+  }
 
   // A and Mqk: 64 x 64 over KP. Warp tile: rows m0 .. m0 + 16, columns n0 .. n0 + 32.
   const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * 32;
@@ -93,11 +101,11 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   unit_lower_inverse(sA, sT, LDF, scratch);
 
   // Column-scaled T as 16-bit operands (A is dead: same region).
-  for (int idx = tid; idx < C * C; idx += kThreads) {
-    const int i = idx >> 6, j = idx & 63;
-    const float t = sT[i * LDF + j];
-    sTw[i * LDC + j] = tile::from_f<T>(t * s_beta[j] * __expf(s_G0[j]) * s_rp[j]);
-    sTu[i * LDC + j] = tile::from_f<T>(t * s_beta[j]);
+  for (int idx = tid; idx < C * C / 2; idx += kThreads) {
+    const int i = idx >> 5, j = (idx & 31) * 2;
+    const float t0 = sT[i * LDF + j], t1 = sT[i * LDF + j + 1];
+    tile::store_pair(sTw + i * LDC + j, t0 * s_wf[j], t1 * s_wf[j + 1]);
+    tile::store_pair(sTu + i * LDC + j, t0 * s_beta[j], t1 * s_beta[j + 1]);
   }
   __syncthreads();
 
@@ -118,19 +126,27 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
       }
   }
 
-  {  // Qs and Kd^T, elementwise
-    const float g_last = s_G[C - 1];
+  {  // Qs and Kd^T: row factors on 8-element vectors
+    constexpr int kVec = 8;
     T* g_qs = static_cast<T*>(p.qs) + slot * C * KP;
-    for (int idx = tid; idx < C * KP; idx += kThreads) {
-      const int r = idx / KP, col = idx - r * KP;
-      g_qs[idx] = tile::from_f<T>(p.scale * s_rq[r] * __expf(s_G[r]) * tile::to_f(sQ[r * LDK + col]));
+    for (int idx = tid; idx < C * KP / kVec; idx += kThreads) {
+      const int r = idx / (KP / kVec), c = (idx - r * (KP / kVec)) * kVec;
+      uint4 u = *reinterpret_cast<const uint4*>(sQ + r * LDK + c);
+      T* x = reinterpret_cast<T*>(&u);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) x[e] = tile::from_f<T>(s_qf[r] * tile::to_f(x[e]));
+      *reinterpret_cast<uint4*>(g_qs + r * KP + c) = u;
     }
     T* g_kdt = static_cast<T*>(p.kdt) + slot * KP * C;
-    for (int idx = tid; idx < KP * C; idx += kThreads) {
-      const int kd = idx >> 6, j = idx & 63;
-      g_kdt[idx] = tile::from_f<T>(s_rk[j] * __expf(g_last - s_G[j]) * tile::to_f(sK[j * LDK + kd]));
+    for (int idx = tid; idx < KP * C / kVec; idx += kThreads) {
+      const int j0 = (idx / KP) * kVec, kd = idx % KP;
+      uint4 u;
+      T* x = reinterpret_cast<T*>(&u);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) x[e] = tile::from_f<T>(s_kf[j0 + e] * tile::to_f(sK[(j0 + e) * LDK + kd]));
+      *reinterpret_cast<uint4*>(g_kdt + kd * C + j0) = u;
     }
-    if (tid == 0) p.gamma[slot] = __expf(g_last);
+    if (tid == 0) p.gamma[slot] = __expf(s_G[C - 1]);
   }
 
   // U = (T diag(beta)) V, 64 value columns at a time.

@@ -121,7 +121,7 @@ bool chunk_supported(const CombaProblem& pb, const CombaInputs& in) {
          pb.value_dim % 8 == 0;
 }
 
-CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in) {
+CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
   const Prepared prep = prepare(pb, in);
@@ -133,12 +133,20 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in) {
   const auto ws = run_prep(pb, prep, p, stream);
   p.o = out.o.data_ptr();
   p.final_state = out.final_state.data_ptr<float>();
+  at::Tensor states, v_new;
+  if (for_backward) {
+    states = at::empty({prep.num_chunks, pb.value_heads, prep.kp, pb.value_dim}, prep.q.options());
+    v_new = at::empty({prep.num_chunks, pb.value_heads, kc::kChunk, pb.value_dim}, prep.q.options());
+    p.states = states.data_ptr();
+    p.v_new = v_new.data_ptr();
+  }
   check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
+  if (for_backward) out.saved = {ws.w, ws.qs, ws.kdt, ws.mqk, ws.gamma, states, v_new};
   return out;
 }
 
 InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
-                     const at::Tensor& grad_final) {
+                     const at::Tensor& grad_final, const std::vector<at::Tensor>& saved) {
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
   const Prepared prep = prepare(pb, in);
@@ -146,15 +154,27 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   const auto opts = prep.q.options();
   const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
 
-  auto ws = run_prep(pb, prep, p, stream);
-  // Recompute the states entering each chunk and V' = U - W S.
-  auto states = at::empty({nc, hv, prep.kp, V}, opts);
-  auto v_new = at::empty({nc, hv, c, V}, opts);
-  p.states = states.data_ptr();
-  p.v_new = v_new.data_ptr();
-  check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (state recompute)");
-  ws.u = at::Tensor();
-  p.u = nullptr;
+  PrepWorkspace ws;
+  at::Tensor states, v_new;
+  if (saved.size() == 7) {  // from chunk_fwd(..., for_backward = true)
+    ws.w = saved[0], ws.qs = saved[1], ws.kdt = saved[2], ws.mqk = saved[3], ws.gamma = saved[4];
+    states = saved[5], v_new = saved[6];
+    p.w = ws.w.data_ptr();
+    p.qs = ws.qs.data_ptr();
+    p.kdt = ws.kdt.data_ptr();
+    p.mqk = ws.mqk.data_ptr();
+    p.gamma = ws.gamma.data_ptr<float>();
+  } else {
+    ws = run_prep(pb, prep, p, stream);
+    // Recompute the states entering each chunk and V' = U - W S.
+    states = at::empty({nc, hv, prep.kp, V}, opts);
+    v_new = at::empty({nc, hv, c, V}, opts);
+    p.states = states.data_ptr();
+    p.v_new = v_new.data_ptr();
+    check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (state recompute)");
+    ws.u = at::Tensor();
+    p.u = nullptr;
+  }
 
   // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
   const auto d_o = tile_ready(grad_o.to(pb.dtype));
