@@ -90,12 +90,9 @@ __device__ __forceinline__ void load_qkp_gates(const ChunkParams& p, const Chunk
   const int h = hv / (p.value_heads / p.heads);
   const long long ld = static_cast<long long>(p.heads) * p.key_dim;
   const long long off = loc.tok0 * ld + static_cast<long long>(h) * p.key_dim;
-  tile::load_tile_async<T, kThreads>(sQ, LDK, static_cast<const T*>(p.q) + off, ld, kChunk, KP,
-                                     loc.len, p.key_dim);
-  tile::load_tile_async<T, kThreads>(sK, LDK, static_cast<const T*>(p.k) + off, ld, kChunk, KP,
-                                     loc.len, p.key_dim);
-  tile::load_tile_async<T, kThreads>(sP, LDK, static_cast<const T*>(p.p) + off, ld, kChunk, KP,
-                                     loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads, kChunk, KP>(sQ, LDK, static_cast<const T*>(p.q) + off, ld, loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads, kChunk, KP>(sK, LDK, static_cast<const T*>(p.k) + off, ld, loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads, kChunk, KP>(sP, LDK, static_cast<const T*>(p.p) + off, ld, loc.len, p.key_dim);
   const int t = threadIdx.x;
   if (t < kChunk) {
     float g = 0.f, b = 0.f;
@@ -156,13 +153,22 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
   __syncthreads();
 }
 
-// T = (I + A)^-1 for a strictly lower-triangular 64 x 64 A (fp32, row stride ldf), by
-// 16 x 16 diagonal blocks (one column per thread, no barrier) and block rows below them.
-// sT must be zeroed before; scratch holds 3 x 16 x 17 floats. Ends with a barrier.
-__device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, int ldf,
-                                                   float* scratch) {
-  const int t = threadIdx.x;
-  if (t < kChunk) {  // column j of its diagonal block, kept in registers
+// T = (I + A)^-1 for a strictly lower-triangular 64 x 64 A (fp32 sA, row stride ldf).
+// The 16 x 16 diagonal blocks are solved in fp32 (one column per thread, in registers);
+// the blocks below them by doubling on tensor cores, with
+//   inv([[X, 0], [C, Y]]) = [[X^-1, 0], [-Y^-1 C X^-1, Y^-1]]
+// first for 16 -> 32 (two warps), then 32 -> 64 (four warps). Writes T in fp32 (sT) and
+// as a 16-bit operand (sTo, row stride ldc); both must be zeroed before. sAo: room for A
+// as 16-bit [64 x ldc]; scratch: 32 x 40 16-bit elements. Ends with a barrier.
+template <typename T>
+__device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, float* sT, T* sTo,
+                                                   T* scratch, int ldf, int ldc) {
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+  for (int idx = t; idx < kChunk * kChunk; idx += kThreads) {
+    const int i = idx >> 6, j = idx & 63;
+    sAo[i * ldc + j] = tile::from_f<T>(sA[i * ldf + j]);
+  }
+  if (t < kChunk) {  // column j of its diagonal block
     const int j = t, b0 = (j >> 4) << 4, jj = j - b0;
     float col[16];
 #pragma unroll
@@ -173,32 +179,59 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, float* sT, i
       col[i] = i < jj ? 0.f : (i == jj ? 1.f : -s);
     }
 #pragma unroll
-    for (int i = 0; i < 16; ++i) sT[(b0 + i) * ldf + j] = col[i];
+    for (int i = 0; i < 16; ++i) {
+      sT[(b0 + i) * ldf + j] = col[i];
+      sTo[(b0 + i) * ldc + j] = tile::from_f<T>(col[i]);
+    }
   }
   __syncthreads();
-  for (int bi = 1; bi < 4; ++bi) {
-    // X_bj = sum over block rows bj .. bi-1 of A[bi][m] T[m][bj]
-    for (int idx = t; idx < bi * 256; idx += kThreads) {
-      const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
-      const float* a_row = sA + (bi * 16 + r) * ldf;
-      float s = 0.f;
-      for (int m0 = bj * 16; m0 < bi * 16; m0 += 16) {
+  // Writes -acc (a 16 x 16 block at rows r0, columns c0) into T.
+  auto store_block = [&](const tile::Acc<1, 2>& acc, int r0, int c0) {
 #pragma unroll
-        for (int m = m0; m < m0 + 16; ++m) s += a_row[m] * sT[m * ldf + bj * 16 + c];
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = r0 + tile::acc_row(lane, i), c = c0 + nt * 8 + tile::acc_col(lane, i);
+        sT[r * ldf + c] = -acc.v[0][nt][i];
+        sTo[r * ldc + c] = tile::from_f<T>(-acc.v[0][nt][i]);
       }
-      scratch[(bj * 16 + r) * 17 + c] = s;
-    }
-    __syncthreads();
-    for (int idx = t; idx < bi * 256; idx += kThreads) {
-      const int bj = idx >> 8, r = (idx >> 4) & 15, c = idx & 15;
-      const float* t_row = sT + (bi * 16 + r) * ldf + bi * 16;
-      float s = 0.f;
+  };
+  auto store_scratch = [&](const tile::Acc<1, 2>& acc, T* dst, int ld) {
 #pragma unroll
-      for (int m = 0; m < 16; ++m) s += m <= r ? t_row[m] * scratch[(bj * 16 + m) * 17 + c] : 0.f;
-      sT[(bi * 16 + r) * ldf + bj * 16 + c] = -s;
-    }
-    __syncthreads();
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = tile::acc_row(lane, 2 * half), c = nt * 8 + tile::acc_col(lane, 2 * half);
+        tile::store_pair(dst + r * ld + c, acc.v[0][nt][2 * half], acc.v[0][nt][2 * half + 1]);
+      }
+  };
+  if (warp < 2) {  // 16 -> 32: blocks (2w + 1, 2w) = -T11 A10 T00
+    const int b0 = warp * 32, b1 = b0 + 16;
+    T* x = scratch + warp * 16 * 24;
+    tile::Acc<1, 2> acc;
+    acc.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + b1 * ldc + b0, ldc, sTo + b0 * ldc + b0, ldc, 0, 0, 16);
+    store_scratch(acc, x, 24);
+    __syncwarp();
+    acc.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + b1 * ldc + b1, ldc, x, 24, 0, 0, 16);
+    store_block(acc, b1, b0);
   }
+  __syncthreads();
+  const int rw = warp >> 1, cw = warp & 1;
+  tile::Acc<1, 2> acc;
+  if (warp < 4) {  // 32 -> 64: X = A[32:, :32] T[:32, :32], one 16 x 16 block per warp
+    acc.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + (32 + 16 * rw) * ldc, ldc, sTo + 16 * cw, ldc, 0, 0, 32);
+    store_scratch(acc, scratch + (16 * rw) * 40 + 16 * cw, 40);
+  }
+  __syncthreads();
+  if (warp < 4) {  // T[32:, :32] = -T[32:, 32:] X
+    acc.zero();
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + (32 + 16 * rw) * ldc + 32, ldc, scratch + 16 * cw, 40, 0, 0, 32);
+    store_block(acc, 32 + 16 * rw, 16 * cw);
+  }
+  __syncthreads();
 }
 
 }  // namespace comba::cuda::chunk

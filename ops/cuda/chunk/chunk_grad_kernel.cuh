@@ -1,6 +1,6 @@
 // Per-chunk gradients: one CTA per (chunk, value head), every chunk independent, given
 // the scans' per-chunk S (state entering), V' = U - W S, dS (gradient of the end state)
-// and dV'. With hats for the l2-normalised rows and T = (I + A)^-1 rebuilt here:
+// and dV', and the prep kernel's T = (I + A)^-1. With hats for the l2-normalised rows:
 //   phase A (over V): dQs = dO S^T, dMqk = dO V'^T
 //       dQ^ = scale e^G dQs + F K^,  F = dMqk * scale e^(G_i - G_j) (j <= i)
 //   phase B (over V): dKd = V' dS^T, dW = -dV' S^T, dTa = dV' V^T, dV = beta T^T dV'
@@ -24,13 +24,11 @@ struct GradLayout {
   static constexpr int kTo = kChunk * LDC * sizeof(T);
   static constexpr int kF = 2 * kChunk * LDC * sizeof(T);
   static constexpr int kR = kChunk * LDF * sizeof(float);
-  // The shared region: inverse scratch, then phase A / B tiles, then the epilogue.
-  static constexpr int kInit = 2 * kChunk * LDF * sizeof(float) + 3 * 16 * 17 * sizeof(float);
+  // The shared region: phase A / B tiles, then the epilogue.
   static constexpr int kTilesB = (4 * kChunk * LDV + 2 * KP * LDV) * sizeof(T);
   static constexpr int kEpilogue = kChunk * LDK * sizeof(T) + kChunk * LDF * sizeof(float) +
                                    4 * kChunk * LDC * sizeof(T);
-  static constexpr int kRegion = kInit > kTilesB ? (kInit > kEpilogue ? kInit : kEpilogue)
-                                                 : (kTilesB > kEpilogue ? kTilesB : kEpilogue);
+  static constexpr int kRegion = kTilesB > kEpilogue ? kTilesB : kEpilogue;
   static constexpr int kBytes = kQKP + kVectors + kTo + kF + kR + kRegion;
 };
 
@@ -113,10 +111,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   float* sR = reinterpret_cast<float*>(cur);
   cur += L::kR;
   unsigned char* region = cur;
-  // init
-  float* sA = reinterpret_cast<float*>(region);
-  float* sTf = sA + C * LDF;
-  float* scratch = sTf + C * LDF;
   // phase tiles
   T* sX64a = reinterpret_cast<T*>(region);  // dO (A) / V (B)
   T* sVn = sX64a + C * LDV;
@@ -140,36 +134,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
 
   load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
+  tile::load_tile_async<T, kThreads, kChunk, kChunk>(sTo, LDC, static_cast<const T*>(p.t_inv) + slot * C * C, C, C, C);
   tile::cp_async_commit();
-  for (int i = tid; i < C * LDF; i += kThreads) {
-    sTf[i] = 0.f;
-    sR[i] = 0.f;
-  }
+  for (int i = tid; i < C * LDF; i += kThreads) sR[i] = 0.f;
   if (tid < C) s_dbeta[tid] = 0.f;
   tile::cp_async_wait<0>();
   __syncthreads();
   norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
   const float g_last = s_G[C - 1];
-
-  {  // A, T
-    tile::Acc<1, 4> pk;
-    pk.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(pk, sP, LDK, sK, LDK, m0, nc, KP);
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = m0 + tile::acc_row(lane, i), j = nc + nt * 8 + tile::acc_col(lane, i);
-        sA[r * LDF + j] = j < r ? s_beta[r] * s_rp[r] * s_rk[j] * pk.v[0][nt][i] * __expf(s_G0[r] - s_G[j]) : 0.f;
-      }
-    __syncthreads();
-    unit_lower_inverse(sA, sTf, LDF, scratch);
-    for (int idx = tid; idx < C * C; idx += kThreads) {
-      const int i = idx >> 6, j = idx & 63;
-      sTo[i * LDC + j] = tile::from_f<T>(sTf[i * LDF + j]);
-    }
-    __syncthreads();
-  }
 
   const long long o_ld = static_cast<long long>(HV) * V;
   const T* g_do = static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V;
@@ -185,9 +157,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   dq.zero();
   dm.zero();
   for (int v0 = 0; v0 < V; v0 += BV) {
-    tile::load_tile_async<T, kThreads>(sX64a, LDV, g_do + v0, o_ld, C, BV, loc.len, V - v0);
-    tile::load_tile_async<T, kThreads>(sS, LDV, g_S + v0, V, KP, BV, KP, V - v0);
-    tile::load_tile_async<T, kThreads>(sVn, LDV, g_vn + v0, V, C, BV, C, V - v0);
+    tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_do + v0, o_ld, loc.len, V - v0);
+    tile::load_tile_async<T, kThreads, KP, BV>(sS, LDV, g_S + v0, V, KP, V - v0);
+    tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
     tile::cp_async_commit();
     tile::cp_async_wait<0>();
     __syncthreads();
@@ -243,11 +215,11 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   float db0 = 0.f, db1 = 0.f, dgam = 0.f;
   T* g_dv = static_cast<T*>(p.dv) + loc.tok0 * o_ld + static_cast<long long>(hv) * V;
   for (int v0 = 0; v0 < V; v0 += BV) {
-    tile::load_tile_async<T, kThreads>(sX64a, LDV, g_v + v0, o_ld, C, BV, loc.len, V - v0);
-    tile::load_tile_async<T, kThreads>(sVn, LDV, g_vn + v0, V, C, BV, C, V - v0);
-    tile::load_tile_async<T, kThreads>(sdVn, LDV, g_dvn + v0, V, C, BV, C, V - v0);
-    tile::load_tile_async<T, kThreads>(sS, LDV, g_S + v0, V, KP, BV, KP, V - v0);
-    tile::load_tile_async<T, kThreads>(sdS, LDV, g_dS + v0, V, KP, BV, KP, V - v0);
+    tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_v + v0, o_ld, loc.len, V - v0);
+    tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
+    tile::load_tile_async<T, kThreads, C, BV>(sdVn, LDV, g_dvn + v0, V, C, V - v0);
+    tile::load_tile_async<T, kThreads, KP, BV>(sS, LDV, g_S + v0, V, KP, V - v0);
+    tile::load_tile_async<T, kThreads, KP, BV>(sdS, LDV, g_dS + v0, V, KP, V - v0);
     tile::cp_async_commit();
     tile::cp_async_wait<0>();
     __syncthreads();

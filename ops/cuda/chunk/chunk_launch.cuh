@@ -25,15 +25,21 @@ int launch_prep(const ChunkParams& p, cudaStream_t stream) {
   return launch_with_smem(chunk_prep_kernel<T, KP>, grid, PrepLayout<T, KP>::kBytes, p, stream);
 }
 
+template <typename T, int KP, int BV>
+int launch_scan_bv(const ChunkParams& p, bool backward, cudaStream_t stream) {
+  const dim3 grid((p.value_dim + BV - 1) / BV, p.value_heads, p.num_seqs);
+  constexpr int kBytes = ScanLayout<T, KP, BV>::kBytes;
+  return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, BV>, grid, kBytes, p, stream)
+                  : launch_with_smem(chunk_scan_fwd_kernel<T, KP, BV>, grid, kBytes, p, stream);
+}
+
 template <typename T, int KP>
 int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream) {
-  const dim3 grid((p.value_dim + bv - 1) / bv, p.value_heads, p.num_seqs);
-  if (bv == 64) {
-    return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, 64>, grid, ScanLayout<T, KP, 64>::kBytes, p, stream)
-                    : launch_with_smem(chunk_scan_fwd_kernel<T, KP, 64>, grid, ScanLayout<T, KP, 64>::kBytes, p, stream);
+  switch (bv) {
+    case 64: return launch_scan_bv<T, KP, 64>(p, backward, stream);
+    case 32: return launch_scan_bv<T, KP, 32>(p, backward, stream);
+    default: return launch_scan_bv<T, KP, 16>(p, backward, stream);
   }
-  return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, 32>, grid, ScanLayout<T, KP, 32>::kBytes, p, stream)
-                  : launch_with_smem(chunk_scan_fwd_kernel<T, KP, 32>, grid, ScanLayout<T, KP, 32>::kBytes, p, stream);
 }
 
 template <typename T, int KP>

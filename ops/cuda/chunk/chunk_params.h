@@ -43,6 +43,7 @@ struct ChunkParams {
   void* qs = nullptr;    // [NC, HV, 64, KP]  scale e^G Q^
   void* kdt = nullptr;   // [NC, HV, KP, 64]  (e^(G_last - G) K^)^T
   float* gamma = nullptr;  // [NC, HV]        e^G_last
+  void* t_inv = nullptr;   // [NC, HV, 64, 64]  T = (I + A)^-1 (for the gradients)
 
   // Forward scan outputs.
   void* o = nullptr;             // [B, T, HV, V] input dtype, or null

@@ -15,13 +15,14 @@ struct PrepLayout {
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1;
   static constexpr int kQKP = 3 * kChunk * LDK * sizeof(T);
   static constexpr int kTf = kChunk * LDF * sizeof(float);
-  // A (fp32) early, then T-scaled operands and the V tile.
-  static constexpr int kRegionA = kChunk * LDF * sizeof(float);
+  // A (fp32 and 16-bit) early, then T-scaled operands and the V tile.
+  static constexpr int kRegionA = kChunk * LDF * sizeof(float) + kChunk * LDC * sizeof(T);
   static constexpr int kRegionB = 3 * kChunk * LDC * sizeof(T);
   static constexpr int kRegion = kRegionA > kRegionB ? kRegionA : kRegionB;
-  static constexpr int kScratch = 3 * 16 * 17 * sizeof(float);
+  static constexpr int kScratch = 32 * 40 * sizeof(T);
+  static constexpr int kTo = kChunk * LDC * sizeof(T);
   static constexpr int kVectors = 10 * kChunk * sizeof(float);
-  static constexpr int kBytes = kQKP + kTf + kRegion + kScratch + kVectors;
+  static constexpr int kBytes = kQKP + kTf + kTo + kRegion + kScratch + kVectors;
 };
 
 template <typename T, int KP>
@@ -33,13 +34,15 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   T* sK = sQ + C * LDK;
   T* sP = sK + C * LDK;
   float* sT = reinterpret_cast<float*>(smem + L::kQKP);
-  unsigned char* region = smem + L::kQKP + L::kTf;
+  T* sTo = reinterpret_cast<T*>(smem + L::kQKP + L::kTf);
+  unsigned char* region = smem + L::kQKP + L::kTf + L::kTo;
   float* sA = reinterpret_cast<float*>(region);
+  T* sAo = reinterpret_cast<T*>(region + kChunk * LDF * sizeof(float));
   T* sTw = reinterpret_cast<T*>(region);
   T* sTu = sTw + C * LDC;
   T* sV = sTu + C * LDC;
-  float* scratch = reinterpret_cast<float*>(region + L::kRegion);
-  float* s_g = scratch + 3 * 16 * 17;
+  T* scratch = reinterpret_cast<T*>(region + L::kRegion);
+  float* s_g = reinterpret_cast<float*>(region + L::kRegion + L::kScratch);
   float* s_beta = s_g + C;
   float* s_G = s_beta + C;
   float* s_G0 = s_G + C;
@@ -59,6 +62,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
   tile::cp_async_commit();
   for (int i = tid; i < C * LDF; i += kThreads) sT[i] = 0.f;
+  for (int i = tid; i < C * LDC; i += kThreads) sTo[i] = tile::from_f<T>(0.f);
   tile::cp_async_wait<0>();
   __syncthreads();
   norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
@@ -98,8 +102,15 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
     }
   }
   __syncthreads();
-  unit_lower_inverse(sA, sT, LDF, scratch);
+  unit_lower_inverse<T>(sA, sAo, sT, sTo, scratch, LDF, LDC);
 
+  {  // T itself, for the gradient kernel
+    T* g_t = static_cast<T*>(p.t_inv) + slot * C * C;
+    for (int idx = tid; idx < C * C / 8; idx += kThreads) {
+      const int i = idx >> 3, j0 = (idx & 7) * 8;
+      *reinterpret_cast<uint4*>(g_t + i * C + j0) = *reinterpret_cast<const uint4*>(sTo + i * LDC + j0);
+    }
+  }
   // Column-scaled T as 16-bit operands (A is dead: same region).
   for (int idx = tid; idx < C * C / 2; idx += kThreads) {
     const int i = idx >> 5, j = (idx & 31) * 2;
@@ -154,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   const T* g_v = static_cast<const T*>(p.v) + loc.tok0 * v_ld + static_cast<long long>(hv) * V;
   T* g_u = static_cast<T*>(p.u) + slot * C * V;
   for (int v0 = 0; v0 < V; v0 += 64) {
-    tile::load_tile_async<T, kThreads>(sV, LDC, g_v + v0, v_ld, C, 64, loc.len, V - v0);
+    tile::load_tile_async<T, kThreads, C, 64>(sV, LDC, g_v + v0, v_ld, loc.len, V - v0);
     tile::cp_async_commit();
     tile::cp_async_wait<0>();
     __syncthreads();

@@ -51,15 +51,11 @@ __device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const Scan
                                                 int x_rows, int x_cols) {
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk;
-  tile::load_tile_async<T, kThreads>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP,
-                                     C, KP, C, KP);
-  tile::load_tile_async<T, kThreads>(s.qs, L::LDK, static_cast<const T*>(p.qs) + slot * C * KP, KP,
-                                     C, KP, C, KP);
-  tile::load_tile_async<T, kThreads>(s.kdt, L::LDC, static_cast<const T*>(p.kdt) + slot * KP * C,
-                                     C, KP, C, KP, C);
-  tile::load_tile_async<T, kThreads>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C,
-                                     C, C, C, C);
-  tile::load_tile_async<T, kThreads>(s.x, L::LDV, x_src, x_ld, C, BV, x_rows, x_cols);
+  tile::load_tile_async<T, kThreads, C, KP>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
+  tile::load_tile_async<T, kThreads, C, KP>(s.qs, L::LDK, static_cast<const T*>(p.qs) + slot * C * KP, KP, C, KP);
+  tile::load_tile_async<T, kThreads, KP, C>(s.kdt, L::LDC, static_cast<const T*>(p.kdt) + slot * KP * C, C, KP, C);
+  tile::load_tile_async<T, kThreads, C, C>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C, C, C);
+  tile::load_tile_async<T, kThreads, C, BV>(s.x, L::LDV, x_src, x_ld, x_rows, x_cols);
   tile::cp_async_commit();
 }
 

@@ -145,20 +145,21 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-// Copies a rows x cols tile (cols % 8 == 0) of 16-bit elements from global (row stride
+// Copies a ROWS x COLS tile (COLS % 8 == 0) of 16-bit elements from global (row stride
 // g_ld elements) into shared (row stride s_ld), zero-filling rows >= valid_rows and
 // columns >= valid_cols. All threads of the block take part; cp.async, not committed.
-template <typename T, int THREADS>
+template <typename T, int THREADS, int ROWS, int COLS>
 __device__ __forceinline__ void load_tile_async(T* s, int s_ld, const T* g, long long g_ld,
-                                                int rows, int cols, int valid_rows,
-                                                int valid_cols) {
-  constexpr int kVec = 16 / sizeof(T);
-  const int vecs_per_row = cols / kVec;
-  for (int idx = threadIdx.x; idx < rows * vecs_per_row; idx += THREADS) {
-    const int r = idx / vecs_per_row, c = (idx - r * vecs_per_row) * kVec;
-    const bool ok = r < valid_rows && c < valid_cols;
-    const T* src = ok ? g + r * g_ld + c : g;  // any valid address when zero-filling
-    cp_async_16(s + r * s_ld + c, src, ok ? 16 : 0);
+                                                int valid_rows, int valid_cols) {
+  constexpr int kVec = 16 / sizeof(T), kPerRow = COLS / kVec, kTotal = ROWS * kPerRow;
+#pragma unroll
+  for (int base = 0; base < kTotal; base += THREADS) {
+    const int idx = base + static_cast<int>(threadIdx.x);
+    if (kTotal % THREADS == 0 || idx < kTotal) {
+      const int r = idx / kPerRow, c = (idx % kPerRow) * kVec;
+      const bool ok = r < valid_rows && c < valid_cols;
+      cp_async_16(s + r * s_ld + c, ok ? g + r * g_ld + c : g, ok ? 16 : 0);
+    }
   }
 }
 

@@ -88,7 +88,7 @@ kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
 
 // The prep kernel's per-chunk operands.
 struct PrepWorkspace {
-  at::Tensor w, u, mqk, qs, kdt, gamma;
+  at::Tensor w, u, mqk, qs, kdt, gamma, t_inv;
 };
 
 PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkParams& p,
@@ -102,12 +102,14 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
   ws.qs = at::empty({nc, hv, c, in.kp}, opts);
   ws.kdt = at::empty({nc, hv, in.kp, c}, opts);
   ws.gamma = at::empty({nc, hv}, opts.dtype(at::kFloat));
+  ws.t_inv = at::empty({nc, hv, c, c}, opts);
   p.w = ws.w.data_ptr();
   p.u = ws.u.data_ptr();
   p.mqk = ws.mqk.data_ptr();
   p.qs = ws.qs.data_ptr();
   p.kdt = ws.kdt.data_ptr();
   p.gamma = ws.gamma.data_ptr<float>();
+  p.t_inv = ws.t_inv.data_ptr();
   check_launch(kc::launch_chunk_prep(p, stream), "prep");
   return ws;
 }
@@ -141,7 +143,7 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
     p.v_new = v_new.data_ptr();
   }
   check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
-  if (for_backward) out.saved = {ws.w, ws.qs, ws.kdt, ws.mqk, ws.gamma, states, v_new};
+  if (for_backward) out.saved = {ws.w, ws.qs, ws.kdt, ws.mqk, ws.gamma, ws.t_inv, states, v_new};
   return out;
 }
 
@@ -156,9 +158,10 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
 
   PrepWorkspace ws;
   at::Tensor states, v_new;
-  if (saved.size() == 7) {  // from chunk_fwd(..., for_backward = true)
+  if (saved.size() == 8) {  // from chunk_fwd(..., for_backward = true)
     ws.w = saved[0], ws.qs = saved[1], ws.kdt = saved[2], ws.mqk = saved[3], ws.gamma = saved[4];
-    states = saved[5], v_new = saved[6];
+    ws.t_inv = saved[5], states = saved[6], v_new = saved[7];
+    p.t_inv = ws.t_inv.data_ptr();
     p.w = ws.w.data_ptr();
     p.qs = ws.qs.data_ptr();
     p.kdt = ws.kdt.data_ptr();
@@ -190,7 +193,8 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.states = states.data_ptr();
   p.v_new = v_new.data_ptr();
   check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
-  ws = PrepWorkspace();  // the per-chunk gradients rebuild what they need
+  const at::Tensor t_inv = ws.t_inv;  // the per-chunk gradients need T, nothing else of prep
+  ws = PrepWorkspace();
 
   // Per-chunk gradients. q, k, p gradients sum over a GVA group afterwards (in fp32).
   const bool grouped = pb.group() > 1;
