@@ -38,7 +38,7 @@ struct ChunkParams {
 
   // Per-chunk workspace written by the prep kernel (OT):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
-  void* u = nullptr;     // [NC, HV, 64, V]   T diag(beta) V
+  void* tu = nullptr;    // [NC, HV, 64, 64]  T diag(beta) (U = Tu V is formed in the scan)
   void* mqk = nullptr;   // [NC, HV, 64, 64]  scale (Q^ K^T)_ij e^(G_i - G_j), j <= i
   void* qs = nullptr;    // [NC, HV, 64, KP]  scale e^G Q^
   void* kdt = nullptr;   // [NC, HV, KP, 64]  (e^(G_last - G) K^)^T

@@ -1,7 +1,7 @@
 // Chunk preparation (SPEC section 2, steps 1-2 and the per-chunk operands of 3-4): one
 // CTA per (chunk, value head), every chunk independent. From q, k, p, v, g, beta it forms
 // the decay sums, A, T = (I + A)^-1, and writes the operands of the state scan:
-//   W = T diag(beta e^G0) P^,  U = T diag(beta) V,  Mqk = scale (Q^ K^T) e^(G_i - G_j),
+//   W = T diag(beta e^G0) P^,  Tu = T diag(beta),  Mqk = scale (Q^ K^T) e^(G_i - G_j),
 //   Qs = scale e^G Q^,  Kd^T = (e^(G_last - G) K^)^T,  gamma = e^G_last.
 // The l2norm of q, k, p enters only as row factors (r_q, r_k, r_p), so the tiles stay as
 // loaded and every product runs on the raw 16-bit inputs.
@@ -17,7 +17,7 @@ struct PrepLayout {
   static constexpr int kTf = kChunk * LDF * sizeof(float);
   // A (fp32 and 16-bit) early, then T-scaled operands and the V tile.
   static constexpr int kRegionA = kChunk * LDF * sizeof(float) + kChunk * LDC * sizeof(T);
-  static constexpr int kRegionB = 3 * kChunk * LDC * sizeof(T);
+  static constexpr int kRegionB = 2 * kChunk * LDC * sizeof(T);
   static constexpr int kRegion = kRegionA > kRegionB ? kRegionA : kRegionB;
   static constexpr int kScratch = 32 * 40 * sizeof(T);
   static constexpr int kTo = kChunk * LDC * sizeof(T);
@@ -40,7 +40,6 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   T* sAo = reinterpret_cast<T*>(region + kChunk * LDF * sizeof(float));
   T* sTw = reinterpret_cast<T*>(region);
   T* sTu = sTw + C * LDC;
-  T* sV = sTu + C * LDC;
   T* scratch = reinterpret_cast<T*>(region + L::kRegion);
   float* s_g = reinterpret_cast<float*>(region + L::kRegion + L::kScratch);
   float* s_beta = s_g + C;
@@ -160,27 +159,12 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
     if (tid == 0) p.gamma[slot] = __expf(s_G[C - 1]);
   }
 
-  // U = (T diag(beta)) V, 64 value columns at a time.
-  const long long v_ld = static_cast<long long>(HV) * V;
-  const T* g_v = static_cast<const T*>(p.v) + loc.tok0 * v_ld + static_cast<long long>(hv) * V;
-  T* g_u = static_cast<T*>(p.u) + slot * C * V;
-  for (int v0 = 0; v0 < V; v0 += 64) {
-    tile::load_tile_async<T, kThreads, C, 64>(sV, LDC, g_v + v0, v_ld, loc.len, V - v0);
-    tile::cp_async_commit();
-    tile::cp_async_wait<0>();
-    __syncthreads();
-    tile::Acc<1, 4> u;
-    u.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, sTu, LDC, sV, LDC, m0, n0, C);
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = m0 + tile::acc_row(lane, 2 * half);
-        const int col = v0 + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-        if (col < V) tile::store_pair(g_u + r * V + col, u.v[0][nt][2 * half], u.v[0][nt][2 * half + 1]);
-      }
-    __syncthreads();
+  {  // Tu = T diag(beta): the scan forms U = Tu V itself
+    T* g_tu = static_cast<T*>(p.tu) + slot * C * C;
+    for (int idx = tid; idx < C * C / 8; idx += kThreads) {
+      const int i = idx >> 3, j0 = (idx & 7) * 8;
+      *reinterpret_cast<uint4*>(g_tu + i * C + j0) = *reinterpret_cast<const uint4*>(sTu + i * LDC + j0);
+    }
   }
 }
 

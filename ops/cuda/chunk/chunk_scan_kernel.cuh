@@ -4,7 +4,7 @@
 // buffered with cp.async.
 //
 // Forward, per chunk (S = state entering the chunk):
-//   V' = U - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
+//   V' = Tu V - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
 // optionally saving S and V' per chunk for the backward.
 // Backward, chunks in reverse (dS = gradient of the chunk's end state):
 //   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Qs^T dO - W^T dV'
@@ -17,10 +17,10 @@ namespace comba::cuda::chunk {
 template <typename T, int KP, int BV>
 struct ScanLayout {
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDV = BV + kPad;
-  // One pipeline stage: W, Qs [64 x KP], Kd^T [KP x 64], Mqk [64 x 64], U or dO [64 x BV].
+  // One pipeline stage: W, Qs [64 x KP], Kd^T [KP x 64], Mqk, Tu [64 x 64], V or dO [64 x BV].
   static constexpr int kW = kChunk * LDK, kQs = kChunk * LDK, kKdT = KP * LDC,
-                       kM = kChunk * LDC, kX = kChunk * LDV;
-  static constexpr int kStage = kW + kQs + kKdT + kM + kX;  // elements
+                       kM = kChunk * LDC, kTu = kChunk * LDC, kX = kChunk * LDV;
+  static constexpr int kStage = kW + kQs + kKdT + kM + kTu + kX;  // elements
   static constexpr int kBytes = (2 * kStage + KP * LDV + kChunk * LDV) * sizeof(T);
   // Warp tiles: [64 x BV] outputs split 4 (rows) x 2 (columns); the [KP x BV] state split
   // KP / 16 (rows) x the rest.
@@ -32,29 +32,34 @@ struct ScanLayout {
 
 template <typename T, int KP, int BV>
 struct ScanStage {
-  T *w, *qs, *kdt, *m, *x;
+  T *w, *qs, *kdt, *m, *tu, *x;
   __device__ ScanStage(T* base) {
     using L = ScanLayout<T, KP, BV>;
     w = base;
     qs = w + L::kW;
     kdt = qs + L::kQs;
     m = kdt + L::kKdT;
-    x = m + L::kM;
+    tu = m + L::kM;
+    x = tu + L::kTu;
   }
 };
 
-// Issues the cp.async loads of chunk `c`'s operands; `x_src` is U (forward, row stride V)
-// or dO (backward, the caller's layout), already offset to this CTA's first column.
+// Issues the cp.async loads of chunk `c`'s operands; `x_src` is V (forward) or dO
+// (backward), in the caller's layout, already offset to this CTA's first column. Tu only
+// for the forward.
 template <typename T, int KP, int BV>
 __device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const ScanStage<T, KP, BV>& s,
                                                 long long slot, const T* x_src, long long x_ld,
-                                                int x_rows, int x_cols) {
+                                                int x_rows, int x_cols, bool with_tu) {
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk;
   tile::load_tile_async<T, kThreads, C, KP>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
   tile::load_tile_async<T, kThreads, C, KP>(s.qs, L::LDK, static_cast<const T*>(p.qs) + slot * C * KP, KP, C, KP);
   tile::load_tile_async<T, kThreads, KP, C>(s.kdt, L::LDC, static_cast<const T*>(p.kdt) + slot * KP * C, C, KP, C);
   tile::load_tile_async<T, kThreads, C, C>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C, C, C);
+  if (with_tu) {
+    tile::load_tile_async<T, kThreads, C, C>(s.tu, L::LDC, static_cast<const T*>(p.tu) + slot * C * C, C, C, C);
+  }
   tile::load_tile_async<T, kThreads, C, BV>(s.x, L::LDV, x_src, x_ld, x_rows, x_cols);
   tile::cp_async_commit();
 }
@@ -150,16 +155,19 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   tile::Acc<1, L::kStateNT> S;
   load_state(S, p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, ms, ns);
 
+  const long long o_ld = static_cast<long long>(HV) * V;
   auto issue = [&](long long it, int st) {
-    const long long slot = (first + it) * HV + hv;
-    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, static_cast<const T*>(p.u) + slot * C * V + v0,
-                               V, C, V - v0);
+    const long long c = first + it, slot = c * HV + hv;
+    const ChunkLoc loc = locate_chunk(p, c);
+    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot,
+                               static_cast<const T*>(p.v) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
+                               o_ld, loc.len, V - v0, true);
   };
   if (count > 0) issue(0, 0);
-  const long long o_ld = static_cast<long long>(HV) * V;
   for (long long it = 0; it < count; ++it) {
     const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
     const long long c = first + it, slot = c * HV + hv;
+    const float gamma = p.gamma[slot];  // needed at the end: load early
     if (it + 1 < count) {
       issue(it + 1, (it + 1) & 1);
       tile::cp_async_wait<1>();
@@ -169,16 +177,15 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     acc_to_smem<T>(S, sS, LDV, ms, ns);
     __syncthreads();
 
-    tile::Acc<1, L::kNT> vn;
+    tile::Acc<1, L::kNT> vn, u;
     vn.zero();
+    u.zero();
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(vn, st.w, L::LDK, sS, LDV, m0, n0, KP);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, st.tu, L::LDC, st.x, LDV, m0, n0, C);
 #pragma unroll
     for (int nt = 0; nt < L::kNT; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = m0 + tile::acc_row(lane, i), col = n0 + nt * 8 + tile::acc_col(lane, i);
-        vn.v[0][nt][i] = tile::to_f(st.x[r * LDV + col]) - vn.v[0][nt][i];
-      }
+      for (int i = 0; i < 4; ++i) vn.v[0][nt][i] = u.v[0][nt][i] - vn.v[0][nt][i];
     acc_to_smem<T>(vn, sVn, LDV, m0, n0);
     if (p.states != nullptr) {
       smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
@@ -197,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
       acc_to_global<T>(o, static_cast<T*>(p.o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
                        o_ld, m0, n0, loc.len, V - v0);
     }
-    S.scale(p.gamma[slot]);
+    S.scale(gamma);
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(S, st.kdt, L::LDC, sVn, LDV, ms, ns, C);
     __syncthreads();  // stage and sS / sVn free for the next chunk
   }
@@ -231,12 +238,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     const ChunkLoc loc = locate_chunk(p, c);
     load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot,
                                static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                               o_ld, loc.len, V - v0);
+                               o_ld, loc.len, V - v0, false);
   };
   if (count > 0) issue(0, 0);
   for (long long it = 0; it < count; ++it) {
     const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
     const long long c = first + count - 1 - it, slot = c * HV + hv;
+    const float gamma = p.gamma[slot];
     if (it + 1 < count) {
       issue(it + 1, (it + 1) & 1);
       tile::cp_async_wait<1>();
@@ -255,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
     __syncthreads();
 
-    dS.scale(p.gamma[slot]);
+    dS.scale(gamma);
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.qs, L::LDK, st.x, LDV, ms, ns, C);
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.w, L::LDK, sdVn, LDV, ms, ns, C);
     __syncthreads();

@@ -88,7 +88,7 @@ kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
 
 // The prep kernel's per-chunk operands.
 struct PrepWorkspace {
-  at::Tensor w, u, mqk, qs, kdt, gamma, t_inv;
+  at::Tensor w, tu, mqk, qs, kdt, gamma, t_inv;
 };
 
 PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkParams& p,
@@ -97,14 +97,14 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
   const int64_t nc = in.num_chunks, hv = pb.value_heads, c = kc::kChunk;
   PrepWorkspace ws;
   ws.w = at::empty({nc, hv, c, in.kp}, opts);
-  ws.u = at::empty({nc, hv, c, pb.value_dim}, opts);
+  ws.tu = at::empty({nc, hv, c, c}, opts);
   ws.mqk = at::empty({nc, hv, c, c}, opts);
   ws.qs = at::empty({nc, hv, c, in.kp}, opts);
   ws.kdt = at::empty({nc, hv, in.kp, c}, opts);
   ws.gamma = at::empty({nc, hv}, opts.dtype(at::kFloat));
   ws.t_inv = at::empty({nc, hv, c, c}, opts);
   p.w = ws.w.data_ptr();
-  p.u = ws.u.data_ptr();
+  p.tu = ws.tu.data_ptr();
   p.mqk = ws.mqk.data_ptr();
   p.qs = ws.qs.data_ptr();
   p.kdt = ws.kdt.data_ptr();
@@ -175,8 +175,6 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
     p.states = states.data_ptr();
     p.v_new = v_new.data_ptr();
     check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (state recompute)");
-    ws.u = at::Tensor();
-    p.u = nullptr;
   }
 
   // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
