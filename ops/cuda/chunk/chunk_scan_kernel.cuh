@@ -168,14 +168,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
     const long long c = first + it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];  // needed at the end: load early
-    if (it + 1 < count) {
-      issue(it + 1, (it + 1) & 1);
-      tile::cp_async_wait<1>();
-    } else {
-      tile::cp_async_wait<0>();
-    }
+    tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
     acc_to_smem<T>(S, sS, LDV, ms, ns);
-    __syncthreads();
+    __syncthreads();  // every thread is done with the previous chunk: refill its stage
+    if (it + 1 < count) issue(it + 1, (it + 1) & 1);
 
     tile::Acc<1, L::kNT> vn, u;
     vn.zero();
@@ -206,7 +202,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     }
     S.scale(gamma);
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(S, st.kdt, L::LDC, sVn, LDV, ms, ns, C);
-    __syncthreads();  // stage and sS / sVn free for the next chunk
   }
   if (p.final_state != nullptr) store_state(S, p.final_state + state_off, K, V, v0, ms, ns);
 }
@@ -245,14 +240,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
     const long long c = first + count - 1 - it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];
-    if (it + 1 < count) {
-      issue(it + 1, (it + 1) & 1);
-      tile::cp_async_wait<1>();
-    } else {
-      tile::cp_async_wait<0>();
-    }
+    tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
     acc_to_smem<T>(dS, sdS, LDV, ms, ns);
-    __syncthreads();
+    __syncthreads();  // every thread is done with the previous chunk: refill its stage
+    if (it + 1 < count) issue(it + 1, (it + 1) & 1);
     smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
 
     tile::Acc<1, L::kNT> dvn;
@@ -266,7 +257,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     dS.scale(gamma);
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.qs, L::LDK, st.x, LDV, ms, ns, C);
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.w, L::LDK, sdVn, LDV, ms, ns, C);
-    __syncthreads();
   }
   if (p.grad_initial != nullptr) store_state(dS, p.grad_initial + state_off, K, V, v0, ms, ns);
 }
