@@ -6,6 +6,8 @@
 // Exit status: 0 trained (or stopped cleanly on SIGINT/SIGTERM/train.stop_at_step),
 // 2 bad command line or config, 3 non-finite loss or gradient, 1 anything else.
 // The last stdout line is a JSON summary (tokens/s, step time, peak memory, final eval).
+// Data parallel: `torchrun --nproc-per-node=N --no-python comba-train CONFIG.yaml` (or the
+// torchrun environment variables set by hand); rank 0 logs and prints the summary.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
   try {
     Trainer trainer(config, args.resume);
     const TrainSummary s = trainer.run();
+    if (s.rank != 0) return 0;  // data parallel: rank 0 reports for all
     JsonLine line = JsonLine()
                         .add("type", "summary")
                         .add("start_step", s.start_step)
@@ -93,7 +96,8 @@ int main(int argc, char** argv) {
                         .add("elapsed_s", s.elapsed_s)
                         .add("tokens_per_s", s.tokens_per_s)
                         .add("step_time_ms", s.step_time_ms)
-                        .add("peak_memory_gib", s.peak_memory_gib);
+                        .add("peak_memory_gib", s.peak_memory_gib)
+                        .add("world_size", static_cast<int64_t>(s.world_size));
     if (!s.losses.empty()) line.add("train_loss", s.losses.back().second);
     if (s.last_eval) {
       line.add("eval_loss", s.last_eval->loss);

@@ -64,6 +64,60 @@ void save_checkpoint(const std::string& dir, const TrainState& state,
   prune_checkpoints(dir, keep_last);
 }
 
+namespace {
+
+// Restores one checkpoint payload; throws with the reason when it does not fit.
+LoadedCheckpoint restore(const std::string& path, const std::string& payload,
+                         torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  std::istringstream in(payload);
+  torch::serialize::InputArchive archive;
+  // Straight onto the model's device: Module::load would otherwise re-home parameters
+  // onto the archive's device.
+  const auto params = model.parameters();
+  archive.load_from(in, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+  if (read_int(archive, "format_version") != kFormatVersion) {
+    throw std::runtime_error("unknown checkpoint format version");
+  }
+  LoadedCheckpoint loaded;
+  loaded.path = path;
+  loaded.state.step = read_int(archive, "step");
+  loaded.state.data_position = read_int(archive, "data_position");
+  loaded.state.tokens_seen = read_int(archive, "tokens_seen");
+  torch::serialize::InputArchive model_archive;
+  archive.read("model", model_archive);
+  {
+    const torch::NoGradGuard no_grad;
+    model.load(model_archive);
+  }
+  torch::serialize::InputArchive optimizer_archive;
+  archive.read("optimizer", optimizer_archive);
+  optimizer.load(optimizer_archive);
+  // Guard against a model spread over devices: AdamW state goes next to its parameter.
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      auto found_state = optimizer.state().find(p.unsafeGetTensorImpl());
+      if (found_state == optimizer.state().end()) continue;
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*found_state->second);
+      if (s.exp_avg().defined()) s.exp_avg(s.exp_avg().to(p.device()));
+      if (s.exp_avg_sq().defined()) s.exp_avg_sq(s.exp_avg_sq().to(p.device()));
+      if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(p.device()));
+    }
+  }
+  auto gens = generators();
+  const int64_t saved = read_int(archive, "rng_count");
+  for (int64_t i = 0; i < std::min<int64_t>(saved, static_cast<int64_t>(gens.size())); ++i) {
+    torch::Tensor rng_state;
+    archive.read("rng_" + std::to_string(i), rng_state);
+    std::lock_guard<std::mutex> lock(gens[i].mutex());
+    gens[i].set_state(rng_state.cpu());
+  }
+  return loaded;
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
 std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
                                                        torch::nn::Module& model,
                                                        torch::optim::Optimizer& optimizer,
@@ -83,59 +137,28 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
       continue;
     }
     try {
-      std::istringstream in(*payload);
-      torch::serialize::InputArchive archive;
-      // Straight onto the model's device: Module::load would otherwise re-home parameters
-      // onto the archive's device.
-      const auto params = model.parameters();
-      archive.load_from(in, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
-      if (read_int(archive, "format_version") != kFormatVersion) {
-        reasons.push_back(it->second + ": unknown checkpoint format version");
-        continue;
-      }
-      LoadedCheckpoint loaded;
-      loaded.path = it->second;
-      loaded.state.step = read_int(archive, "step");
-      loaded.state.data_position = read_int(archive, "data_position");
-      loaded.state.tokens_seen = read_int(archive, "tokens_seen");
-      torch::serialize::InputArchive model_archive;
-      archive.read("model", model_archive);
-      {
-        const torch::NoGradGuard no_grad;
-        model.load(model_archive);
-      }
-      torch::serialize::InputArchive optimizer_archive;
-      archive.read("optimizer", optimizer_archive);
-      optimizer.load(optimizer_archive);
-      // Guard against a model spread over devices: AdamW state goes next to its parameter.
-      for (auto& group : optimizer.param_groups()) {
-        for (auto& p : group.params()) {
-          auto found_state = optimizer.state().find(p.unsafeGetTensorImpl());
-          if (found_state == optimizer.state().end()) continue;
-          auto& s = static_cast<torch::optim::AdamWParamState&>(*found_state->second);
-          if (s.exp_avg().defined()) s.exp_avg(s.exp_avg().to(p.device()));
-          if (s.exp_avg_sq().defined()) s.exp_avg_sq(s.exp_avg_sq().to(p.device()));
-          if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(p.device()));
-        }
-      }
-      auto gens = generators();
-      const int64_t saved = read_int(archive, "rng_count");
-      for (int64_t i = 0; i < std::min<int64_t>(saved, static_cast<int64_t>(gens.size())); ++i) {
-        torch::Tensor rng_state;
-        archive.read("rng_" + std::to_string(i), rng_state);
-        std::lock_guard<std::mutex> lock(gens[i].mutex());
-        gens[i].set_state(rng_state.cpu());
-      }
+      LoadedCheckpoint loaded = restore(it->second, *payload, model, optimizer);
       loaded.skipped = reasons;
       if (skipped) *skipped = reasons;
       return loaded;
     } catch (const std::exception& e) {
-      std::string what = e.what();
-      reasons.push_back(it->second + ": cannot restore: " + what.substr(0, what.find('\n')));
+      reasons.push_back(it->second + ": cannot restore: " + first_line(e.what()));
     }
   }
   if (skipped) *skipped = reasons;
   return std::nullopt;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer) {
+  std::string why;
+  const auto payload = read_checkpoint_file(path, &why);
+  if (!payload) throw std::runtime_error(why);
+  try {
+    return restore(path, *payload, model, optimizer);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": cannot restore: " + first_line(e.what()));
+  }
 }
 
 }  // namespace comba::train

@@ -136,6 +136,11 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("checkpoint.export_dir", &c.checkpoint.export_dir, {},
         "non-empty: export a model folder (config.json + model.safetensors) at the end");
 
+  s.add("distributed.timeout_s", &c.distributed.timeout_s, pos,
+        "longest wait for another rank before the run stops with an error");
+  s.add("distributed.bucket_mb", &c.distributed.bucket_mb, pos,
+        "gradient all-reduce bucket size (MiB), launched during backward");
+
   s.add("logging.run_dir", &c.logging.run_dir, {}, "");
   s.add("logging.interval", &c.logging.interval, one_up, "");
   s.add("logging.progress_bar", &c.logging.progress_bar, "");

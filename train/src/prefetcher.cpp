@@ -5,12 +5,13 @@
 
 namespace comba::train {
 
-Prefetcher::Prefetcher(const DataSource& source, int64_t start, int64_t depth, bool pin_memory)
+Prefetcher::Prefetcher(const DataSource& source, int64_t start, int64_t depth, bool pin_memory,
+                       DataShard shard)
     : source_(source),
       depth_(std::max<int64_t>(1, depth)),
       pin_memory_(pin_memory),
-      position_(start),
-      next_to_build_(start),
+      shard_(shard),
+      start_(start),
       worker_([this] { work(); }) {}
 
 Prefetcher::~Prefetcher() {
@@ -31,7 +32,7 @@ void Prefetcher::work() {
         return stopping_ || static_cast<int64_t>(ready_.size()) < depth_;
       });
       if (stopping_) return;
-      index = next_to_build_++;
+      index = shard_.global_index(start_, built_++);
     }
     try {
       Batch batch = source_.train_batch(index);
@@ -53,7 +54,7 @@ Batch Prefetcher::next() {
   if (ready_.empty() && failure_) std::rethrow_exception(failure_);
   Batch batch = std::move(ready_.front());
   ready_.pop_front();
-  ++position_;
+  ++consumed_;
   lock.unlock();
   changed_.notify_all();
   return batch;

@@ -33,24 +33,28 @@ torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor
 }
 
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
-                                   const Precision& precision) {
+                                   const Precision& precision, const StepSync& sync) {
   return accumulate_gradients_with(
       [&model](const Batch& batch) { return model->forward(batch.input_ids, model_inputs(batch)).logits; },
-      micro, precision);
+      micro, precision, sync);
 }
 
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
-                                   const Precision& precision) {
-  int64_t total_targets = 0;
-  for (const auto& b : micro) total_targets += b.num_targets;
+                                   const Precision& precision, const StepSync& sync) {
+  int64_t total_targets = sync.step_targets;
+  if (total_targets == 0) {
+    for (const auto& b : micro) total_targets += b.num_targets;
+  }
   const double scale = 1.0 / static_cast<double>(std::max<int64_t>(1, total_targets));
   torch::Tensor step_loss;
-  for (const auto& batch : micro) {
+  for (size_t i = 0; i < micro.size(); ++i) {
+    const Batch& batch = micro[i];
     torch::Tensor loss;
     {
       const AutocastScope autocast(batch.input_ids.device(), precision.bf16_autocast);
       loss = summed_token_loss(logits_of(batch), batch.labels) * scale;
     }
+    if (i + 1 == micro.size() && sync.before_last_backward) sync.before_last_backward();
     loss.backward();
     step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
   }
@@ -73,8 +77,8 @@ torch::Tensor clip_gradients(const std::vector<torch::Tensor>& parameters, doubl
   return total;
 }
 
-EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
-                    const torch::Device& device, const Precision& precision, bool accuracy) {
+EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
+                       const torch::Device& device, const Precision& precision, bool accuracy) {
   const torch::NoGradGuard no_grad;
   model->eval();
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
@@ -94,12 +98,25 @@ EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batch
     }
   }
   model->train();
+  EvalSums sums;
+  sums.loss_sum = loss_sum.item<double>();
+  sums.correct = correct.item<int64_t>();
+  sums.targets = targets;
+  return sums;
+}
+
+EvalResult eval_result(const EvalSums& sums, bool accuracy) {
   EvalResult result;
-  result.targets = targets;
-  const double denom = static_cast<double>(std::max<int64_t>(1, targets));
-  result.loss = loss_sum.item<double>() / denom;
-  if (accuracy) result.accuracy = static_cast<double>(correct.item<int64_t>()) / denom;
+  result.targets = sums.targets;
+  const double denom = static_cast<double>(std::max<int64_t>(1, sums.targets));
+  result.loss = sums.loss_sum / denom;
+  if (accuracy) result.accuracy = static_cast<double>(sums.correct) / denom;
   return result;
+}
+
+EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
+                    const torch::Device& device, const Precision& precision, bool accuracy) {
+  return eval_result(evaluate_sums(model, batches, device, precision, accuracy), accuracy);
 }
 
 }  // namespace comba::train

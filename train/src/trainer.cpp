@@ -17,7 +17,9 @@
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/data_source.h"
+#include "comba/train/distributed.h"
 #include "comba/train/file_util.h"
+#include "comba/train/grad_reducer.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/memory_stats.h"
 #include "comba/train/metrics_log.h"
@@ -60,19 +62,33 @@ log::Level level_of(const std::string& name) {
   return log::Level::info;
 }
 
+// Sums in rank order (the same additions on every rank).
+std::vector<double> sum_over_ranks(const std::vector<std::vector<double>>& all) {
+  std::vector<double> total = all.front();
+  for (size_t r = 1; r < all.size(); ++r) {
+    for (size_t i = 0; i < total.size(); ++i) total[i] += all[r][i];
+  }
+  return total;
+}
+
 }  // namespace
 
 struct Trainer::State {
   TrainConfig config;
   ResumeMode resume;
+  DistributedEnv env;
+  std::unique_ptr<DistributedContext> dist;  // null: one plain process
   torch::Device device{torch::kCPU};
   Precision precision;
   nn::CombaForCausalLM model{nullptr};
   std::vector<torch::Tensor> parameters;
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<GradientReducer> reducer;  // with dist; destroyed before it
+  int64_t local_accum = 1;                   // this rank's micro-batches per step
   std::unique_ptr<DataSource> data;
   std::unique_ptr<Prefetcher> prefetcher;
-  std::vector<Batch> eval_batches;  // host copies, the same every evaluation
+  std::vector<Batch> eval_batches;  // host copies, the same every evaluation (this rank's share)
+  bool evaluates = false;
   MetricsLog metrics;
   LossCurves curves;
   TrainState train_state;
@@ -81,11 +97,17 @@ struct Trainer::State {
   torch::Tensor first_bad;
   torch::Tensor loss_since_log;  // device sum of step losses since the last log line
   int64_t steps_since_log = 0;
+  std::function<void(int64_t)> on_step;
 
   std::string run_dir() const { return config.logging.run_dir; }
+  bool is_main() const { return !dist || dist->is_main(); }
 
   void setup();
+  void join_group();
+  TrainSummary run();
+  void announce(const std::exception& e);
   void resume_or_start();
+  void choose_and_restore(const std::string& dir, bool has_any, bool want);
   std::vector<Batch> next_micro_batches();
   void track_finite(const torch::Tensor& loss, const torch::Tensor& grad_norm);
   void check_finite();
@@ -98,24 +120,82 @@ struct Trainer::State {
 Trainer::Trainer(TrainConfig config, ResumeMode resume) : s_(std::make_unique<State>()) {
   s_->config = std::move(config);
   s_->resume = resume;
-  s_->setup();
+  try {
+    s_->setup();
+  } catch (const std::exception& e) {
+    s_->announce(e);
+    throw;
+  }
 }
 
 Trainer::~Trainer() = default;
 
+void Trainer::on_step(std::function<void(int64_t step)> callback) { s_->on_step = std::move(callback); }
+
+nn::CombaForCausalLM Trainer::model() const { return s_->model; }
+
+void Trainer::State::announce(const std::exception& e) {
+  // Collective outcomes (a non-finite step) and failures learnt from another rank are
+  // known everywhere already.
+  if (!dist || dynamic_cast<const PeerFailureError*>(&e) ||
+      dynamic_cast<const NonFiniteError*>(&e)) {
+    return;
+  }
+  dist->announce_failure(e.what());
+}
+
+void Trainer::State::join_group() {
+  const int world = env.world_size;
+  if (config.batch.grad_accum_steps % world != 0) {
+    throw std::invalid_argument(
+        "batch.grad_accum_steps: expected a multiple of the world size " + std::to_string(world) +
+        ", got " + std::to_string(config.batch.grad_accum_steps) +
+        " (a step's grad_accum_steps micro-batches of micro_batch_size are split evenly over "
+        "the ranks; set grad_accum_steps to a multiple of " + std::to_string(world) +
+        " and micro_batch_size to the per-rank size)");
+  }
+  local_accum = config.batch.grad_accum_steps / world;
+  dist = std::make_unique<DistributedContext>(env, device, config.distributed);
+  log::info("data parallel: " + dist->describe() + "; " + std::to_string(local_accum) +
+            " micro-batch(es) of " + std::to_string(config.batch.micro_batch_size) +
+            " per rank and step");
+  const auto configs = dist->all_gather(to_yaml(config), "the config check");
+  for (int r = 1; r < world; ++r) {
+    if (configs[r] == configs[0]) continue;
+    std::istringstream a(configs[0]);
+    std::istringstream b(configs[r]);
+    std::string la;
+    std::string lb;
+    while (std::getline(a, la) && std::getline(b, lb) && la == lb) {
+    }
+    throw std::runtime_error("rank " + std::to_string(r) +
+                             " runs another config than rank 0 (every rank must run the same); "
+                             "rank 0 has \"" + la + "\", rank " + std::to_string(r) + " has \"" +
+                             lb + "\"");
+  }
+}
+
 void Trainer::State::setup() {
-  log::set_level(level_of(config.logging.level));
-  make_directories(run_dir());
-  add_log_file_once(run_dir() + "/train.log");
-  write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
+  env = DistributedEnv::from_env();
+  log::Level level = level_of(config.logging.level);
+  // Only rank 0 logs; the others still report warnings and errors.
+  if (env.rank != 0 && level < log::Level::warn) level = log::Level::warn;
+  log::set_level(level);
+  if (env.rank == 0) {
+    make_directories(run_dir());
+    add_log_file_once(run_dir() + "/train.log");
+    write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
+  }
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
 
-  device = resolve_device(config.device);
+  device = device_for_rank(config.device, env);
   precision = Precision::from_name(config.precision);
+  local_accum = config.batch.grad_accum_steps;
+  if (env.launched) join_group();
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   if (!config.model_init_from.empty()) {
     config.model = io::read_pretrained_config(config.model_init_from).model;
-    write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
+    if (is_main()) write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
   }
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
@@ -131,22 +211,81 @@ void Trainer::State::setup() {
             std::to_string(config.batch.tokens_per_step()) + " tokens per step");
   log::info("data: " + data->describe());
 
-  if (!config.train.benchmark) {
-    for (int64_t i = 0; i < config.eval.batches; ++i) eval_batches.push_back(data->eval_batch(i));
+  evaluates = !config.train.benchmark && config.eval.batches > 0;
+  if (evaluates) {
+    // Each rank evaluates every world_size-th batch; the sums are added at eval time.
+    const int world = dist ? dist->world_size() : 1;
+    const int rank = dist ? dist->rank() : 0;
+    for (int64_t i = rank; i < config.eval.batches; i += world) eval_batches.push_back(data->eval_batch(i));
   }
   const auto dtype = torch::TensorOptions().dtype(torch::kDouble).device(device);
   first_bad = torch::tensor({-1.0, 0.0, 0.0}, dtype);
   loss_since_log = torch::zeros({}, dtype);
   resume_or_start();
+  DataShard shard;
+  if (dist) {
+    // Identical weights everywhere from the first step on (rank 0's), then the hooks.
+    std::vector<torch::Tensor> state = parameters;
+    for (const auto& b : model->buffers()) state.push_back(b);
+    dist->broadcast_tensors(state);
+    const auto bucket_bytes = static_cast<int64_t>(config.distributed.bucket_mb * 1024 * 1024);
+    reducer = std::make_unique<GradientReducer>(parameters, dist->backend(), bucket_bytes);
+    shard.offset = dist->rank() * local_accum;
+    shard.block = local_accum;
+    shard.stride = config.batch.grad_accum_steps;
+  }
   prefetcher = std::make_unique<Prefetcher>(*data, train_state.data_position, config.data.prefetch,
-                                            /*pin_memory=*/device.is_cuda());
+                                            /*pin_memory=*/device.is_cuda(), shard);
 }
 
 void Trainer::State::resume_or_start() {
   const std::string dir = config.checkpoint_dir();
-  const bool has_any = !list_checkpoints(dir).empty();
-  const bool want = resume == ResumeMode::required ||
-                    (resume == ResumeMode::automatic && config.checkpoint.auto_resume && has_any);
+  // Rank 0 chooses (and may move damaged files aside); the others restore the same file.
+  bool want = false;
+  if (is_main()) {
+    const bool has_any = !list_checkpoints(dir).empty();
+    want = resume == ResumeMode::required ||
+           (resume == ResumeMode::automatic && config.checkpoint.auto_resume && has_any);
+    choose_and_restore(dir, has_any, want);
+  }
+  if (dist) {
+    const std::string chosen = dist->broadcast_string(summary.resumed_from, "the choice of checkpoint");
+    want = !chosen.empty();
+    if (!is_main() && want) {
+      try {
+        train_state = load_checkpoint(chosen, *model, *optimizer).state;
+      } catch (const std::exception& e) {
+        throw std::runtime_error("rank " + std::to_string(dist->rank()) +
+                                 " cannot restore the checkpoint rank 0 resumes from: " +
+                                 e.what() + " (every rank must see checkpoint.dir)");
+      }
+      summary.resumed_from = chosen;
+    }
+  }
+  if (!want && !config.model_init_from.empty()) {
+    io::load_weights(model, config.model_init_from);
+    log::info("initialised from " + config.model_init_from);
+  }
+  summary.start_step = train_state.step;
+  curves.title = "Comba " + std::to_string(config.model.num_hidden_layers) + "x" +
+                 std::to_string(config.model.hidden_size) + " on " + config.data.kind;
+  if (!is_main()) return;
+  // Rewind the metrics to the checkpoint so that the file tells one continuous story.
+  metrics = MetricsLog(run_dir() + "/metrics.jsonl", train_state.step);
+  std::ifstream previous(run_dir() + "/metrics.jsonl");
+  for (std::string line; std::getline(previous, line);) {
+    const int64_t step = step_of_json_line(line);
+    const std::string type = string_of_json_line(line, "type");
+    if (type == "train") curves.train_loss.push_back({step, number_of_json_line(line, "loss")});
+    if (type == "eval") {
+      curves.eval_loss.push_back({step, number_of_json_line(line, "loss")});
+      const double acc = number_of_json_line(line, "accuracy");
+      if (std::isfinite(acc)) curves.eval_accuracy.push_back({step, acc});
+    }
+  }
+}
+
+void Trainer::State::choose_and_restore(const std::string& dir, bool has_any, bool want) {
   if (want) {
     std::vector<std::string> skipped;
     const auto loaded = load_latest_checkpoint(dir, *model, *optimizer, &skipped);
@@ -164,31 +303,11 @@ void Trainer::State::resume_or_start() {
   } else if (has_any) {
     log::warn("starting over although " + dir + " holds checkpoints");
   }
-  if (!want && !config.model_init_from.empty()) {
-    io::load_weights(model, config.model_init_from);
-    log::info("initialised from " + config.model_init_from);
-  }
-  summary.start_step = train_state.step;
-  // Rewind the metrics to the checkpoint so that the file tells one continuous story.
-  metrics = MetricsLog(run_dir() + "/metrics.jsonl", train_state.step);
-  std::ifstream previous(run_dir() + "/metrics.jsonl");
-  for (std::string line; std::getline(previous, line);) {
-    const int64_t step = step_of_json_line(line);
-    const std::string type = string_of_json_line(line, "type");
-    if (type == "train") curves.train_loss.push_back({step, number_of_json_line(line, "loss")});
-    if (type == "eval") {
-      curves.eval_loss.push_back({step, number_of_json_line(line, "loss")});
-      const double acc = number_of_json_line(line, "accuracy");
-      if (std::isfinite(acc)) curves.eval_accuracy.push_back({step, acc});
-    }
-  }
-  curves.title = "Comba " + std::to_string(config.model.num_hidden_layers) + "x" +
-                 std::to_string(config.model.hidden_size) + " on " + config.data.kind;
 }
 
 std::vector<Batch> Trainer::State::next_micro_batches() {
   std::vector<Batch> micro;
-  for (int64_t i = 0; i < config.batch.grad_accum_steps; ++i) {
+  for (int64_t i = 0; i < local_accum; ++i) {
     micro.push_back(prefetcher->next().to(device));
   }
   return micro;
@@ -206,12 +325,31 @@ void Trainer::State::track_finite(const torch::Tensor& loss, const torch::Tensor
 
 void Trainer::State::check_finite() {
   const auto record = first_bad.cpu();
-  const auto* r = record.data_ptr<double>();
+  std::vector<double> r(record.data_ptr<double>(), record.data_ptr<double>() + 3);
+  std::string where;
+  if (dist) {
+    // Every rank takes the same decision: the earliest bad step of any rank, named after
+    // a rank whose own loss went bad if there is one (the all-reduce spreads a NaN
+    // gradient to every rank in the same step).
+    const auto all = dist->all_gather_doubles(r, "the finiteness check after step " +
+                                                     std::to_string(train_state.step));
+    int bad = -1;
+    for (int k = 0; k < static_cast<int>(all.size()); ++k) {
+      if (all[k][0] < 0) continue;
+      const bool earlier = bad < 0 || all[k][0] < all[bad][0];
+      const bool origin = bad >= 0 && all[k][0] == all[bad][0] && std::isfinite(all[bad][1]) &&
+                          !std::isfinite(all[k][1]);
+      if (earlier || origin) bad = k;
+    }
+    if (bad < 0) return;
+    r = all[bad];
+    where = " on rank " + std::to_string(bad);
+  }
   if (r[0] < 0) return;
   const auto step = static_cast<int64_t>(r[0]);
   std::ostringstream text;
   text << "non-finite " << (std::isfinite(r[1]) ? "gradient" : "loss") << " at step " << step
-       << " (loss " << r[1] << ", gradient norm " << r[2] << "); stopping. ";
+       << where << " (loss " << r[1] << ", gradient norm " << r[2] << "); stopping. ";
   const auto kept = list_checkpoints(config.checkpoint_dir());
   if (kept.empty()) {
     text << "No checkpoint was written before it.";
@@ -225,13 +363,20 @@ void Trainer::State::check_finite() {
 void Trainer::State::log_step(double lr, const torch::Tensor& grad_norm, double interval_s,
                               int64_t interval_tokens, double eta_s) {
   check_finite();
-  const double loss = loss_since_log.item<double>() / static_cast<double>(steps_since_log);
+  double loss_sum = loss_since_log.item<double>();
+  if (dist) {
+    // Each rank's loss is its part of the step's mean: the parts add up.
+    loss_sum = sum_over_ranks(dist->all_gather_doubles(
+        {loss_sum}, "the log of step " + std::to_string(train_state.step)))[0];
+  }
+  const double loss = loss_sum / static_cast<double>(steps_since_log);
   const double gnorm = grad_norm.item<double>();
   loss_since_log.zero_();
   steps_since_log = 0;
   const double tps = interval_s > 0 ? static_cast<double>(interval_tokens) / interval_s : 0;
   const int64_t step = train_state.step;
   summary.losses.emplace_back(step, loss);
+  if (!is_main()) return;
   curves.train_loss.push_back({step, loss});
   ProgressInfo info{step, config.train.max_steps, loss, lr, gnorm, tps, eta_s};
   log::info(format_progress(info, config.logging.progress_bar));
@@ -248,10 +393,21 @@ void Trainer::State::log_step(double lr, const torch::Tensor& grad_norm, double 
 }
 
 void Trainer::State::run_eval() {
-  if (eval_batches.empty()) return;
+  if (!evaluates) return;
   check_finite();
-  const EvalResult r = evaluate(model, eval_batches, device, precision, data->reports_accuracy());
+  const bool accuracy = data->reports_accuracy();
+  EvalSums sums = evaluate_sums(model, eval_batches, device, precision, accuracy);
+  if (dist) {
+    const auto total = sum_over_ranks(dist->all_gather_doubles(
+        {sums.loss_sum, static_cast<double>(sums.correct), static_cast<double>(sums.targets)},
+        "the evaluation at step " + std::to_string(train_state.step)));
+    sums.loss_sum = total[0];
+    sums.correct = static_cast<int64_t>(total[1]);
+    sums.targets = static_cast<int64_t>(total[2]);
+  }
+  const EvalResult r = eval_result(sums, accuracy);
   summary.last_eval = r;
+  if (!is_main()) return;
   const int64_t step = train_state.step;
   JsonLine line = JsonLine().add("type", "eval").add("step", step).add("loss", r.loss);
   std::string text = "eval step " + std::to_string(step) + ": loss " + fixed(r.loss, 4);
@@ -270,13 +426,23 @@ void Trainer::State::run_eval() {
 void Trainer::State::write_checkpoint() {
   check_finite();
   train_state.data_position = prefetcher->position();
+  if (!is_main()) return;
   save_checkpoint(config.checkpoint_dir(), train_state, *model, *optimizer,
                   config.checkpoint.keep_last);
   log::info("checkpoint " + checkpoint_path(config.checkpoint_dir(), train_state.step));
 }
 
 TrainSummary Trainer::run() {
-  State& s = *s_;
+  try {
+    return s_->run();
+  } catch (const std::exception& e) {
+    s_->announce(e);
+    throw;
+  }
+}
+
+TrainSummary Trainer::State::run() {
+  State& s = *this;
   const TrainConfig& c = s.config;
   const StopSignal stop;
   const int64_t tokens_per_step = c.batch.tokens_per_step();
@@ -292,8 +458,24 @@ TrainSummary Trainer::run() {
   while (s.train_state.step < c.train.max_steps) {
     // One optimizer step.
     const std::vector<Batch> micro = s.next_micro_batches();
+    StepSync sync;
+    bool stop_agreed = false;
+    if (s.dist) {
+      // The step's target count (each rank's loss is divided by it) and any stop request.
+      int64_t targets = 0;
+      for (const auto& b : micro) targets += b.num_targets;
+      const auto all = s.dist->all_gather_doubles(
+          {static_cast<double>(targets), stop.requested() ? 1.0 : 0.0},
+          "step " + std::to_string(s.train_state.step + 1));
+      for (const auto& v : all) {
+        sync.step_targets += static_cast<int64_t>(v[0]);
+        stop_agreed = stop_agreed || v[1] != 0;
+      }
+      sync.before_last_backward = [&s] { s.reducer->arm(); };
+    }
     const double lr = learning_rate_at(c.schedule, s.train_state.step, c.train.max_steps, c.optimizer.lr);
-    const torch::Tensor loss = accumulate_gradients(s.model, micro, s.precision);
+    const torch::Tensor loss = accumulate_gradients(s.model, micro, s.precision, sync);
+    if (s.reducer) s.reducer->wait();  // every rank now holds the step's summed gradients
     grad_norm = clip_gradients(s.parameters, c.train.grad_clip);
     s.track_finite(loss, grad_norm);
     set_learning_rate(*s.optimizer, lr);
@@ -321,22 +503,30 @@ TrainSummary Trainer::run() {
       tokens_at_log = s.train_state.tokens_seen;
     }
     if (!benchmark && ((c.eval.interval > 0 && step % c.eval.interval == 0) || last)) s.run_eval();
-    const bool stop_now = stop.requested() || step == c.train.stop_at_step;
+    // Ranks stop together: on a signal any of them saw before this step (agreed above).
+    const bool signalled = s.dist ? stop_agreed : stop.requested();
+    const bool stop_now = signalled || step == c.train.stop_at_step;
     if (!benchmark && ((c.checkpoint.interval > 0 && step % c.checkpoint.interval == 0) || last ||
                        stop_now)) {
       s.write_checkpoint();
     }
+    if (s.on_step) s.on_step(step);
     if (stop_now) {
-      log::info(stop.requested() ? "stopping on signal " + std::to_string(stop.signal_number()) +
-                                       " after step " + std::to_string(step)
-                                 : "stopping at train.stop_at_step " + std::to_string(step));
+      std::string why = "stopping at train.stop_at_step " + std::to_string(step);
+      if (signalled) {
+        why = stop.requested() ? "stopping on signal " + std::to_string(stop.signal_number()) +
+                                     " after step " + std::to_string(step)
+                               : "stopping after step " + std::to_string(step) +
+                                     ": another rank received a signal";
+      }
+      log::info(why);
       s.summary.stopped_early = true;
       break;
     }
   }
   s.check_finite();
   if (s.device.is_cuda()) torch::cuda::synchronize();
-  if (!c.checkpoint.export_dir.empty() && !benchmark) {
+  if (!c.checkpoint.export_dir.empty() && !benchmark && s.is_main()) {
     io::save_pretrained(s.model, c.checkpoint.export_dir);
     log::info("exported the model to " + c.checkpoint.export_dir);
   }
@@ -351,6 +541,11 @@ TrainSummary Trainer::run() {
     out.step_time_ms = 1000.0 * timed_s / static_cast<double>(timed_steps);
   }
   out.peak_memory_gib = peak_memory_bytes(s.device) / (1024.0 * 1024.0 * 1024.0);
+  if (s.dist) {
+    out.rank = s.dist->rank();
+    out.world_size = s.dist->world_size();
+    s.dist->finish();
+  }
   return out;
 }
 

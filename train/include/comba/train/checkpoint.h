@@ -39,4 +39,9 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
                                                        torch::optim::Optimizer& optimizer,
                                                        std::vector<std::string>* skipped = nullptr);
 
+// Restores the checkpoint at `path` (the one another rank chose); throws with the reason
+// when it cannot be read or does not fit. Moves nothing aside.
+LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer);
+
 }  // namespace comba::train

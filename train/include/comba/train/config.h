@@ -12,6 +12,7 @@
 #include "comba/train/checkpoint_options.h"
 #include "comba/train/config_schema.h"
 #include "comba/train/data_options.h"
+#include "comba/train/distributed_options.h"
 #include "comba/train/optimizer_options.h"
 #include "comba/train/schedule.h"
 #include "comba/train/trainer_options.h"
@@ -33,6 +34,7 @@ struct TrainConfig {
   CheckpointOptions checkpoint;
   LoggingOptions logging;
   RunOptions train;
+  DistributedOptions distributed;  // data parallelism; ranks come from the torchrun environment
   std::string precision = "fp32";  // fp32 | bf16 (bf16 autocast, fp32 master weights) | fp64
   std::string device = "auto";     // auto (the GPU when present) | cpu | cuda | cuda:N
   int64_t seed = 0;

@@ -1,6 +1,7 @@
 // Builds micro-batches on a background thread, `depth` ahead of the loop, so that the
 // device never waits for the host to sample and tokenize. Batches come out in index
-// order starting at `start` (the data position of a resumed run).
+// order starting at `start` (the data position of a resumed run); with a DataShard, only
+// this rank's share of each step.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -14,17 +15,36 @@
 
 namespace comba::train {
 
+// The micro-batches one rank of a data-parallel run reads. A step takes `stride`
+// consecutive global indices (batch.grad_accum_steps); this rank takes the `block` of
+// them starting at `offset` (rank * block). Indices stay global, so the data position in
+// a checkpoint does not depend on the world size. The default reads everything.
+struct DataShard {
+  int64_t offset = 0;
+  int64_t block = 1;
+  int64_t stride = 1;
+  // Global index of this rank's k-th micro-batch counted from the global position `start`
+  // (a step boundary).
+  int64_t global_index(int64_t start, int64_t k) const {
+    return start + (k / block) * stride + offset + k % block;
+  }
+};
+
 class Prefetcher {
  public:
-  Prefetcher(const DataSource& source, int64_t start, int64_t depth, bool pin_memory);
+  Prefetcher(const DataSource& source, int64_t start, int64_t depth, bool pin_memory,
+             DataShard shard = {});
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
 
   // The next micro-batch (blocks until built); rethrows a failure of the worker.
   Batch next();
-  // Index of the batch the next call to next() returns: the data position to checkpoint.
-  int64_t position() const { return position_; }
+  // The global data position to checkpoint (read it at a step boundary): the index of the
+  // next step's first micro-batch. Without a shard, the index next() returns next.
+  int64_t position() const {
+    return start_ + (consumed_ / shard_.block) * shard_.stride + consumed_ % shard_.block;
+  }
 
  private:
   void work();
@@ -32,8 +52,10 @@ class Prefetcher {
   const DataSource& source_;
   const int64_t depth_;
   const bool pin_memory_;
-  int64_t position_;      // consumer side
-  int64_t next_to_build_; // worker side
+  const DataShard shard_;
+  const int64_t start_;
+  int64_t consumed_ = 0;  // consumer side: batches handed out
+  int64_t built_ = 0;     // worker side: batches started
   std::deque<Batch> ready_;
   std::exception_ptr failure_;
   bool stopping_ = false;

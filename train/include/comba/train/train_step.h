@@ -19,16 +19,29 @@ namespace comba::train {
 // ignored), in fp32 (fp64 when the logits are fp64, so that exact checks stay exact).
 torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
 
+// What a data-parallel step adds to accumulation (see grad_reducer.h); the default is a
+// plain one-process step.
+struct StepSync {
+  // Scored targets of the whole step over all ranks; 0: those of `micro`. Each rank divides
+  // its summed loss by this count, so the SUM of the ranks' gradients (the all-reduce) is
+  // the gradient of the whole step, whatever each rank's share of targets.
+  int64_t step_targets = 0;
+  // Runs just before the last micro-batch's backward (the reducer arms its hooks there,
+  // so that earlier micro-batches accumulate locally and each step communicates once).
+  std::function<void()> before_last_backward;
+};
+
 // Forward and backward over the micro-batches of one step (already on the device),
 // accumulating into .grad. Each micro-batch is weighted by its share of the step's
 // scored targets, so N micro-batches of B give the gradient of one batch of N * B.
-// Returns the step's mean loss per target (detached, on the device).
+// Returns the step's mean loss per target (detached, on the device); in a data-parallel
+// step, this rank's part of it (the ranks' values add up to the step's mean).
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
-                                   const Precision& precision);
+                                   const Precision& precision, const StepSync& sync = {});
 // The same for any model, given as "batch -> logits [B, T, vocab]".
 using LogitsFn = std::function<torch::Tensor(const Batch&)>;
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
-                                   const Precision& precision);
+                                   const Precision& precision, const StepSync& sync = {});
 
 // Scales gradients so that their global L2 norm is at most max_norm (max_norm <= 0: no
 // scaling). Returns the norm before clipping, as a device tensor (no host sync).
@@ -43,5 +56,16 @@ struct EvalResult {
 // Evaluates on `batches` (moved to `device`) without gradients.
 EvalResult evaluate(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
                     const torch::Device& device, const Precision& precision, bool accuracy);
+
+// The sums behind an EvalResult, so that ranks that evaluated different batches can add
+// theirs up before dividing (eval_result).
+struct EvalSums {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t targets = 0;
+};
+EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
+                       const torch::Device& device, const Precision& precision, bool accuracy);
+EvalResult eval_result(const EvalSums& sums, bool accuracy);
 
 }  // namespace comba::train

@@ -1,10 +1,20 @@
 // The training loop. One step reads as: next micro-batches -> forward/backward
 // (accumulated) -> clip -> lr -> optimizer step -> log / eval / checkpoint / stop check.
-// Each of those is a function of its own component; a multi-GPU version adds gradient
-// all-reduce between accumulate_gradients and clip_gradients and nothing else moves.
-// Host syncs happen only at log, eval and checkpoint steps.
+// Each of those is a function of its own component. Host syncs happen only at log, eval
+// and checkpoint steps.
+//
+// Data parallel (distributed.h: launched by torchrun, or with its environment variables):
+// each rank reads its share of every step's micro-batches, the gradient all-reduce
+// (grad_reducer.h) runs during the last micro-batch's backward and is waited for between
+// accumulate_gradients and clip_gradients; ranks agree through the store on each step's
+// target count and on stopping, and add up losses and eval sums at log and eval steps.
+// The global batch is the config's: batch.grad_accum_steps micro-batches of
+// batch.micro_batch_size per step, split evenly over the ranks (grad_accum_steps must be
+// a multiple of the world size). Only rank 0 logs and writes files; every rank resumes
+// from the checkpoint rank 0 chooses.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -12,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "comba/nn/causal_lm.h"
 #include "comba/train/config.h"
 #include "comba/train/train_step.h"
 
@@ -47,6 +58,8 @@ struct TrainSummary {
   double tokens_per_s = 0;     // this process's steps (after benchmark_warmup in benchmark mode)
   double step_time_ms = 0;
   double peak_memory_gib = 0;
+  int rank = 0;        // this process's rank (0 without a distributed launch)
+  int world_size = 1;
 };
 
 class Trainer {
@@ -57,6 +70,12 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   TrainSummary run();
+
+  // Called after every optimizer step (after its log, eval and checkpoint) with the step
+  // number; an exception stops the run like any other failure.
+  void on_step(std::function<void(int64_t step)> callback);
+  // The model being trained (this rank's copy).
+  nn::CombaForCausalLM model() const;
 
  private:
   struct State;
