@@ -13,8 +13,13 @@
 // CUDA times come from CUDA events around each call (after --warmup calls), median over
 // --iters calls. `--device cpu --small` runs a tiny shape on the CPU (a smoke test).
 //
+// --profile CASE runs CASE's fwd+bwd a few times under the Kineto profiler and prints one
+// JSON line per kernel name (calls, total and per-call time, share), the heaviest first:
+// where a layer's time goes, kernel by kernel. --trace DIR also writes Chrome traces.
+//
 // Usage: bench_layer [--device cuda|cpu] [--small] [--iters N] [--warmup N]
 //                    [--filter substring] [--modes bf16,fp32_autocast,fp32] [--model]
+//                    [--profile case] [--trace dir]
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,6 +27,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -30,6 +36,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime.h>
 #endif
+
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include "comba/nn.h"
 #include "comba/ops/comba.h"
@@ -49,6 +57,8 @@ struct Options {
   std::string filter;
   std::vector<std::string> modes = {"bf16", "fp32_autocast"};
   bool model = false;  // also time the whole model's forward + backward (slow)
+  std::string profile;     // case whose fwd+bwd is profiled kernel by kernel
+  std::string trace_dir;   // where Chrome traces of the profiled calls go (empty: none)
 };
 
 struct Mode {
@@ -151,6 +161,66 @@ class Bench {
     std::fflush(stdout);
   }
 
+  bool profiling(const std::string& name) const { return options_.profile == name; }
+
+  // Runs fn kProfiledCalls times under the Kineto profiler; prints per-kernel totals (CUDA)
+  // or per-op totals (CPU: nested ops overlap, so shares add up past 1), the heaviest first.
+  void profile(const std::string& name, const std::string& impl, const Mode& mode, const std::function<void()>& fn,
+               const std::function<void()>& setup) {
+    namespace prof = torch::autograd::profiler;
+    using torch::profiler::impl::ActivityType;
+    using torch::profiler::impl::ProfilerConfig;
+    using torch::profiler::impl::ProfilerState;
+    constexpr int kProfiledCalls = 3;
+    const bool cuda = options_.device.is_cuda();
+    const ProfilerConfig config(ProfilerState::KINETO);
+    std::set<ActivityType> activities = {ActivityType::CPU};
+    if (cuda) activities.insert(ActivityType::CUDA);
+    prof::prepareProfiler(config, activities);
+    prof::enableProfiler(config, activities);
+    for (int i = 0; i < kProfiledCalls; ++i) {
+      if (setup) setup();
+      fn();
+    }
+    sync();
+    const auto result = prof::disableProfiler();
+    if (!options_.trace_dir.empty()) result->save(options_.trace_dir + "/" + name + "_" + mode.name + ".json");
+    struct Total {
+      int64_t calls = 0;
+      double ns = 0;
+    };
+    std::map<std::string, Total> totals;
+    double all_ns = 0;
+    const auto wanted_device = cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+    for (const auto& e : result->events()) {
+      if (e.deviceType() != wanted_device) continue;
+      auto& t = totals[e.name().substr(0, 160)];
+      t.calls += 1;
+      t.ns += static_cast<double>(e.durationNs());
+      all_ns += static_cast<double>(e.durationNs());
+    }
+    std::vector<std::pair<std::string, Total>> sorted(totals.begin(), totals.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.ns > b.second.ns; });
+    const size_t shown = std::min<size_t>(sorted.size(), 40);
+    for (size_t i = 0; i < shown; ++i) {
+      const auto& [kernel, t] = sorted[i];
+      std::string escaped;
+      for (char ch : kernel) {
+        if (ch == '"' || ch == '\\') escaped += '\\';
+        escaped += ch;
+      }
+      std::printf(
+          "{\"profile\": \"%s\", \"impl\": \"%s\", \"dtype\": \"%s\", \"rank\": %zu, \"kernel\": \"%s\", "
+          "\"calls_per_step\": %.1f, \"ms_per_step\": %.4f, \"share\": %.4f}\n",
+          name.c_str(), impl.c_str(), mode.name.c_str(), i + 1, escaped.c_str(),
+          static_cast<double>(t.calls) / kProfiledCalls, t.ns / 1e6 / kProfiledCalls, all_ns > 0 ? t.ns / all_ns : 0.0);
+    }
+    std::printf("{\"profile\": \"%s\", \"impl\": \"%s\", \"dtype\": \"%s\", \"kernels\": %zu, "
+                "\"device_ms_per_step\": %.4f}\n",
+                name.c_str(), impl.c_str(), mode.name.c_str(), totals.size(), all_ns / 1e6 / kProfiledCalls);
+    std::fflush(stdout);
+  }
+
  private:
   void sync() const {
 #ifdef COMBA_WITH_CUDA
@@ -223,8 +293,9 @@ void fwd_and_bwd(Bench& bench, const std::string& name, const std::string& impl,
       if (t.defined() && t.grad().defined()) t.mutable_grad() = torch::Tensor();
     }
   };
-  bench.run(name, impl, "fwd+bwd", shape, mode,
-            [&] { torch::autograd::backward(forward_fn(), grads); }, drop_grads);
+  const auto step = [&] { torch::autograd::backward(forward_fn(), grads); };
+  bench.run(name, impl, "fwd+bwd", shape, mode, step, drop_grads);
+  if (bench.profiling(name)) bench.profile(name, impl, mode, step, drop_grads);
 }
 
 Tensors parameters_and(const torch::nn::Module& module, Tensors extra) {
@@ -531,10 +602,14 @@ int main(int argc, char** argv) {
       options.modes = split_list(next());
     } else if (arg == "--model") {
       options.model = true;
+    } else if (arg == "--profile") {
+      options.profile = next();
+    } else if (arg == "--trace") {
+      options.trace_dir = next();
     } else {
       std::fprintf(stderr,
                    "usage: bench_layer [--device cuda|cpu] [--small] [--iters N] [--warmup N] [--filter S] "
-                   "[--modes bf16,fp32_autocast,fp32] [--model]\n");
+                   "[--modes bf16,fp32_autocast,fp32] [--model] [--profile case] [--trace dir]\n");
       return 2;
     }
   }

@@ -14,6 +14,7 @@
 #endif
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -322,6 +323,27 @@ TEST_P(ShortConvEmulation, KernelRunsMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ShortConvEmulation, ::testing::ValuesIn(kConvCases), conv_case_name);
+
+// Random packed layouts (lengths 0..70, so sequences start and end anywhere in a 32-token
+// run, several per run, and some span runs), every kernel size, with states.
+TEST(ShortConvEmulationRandom, RandomPackedLayoutsMatchReference) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 24; ++trial) {
+    std::vector<int64_t> cu = {0};
+    const int num_seqs = 1 + static_cast<int>(rng() % 9);
+    for (int n = 0; n < num_seqs; ++n) cu.push_back(cu.back() + static_cast<int64_t>(rng() % 71));
+    if (cu.back() == 0) cu.back() = 1;
+    const int64_t channels = trial % 3 == 0 ? 5 : 8;
+    const int64_t taps = 1 + trial % 4;
+    const ConvCase c{"random", 1, cu.back(), channels, taps, trial % 2 == 0, trial % 5 != 0, true, cu};
+    const auto in = make_conv_inputs(c, torch::kFloat, torch::kFloat, torch::kCPU, 100 + trial);
+    for (const bool vectorized : {false, true}) {
+      if (vectorized && channels % kernels::ShortConvTraits::kVec != 0) continue;
+      SCOPED_TRACE("trial " + std::to_string(trial) + (vectorized ? " vectorized" : " scalar"));
+      expect_conv_close(emulate_conv(c, in, vectorized), run_reference(c, in), [](const char*, double) { return 2e-6; });
+    }
+  }
+}
 #endif  // COMBA_NN_KERNEL_EMULATION
 
 // ---------------------------------------------------------------------------------------

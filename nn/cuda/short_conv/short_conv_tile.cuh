@@ -80,16 +80,23 @@ __host__ __device__ inline void fill_window(const ShortConvParams& p, const SeqS
   for (int j = 1; j < W; ++j) load_input<T, Vec>(p, s, t - W + j, c0, win[j]);
 }
 
-template <typename T, int Vec>
-__host__ __device__ inline void push_input(const ShortConvParams& p, int64_t t, int c0,
-                                           float (&win)[ShortConvTraits::kMaxTaps][Vec]) {
+// Slides the window one step: win[W - 1] = x[t] (already loaded into xt).
+template <int Vec>
+__host__ __device__ inline void push_input(const float (&xt)[Vec], float (&win)[ShortConvTraits::kMaxTaps][Vec]) {
   constexpr int W = ShortConvTraits::kMaxTaps;
 #pragma unroll
   for (int j = 0; j < W - 1; ++j) {
 #pragma unroll
     for (int v = 0; v < Vec; ++v) win[j][v] = win[j + 1][v];
   }
-  load_vec<T, Vec>(static_cast<const T*>(p.x) + t * p.channels + c0, win[W - 1]);
+#pragma unroll
+  for (int v = 0; v < Vec; ++v) win[W - 1][v] = xt[v];
+}
+
+template <int Vec>
+__host__ __device__ inline void copy_vec(const float (&from)[Vec], float (&to)[Vec]) {
+#pragma unroll
+  for (int v = 0; v < Vec; ++v) to[v] = from[v];
 }
 
 template <int Vec>
@@ -163,13 +170,20 @@ __host__ __device__ inline void short_conv_fwd_run(const ShortConvParams& p, int
   SeqSpan s = sequence_of(p, t0);
   float win[W][Vec];
   fill_window<T, Vec>(p, s, t0, c0, win);
+  const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
+  // x[t + 1] is loaded while step t computes (two loads in flight per thread).
+  float ahead[Vec];
+  load_vec<T, Vec>(x + t0 * p.channels + c0, ahead);
   for (int64_t t = t0; t < t1; ++t) {
+    float xt[Vec];
+    copy_vec<Vec>(ahead, xt);
+    if (t + 1 < t1) load_vec<T, Vec>(x + (t + 1) * p.channels + c0, ahead);
     if (t == s.eos) {
       s = next_sequence(p, s);
       fill_window<T, Vec>(p, s, t, c0, win);
     }
-    push_input<T, Vec>(p, t, c0, win);
+    push_input<Vec>(xt, win);
     float z[Vec];
     conv_window<Vec>(w, b, win, z);
     if (p.silu) {
@@ -205,9 +219,14 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
 #pragma unroll
     for (int v = 0; v < Vec; ++v) dzw[j][v] = 0.f;
   }
+  const T* x = static_cast<const T*>(p.x);
   const T* dy = static_cast<const T*>(p.dy);
   T* dx = static_cast<T*>(p.dx);
   const int width = p.taps - 1;
+  // x and dy of row ahead_row, loaded one real step early (the next real step is t + 1,
+  // or the next sequence's first token after a tail, which is the same row).
+  float ahead_x[Vec], ahead_dy[Vec];
+  int64_t ahead_row = -1;
   for (int64_t t = t0;; ++t) {
     if (t == s.eos + (W - 1)) {  // this sequence is done; the next one starts before t1
       s = next_sequence(p, s);
@@ -221,9 +240,20 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
     }
     float dz[Vec];
     if (t < s.eos) {
-      push_input<T, Vec>(p, t, c0, win);
-      float g[Vec];
-      load_vec<T, Vec>(dy + t * p.channels + c0, g);
+      float xt[Vec], g[Vec];
+      if (ahead_row == t) {
+        copy_vec<Vec>(ahead_x, xt);
+        copy_vec<Vec>(ahead_dy, g);
+      } else {
+        load_vec<T, Vec>(x + t * p.channels + c0, xt);
+        load_vec<T, Vec>(dy + t * p.channels + c0, g);
+      }
+      ahead_row = t + 1 < p.tokens ? t + 1 : -1;
+      if (ahead_row >= 0) {
+        load_vec<T, Vec>(x + ahead_row * p.channels + c0, ahead_x);
+        load_vec<T, Vec>(dy + ahead_row * p.channels + c0, ahead_dy);
+      }
+      push_input<Vec>(xt, win);
       if (p.silu) {
         float z[Vec];
         conv_window<Vec>(w, b, win, z);
