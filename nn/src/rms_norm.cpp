@@ -1,9 +1,15 @@
-// RMSNorm / gated RMSNorm: fp32 math, output in the input's dtype.
+// RMSNorm / gated RMSNorm: fp32 math, output in the input's dtype. The checked entry
+// point dispatches to the fused CUDA kernels (nn/cuda/rms_norm) or the ATen composition.
 #include "comba/nn/rms_norm.h"
 
 #include "comba/core/checks.h"
 
 #include <torch/torch.h>
+
+#ifdef COMBA_WITH_CUDA
+#include "cuda/functions.h"
+#include "cuda/launchers.h"
+#endif
 
 namespace comba::nn {
 
@@ -11,9 +17,25 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
                        const torch::Tensor& gate) {
   const core::ArgChecker check("rms_norm");
   check.defined(x, "x").floating(x, "x");
+  check.rank(weight, "weight", 1, "[dim]").floating(weight, "weight");
   check.require(x.dim() >= 1 && x.size(-1) == weight.size(0), "argument `x` expected last dim ",
                 weight.size(0), " [..., dim], got shape ", x.sizes());
-  if (gate.defined()) check.shape(gate, "gate", x.sizes(), "like x [..., dim]");
+  check.device(weight, "weight", x.device(), "x");
+  if (gate.defined()) {
+    check.shape(gate, "gate", x.sizes(), "like x [..., dim]");
+    check.floating(gate, "gate").device(gate, "gate", x.device(), "x");
+  }
+#ifdef COMBA_WITH_CUDA
+  if (detail::cuda::rms_norm_supported(x, gate)) {
+    const auto opt_gate = gate.defined() ? detail::cuda::OptTensor(gate) : detail::cuda::OptTensor();
+    return detail::cuda::RMSNormFunction::apply(x, weight, opt_gate, eps)[0];
+  }
+#endif
+  return rms_norm_aten(x, weight, eps, gate);
+}
+
+torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                            const torch::Tensor& gate) {
   // fp32 for low-precision inputs; fp64 stays fp64.
   const auto compute = torch::promote_types(x.scalar_type(), torch::kFloat);
   const auto xf = x.to(compute);

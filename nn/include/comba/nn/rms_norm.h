@@ -1,6 +1,8 @@
 // RMSNorm and gated RMSNorm, computed in fp32 whatever the input dtype, output in the
 // input's dtype: y = x / sqrt(mean(x^2) + eps) * weight, and for the gated form
 // y = rmsnorm(x) * sigmoid(gate) (SPEC section 3: o_norm with the output gate).
+// On CUDA (float32/float16/bfloat16 x, dim <= 8192) one fused kernel does the forward and
+// one the backward (nn/cuda/rms_norm); elsewhere the ATen composition (rms_norm_aten).
 #pragma once
 #include <torch/arg.h>
 #include <torch/nn/module.h>
@@ -41,8 +43,16 @@ class GatedRMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GatedRMSNorm);
 
-// The fp32 computation shared by both modules (gate undefined = plain RMSNorm).
+// The computation shared by both modules: x [..., dim], weight [dim], gate like x or
+// undefined (plain RMSNorm); fp32 math (fp64 for fp64 x), output in x's dtype. Checks the
+// arguments (errors name them), then dispatches to the fused CUDA kernels where they apply,
+// else rms_norm_aten. Differentiable in x, weight and gate.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
                        const torch::Tensor& gate = {});
+
+// The same computation composed of ATen ops: the CPU path, and the twin the CUDA kernels
+// are checked and timed against. Expects arguments that rms_norm accepts.
+torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                            const torch::Tensor& gate = {});
 
 }  // namespace comba::nn

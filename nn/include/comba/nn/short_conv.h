@@ -3,6 +3,10 @@
 // checkpoint tensors load unchanged. Supports a carried state (the last K - 1 inputs per
 // sequence) for step-by-step decoding, and packed sequences (cu_seqlens) that never see
 // each other.
+//
+// On CUDA (float32/float16/bfloat16, kernel size <= 4) a fused kernel pair does the work
+// directly on channels-last [B, T, C] with fp32 accumulation (nn/cuda/short_conv); the
+// CPU and everything else take the ATen composition (short_convolution_aten).
 #pragma once
 #include <torch/arg.h>
 #include <torch/nn/module.h>
@@ -42,5 +46,21 @@ class ShortConvolutionImpl : public torch::nn::Module {
   torch::Tensor bias;    // [C] or undefined
 };
 TORCH_MODULE(ShortConvolution);
+
+// The module's computation as a function: y = act(causal depthwise conv(x) + bias).
+// x [B, T, C]; weight [C, 1, K]; bias [C] or undefined; initial_state [N, C, K - 1] or
+// undefined (zeros); cu_seqlens int64 [N + 1] (B must be 1) or undefined (N = B).
+// Checks every argument (errors name it), then dispatches: fused CUDA kernels where they
+// apply, else short_convolution_aten. Differentiable in x, weight, bias, initial_state.
+ShortConvOutput short_convolution(const torch::Tensor& x, const torch::Tensor& weight,
+                                  const torch::Tensor& bias = {}, const torch::Tensor& initial_state = {},
+                                  const torch::Tensor& cu_seqlens = {}, bool silu = true);
+
+// The same computation composed of ATen ops (conv1d over the input with each sequence's
+// carried inputs in front): the CPU path, and the twin the CUDA kernels are checked and
+// timed against. Expects arguments that short_convolution accepts.
+ShortConvOutput short_convolution_aten(const torch::Tensor& x, const torch::Tensor& weight,
+                                       const torch::Tensor& bias = {}, const torch::Tensor& initial_state = {},
+                                       const torch::Tensor& cu_seqlens = {}, bool silu = true);
 
 }  // namespace comba::nn

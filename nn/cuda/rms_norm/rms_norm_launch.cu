@@ -1,0 +1,57 @@
+// Turns the runtime dtype and vector width into the compiled instantiation (one dispatch
+// point), and runs the backward's second stage (the fixed-order weight-grad sum).
+#include <cuda_runtime.h>
+
+#include "../element.cuh"
+#include "../reduce.h"
+#include "rms_norm_params.h"
+#include "rms_norm_traits.h"
+
+namespace comba::nn::cuda {
+
+template <typename T, int Vec>
+int launch_rms_norm_fwd_typed(const RMSNormParams& params, cudaStream_t stream);
+template <typename T, int Vec>
+int launch_rms_norm_bwd_typed(const RMSNormParams& params, cudaStream_t stream);
+
+namespace {
+template <typename T>
+constexpr int kVecOf = RMSNormTraits::kVecBytes / sizeof(T);
+
+template <typename T>
+int fwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
+  return vectorized ? launch_rms_norm_fwd_typed<T, kVecOf<T>>(params, stream)
+                    : launch_rms_norm_fwd_typed<T, 1>(params, stream);
+}
+template <typename T>
+int bwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
+  return vectorized ? launch_rms_norm_bwd_typed<T, kVecOf<T>>(params, stream)
+                    : launch_rms_norm_bwd_typed<T, 1>(params, stream);
+}
+}  // namespace
+
+int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stream) {
+  if (params.rows == 0) return 0;
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (params.dtype) {
+    case ElementType::kFloat32: return fwd<float>(params, vectorized, s);
+    case ElementType::kFloat16: return fwd<__half>(params, vectorized, s);
+    case ElementType::kBFloat16: return fwd<__nv_bfloat16>(params, vectorized, s);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int launch_rms_norm_bwd(const RMSNormParams& params, bool vectorized, void* stream) {
+  if (params.rows == 0) return 0;
+  const auto s = static_cast<cudaStream_t>(stream);
+  int err = static_cast<int>(cudaErrorInvalidValue);
+  switch (params.dtype) {
+    case ElementType::kFloat32: err = bwd<float>(params, vectorized, s); break;
+    case ElementType::kFloat16: err = bwd<__half>(params, vectorized, s); break;
+    case ElementType::kBFloat16: err = bwd<__nv_bfloat16>(params, vectorized, s); break;
+  }
+  if (err != 0) return err;
+  return launch_column_sum(params.dw_partial, rms_norm_bwd_blocks(params.rows), params.dim, params.dw, stream);
+}
+
+}  // namespace comba::nn::cuda

@@ -1,0 +1,30 @@
+// Autograd Functions of the fused nn kernels: save what the backward needs, call the
+// launchers (launchers.h), cast grads back to each input's dtype. Inputs arrive checked;
+// optional tensors travel as c10::optional (autograd::Function rejects undefined ones).
+#pragma once
+#include <torch/autograd.h>
+
+namespace comba::nn::detail::cuda {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = c10::optional<at::Tensor>;
+
+// Outputs {y [B, T, C], final_state [N, C, K - 1]}; weight [C, 1, K].
+class ShortConvFunction : public torch::autograd::Function<ShortConvFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const OptTensor& bias, const OptTensor& initial_state,
+                               const OptTensor& cu_seqlens, bool silu);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+// Output {y} like x; weight [dim]; gate like x or none.
+class RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const OptTensor& gate, double eps);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+}  // namespace comba::nn::detail::cuda

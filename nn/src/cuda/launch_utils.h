@@ -1,0 +1,31 @@
+// Small helpers shared by the nn CUDA launchers (torch side): dtype tags, alignment tests
+// for the vectorised kernels, launch error reporting.
+#pragma once
+#include <ATen/ATen.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../../cuda/element_type.h"
+
+namespace comba::nn::detail::cuda {
+
+inline comba::nn::cuda::ElementType element_type(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return comba::nn::cuda::ElementType::kFloat16;
+    case at::kBFloat16: return comba::nn::cuda::ElementType::kBFloat16;
+    default: return comba::nn::cuda::ElementType::kFloat32;
+  }
+}
+
+// Whether t's data can be read in vectors of `vec` elements (its start aligned to that).
+inline bool aligned_for_vec(const at::Tensor& t, int64_t vec) {
+  const auto address = reinterpret_cast<std::uintptr_t>(t.data_ptr());
+  return address % static_cast<std::uintptr_t>(vec * t.element_size()) == 0;
+}
+
+inline void check_launch(int err, const char* what) {
+  TORCH_CHECK(err == 0, what, ": CUDA kernel launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+}  // namespace comba::nn::detail::cuda

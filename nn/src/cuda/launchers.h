@@ -1,0 +1,64 @@
+// Host side of the nn CUDA kernels (nn/cuda/): torch tensors in, kernel parameters filled
+// in one place, launch on the current stream, errors checked. Compiled only when the build
+// has CUDA (COMBA_WITH_CUDA). Arguments arrive checked by the public functions
+// (short_convolution, rms_norm); these only make layouts kernel-ready.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace comba::nn::detail::cuda {
+
+// ---- causal depthwise short convolution on [B, T, C] (channels last) ----
+
+// Whether the kernels take this input: a CUDA tensor of float32/float16/bfloat16 and
+// 1 <= taps <= kMaxTaps.
+bool short_conv_supported(const at::Tensor& x, int64_t taps);
+
+struct ShortConvFwd {
+  at::Tensor y;            // [B, T, C], x's dtype
+  at::Tensor final_state;  // [N, C, taps - 1], x's dtype
+};
+
+// x [B, T, C] contiguous; weight [C, taps] fp32; bias [C] fp32 or undefined;
+// initial_state [N, C, taps - 1] in x's dtype or undefined; cu_seqlens int64 [N + 1] on
+// x's device or undefined.
+ShortConvFwd short_conv_fwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& initial_state, const at::Tensor& cu_seqlens, bool silu);
+
+struct ShortConvGrads {
+  at::Tensor x;              // [B, T, C], x's dtype
+  at::Tensor weight;         // [C, taps] fp32
+  at::Tensor bias;           // [C] fp32
+  at::Tensor initial_state;  // [N, C, taps - 1] fp32; undefined unless wanted
+};
+
+// Same arguments as the forward, plus dy [B, T, C] and d_final_state [N, C, taps - 1]
+// (both in x's dtype; d_final_state may be undefined = zero).
+ShortConvGrads short_conv_bwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                              const at::Tensor& initial_state, const at::Tensor& cu_seqlens, bool silu,
+                              const at::Tensor& dy, const at::Tensor& d_final_state,
+                              bool want_initial_state_grad);
+
+// ---- RMSNorm / gated RMSNorm over the last dim ----
+
+// Whether the kernels take this input: CUDA, float32/float16/bfloat16, dim <= kMaxDim,
+// and a gate (if any) in x's dtype or float32.
+bool rms_norm_supported(const at::Tensor& x, const at::Tensor& gate);
+
+struct RMSNormFwd {
+  at::Tensor y;     // [rows, dim], x's dtype
+  at::Tensor rstd;  // [rows] fp32
+};
+
+// x [rows, dim] contiguous; weight [dim] fp32; gate [rows, dim] contiguous or undefined.
+RMSNormFwd rms_norm_fwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& gate, double eps);
+
+struct RMSNormGrads {
+  at::Tensor x;       // [rows, dim], x's dtype
+  at::Tensor weight;  // [dim] fp32
+  at::Tensor gate;    // [rows, dim], gate's dtype; undefined without gate
+};
+
+RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& gate,
+                          const at::Tensor& rstd, const at::Tensor& dy);
+
+}  // namespace comba::nn::detail::cuda
