@@ -40,8 +40,8 @@ struct ChunkParams {
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
   void* tu = nullptr;    // [NC, HV, 64, 64]  T diag(beta) (U = Tu V is formed in the scan)
   void* mqk = nullptr;   // [NC, HV, 64, 64]  scale (Q^ K^T)_ij e^(G_i - G_j), j <= i
-  void* qs = nullptr;    // [NC, HV, 64, KP]  scale e^G Q^
-  void* kdt = nullptr;   // [NC, HV, KP, 64]  (e^(G_last - G) K^)^T
+  float* qf = nullptr;   // [NC, HV, 64]  row factors: Qs = diag(qf) Q = scale e^G Q^
+  float* kf = nullptr;   // [NC, HV, 64]  Kd = diag(kf) K = e^(G_last - G) K^
   float* gamma = nullptr;  // [NC, HV]        e^G_last
   void* t_inv = nullptr;   // [NC, HV, 64, 64]  T = (I + A)^-1 (for the gradients)
 

@@ -2,7 +2,7 @@
 // CTA per (chunk, value head), every chunk independent. From q, k, p, v, g, beta it forms
 // the decay sums, A, T = (I + A)^-1, and writes the operands of the state scan:
 //   W = T diag(beta e^G0) P^,  Tu = T diag(beta),  Mqk = scale (Q^ K^T) e^(G_i - G_j),
-//   Qs = scale e^G Q^,  Kd^T = (e^(G_last - G) K^)^T,  gamma = e^G_last.
+//   the row factors of Qs = scale e^G Q^ and Kd = e^(G_last - G) K^,  gamma = e^G_last.
 // The l2norm of q, k, p enters only as row factors (r_q, r_k, r_p), so the tiles stay as
 // loaded and every product runs on the raw 16-bit inputs.
 #pragma once
@@ -136,26 +136,9 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
       }
   }
 
-  {  // Qs and Kd^T: row factors on 8-element vectors
-    constexpr int kVec = 8;
-    T* g_qs = static_cast<T*>(p.qs) + slot * C * KP;
-    for (int idx = tid; idx < C * KP / kVec; idx += kThreads) {
-      const int r = idx / (KP / kVec), c = (idx - r * (KP / kVec)) * kVec;
-      uint4 u = *reinterpret_cast<const uint4*>(sQ + r * LDK + c);
-      T* x = reinterpret_cast<T*>(&u);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) x[e] = tile::from_f<T>(s_qf[r] * tile::to_f(x[e]));
-      *reinterpret_cast<uint4*>(g_qs + r * KP + c) = u;
-    }
-    T* g_kdt = static_cast<T*>(p.kdt) + slot * KP * C;
-    for (int idx = tid; idx < KP * C / kVec; idx += kThreads) {
-      const int j0 = (idx / KP) * kVec, kd = idx % KP;
-      uint4 u;
-      T* x = reinterpret_cast<T*>(&u);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) x[e] = tile::from_f<T>(s_kf[j0 + e] * tile::to_f(sK[(j0 + e) * LDK + kd]));
-      *reinterpret_cast<uint4*>(g_kdt + kd * C + j0) = u;
-    }
+  if (tid < C) {  // the scans apply these row factors to the raw q and k tiles
+    p.qf[slot * C + tid] = s_qf[tid];
+    p.kf[slot * C + tid] = s_kf[tid];
     if (tid == 0) p.gamma[slot] = __expf(s_G[C - 1]);
   }
 

@@ -5,9 +5,11 @@
 //
 // Forward, per chunk (S = state entering the chunk):
 //   V' = Tu V - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
+// with Qs = diag(qf) Q and Kd = diag(kf) K formed from the raw q, k tiles (row factors
+// applied to accumulators or to V', never to a copy of q or k).
 // optionally saving S and V' per chunk for the backward.
 // Backward, chunks in reverse (dS = gradient of the chunk's end state):
-//   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Qs^T dO - W^T dV'
+//   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Q^T (diag(qf) dO) - W^T dV'
 // saving dS and dV' per chunk; the gradient of the initial state is the last dS.
 #pragma once
 #include "chunk_common.cuh"
@@ -17,11 +19,14 @@ namespace comba::cuda::chunk {
 template <typename T, int KP, int BV>
 struct ScanLayout {
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDV = BV + kPad;
-  // One pipeline stage: W, Qs [64 x KP], Kd^T [KP x 64], Mqk, Tu [64 x 64], V or dO [64 x BV].
-  static constexpr int kW = kChunk * LDK, kQs = kChunk * LDK, kKdT = KP * LDC,
-                       kM = kChunk * LDC, kTu = kChunk * LDC, kX = kChunk * LDV;
-  static constexpr int kStage = kW + kQs + kKdT + kM + kTu + kX;  // elements
-  static constexpr int kBytes = (2 * kStage + KP * LDV + kChunk * LDV) * sizeof(T);
+  // One pipeline stage: W, Q, K [64 x KP], Mqk, Tu [64 x 64], V or dO [64 x BV], and the
+  // row factors qf, kf (fp32, 64 each, stored as 2 x 64 x 2 16-bit slots).
+  static constexpr int kW = kChunk * LDK, kQ = kChunk * LDK, kK = kChunk * LDK,
+                       kM = kChunk * LDC, kTu = kChunk * LDC, kX = kChunk * LDV,
+                       kF = 2 * kChunk * 2;
+  static constexpr int kStage = kW + kQ + kK + kM + kTu + kX + kF;  // elements
+  // + the state as an operand [KP x BV], V' and a row-scaled copy (kf V' or qf dO).
+  static constexpr int kBytes = (2 * kStage + KP * LDV + 2 * kChunk * LDV) * sizeof(T);
   // Warp tiles: [64 x BV] outputs split 4 (rows) x 2 (columns); the [KP x BV] state split
   // KP / 16 (rows) x the rest.
   static constexpr int kStateRowBlocks = KP / 16;
@@ -32,15 +37,18 @@ struct ScanLayout {
 
 template <typename T, int KP, int BV>
 struct ScanStage {
-  T *w, *qs, *kdt, *m, *tu, *x;
+  T *w, *q, *k, *m, *tu, *x;
+  float *qf, *kf;
   __device__ ScanStage(T* base) {
     using L = ScanLayout<T, KP, BV>;
     w = base;
-    qs = w + L::kW;
-    kdt = qs + L::kQs;
-    m = kdt + L::kKdT;
+    q = w + L::kW;
+    k = q + L::kQ;
+    m = k + L::kK;
     tu = m + L::kM;
     x = tu + L::kTu;
+    qf = reinterpret_cast<float*>(x + L::kX);
+    kf = qf + kChunk;
   }
 };
 
@@ -49,18 +57,26 @@ struct ScanStage {
 // for the forward.
 template <typename T, int KP, int BV>
 __device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const ScanStage<T, KP, BV>& s,
-                                                long long slot, const T* x_src, long long x_ld,
-                                                int x_rows, int x_cols, bool with_tu) {
+                                                long long slot, const ChunkLoc& loc, int hv,
+                                                const T* x_src, long long x_ld, int x_cols,
+                                                bool with_tu) {
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk;
+  const long long qk_ld = static_cast<long long>(p.heads) * p.key_dim;
+  const long long qk_off = loc.tok0 * qk_ld + static_cast<long long>(hv / (p.value_heads / p.heads)) * p.key_dim;
   tile::load_tile_async<T, kThreads, C, KP>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
-  tile::load_tile_async<T, kThreads, C, KP>(s.qs, L::LDK, static_cast<const T*>(p.qs) + slot * C * KP, KP, C, KP);
-  tile::load_tile_async<T, kThreads, KP, C>(s.kdt, L::LDC, static_cast<const T*>(p.kdt) + slot * KP * C, C, KP, C);
+  tile::load_tile_async<T, kThreads, C, KP>(s.q, L::LDK, static_cast<const T*>(p.q) + qk_off, qk_ld, loc.len, p.key_dim);
+  tile::load_tile_async<T, kThreads, C, KP>(s.k, L::LDK, static_cast<const T*>(p.k) + qk_off, qk_ld, loc.len, p.key_dim);
+  if (threadIdx.x < 2 * C / 4) {  // qf, kf: 16 bytes per thread
+    const int which = threadIdx.x / (C / 4), e = (threadIdx.x % (C / 4)) * 4;
+    const float* src = (which == 0 ? p.qf : p.kf) + slot * C + e;
+    tile::cp_async_16((which == 0 ? s.qf : s.kf) + e, src, 16);
+  }
   tile::load_tile_async<T, kThreads, C, C>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C, C, C);
   if (with_tu) {
     tile::load_tile_async<T, kThreads, C, C>(s.tu, L::LDC, static_cast<const T*>(p.tu) + slot * C * C, C, C, C);
   }
-  tile::load_tile_async<T, kThreads, C, BV>(s.x, L::LDV, x_src, x_ld, x_rows, x_cols);
+  tile::load_tile_async<T, kThreads, C, BV>(s.x, L::LDV, x_src, x_ld, loc.len, x_cols);
   tile::cp_async_commit();
 }
 
@@ -89,6 +105,17 @@ __device__ __forceinline__ void store_state(const tile::Acc<1, NT>& s, float* ds
       const int r = m0 + tile::acc_row(lane, i), col = v0 + n0 + nt * 8 + tile::acc_col(lane, i);
       if (r < K && col < V) dst[static_cast<long long>(r) * V + col] = s.v[0][nt][i];
     }
+}
+
+// Multiplies each row r of an accumulator tile (rows m0 ..) by f[r].
+template <int NT>
+__device__ __forceinline__ void scale_rows(tile::Acc<1, NT>& a, const float* f, int m0) {
+  const int lane = threadIdx.x & 31;
+  const float f0 = f[m0 + tile::acc_row(lane, 0)], f1 = f[m0 + tile::acc_row(lane, 2)];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a.v[0][nt][i] *= i < 2 ? f0 : f1;
 }
 
 // Accumulator tile -> 16-bit shared tile (row stride ld), optionally negated.
@@ -142,6 +169,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   T* base = reinterpret_cast<T*>(smem);
   T* sS = base + 2 * L::kStage;  // [KP x BV] state as an operand
   T* sVn = sS + KP * LDV;        // [64 x BV] V'
+  T* sVk = sVn + kChunk * LDV;    // [64 x BV] diag(kf) V'
 
   const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
   const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
@@ -159,9 +187,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   auto issue = [&](long long it, int st) {
     const long long c = first + it, slot = c * HV + hv;
     const ChunkLoc loc = locate_chunk(p, c);
-    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot,
+    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
                                static_cast<const T*>(p.v) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                               o_ld, loc.len, V - v0, true);
+                               o_ld, V - v0, true);
   };
   if (count > 0) issue(0, 0);
   for (long long it = 0; it < count; ++it) {
@@ -183,12 +211,17 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
 #pragma unroll
       for (int i = 0; i < 4; ++i) vn.v[0][nt][i] = u.v[0][nt][i] - vn.v[0][nt][i];
     acc_to_smem<T>(vn, sVn, LDV, m0, n0);
+    scale_rows(vn, st.kf, m0);
+    acc_to_smem<T>(vn, sVk, LDV, m0, n0);
     if (p.states != nullptr) {
       smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
     }
     tile::Acc<1, L::kNT> o;
     o.zero();
-    if (p.o != nullptr) tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.qs, L::LDK, sS, LDV, m0, n0, KP);
+    if (p.o != nullptr) {
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.q, L::LDK, sS, LDV, m0, n0, KP);
+      scale_rows(o, st.qf, m0);
+    }
     __syncthreads();  // V' complete
 
     if (p.v_new != nullptr) {
@@ -201,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
                        o_ld, m0, n0, loc.len, V - v0);
     }
     S.scale(gamma);
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(S, st.kdt, L::LDC, sVn, LDV, ms, ns, C);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S, st.k, L::LDK, sVk, LDV, ms, ns, C);
   }
   if (p.final_state != nullptr) store_state(S, p.final_state + state_off, K, V, v0, ms, ns);
 }
@@ -214,6 +247,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   T* base = reinterpret_cast<T*>(smem);
   T* sdS = base + 2 * L::kStage;  // [KP x BV] dS as an operand
   T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
+  T* sdOq = sdVn + kChunk * LDV;  // [64 x BV] diag(qf) dO
 
   const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
   const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
@@ -231,9 +265,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   auto issue = [&](long long it, int st) {
     const long long c = first + count - 1 - it, slot = c * HV + hv;
     const ChunkLoc loc = locate_chunk(p, c);
-    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot,
+    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
                                static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                               o_ld, loc.len, V - v0, false);
+                               o_ld, V - v0, false);
   };
   if (count > 0) issue(0, 0);
   for (long long it = 0; it < count; ++it) {
@@ -246,16 +280,28 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     if (it + 1 < count) issue(it + 1, (it + 1) & 1);
     smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
 
-    tile::Acc<1, L::kNT> dvn;
+    for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
+      const int r = idx / (BV / 2), col = (idx % (BV / 2)) * 2;
+      const float f = st.qf[r];
+      tile::store_pair(sdOq + r * LDV + col, f * tile::to_f(st.x[r * LDV + col]),
+                       f * tile::to_f(st.x[r * LDV + col + 1]));
+    }
+    tile::Acc<1, L::kNT> dvn, kds;
     dvn.zero();
+    kds.zero();
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.m, L::LDC, st.x, LDV, m0, n0, C);
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.kdt, L::LDC, sdS, LDV, m0, n0, KP);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(kds, st.k, L::LDK, sdS, LDV, m0, n0, KP);
+    scale_rows(kds, st.kf, m0);
+#pragma unroll
+    for (int nt = 0; nt < L::kNT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dvn.v[0][nt][i] += kds.v[0][nt][i];
     acc_to_global<T>(dvn, static_cast<T*>(p.dv_new) + slot * C * V + v0, V, m0, n0, C, V - v0);
     acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
     __syncthreads();
 
     dS.scale(gamma);
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.qs, L::LDK, st.x, LDV, ms, ns, C);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.q, L::LDK, sdOq, LDV, ms, ns, C);
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.w, L::LDK, sdVn, LDV, ms, ns, C);
   }
   if (p.grad_initial != nullptr) store_state(dS, p.grad_initial + state_off, K, V, v0, ms, ns);

@@ -88,7 +88,7 @@ kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
 
 // The prep kernel's per-chunk operands.
 struct PrepWorkspace {
-  at::Tensor w, tu, mqk, qs, kdt, gamma, t_inv;
+  at::Tensor w, tu, mqk, qf, kf, gamma, t_inv;
 };
 
 PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkParams& p,
@@ -99,15 +99,15 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
   ws.w = at::empty({nc, hv, c, in.kp}, opts);
   ws.tu = at::empty({nc, hv, c, c}, opts);
   ws.mqk = at::empty({nc, hv, c, c}, opts);
-  ws.qs = at::empty({nc, hv, c, in.kp}, opts);
-  ws.kdt = at::empty({nc, hv, in.kp, c}, opts);
+  ws.qf = at::empty({nc, hv, c}, opts.dtype(at::kFloat));
+  ws.kf = at::empty({nc, hv, c}, opts.dtype(at::kFloat));
   ws.gamma = at::empty({nc, hv}, opts.dtype(at::kFloat));
   ws.t_inv = at::empty({nc, hv, c, c}, opts);
   p.w = ws.w.data_ptr();
   p.tu = ws.tu.data_ptr();
   p.mqk = ws.mqk.data_ptr();
-  p.qs = ws.qs.data_ptr();
-  p.kdt = ws.kdt.data_ptr();
+  p.qf = ws.qf.data_ptr<float>();
+  p.kf = ws.kf.data_ptr<float>();
   p.gamma = ws.gamma.data_ptr<float>();
   p.t_inv = ws.t_inv.data_ptr();
   check_launch(kc::launch_chunk_prep(p, stream), "prep");
@@ -143,7 +143,7 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
     p.v_new = v_new.data_ptr();
   }
   check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
-  if (for_backward) out.saved = {ws.w, ws.qs, ws.kdt, ws.mqk, ws.gamma, ws.t_inv, states, v_new};
+  if (for_backward) out.saved = {ws.w, ws.qf, ws.kf, ws.mqk, ws.gamma, ws.t_inv, states, v_new};
   return out;
 }
 
@@ -159,12 +159,12 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   PrepWorkspace ws;
   at::Tensor states, v_new;
   if (saved.size() == 8) {  // from chunk_fwd(..., for_backward = true)
-    ws.w = saved[0], ws.qs = saved[1], ws.kdt = saved[2], ws.mqk = saved[3], ws.gamma = saved[4];
+    ws.w = saved[0], ws.qf = saved[1], ws.kf = saved[2], ws.mqk = saved[3], ws.gamma = saved[4];
     ws.t_inv = saved[5], states = saved[6], v_new = saved[7];
     p.t_inv = ws.t_inv.data_ptr();
     p.w = ws.w.data_ptr();
-    p.qs = ws.qs.data_ptr();
-    p.kdt = ws.kdt.data_ptr();
+    p.qf = ws.qf.data_ptr<float>();
+    p.kf = ws.kf.data_ptr<float>();
     p.mqk = ws.mqk.data_ptr();
     p.gamma = ws.gamma.data_ptr<float>();
   } else {
