@@ -5,6 +5,7 @@
 
 #ifdef COMBA_TRAIN_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace comba::train {
