@@ -1,11 +1,15 @@
 """Profiles one chunk_comba forward+backward on CUDA (torch.profiler) and prints the kernels
-that take the most device time. Usage: python benchmarks/profile_chunk.py BUILD_DIR [B T H K V]"""
+that take the most device time. With --once: one plain forward+backward, no profiler (for
+external profilers such as ncu).
+Usage: python benchmarks/profile_chunk.py BUILD_DIR [B T H K V] [--once]"""
 import sys
 
 import torch
 
 torch.ops.load_library(f"{sys.argv[1]}/ops/libcomba_ops.so")
-B, T, H, K, V = (int(x) for x in (sys.argv[2:7] if len(sys.argv) > 6 else (8, 2048, 16, 128, 128)))
+once = "--once" in sys.argv
+args = [a for a in sys.argv[2:] if a != "--once"]
+B, T, H, K, V = (int(x) for x in (args[:5] if len(args) >= 5 else (8, 2048, 16, 128, 128)))
 dev = dict(device="cuda", dtype=torch.bfloat16)
 q, k, p = (torch.randn(B, T, H, K, **dev, requires_grad=True) for _ in range(3))
 v = torch.randn(B, T, H, V, **dev, requires_grad=True)
@@ -18,6 +22,10 @@ def step():
     o.backward(torch.randn_like(o))
 
 
+if once:
+    step()
+    torch.cuda.synchronize()
+    sys.exit(0)
 for _ in range(3):
     step()
 torch.cuda.synchronize()

@@ -76,6 +76,50 @@ __device__ __forceinline__ void block_row_sums(float& p0, float& p1, float* red,
   __syncthreads();
 }
 
+// Multiplies each row r of an accumulator tile (rows m0 ..) by f[r].
+template <int NT>
+__device__ __forceinline__ void scale_rows(tile::Acc<1, NT>& a, const float* f, int m0) {
+  const int lane = threadIdx.x & 31;
+  const float f0 = f[m0 + tile::acc_row(lane, 0)], f1 = f[m0 + tile::acc_row(lane, 2)];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a.v[0][nt][i] *= i < 2 ? f0 : f1;
+}
+
+// Accumulator tile -> 16-bit shared tile (row stride ld), optionally negated.
+template <typename T, int NT>
+__device__ __forceinline__ void acc_to_smem(const tile::Acc<1, NT>& a, T* s, int ld, int m0, int n0,
+                                            float sign = 1.f) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      tile::store_pair(s + r * ld + col, sign * a.v[0][nt][2 * half], sign * a.v[0][nt][2 * half + 1]);
+    }
+}
+
+// Row dot products of a [64 x n] accumulator tile (rows m0 + lane / 4 and + 8, columns
+// n0 ..) with a 16-bit shared tile of the same layout, summed over the two warp halves:
+// on return p0, p1 hold the full row sums for this thread's rows. All threads call it.
+template <typename T, int NT>
+__device__ __forceinline__ void block_row_dots(const tile::Acc<1, NT>& a, const T* s, int ld,
+                                               int m0, int n0, float* red, float& p0, float& p1) {
+  const int lane = threadIdx.x & 31, r0 = m0 + (lane >> 2), r1 = r0 + 8;
+  p0 = 0.f;
+  p1 = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int col = n0 + nt * 8 + tile::acc_col(lane, i);
+      (i < 2 ? p0 : p1) += a.v[0][nt][i] * tile::to_f(s[(i < 2 ? r0 : r1) * ld + col]);
+    }
+  block_row_sums(p0, p1, red, m0);
+}
+
 // Whether this thread writes per-row results for its rows (one writer per row).
 __device__ __forceinline__ bool row_owner() {
   return (threadIdx.x >> 7) == 0 && (threadIdx.x & 3) == 0;

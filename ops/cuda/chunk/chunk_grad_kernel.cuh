@@ -42,16 +42,8 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
   const int lane = threadIdx.x & 31;
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
   if (p.use_l2norm) {
-    float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = n0 + nt * 8 + tile::acc_col(lane, i);
-        const float x = tile::to_f(sX[(i < 2 ? r0 : r1) * LDK + col]);
-        (i < 2 ? p0 : p1) += d.v[0][nt][i] * x;
-      }
-    block_row_sums(p0, p1, red, m0);
+    float p0, p1;
+    block_row_dots(d, sX, LDK, m0, n0, red, p0, p1);
     const float c0 = p0 * s_r[r0], c1 = p1 * s_r[r1];  // x^ . dx^
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
@@ -169,15 +161,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   }
   {
     // Qs = scale e^G r_q q: range [0, i] gets sum_k dQs Qs.
-    float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NTK; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = nk + nt * 8 + tile::acc_col(lane, i);
-        (i < 2 ? p0 : p1) += dq.v[0][nt][i] * tile::to_f(sQ[(i < 2 ? r0 : r1) * LDK + col]);
-      }
-    block_row_sums(p0, p1, red, m0);
+    float p0, p1;
+    block_row_dots(dq, sQ, LDK, m0, nk, red, p0, p1);
     const float f0 = p.scale * __expf(s_G[r0]), f1 = p.scale * __expf(s_G[r1]);
     if (row_owner()) {
       sR[r0 * LDF] += p0 * f0 * s_rq[r0];
@@ -256,15 +241,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     dgam = warp_sum(dgam);
     if (lane == 0) s_misc[warp] = dgam;
     // Kd = e^(G_last - G) r_k k: range [j + 1, last] gets sum_k dKd Kd
-    float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NTK; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = nk + nt * 8 + tile::acc_col(lane, i);
-        (i < 2 ? p0 : p1) += dk.v[0][nt][i] * tile::to_f(sK[(i < 2 ? r0 : r1) * LDK + col]);
-      }
-    block_row_sums(p0, p1, red, m0);  // (its barrier also publishes s_misc)
+    float p0, p1;
+    block_row_dots(dk, sK, LDK, m0, nk, red, p0, p1);  // (its barrier also publishes s_misc)
     const float e0 = __expf(g_last - s_G[r0]), e1 = __expf(g_last - s_G[r1]);
     if (row_owner()) {
       if (r0 < C - 1) sR[(C - 1) * LDF + r0 + 1] += p0 * e0 * s_rk[r0];
@@ -282,13 +260,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     __syncthreads();  // phase B tiles dead: the epilogue reuses the region
 
     // dW = -dWn (16-bit operand), dTa (fp32)
-#pragma unroll
-    for (int nt = 0; nt < NTK; ++nt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = half ? r1 : r0, col = nk + nt * 8 + tile::acc_col(lane, 2 * half);
-        tile::store_pair(sdW + r * LDK + col, -dwn.v[0][nt][2 * half], -dwn.v[0][nt][2 * half + 1]);
-      }
+    acc_to_smem<T>(dwn, sdW, LDK, m0, nk, -1.f);
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
@@ -320,15 +292,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     // Y = T^T dW: dP^ = beta e^G0 Y; beta and the range [0, i - 1] get e^G0 (Y . P^)
     dp.zero();
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dp, sTo, LDC, sdW, LDK, m0, nk, C);
-    float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NTK; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = nk + nt * 8 + tile::acc_col(lane, i);
-        (i < 2 ? p0 : p1) += dp.v[0][nt][i] * tile::to_f(sP[(i < 2 ? r0 : r1) * LDK + col]);
-      }
-    block_row_sums(p0, p1, red, m0);  // also publishes sdT
+    float p0, p1;
+    block_row_dots(dp, sP, LDK, m0, nk, red, p0, p1);  // also publishes sdT
     const float w0 = __expf(s_G0[r0]), w1 = __expf(s_G0[r1]);
     p0 *= s_rp[r0] * w0;
     p1 *= s_rp[r1] * w1;
@@ -348,13 +313,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     tile::Acc<1, 4> z;
     z.zero();
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(z, sTo, LDC, sdT, LDC, m0, nc, C);
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = half ? r1 : r0, j = nc + nt * 8 + tile::acc_col(lane, 2 * half);
-        tile::store_pair(sZ + r * LDC + j, z.v[0][nt][2 * half], z.v[0][nt][2 * half + 1]);
-      }
+    acc_to_smem<T>(z, sZ, LDC, m0, nc);
     __syncthreads();
     tile::Acc<1, 4> da, pk;
     da.zero();

@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   float* s_wf = s_kf + C;
 
   const long long c = blockIdx.x;
-  const int hv = blockIdx.y, HV = p.value_heads, V = p.value_dim;
+  const int hv = blockIdx.y, HV = p.value_heads;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const ChunkLoc loc = locate_chunk(p, c);
   const long long slot = c * HV + hv;

@@ -107,31 +107,6 @@ __device__ __forceinline__ void store_state(const tile::Acc<1, NT>& s, float* ds
     }
 }
 
-// Multiplies each row r of an accumulator tile (rows m0 ..) by f[r].
-template <int NT>
-__device__ __forceinline__ void scale_rows(tile::Acc<1, NT>& a, const float* f, int m0) {
-  const int lane = threadIdx.x & 31;
-  const float f0 = f[m0 + tile::acc_row(lane, 0)], f1 = f[m0 + tile::acc_row(lane, 2)];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a.v[0][nt][i] *= i < 2 ? f0 : f1;
-}
-
-// Accumulator tile -> 16-bit shared tile (row stride ld), optionally negated.
-template <typename T, int NT>
-__device__ __forceinline__ void acc_to_smem(const tile::Acc<1, NT>& a, T* s, int ld, int m0, int n0,
-                                            float sign = 1.f) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      tile::store_pair(s + r * ld + col, sign * a.v[0][nt][2 * half], sign * a.v[0][nt][2 * half + 1]);
-    }
-}
-
 // Accumulator tile -> global rows of stride ld (only rows < rows, columns < cols).
 template <typename T, int NT>
 __device__ __forceinline__ void acc_to_global(const tile::Acc<1, NT>& a, T* g, long long ld, int m0,
@@ -161,6 +136,23 @@ __device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, 
   }
 }
 
+// Which slice a scan CTA owns and its warp tiles: [64 x BV] outputs at (m0, n0), the
+// [KP x BV] state at (ms, ns); the sequence's chunks [first, first + count).
+template <int KP, int BV>
+struct ScanCta {
+  int v0, hv, seq, m0, n0, ms, ns;
+  long long first, count, state_off;
+  __device__ explicit ScanCta(const ChunkParams& p) {
+    constexpr int kRowBlocks = KP / 16, kColSplit = (kThreads / 32) / kRowBlocks;
+    const int warp = threadIdx.x >> 5;
+    v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
+    m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
+    ms = (warp % kRowBlocks) * 16, ns = (warp / kRowBlocks) * (BV / kColSplit);
+    sequence_chunks(p, seq, first, count);
+    state_off = (static_cast<long long>(seq) * p.value_heads + hv) * p.key_dim * p.value_dim;
+  }
+};
+
 template <typename T, int KP, int BV>
 __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const ChunkParams p) {
   using L = ScanLayout<T, KP, BV>;
@@ -171,14 +163,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   T* sVn = sS + KP * LDV;        // [64 x BV] V'
   T* sVk = sVn + kChunk * LDV;    // [64 x BV] diag(kf) V'
 
-  const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
-  const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
-  const int ms = (warp % L::kStateRowBlocks) * 16, ns = (warp / L::kStateRowBlocks) * (BV / L::kStateColSplit);
-  long long first, count;
-  sequence_chunks(p, seq, first, count);
-  const long long state_off = (static_cast<long long>(seq) * HV + hv) * K * V;
+  const ScanCta<KP, BV> cta(p);
+  const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
+  const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
+  const long long first = cta.first, count = cta.count, state_off = cta.state_off;
 
   tile::Acc<1, L::kStateNT> S;
   load_state(S, p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, ms, ns);
@@ -249,14 +237,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
   T* sdOq = sdVn + kChunk * LDV;  // [64 x BV] diag(qf) dO
 
-  const int v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
-  const int HV = p.value_heads, V = p.value_dim, K = p.key_dim;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
-  const int ms = (warp % L::kStateRowBlocks) * 16, ns = (warp / L::kStateRowBlocks) * (BV / L::kStateColSplit);
-  long long first, count;
-  sequence_chunks(p, seq, first, count);
-  const long long state_off = (static_cast<long long>(seq) * HV + hv) * K * V;
+  const ScanCta<KP, BV> cta(p);
+  const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
+  const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
+  const long long first = cta.first, count = cta.count, state_off = cta.state_off;
   const long long o_ld = static_cast<long long>(HV) * V;
 
   tile::Acc<1, L::kStateNT> dS;
