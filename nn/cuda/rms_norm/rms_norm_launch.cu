@@ -2,6 +2,7 @@
 // point), and runs the backward's second stage (the fixed-order weight-grad sum).
 #include <cuda_runtime.h>
 
+#include "../dispatch.cuh"
 #include "../element.cuh"
 #include "../reduce.h"
 #include "rms_norm_params.h"
@@ -33,23 +34,17 @@ int bwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
 int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stream) {
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  switch (params.dtype) {
-    case ElementType::kFloat32: return fwd<float>(params, vectorized, s);
-    case ElementType::kFloat16: return fwd<__half>(params, vectorized, s);
-    case ElementType::kBFloat16: return fwd<__nv_bfloat16>(params, vectorized, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_element_type(params.dtype, [&](auto tag) {
+    return fwd<decltype(tag)>(params, vectorized, s);
+  });
 }
 
 int launch_rms_norm_bwd(const RMSNormParams& params, bool vectorized, void* stream) {
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  int err = static_cast<int>(cudaErrorInvalidValue);
-  switch (params.dtype) {
-    case ElementType::kFloat32: err = bwd<float>(params, vectorized, s); break;
-    case ElementType::kFloat16: err = bwd<__half>(params, vectorized, s); break;
-    case ElementType::kBFloat16: err = bwd<__nv_bfloat16>(params, vectorized, s); break;
-  }
+  const int err = dispatch_element_type(params.dtype, [&](auto tag) {
+    return bwd<decltype(tag)>(params, vectorized, s);
+  });
   if (err != 0) return err;
   return launch_column_sum(params.dw_partial, rms_norm_bwd_blocks(params.rows), params.dim, params.dw, stream);
 }
