@@ -1,13 +1,15 @@
 // Optimizer groups, clipping and gradient accumulation against independent references:
 // - parameter groups: which names decay, every hyper-parameter read back per group;
 // - clip_gradients vs torch::nn::utils::clip_grad_norm_ (norm and scaled gradients);
-// - N micro-batches of B accumulate to the gradient of one batch of N * B (fp64, 1e-12).
+// - N micro-batches of B accumulate to the gradient of one batch of N * B (fp64, 1e-12);
+// - FusedAdamW (ATen's fused kernel) steps like LibTorch's AdamW, state included.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "comba/nn/causal_lm.h"
 #include "comba/train/batch.h"
 #include "comba/train/data_source.h"
+#include "comba/train/fused_adamw.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
 #include "tiny_model.h"
@@ -68,6 +70,64 @@ TEST(ParameterGroups, EveryHyperParameterSetPerGroup) {
   }
   set_learning_rate(*opt, 0.5);
   for (const auto& group : opt->param_groups()) EXPECT_DOUBLE_EQ(group.options().get_lr(), 0.5);
+}
+
+// Five steps with changing gradients and learning rates, two groups (one without weight
+// decay), one parameter that gets no gradient at first: parameters and moments of the
+// fused step equal LibTorch's AdamW in fp64. On the GPU too when there is one.
+void check_fused_adamw(const torch::Device& device) {
+  torch::manual_seed(3);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  std::vector<torch::Tensor> a, b;
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{7, 5}, {5}, {3, 2, 4}}) {
+    a.push_back(torch::randn(shape, opts).requires_grad_());
+    b.push_back(a.back().detach().clone().requires_grad_());
+  }
+  auto groups = [](const std::vector<torch::Tensor>& p) {
+    std::vector<torch::optim::OptimizerParamGroup> g;
+    const auto opt = [](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(wd));
+    };
+    g.emplace_back(std::vector<torch::Tensor>{p[0], p[2]}, opt(0.1));
+    g.emplace_back(std::vector<torch::Tensor>{p[1]}, opt(0.0));
+    return g;
+  };
+  torch::optim::AdamW reference(groups(a), torch::optim::AdamWOptions(1e-2));
+  FusedAdamW fused(groups(b), torch::optim::AdamWOptions(1e-2), /*fuse_on_cpu=*/true);
+  for (int step = 0; step < 5; ++step) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (step < 2 && i == 2) continue;  // no gradient yet: its state starts later
+      const auto grad = torch::randn_like(a[i]);
+      a[i].mutable_grad() = grad.clone();
+      b[i].mutable_grad() = grad.clone();
+    }
+    for (auto* opt : std::initializer_list<torch::optim::Optimizer*>{&reference, &fused}) {
+      opt->param_groups()[0].options().set_lr(1e-2 / (step + 1));
+      opt->param_groups()[1].options().set_lr(2e-2 / (step + 1));
+    }
+    reference.step();
+    fused.step();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-12, 1e-14)) << "param " << i << " step " << step;
+    }
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto& sa = static_cast<torch::optim::AdamWParamState&>(
+        *reference.state().at(a[i].unsafeGetTensorImpl()));
+    const auto& sb = static_cast<torch::optim::AdamWParamState&>(
+        *fused.state().at(b[i].unsafeGetTensorImpl()));
+    EXPECT_EQ(sa.step(), sb.step()) << i;
+    EXPECT_TRUE(torch::allclose(sa.exp_avg(), sb.exp_avg(), 1e-12, 1e-14)) << i;
+    EXPECT_TRUE(torch::allclose(sa.exp_avg_sq(), sb.exp_avg_sq(), 1e-12, 1e-14)) << i;
+  }
+}
+
+TEST(FusedAdamW, StepsLikeLibTorchAdamW) { check_fused_adamw(torch::kCPU); }
+
+TEST(FusedAdamW, StepsLikeLibTorchAdamWOnGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_fused_adamw(torch::Device(torch::kCUDA, 0));
 }
 
 TEST(Clipping, MatchesLibTorchClipGradNorm) {

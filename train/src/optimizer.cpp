@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "comba/nn/causal_lm.h"
+#include "comba/train/fused_adamw.h"
 
 namespace comba::train {
 
@@ -41,7 +42,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const torch::nn::Module& mod
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(std::move(decay), group_options(options.weight_decay));
   groups.emplace_back(std::move(no_decay), group_options(0.0));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), *group_options(options.weight_decay));
+  return std::make_unique<FusedAdamW>(std::move(groups), *group_options(options.weight_decay));
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

@@ -1,4 +1,5 @@
-// AdamW with two parameter groups: group 0 takes weight decay, group 1 does not (A_log,
+// AdamW (FusedAdamW: ATen's fused kernel on the GPU) with two parameter groups: group 0
+// takes weight decay, group 1 does not (A_log,
 // dt_bias, D, decay, norms, biases, and embeddings unless decay_embeddings). Every
 // hyper-parameter is set per group (LibTorch's defaults and group options have interacted
 // in surprising ways across versions); the schedule sets each group's lr every step.
