@@ -1,7 +1,9 @@
 # Install rules and the CMake package: `cmake --install` puts the headers, libcomba_ops,
-# libcomba_nn and CombaConfig.cmake under the prefix, so that another project writes
+# libcomba_nn, libcomba_io and CombaConfig.cmake under the prefix, so that another
+# project writes
 #   find_package(Comba REQUIRED)
-#   target_link_libraries(app PRIVATE Comba::comba)
+#   target_link_libraries(app PRIVATE Comba::comba)      # operator + nn modules
+#   target_link_libraries(app PRIVATE Comba::io)         # + model folders, tokenizers
 # Torch reaches consumers as the imported target `torch` (CombaConfig finds it with
 # find_dependency), never as absolute paths; spdlog because the static logging library
 # behind comba_core links it.
@@ -17,11 +19,11 @@ set(COMBA_INSTALL_RPATH "$ORIGIN" "${COMBA_TORCH_LIBDIR}")
 if(COMBA_HAS_CUDA AND CMAKE_CUDA_COMPILER_TOOLKIT_ROOT)
   list(APPEND COMBA_INSTALL_RPATH "${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}/lib64")
 endif()
-set_target_properties(comba_ops comba_nn PROPERTIES
+set_target_properties(comba_ops comba_nn comba_io PROPERTIES
   INSTALL_RPATH "${COMBA_INSTALL_RPATH}"
   INSTALL_RPATH_USE_LINK_PATH ON)
 
-install(TARGETS comba_torch comba_log comba_core comba_ops comba_nn comba
+install(TARGETS comba_torch comba_log comba_core comba_ops comba_nn comba comba_io_base comba_io
   EXPORT CombaTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -31,6 +33,7 @@ install(DIRECTORY
     ${PROJECT_SOURCE_DIR}/core/include/
     ${PROJECT_SOURCE_DIR}/ops/include/
     ${PROJECT_SOURCE_DIR}/nn/include/
+    ${PROJECT_SOURCE_DIR}/io/include/
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")
 install(EXPORT CombaTargets NAMESPACE Comba:: DESTINATION ${COMBA_INSTALL_CMAKEDIR})

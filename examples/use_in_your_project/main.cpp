@@ -1,11 +1,15 @@
 // Uses Comba from another project: the operator directly, then a small causal LM (one
-// training step and a greedy generation). Exits non-zero if anything is off.
+// training step, a greedy generation, and a round trip through a model folder that fla
+// can read). Exits non-zero if anything is off.
+#include <comba/io/pretrained.h>
 #include <comba/nn.h>
 #include <comba/ops/comba.h>
 
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <string>
 
 int main() {
   torch::manual_seed(0);
@@ -33,9 +37,19 @@ int main() {
   model->eval();
   const auto out = comba::nn::generate(model, ids, {}, comba::nn::GenerationOptions().max_new_tokens(4));
 
-  const bool ok = op_gap < 1e-4 && std::isfinite(loss.item<double>()) && out.sequences.size(1) == 16;
+  // A model folder (config.json + model.safetensors) written and read back.
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string folder = std::string(tmp ? tmp : "/tmp") + "/use_comba_model";
+  comba::io::save_pretrained(model, folder);
+  const auto loaded = comba::io::load_pretrained(folder);
+  const auto logits = model(ids).logits, reloaded = loaded.model(ids).logits;
+  const double load_gap = (logits - reloaded).abs().max().item<double>();
+
+  const bool ok = op_gap < 1e-4 && std::isfinite(loss.item<double>()) && out.sequences.size(1) == 16 &&
+                  load_gap == 0.0;
   std::cout << "operator chunk vs recurrent max |diff| " << op_gap << ", loss " << loss.item<double>()
-            << ", generated " << out.new_tokens.size(1) << " tokens per row\n"
+            << ", generated " << out.new_tokens.size(1) << " tokens per row, reloaded folder max |diff| "
+            << load_gap << "\n"
             << "use_in_your_project: " << (ok ? "OK" : "FAILED") << std::endl;
   return ok ? 0 : 1;
 }
