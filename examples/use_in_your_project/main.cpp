@@ -41,8 +41,9 @@ int main() {
   const char* tmp = std::getenv("TMPDIR");
   const std::string folder = std::string(tmp ? tmp : "/tmp") + "/use_comba_model";
   comba::io::save_pretrained(model, folder);
-  const auto loaded = comba::io::load_pretrained(folder);
-  const auto logits = model(ids).logits, reloaded = loaded.model(ids).logits;
+  auto loaded = comba::io::load_pretrained(folder);
+  const torch::Tensor logits = model(ids).logits;
+  const torch::Tensor reloaded = loaded.model(ids).logits;
   const double load_gap = (logits - reloaded).abs().max().item<double>();
 
   const bool ok = op_gap < 1e-4 && std::isfinite(loss.item<double>()) && out.sequences.size(1) == 16 &&
