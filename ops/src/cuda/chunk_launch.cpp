@@ -1,7 +1,7 @@
 // Host side of the chunked kernels: workspace, parameters, and the stage order
-//   forward:  prep -> scan (o, final state)
-//   backward: prep -> scan (saving S, V') -> reverse scan (dS, dV', dS0) -> per-chunk grads
-// Workspaces are freed as soon as the last stage that reads them is queued.
+//   forward:  prep -> scan (o, final state; in training also S and V' per chunk)
+//   backward: reverse scan (dS, dV', dS0) -> per-chunk grads, on the training forward's
+//             workspace (a backward without one runs that forward first).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -114,6 +114,29 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
   return ws;
 }
 
+// What a training forward keeps for the backward (CombaForward::saved, in this order):
+// the prep operands the reverse scan and the gradients read, the state entering each
+// chunk and V'.
+struct SavedWorkspace {
+  at::Tensor w, qf, kf, mqk, gamma, t_inv, states, v_new;
+
+  std::vector<at::Tensor> to_list() const { return {w, qf, kf, mqk, gamma, t_inv, states, v_new}; }
+  static bool is_list(const std::vector<at::Tensor>& list) { return list.size() == 8; }
+  static SavedWorkspace from_list(const std::vector<at::Tensor>& l) {
+    return {l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]};
+  }
+  void bind(kc::ChunkParams& p) const {
+    p.w = w.data_ptr();
+    p.qf = qf.data_ptr<float>();
+    p.kf = kf.data_ptr<float>();
+    p.mqk = mqk.data_ptr();
+    p.gamma = gamma.data_ptr<float>();
+    p.t_inv = t_inv.data_ptr();
+    p.states = states.data_ptr();
+    p.v_new = v_new.data_ptr();
+  }
+};
+
 }  // namespace
 
 bool chunk_supported(const CombaProblem& pb, const CombaInputs& in) {
@@ -143,39 +166,24 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
     p.v_new = v_new.data_ptr();
   }
   check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
-  if (for_backward) out.saved = {ws.w, ws.qf, ws.kf, ws.mqk, ws.gamma, ws.t_inv, states, v_new};
+  if (for_backward) {
+    out.saved = SavedWorkspace{ws.w, ws.qf, ws.kf, ws.mqk, ws.gamma, ws.t_inv, states, v_new}.to_list();
+  }
   return out;
 }
 
 InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
                      const at::Tensor& grad_final, const std::vector<at::Tensor>& saved) {
+  if (!SavedWorkspace::is_list(saved)) {  // not after a training forward: run one now
+    return chunk_bwd(pb, in, grad_o, grad_final, chunk_fwd(pb, in, /*for_backward=*/true).saved);
+  }
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
   const Prepared prep = prepare(pb, in);
   auto p = base_params(pb, prep);
   const auto opts = prep.q.options();
   const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
-
-  PrepWorkspace ws;
-  at::Tensor states, v_new;
-  if (saved.size() == 8) {  // from chunk_fwd(..., for_backward = true)
-    ws.w = saved[0], ws.qf = saved[1], ws.kf = saved[2], ws.mqk = saved[3], ws.gamma = saved[4];
-    ws.t_inv = saved[5], states = saved[6], v_new = saved[7];
-    p.t_inv = ws.t_inv.data_ptr();
-    p.w = ws.w.data_ptr();
-    p.qf = ws.qf.data_ptr<float>();
-    p.kf = ws.kf.data_ptr<float>();
-    p.mqk = ws.mqk.data_ptr();
-    p.gamma = ws.gamma.data_ptr<float>();
-  } else {
-    ws = run_prep(pb, prep, p, stream);
-    // Recompute the states entering each chunk and V' = U - W S.
-    states = at::empty({nc, hv, prep.kp, V}, opts);
-    v_new = at::empty({nc, hv, c, V}, opts);
-    p.states = states.data_ptr();
-    p.v_new = v_new.data_ptr();
-    check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (state recompute)");
-  }
+  SavedWorkspace::from_list(saved).bind(p);
 
   // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
   const auto d_o = tile_ready(grad_o.to(pb.dtype));
@@ -188,11 +196,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.d_states = d_states.data_ptr();
   p.dv_new = dv_new.data_ptr();
   p.grad_initial = d_initial.data_ptr<float>();
-  p.states = states.data_ptr();
-  p.v_new = v_new.data_ptr();
   check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
-  const at::Tensor t_inv = ws.t_inv;  // the per-chunk gradients need T, nothing else of prep
-  ws = PrepWorkspace();
 
   // Per-chunk gradients. q, k, p gradients sum over a GVA group afterwards (in fp32).
   const bool grouped = pb.group() > 1;
