@@ -115,7 +115,7 @@ __device__ __forceinline__ void block_row_dots(const tile::Acc<1, NT>& a, const 
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int col = n0 + nt * 8 + tile::acc_col(lane, i);
-      (i < 2 ? p0 : p1) += a.v[0][nt][i] * tile::to_f(s[(i < 2 ? r0 : r1) * ld + col]);
+      (i < 2 ? p0 : p1) += a.v[0][nt][i] * to_float(s[(i < 2 ? r0 : r1) * ld + col]);
     }
   block_row_sums(p0, p1, red, m0);
 }
@@ -170,7 +170,7 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
         const uint4 u = *reinterpret_cast<const uint4*>(row + c);
         const T* x = reinterpret_cast<const T*>(&u);
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) ss += tile::to_f(x[e]) * tile::to_f(x[e]);
+        for (int e = 0; e < kVec; ++e) ss += to_float(x[e]) * to_float(x[e]);
       }
       ss += __shfl_xor_sync(0xffffffffu, ss, 1);
       ss += __shfl_xor_sync(0xffffffffu, ss, 2);
@@ -210,7 +210,7 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, floa
   const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
   for (int idx = t; idx < kChunk * kChunk; idx += kThreads) {
     const int i = idx >> 6, j = idx & 63;
-    sAo[i * ldc + j] = tile::from_f<T>(sA[i * ldf + j]);
+    sAo[i * ldc + j] = from_float<T>(sA[i * ldf + j]);
   }
   if (t < kChunk) {  // column j of its diagonal block
     const int j = t, b0 = (j >> 4) << 4, jj = j - b0;
@@ -225,7 +225,7 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, floa
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
       sT[(b0 + i) * ldf + j] = col[i];
-      sTo[(b0 + i) * ldc + j] = tile::from_f<T>(col[i]);
+      sTo[(b0 + i) * ldc + j] = from_float<T>(col[i]);
     }
   }
   __syncthreads();
@@ -237,7 +237,7 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, floa
       for (int i = 0; i < 4; ++i) {
         const int r = r0 + tile::acc_row(lane, i), c = c0 + nt * 8 + tile::acc_col(lane, i);
         sT[r * ldf + c] = -acc.v[0][nt][i];
-        sTo[r * ldc + c] = tile::from_f<T>(-acc.v[0][nt][i]);
+        sTo[r * ldc + c] = from_float<T>(-acc.v[0][nt][i]);
       }
   };
   auto store_scratch = [&](const tile::Acc<1, 2>& acc, T* dst, int ld) {

@@ -50,7 +50,7 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = i < 2 ? r0 : r1, col = n0 + nt * 8 + tile::acc_col(lane, i);
-        const float xh = s_r[r] * tile::to_f(sX[r * LDK + col]);
+        const float xh = s_r[r] * to_float(sX[r * LDK + col]);
         d.v[0][nt][i] = s_r[r] * (d.v[0][nt][i] - xh * (i < 2 ? c0 : c1));
       }
   }
@@ -183,8 +183,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
         const int r = m0 + tile::acc_row(lane, i), j = nc + nt * 8 + tile::acc_col(lane, i);
         const float f = j <= r ? dm.v[0][nt][i] * p.scale * __expf(s_G[r] - s_G[j]) : 0.f;
         if (j < r) sR[r * LDF + j + 1] += f * qk.v[0][nt][i] * s_rq[r] * s_rk[j];
-        sFk[r * LDC + j] = tile::from_f<T>(f * s_rk[j]);
-        sFq[r * LDC + j] = tile::from_f<T>(f * s_rq[r]);
+        sFk[r * LDC + j] = from_float<T>(f * s_rk[j]);
+        sFq[r * LDC + j] = from_float<T>(f * s_rq[r]);
       }
     __syncthreads();
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(dq, sFk, LDC, sK, LDK, m0, nk, C);
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
       for (int half = 0; half < 2; ++half) {
         const int r = half ? r1 : r0, col = nc + nt * 8 + tile::acc_col(lane, 2 * half);
         const float a = y.v[0][nt][2 * half], b = y.v[0][nt][2 * half + 1];
-        (half ? db1 : db0) += a * tile::to_f(sX64a[r * LDV + col]) + b * tile::to_f(sX64a[r * LDV + col + 1]);
+        (half ? db1 : db0) += a * to_float(sX64a[r * LDV + col]) + b * to_float(sX64a[r * LDV + col + 1]);
         if (r < loc.len && v0 + col < V) {
           tile::store_pair(g_dv + r * o_ld + v0 + col, s_beta[r] * a, s_beta[r] * b);
         }
@@ -232,7 +232,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
       const T* x = reinterpret_cast<const T*>(&a);
       const T* y = reinterpret_cast<const T*>(&b);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) dgam += tile::to_f(x[e]) * tile::to_f(y[e]);
+      for (int e = 0; e < 8; ++e) dgam += to_float(x[e]) * to_float(y[e]);
     }
     __syncthreads();
   }
@@ -336,8 +336,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
           ek = E * s_rk[j];
           ep = E * s_rp[r];
         }
-        sEk[r * LDC + j] = tile::from_f<T>(ek);
-        sEp[r * LDC + j] = tile::from_f<T>(ep);
+        sEk[r * LDC + j] = from_float<T>(ek);
+        sEp[r * LDC + j] = from_float<T>(ep);
       }
     __syncthreads();
   }

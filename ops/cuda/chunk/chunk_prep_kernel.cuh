@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
   tile::cp_async_commit();
   for (int i = tid; i < C * LDF; i += kThreads) sT[i] = 0.f;
-  for (int i = tid; i < C * LDC; i += kThreads) sTo[i] = tile::from_f<T>(0.f);
+  for (int i = tid; i < C * LDC; i += kThreads) sTo[i] = from_float<T>(0.f);
   tile::cp_async_wait<0>();
   __syncthreads();
   norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);

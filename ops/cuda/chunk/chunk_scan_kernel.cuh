@@ -267,8 +267,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
       const int r = idx / (BV / 2), col = (idx % (BV / 2)) * 2;
       const float f = st.qf[r];
-      tile::store_pair(sdOq + r * LDV + col, f * tile::to_f(st.x[r * LDV + col]),
-                       f * tile::to_f(st.x[r * LDV + col + 1]));
+      tile::store_pair(sdOq + r * LDV + col, f * to_float(st.x[r * LDV + col]),
+                       f * to_float(st.x[r * LDV + col + 1]));
     }
     tile::Acc<1, L::kNT> dvn, kds;
     dvn.zero();

@@ -163,20 +163,6 @@ __device__ __forceinline__ void load_tile_async(T* s, int s_ld, const T* g, long
   }
 }
 
-template <typename T>
-__device__ __forceinline__ float to_f(T x);
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <>
-__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
-
 // Stores two adjacent fp32 values as one 32-bit pair of T.
 template <typename T>
 __device__ __forceinline__ void store_pair(T* dst, float a, float b) {
