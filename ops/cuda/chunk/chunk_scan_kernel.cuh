@@ -27,12 +27,6 @@ struct ScanLayout {
   static constexpr int kStage = kW + kQ + kK + kM + kTu + kX + kF;  // elements
   // + the state as an operand [KP x BV], V' and a row-scaled copy (kf V' or qf dO).
   static constexpr int kBytes = (2 * kStage + KP * LDV + 2 * kChunk * LDV) * sizeof(T);
-  // Warp tiles: [64 x BV] outputs split 4 (rows) x 2 (columns); the [KP x BV] state split
-  // KP / 16 (rows) x the rest.
-  static constexpr int kStateRowBlocks = KP / 16;
-  static constexpr int kStateColSplit = (kThreads / 32) / kStateRowBlocks;
-  static constexpr int kNT = BV / 16;
-  static constexpr int kStateNT = BV / 8 / kStateColSplit;
 };
 
 template <typename T, int KP, int BV>
@@ -136,14 +130,16 @@ __device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, 
   }
 }
 
-// Which slice a scan CTA owns and its warp tiles: [64 x BV] outputs at (m0, n0), the
-// [KP x BV] state at (ms, ns); the sequence's chunks [first, first + count).
+// Which slice a scan CTA owns and its warp tiles: [64 x BV] outputs at (m0, n0), split
+// 4 (rows) x 2 (columns), kNT n-tiles each; the [KP x BV] state at (ms, ns), split KP / 16
+// (rows) x the rest, kStateNT n-tiles each; the sequence's chunks [first, first + count).
 template <int KP, int BV>
 struct ScanCta {
+  static constexpr int kRowBlocks = KP / 16, kColSplit = (kThreads / 32) / kRowBlocks;
+  static constexpr int kNT = BV / 16, kStateNT = BV / 8 / kColSplit;
   int v0, hv, seq, m0, n0, ms, ns;
   long long first, count, state_off;
   __device__ explicit ScanCta(const ChunkParams& p) {
-    constexpr int kRowBlocks = KP / 16, kColSplit = (kThreads / 32) / kRowBlocks;
     const int warp = threadIdx.x >> 5;
     v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
     m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
@@ -163,12 +159,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   T* sVn = sS + KP * LDV;        // [64 x BV] V'
   T* sVk = sVn + kChunk * LDV;    // [64 x BV] diag(kf) V'
 
-  const ScanCta<KP, BV> cta(p);
+  using Cta = ScanCta<KP, BV>;
+  const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
   const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
 
-  tile::Acc<1, L::kStateNT> S;
+  tile::Acc<1, Cta::kStateNT> S;
   load_state(S, p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, ms, ns);
 
   const long long o_ld = static_cast<long long>(HV) * V;
@@ -189,13 +186,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     __syncthreads();  // every thread is done with the previous chunk: refill its stage
     if (it + 1 < count) issue(it + 1, (it + 1) & 1);
 
-    tile::Acc<1, L::kNT> vn, u;
+    tile::Acc<1, Cta::kNT> vn, u;
     vn.zero();
     u.zero();
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(vn, st.w, L::LDK, sS, LDV, m0, n0, KP);
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, st.tu, L::LDC, st.x, LDV, m0, n0, C);
 #pragma unroll
-    for (int nt = 0; nt < L::kNT; ++nt)
+    for (int nt = 0; nt < Cta::kNT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) vn.v[0][nt][i] = u.v[0][nt][i] - vn.v[0][nt][i];
     acc_to_smem<T>(vn, sVn, LDV, m0, n0);
@@ -204,7 +201,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     if (p.states != nullptr) {
       smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
     }
-    tile::Acc<1, L::kNT> o;
+    tile::Acc<1, Cta::kNT> o;
     o.zero();
     if (p.o != nullptr) {
       tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.q, L::LDK, sS, LDV, m0, n0, KP);
@@ -237,13 +234,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
   T* sdOq = sdVn + kChunk * LDV;  // [64 x BV] diag(qf) dO
 
-  const ScanCta<KP, BV> cta(p);
+  using Cta = ScanCta<KP, BV>;
+  const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
   const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
   const long long o_ld = static_cast<long long>(HV) * V;
 
-  tile::Acc<1, L::kStateNT> dS;
+  tile::Acc<1, Cta::kStateNT> dS;
   load_state(dS, p.grad_final ? p.grad_final + state_off : nullptr, K, V, v0, ms, ns);
 
   auto issue = [&](long long it, int st) {
@@ -270,14 +268,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
       tile::store_pair(sdOq + r * LDV + col, f * to_float(st.x[r * LDV + col]),
                        f * to_float(st.x[r * LDV + col + 1]));
     }
-    tile::Acc<1, L::kNT> dvn, kds;
+    tile::Acc<1, Cta::kNT> dvn, kds;
     dvn.zero();
     kds.zero();
     tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.m, L::LDC, st.x, LDV, m0, n0, C);
     tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(kds, st.k, L::LDK, sdS, LDV, m0, n0, KP);
     scale_rows(kds, st.kf, m0);
 #pragma unroll
-    for (int nt = 0; nt < L::kNT; ++nt)
+    for (int nt = 0; nt < Cta::kNT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) dvn.v[0][nt][i] += kds.v[0][nt][i];
     acc_to_global<T>(dvn, static_cast<T*>(p.dv_new) + slot * C * V + v0, V, m0, n0, C, V - v0);
