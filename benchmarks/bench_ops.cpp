@@ -1,7 +1,9 @@
 // Operator workbench: times chunk_comba (forward, forward+backward) and the decode step of
-// fused_recurrent_comba on the shapes of SPEC section 4, one JSON line per case:
-// shapes, dtype, median ms over --iters runs (CUDA events, after warm-up), peak extra
-// device memory, and tokens/s. Usage: bench_ops [--iters N] [--filter substring]
+// fused_recurrent_comba on the shapes of SPEC section 4, plus the paths outside them (fp32
+// inputs, K = 256, the recurrent backward, and the ATen reference path for comparison),
+// one JSON line per case: shapes, dtype, median ms over --iters runs (CUDA events, after
+// warm-up), peak extra device memory, and tokens/s.
+// Usage: bench_ops [--iters N] [--filter substring]
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -24,6 +26,8 @@ struct Case {
   int64_t batch, seq_len, heads, value_heads, key_dim, value_dim;
   bool backward;    // time forward + backward
   bool recurrent;   // fused_recurrent_comba (decode) instead of chunk_comba
+  torch::Dtype dtype = torch::kBFloat16;
+  bool reference = false;  // CombaOptions::use_reference_path (the ATen path)
 };
 
 struct Inputs {
@@ -46,6 +50,10 @@ Inputs make_inputs(const Case& c, torch::Dtype dtype, bool requires_grad) {
     for (auto* t : {&in.q, &in.k, &in.v, &in.p, &in.g, &in.beta}) t->requires_grad_(true);
   }
   return in;
+}
+
+const char* dtype_name(torch::Dtype dtype) {
+  return dtype == torch::kFloat ? "fp32" : dtype == torch::kHalf ? "fp16" : "bf16";
 }
 
 #ifdef COMBA_WITH_CUDA
@@ -71,12 +79,12 @@ double median_ms(const std::function<void()>& fn, int iters) {
 }
 
 void run_case(const Case& c, int iters) {
-  const auto dtype = torch::kBFloat16;
-  auto in = make_inputs(c, dtype, c.backward);
+  auto in = make_inputs(c, c.dtype, c.backward);
   const auto options = comba::CombaOptions()
                            .use_qk_l2norm_in_kernel(true)
                            .initial_state(in.state)
-                           .output_final_state(true);
+                           .output_final_state(true)
+                           .use_reference_path(c.reference);
   auto call = [&] {
     return c.recurrent ? comba::fused_recurrent_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options)
                        : comba::chunk_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options);
@@ -106,16 +114,18 @@ void run_case(const Case& c, int iters) {
   cudaDeviceSynchronize();
   const auto peak = c10::cuda::CUDACachingAllocator::getDeviceStats(device)
                         .allocated_bytes[0].peak;
+  iters = c.reference ? std::min(iters, 10) : iters;  // the slow comparison path
   const double ms = median_ms(fn, iters);
   const double tokens = static_cast<double>(c.batch) * c.seq_len;
   std::printf(
       "{\"case\": \"%s\", \"op\": \"%s\", \"pass\": \"%s\", \"B\": %lld, \"T\": %lld, \"H\": %lld, "
-      "\"HV\": %lld, \"K\": %lld, \"V\": %lld, \"dtype\": \"bf16\", \"median_ms\": %.4f, "
-      "\"peak_extra_gib\": %.3f, \"tokens_per_s\": %.0f, \"iters\": %d}\n",
+      "\"HV\": %lld, \"K\": %lld, \"V\": %lld, \"dtype\": \"%s\", \"path\": \"%s\", "
+      "\"median_ms\": %.4f, \"peak_extra_gib\": %.3f, \"tokens_per_s\": %.0f, \"iters\": %d}\n",
       c.name.c_str(), c.recurrent ? "fused_recurrent_comba" : "chunk_comba",
       c.backward ? "fwd+bwd" : "fwd", (long long)c.batch, (long long)c.seq_len,
       (long long)c.heads, (long long)c.value_heads, (long long)c.key_dim,
-      (long long)c.value_dim, ms, (peak - before) / double(1 << 30), tokens / (ms * 1e-3),
+      (long long)c.value_dim, dtype_name(c.dtype), c.reference ? "reference" : "kernels", ms,
+      (peak - before) / double(1 << 30), tokens / (ms * 1e-3),
       iters);
   std::fflush(stdout);
 }
@@ -148,6 +158,17 @@ int main(int argc, char** argv) {
       {"decode_B1_H16_K128_V128", 1, 1, 16, 16, 128, 128, false, true},
       {"decode_B64_H16_K128_V128", 64, 1, 16, 16, 128, 128, false, true},
       {"decode_B256_H16_K128_V128", 256, 1, 16, 16, 128, 128, false, true},
+      // Outside the chunk kernels: fp32 inputs and K = 256 run the fused recurrent
+      // kernels; the same cases on the ATen reference path for comparison.
+      {"fp32_B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, false, false, torch::kFloat},
+      {"fp32_B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, true, false, torch::kFloat},
+      {"fp32_B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, true, false, torch::kFloat, true},
+      {"B2_T2048_H8_K256_V512", 2, 2048, 8, 8, 256, 512, false, false},
+      {"B2_T2048_H8_K256_V512", 2, 2048, 8, 8, 256, 512, true, false},
+      {"B2_T2048_H8_K256_V512", 2, 2048, 8, 8, 256, 512, true, false, torch::kBFloat16, true},
+      // The recurrent form with gradients (short sequences).
+      {"recurrent_B16_T64_H16_K128_V128", 16, 64, 16, 16, 128, 128, true, true},
+      {"recurrent_B16_T64_H16_K128_V128", 16, 64, 16, 16, 128, 128, true, true, torch::kBFloat16, true},
   };
   for (const auto& c : cases) {
     if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;

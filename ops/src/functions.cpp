@@ -27,6 +27,7 @@ variable_list CombaFunction<Form>::forward(AutogradContext* ctx, const at::Tenso
   ctx->save_for_backward({in.q, in.k, in.v, in.p, in.g, in.beta, in.initial_state, in.cu_seqlens});
   ctx->saved_data["scale"] = pb.scale;
   ctx->saved_data["use_l2norm"] = pb.use_l2norm;
+  ctx->saved_data["reference_path"] = pb.reference_path;
   auto out = Form::fwd(pb, in, /*for_backward=*/true);
   c10::List<at::Tensor> workspace;  // non-differentiable buffers the backward reuses
   for (const auto& t : out.saved) workspace.push_back(t);
@@ -41,7 +42,8 @@ variable_list CombaFunction<Form>::backward(AutogradContext* ctx, variable_list 
                        saved[kG], saved[kBeta], saved[kInitial], saved[kCu]};
   const auto options = CombaOptions()
                            .scale(ctx->saved_data["scale"].toDouble())
-                           .use_qk_l2norm_in_kernel(ctx->saved_data["use_l2norm"].toBool());
+                           .use_qk_l2norm_in_kernel(ctx->saved_data["use_l2norm"].toBool())
+                           .use_reference_path(ctx->saved_data["reference_path"].toBool());
   const auto pb = describe_comba_problem(in.q, in.v, in.cu_seqlens, options);
   auto grad_o = grad_outputs[0];
   if (!grad_o.defined()) {

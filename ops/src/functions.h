@@ -35,12 +35,12 @@ struct ChunkForm {
 };
 
 struct FusedRecurrentForm {
-  static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool /*for_backward*/) {
-    return fused_recurrent_comba_fwd(pb, in);
+  static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
+    return fused_recurrent_comba_fwd(pb, in, for_backward);
   }
   static InputGrads bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& d_o,
-                        const at::Tensor& d_final, const std::vector<at::Tensor>& /*saved*/) {
-    return fused_recurrent_comba_bwd(pb, in, d_o, d_final);
+                        const at::Tensor& d_final, const std::vector<at::Tensor>& saved) {
+    return fused_recurrent_comba_bwd(pb, in, d_o, d_final, saved);
   }
 };
 

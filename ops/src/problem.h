@@ -20,6 +20,7 @@ struct CombaProblem {
   bool varlen = false;
   bool use_l2norm = false;
   bool output_final_state = false;
+  bool reference_path = false;  // CombaOptions::use_reference_path
   at::ScalarType dtype = at::kFloat;        // q, k, v, p
   at::ScalarType state_dtype = at::kFloat;  // float32, float64 for float64 inputs
 

@@ -50,6 +50,7 @@ CombaProblem describe_comba_problem(const at::Tensor& q, const at::Tensor& v,
   pb.scale = options.scale().value_or(1.0 / std::sqrt(static_cast<double>(pb.key_dim)));
   pb.use_l2norm = options.use_qk_l2norm_in_kernel();
   pb.output_final_state = options.output_final_state();
+  pb.reference_path = options.use_reference_path();
   return pb;
 }
 

@@ -1,8 +1,9 @@
-// The chunked CUDA kernels at the sizes models train with, every output and gradient
-// against the operator's fp32 ATen reference path on the same GPU, run on the very
-// values the kernels saw (inputs and cotangents rounded to bf16 / fp16). Sizes: the
-// SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512 (the reference
-// path: kernels take K <= 128), and 20 packed segments of random lengths (0 included).
+// chunk_comba's CUDA kernels at the sizes models train with, every output and gradient
+// against the operator's fp32 ATen reference path (use_reference_path) on the same GPU,
+// run on the very values the kernels saw (inputs and cotangents rounded to bf16 / fp16).
+// Sizes: the SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512, and
+// 20 packed segments of random lengths (0 included). 16-bit inputs with K <= 128 run the
+// tensor-core chunk kernels; fp32 inputs and K = 256 the fused recurrent kernels.
 // GPU only: skips without CUDA.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -29,14 +30,14 @@ void PrintTo(const LargeCase& c, std::ostream* out) { *out << c.name; }
 
 std::vector<at::Tensor> run(const LargeCase& c, const std::vector<at::Tensor>& inputs,
                             const at::Tensor& cu, const at::Tensor& d_o, const at::Tensor& d_s,
-                            at::ScalarType dtype) {
+                            at::ScalarType dtype, bool reference) {
   std::vector<at::Tensor> leaves;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const auto dt = i < 4 ? dtype : at::kFloat;  // q k v p in dtype; g, beta, h0 fp32
     leaves.push_back(inputs[i].to(dt).detach().requires_grad_(true));
   }
   auto options = CombaOptions().initial_state(leaves[6]).output_final_state(true)
-                     .use_qk_l2norm_in_kernel(true);
+                     .use_qk_l2norm_in_kernel(true).use_reference_path(reference);
   if (cu.defined()) options.cu_seqlens(cu);
   auto [o, s] = chunk_comba(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], leaves[5],
                             options);
@@ -74,13 +75,14 @@ void check(const LargeCase& c, at::ScalarType dtype) {
   const auto d_o = round(torch::randn({b, total, c.value_heads, c.value_dim}, dev));
   const auto d_s = torch::randn({n, c.value_heads, c.key_dim, c.value_dim}, dev);
 
-  const auto got = run(c, inputs, cu, d_o, d_s, dtype);
-  const auto want = run(c, inputs, cu, d_o, d_s, at::kFloat);  // the ATen reference path
+  const auto got = run(c, inputs, cu, d_o, d_s, dtype, /*reference=*/false);
+  const auto want = run(c, inputs, cu, d_o, d_s, at::kFloat, /*reference=*/true);
   const char* names[] = {"o", "state", "dq", "dk", "dv", "dp", "dg", "dbeta", "dh0"};
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_TRUE(at::isfinite(got[i]).all().item<bool>()) << c.name << ": " << names[i];
     const double error = relative_error(got[i], want[i]);
-    const double limit = tensor_core_tolerance(want[i], dtype);
+    const double limit =
+        dtype == at::kFloat ? tolerance_for(want[i], dtype) : tensor_core_tolerance(want[i], dtype);
     std::cout << "[comba-error] large/" << c.name << '/' << c10::toString(dtype) << ' '
               << names[i] << ' ' << std::scientific << std::setprecision(2) << error << " tol "
               << limit << std::defaultfloat << '\n';
@@ -96,6 +98,12 @@ TEST_P(ChunkCudaLarge, BFloat16) {
 TEST_P(ChunkCudaLarge, Float16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   check(GetParam(), at::kHalf);
+}
+
+// fp32 inputs run the exact fused recurrent kernels (the chunk kernels are 16-bit only).
+TEST_P(ChunkCudaLarge, Float32) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check(GetParam(), at::kFloat);
 }
 
 std::vector<LargeCase> cases() {

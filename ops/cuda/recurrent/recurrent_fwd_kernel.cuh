@@ -1,183 +1,134 @@
 // Fused recurrent forward: per token, u = v - S^T p, S = exp(g) S + beta k u^T,
-// o = scale S^T q, the fp32 state kept in registers across the whole sequence.
+// o = scale S^T q (q, k, p l2-normalised when asked: the norms scale the reductions),
+// the fp32 state kept in registers across the whole sequence. Inputs are
+// staged in shared memory a segment of kRecurrentSegment tokens at a time (SegmentSmem),
+// so the serial per-token loop waits on no global load; one barrier per token (o of
+// token t is summed across warps at token t + 1's barrier). A training forward also
+// stores the state entering every segment for the backward.
 // Grid: (ceil(V / (32 * Vec)), HV, N). Included by the per-dtype .cu files only.
 #pragma once
 #include <cuda_runtime.h>
 
 #include "../common.cuh"
+#include "recurrent_common.cuh"
 #include "recurrent_params.h"
 #include "recurrent_traits.h"
 
 namespace comba::cuda {
 
-template <int Vec>
-struct StateVec;  // Vec fp32 state columns, loaded and stored in one access
-template <>
-struct StateVec<1> {
-  float x[1];
-  __device__ void load(const float* p) { x[0] = *p; }
-  __device__ void store(float* p) const { *p = x[0]; }
-};
-template <>
-struct StateVec<4> {
-  float x[4];
-  __device__ void load(const float* p) {
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
-  }
-  __device__ void store(float* p) const {
-    *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
-  }
-};
-
 template <typename T, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
-    recurrent_fwd_kernel(const RecurrentFwdParams params) {
+    recurrent_fwd_kernel(const __grid_constant__ RecurrentFwdParams params) {
   using Tr = RecurrentTraits;
+  constexpr int kWarps = Tr::kWarps;
   constexpr int kColumns = 32 * Vec;
+  constexpr int kL = kRecurrentSegment;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int col0 = blockIdx.x * kColumns + lane * Vec;  // first of this lane's columns
   const int hv = blockIdx.y;
   const int n = blockIdx.z;
   const int K = params.key_dim, V = params.value_dim, HV = params.value_heads;
   const int h = hv / (HV / params.heads);
+  const int col_base = blockIdx.x * kColumns;
+  const int col0 = col_base + lane * Vec;  // first of this lane's columns
+  const int my_col = lane * Vec;
   const bool cols_ok = col0 < V;  // V % Vec == 0, so all Vec columns or none
   const int row0 = warp * Rows;   // this warp's slab of state rows
+  const SequenceSpan span(params, n);
 
-  long long bos = static_cast<long long>(n) * params.seq_len, len = params.seq_len;
-  if (params.cu_seqlens != nullptr) {
-    bos = params.cu_seqlens[n];
-    len = params.cu_seqlens[n + 1] - bos;
-  }
-
-  // Cross-warp partial sums [reduction][warp][column]; the l2 norms of q, k, p.
-  __shared__ float partial[2][Tr::kWarps][kColumns];
-  __shared__ float norms[3][Tr::kWarps];
+  extern __shared__ float dynamic_smem[];
+  SegmentSmem seg(dynamic_smem, K, kColumns);
+  // Cross-warp partial sums, double-buffered by token parity: S^T p and S^T q.
+  __shared__ float pred_red[2][kWarps][kColumns];
+  __shared__ float out_red[2][kWarps][kColumns];
 
   StateVec<Vec> state[Rows];
-  const long long state_base = (static_cast<long long>(n) * HV + hv) * K * V;
-#pragma unroll
-  for (int i = 0; i < Rows; ++i) {
-    const int r = row0 + i;
-    if (params.initial_state != nullptr && r < K && cols_ok) {
-      state[i].load(params.initial_state + state_base + static_cast<long long>(r) * V + col0);
-    } else {
-#pragma unroll
-      for (int c = 0; c < Vec; ++c) state[i].x[c] = 0.f;
-    }
-  }
-
-  const T* q = static_cast<const T*>(params.q);
-  const T* k = static_cast<const T*>(params.k);
-  const T* p = static_cast<const T*>(params.p);
-  const T* v = static_cast<const T*>(params.v);
+  const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
+  load_slice(state, params.initial_state == nullptr ? nullptr : params.initial_state + mat, K, V,
+             row0, col0, cols_ok);
   T* o = static_cast<T*>(params.o);
-
-  for (long long t = 0; t < len; ++t) {
-    const long long token = bos + t;
-    const long long qk_base = (token * params.heads + h) * K + row0;
-    // One pass over q, k, p: the l2 norms' partial sums and S^T p; only k stays in
-    // registers (q is re-read after the update; it is in L1), which keeps the kernel
-    // at two CTAs per SM.
-    float kr[Rows];
-    float dot_p[Vec];
-#pragma unroll
-    for (int c = 0; c < Vec; ++c) dot_p[c] = 0.f;
-    float ss_q = 0.f, ss_k = 0.f, ss_p = 0.f;
-#pragma unroll
-    for (int i = 0; i < Rows; ++i) {
-      const bool ok = row0 + i < K;
-      const float qi = ok ? to_float(q[qk_base + i]) : 0.f;
-      const float pi = ok ? to_float(p[qk_base + i]) : 0.f;
-      kr[i] = ok ? to_float(k[qk_base + i]) : 0.f;
-      ss_q += qi * qi;
-      ss_k += kr[i] * kr[i];
-      ss_p += pi * pi;
-#pragma unroll
-      for (int c = 0; c < Vec; ++c) dot_p[c] += pi * state[i].x[c];
-    }
-    float inv_q = 1.f, inv_k = 1.f, inv_p = 1.f;
-    if (params.use_l2norm) {
-      if (lane == 0) {
-        norms[0][warp] = ss_q;
-        norms[1][warp] = ss_k;
-        norms[2][warp] = ss_p;
-      }
-      __syncthreads();
-      float tq = 0.f, tk = 0.f, tp = 0.f;
-#pragma unroll
-      for (int w = 0; w < Tr::kWarps; ++w) {
-        tq += norms[0][w];
-        tk += norms[1][w];
-        tp += norms[2][w];
-      }
-      inv_q = rsqrtf(tq + 1e-6f);
-      inv_k = rsqrtf(tk + 1e-6f);
-      inv_p = rsqrtf(tp + 1e-6f);
-    }
-    const long long gate_index = token * HV + hv;
-    const float alpha = __expf(load_gate<T>(params.g, gate_index, params.g_fp32));
-    const float beta =
-        params.beta != nullptr ? load_gate<T>(params.beta, gate_index, params.beta_fp32) : 1.f;
-    const long long v_index = (token * HV + hv) * static_cast<long long>(V) + col0;
-
-    // pred = S^T p for this lane's columns, summed over the warps' row slabs.
-#pragma unroll
-    for (int c = 0; c < Vec; ++c) partial[0][warp][lane * Vec + c] = dot_p[c] * inv_p;
-    __syncthreads();
-    float update[Vec];
+  auto row_of = [&](const float* x, int s, int i) {
+    return row0 + i < K ? x[s * K + row0 + i] : 0.f;
+  };
+  // Warp 0 writes o of a token whose S^T q partials are complete in out_red[buf].
+  auto write_output = [&](int buf, long long token, float out_scale) {
+    if (warp != 0 || !cols_ok) return;
 #pragma unroll
     for (int c = 0; c < Vec; ++c) {
-      float pred = 0.f;
+      float out = 0.f;
 #pragma unroll
-      for (int w = 0; w < Tr::kWarps; ++w) pred += partial[0][w][lane * Vec + c];
-      const float v_t = cols_ok ? to_float(v[v_index + c]) : 0.f;
-      update[c] = beta * (v_t - pred);
+      for (int w = 0; w < kWarps; ++w) out += out_red[buf][w][my_col + c];
+      o[(token * HV + hv) * V + col0 + c] = from_float<T>(out * out_scale);
     }
+  };
 
-    float dot_q[Vec];
+  int round = 0;
+  for (long long first = span.bos; first < span.bos + span.len; first += kL) {
+    const int steps = static_cast<int>(min(static_cast<long long>(kL), span.bos + span.len - first));
+    if (params.checkpoints != nullptr) {
+      const long long slot = span.first_slot(n) + (first - span.bos) / kL;
+      store_slice(state, params.checkpoints + (slot * HV + hv) * K * V, K, V, row0, col0, cols_ok);
+    }
+    seg.stage<T, kColumns, kWarps>(params, nullptr, first, steps, h, hv, col_base);
+    for (int s = 0; s < steps; ++s, ++round) {
+      const int buf = round & 1;
+      float dot_p[Vec];
 #pragma unroll
-    for (int c = 0; c < Vec; ++c) dot_q[c] = 0.f;
+      for (int c = 0; c < Vec; ++c) dot_p[c] = 0.f;
 #pragma unroll
-    for (int i = 0; i < Rows; ++i) {
-      const float qi = row0 + i < K ? to_float(q[qk_base + i]) : 0.f;
-      const float ki = kr[i] * inv_k;
+      for (int i = 0; i < Rows; ++i) {
+        const float pi = row_of(seg.p, s, i);
+#pragma unroll
+        for (int c = 0; c < Vec; ++c) dot_p[c] += pi * state[i].x[c];
+      }
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) pred_red[buf][warp][my_col + c] = dot_p[c];
+      __syncthreads();
+      if (s > 0) write_output(buf ^ 1, first + s - 1, params.scale * seg.inv_q[s - 1]);
+      const float alpha = seg.alpha[s], beta_k = seg.beta[s] * seg.inv_k[s], inv_p = seg.inv_p[s];
+      float update[Vec];  // beta u / ||k||
 #pragma unroll
       for (int c = 0; c < Vec; ++c) {
-        state[i].x[c] = alpha * state[i].x[c] + ki * update[c];
-        dot_q[c] += qi * state[i].x[c];
+        float pred = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) pred += pred_red[buf][w][my_col + c];
+        update[c] = beta_k * (seg.v[s * kColumns + my_col + c] - inv_p * pred);
       }
-    }
+      float dot_q[Vec];
 #pragma unroll
-    for (int c = 0; c < Vec; ++c) partial[1][warp][lane * Vec + c] = dot_q[c];
-    __syncthreads();
-    if (warp == 0 && cols_ok) {
+      for (int c = 0; c < Vec; ++c) dot_q[c] = 0.f;
 #pragma unroll
-      for (int c = 0; c < Vec; ++c) {
-        float out = 0.f;
+      for (int i = 0; i < Rows; ++i) {
+        const float qi = row_of(seg.q, s, i), ki = row_of(seg.k, s, i);
 #pragma unroll
-        for (int w = 0; w < Tr::kWarps; ++w) out += partial[1][w][lane * Vec + c];
-        o[v_index + c] = from_float<T>(out * inv_q * params.scale);
+        for (int c = 0; c < Vec; ++c) {
+          state[i].x[c] = alpha * state[i].x[c] + ki * update[c];
+          dot_q[c] += qi * state[i].x[c];
+        }
       }
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) out_red[buf][warp][my_col + c] = dot_q[c];
     }
+    __syncthreads();  // the segment's last S^T q partials; seg free for restaging
+    write_output((round - 1) & 1, first + steps - 1, params.scale * seg.inv_q[steps - 1]);
   }
 
-  if (params.final_state != nullptr && cols_ok) {
-#pragma unroll
-    for (int i = 0; i < Rows; ++i) {
-      const int r = row0 + i;
-      if (r < K) state[i].store(params.final_state + state_base + static_cast<long long>(r) * V + col0);
-    }
+  if (params.final_state != nullptr) {
+    store_slice(state, params.final_state + mat, K, V, row0, col0, cols_ok);
   }
 }
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
   constexpr int kColumns = 32 * Vec;
+  static std::atomic<unsigned long long> configured{0};
+  const auto kernel = recurrent_fwd_kernel<T, Rows, Vec>;
+  const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * 4;
+  if (const int err = allow_dynamic_smem(kernel, most, configured); err != 0) return err;
   const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads,
                   params.num_seqs);
-  recurrent_fwd_kernel<T, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
+  const int bytes = SegmentSmem::floats(params.key_dim, kColumns) * 4;
+  kernel<<<grid, RecurrentTraits::kThreads, bytes, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -7,6 +7,16 @@ namespace comba::cuda {
 
 enum class ElementType { kFloat32, kFloat16, kBFloat16 };
 
+// Tokens per checkpoint segment: a training forward stores the state entering every
+// segment, and the backward recomputes one segment's states at a time.
+inline constexpr int kRecurrentSegment = 32;
+
+// Checkpoint slots for `tokens` tokens in `num_seqs` sequences (segment 0 of sequence n
+// lives in slot floor(bos_n / kRecurrentSegment) + n; an upper bound, no host sync).
+inline int64_t recurrent_checkpoint_slots(int64_t tokens, int64_t num_seqs) {
+  return tokens / kRecurrentSegment + num_seqs + 1;
+}
+
 struct RecurrentFwdParams {
   // Inputs, contiguous in the caller's layout: q, k, p [B, T, H, K]; v [B, T, HV, V];
   // g, beta [B, T, HV] (input dtype or float32, see *_fp32); beta may be null (= 1).
@@ -22,6 +32,8 @@ struct RecurrentFwdParams {
   const int64_t* cu_seqlens = nullptr;   // [N + 1] on the device, or null (dense)
   void* o = nullptr;                     // [B, T, HV, V], input dtype
   float* final_state = nullptr;          // [N, HV, K, V] or null
+  // [recurrent_checkpoint_slots, HV, K, V] or null: the state entering each segment.
+  float* checkpoints = nullptr;
 
   ElementType dtype = ElementType::kFloat32;
   int64_t seq_len = 0;  // T
@@ -30,8 +42,36 @@ struct RecurrentFwdParams {
   bool use_l2norm = false;
 };
 
-// Launches the forward on `stream` (a cudaStream_t); returns the launch's cudaError_t.
+// The backward reads the forward's inputs and checkpoints. q, k and p gradients are
+// with respect to the l2-normalised vectors, per value head and per block of state
+// columns (fp32 partial sums the host adds up, with the l2norm backward and the GVA
+// group sum); dg and dbeta are fp32 partials per column block as well.
+struct RecurrentBwdParams {
+  RecurrentFwdParams in;                // o and final_state unused
+  const float* checkpoints = nullptr;   // from the training forward
+  const void* grad_o = nullptr;         // [B, T, HV, V], input dtype
+  const float* grad_final = nullptr;    // [N, HV, K, V] or null
+  float* scratch = nullptr;             // per CTA: one segment's states
+  float* dq = nullptr;                  // [CB, B, T, HV, K] with CB = gridDim.x
+  float* dk = nullptr;
+  float* dp = nullptr;
+  float* dg = nullptr;                  // [CB, B, T, HV]
+  float* dbeta = nullptr;
+  void* dv = nullptr;                   // [B, T, HV, V], input dtype
+  float* grad_initial = nullptr;        // [N, HV, K, V] or null
+  int64_t tokens = 0;                   // B * T: the stride of one column block's partials
+};
+
+// Launch on `stream` (a cudaStream_t); return the launch's cudaError_t.
 int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream);
+int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream);
+
+// Backward tiling, for the host's buffer sizes: column blocks and scratch floats.
+struct RecurrentBwdShape {
+  int column_blocks;
+  int64_t scratch_floats_per_cta;
+};
+RecurrentBwdShape recurrent_bwd_shape(int key_dim, int value_dim);
 
 // Largest key head dim the recurrent kernels take.
 inline constexpr int kRecurrentMaxKeyDim = 256;

@@ -1,8 +1,8 @@
-// Tiling of the fused recurrent kernel. A CTA owns kWarps warps and 32 * Vec state
-// columns of one (sequence, value head): each lane keeps Vec adjacent columns (16-byte
-// state accesses when Vec = 4) and each warp a slab of Rows state rows, so the fp32
-// state lives in registers and a warp touches whole 128- or 512-byte lines. Reductions
-// over K go through shared memory across warps.
+// Tiling of the fused recurrent kernels. A CTA owns kWarps warps and 32 * Vec state
+// columns of one (sequence, value head): each lane keeps Vec adjacent columns (8- or
+// 16-byte state accesses when Vec = 2 or 4) and each warp a slab of Rows state rows, so
+// the fp32 state lives in registers and a warp touches whole 128- or 512-byte lines.
+// Reductions over K go through shared memory across warps, over V through shuffles.
 #pragma once
 
 namespace comba::cuda {
@@ -10,26 +10,39 @@ namespace comba::cuda {
 struct RecurrentTraits {
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  // Largest Rows * Vec kept per thread without spilling (registers for the state).
+  // Largest Rows * Vec kept per thread without spilling: the forward holds the state,
+  // the backward the state and its gradient.
   static constexpr int kMaxStatePerThread = 64;
+  static constexpr int kMaxBwdStatePerThread = 32;
 };
 
 struct RecurrentTile {
   int rows;  // state rows per thread: K / kWarps rounded up to a compiled size
-  int vec;   // adjacent state columns per lane: 4 when V allows it, else 1
+  int vec;   // adjacent state columns per lane
 };
 
-inline RecurrentTile recurrent_tile(int key_dim, int value_dim) {
+inline int recurrent_rows(int key_dim) {
   const int need = (key_dim + RecurrentTraits::kWarps - 1) / RecurrentTraits::kWarps;
-  int rows = -1;
   for (int r : {2, 4, 8, 16, 32}) {
-    if (need <= r) {
-      rows = r;
-      break;
-    }
+    if (need <= r) return r;
   }
+  return -1;
+}
+
+// Forward: 4 columns per lane when V allows it, else 1.
+inline RecurrentTile recurrent_tile(int key_dim, int value_dim) {
+  const int rows = recurrent_rows(key_dim);
   const bool wide = value_dim % 4 == 0 && rows * 4 <= RecurrentTraits::kMaxStatePerThread;
   return {rows, wide ? 4 : 1};
+}
+
+// Backward: 4 columns per lane when V and the registers allow it, 2 for the 16-row tile
+// (K in (64, 128]), else 1.
+inline RecurrentTile recurrent_bwd_tile(int key_dim, int value_dim) {
+  const int rows = recurrent_rows(key_dim);
+  if (value_dim % 4 == 0 && rows * 4 <= RecurrentTraits::kMaxBwdStatePerThread) return {rows, 4};
+  if (value_dim % 2 == 0 && rows == 16) return {rows, 2};
+  return {rows, 1};
 }
 
 }  // namespace comba::cuda

@@ -5,9 +5,13 @@
 
 namespace comba::detail::cuda {
 
-// Whether the fused recurrent forward kernel takes this problem (else: reference path).
-bool recurrent_fwd_supported(const CombaProblem& pb, const CombaInputs& in);
-CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in);
+// Whether the fused recurrent kernels take this problem (CUDA, fp32/bf16/fp16, K <= 256).
+bool recurrent_supported(const CombaProblem& pb, const CombaInputs& in);
+// for_backward: CombaForward::saved keeps a state checkpoint every kRecurrentSegment
+// tokens for recurrent_bwd (which, given none, runs this forward first).
+CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward);
+InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
+                         const at::Tensor& grad_final, const std::vector<at::Tensor>& saved);
 
 // Whether the chunked kernels take this problem (16-bit inputs, K <= 128).
 bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);

@@ -1,3 +1,9 @@
+// Host side of the fused recurrent kernels:
+//   forward:  one kernel (o, final state; in training also a state checkpoint every
+//             kRecurrentSegment tokens);
+//   backward: one kernel on those checkpoints (a backward without them runs the training
+//             forward first), then the sums over column blocks and GVA groups and the
+//             l2norm backward in ATen.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -7,47 +13,48 @@
 namespace comba::detail::cuda {
 
 namespace {
-comba::cuda::ElementType element_type(at::ScalarType t) {
+
+namespace kc = comba::cuda;
+
+kc::ElementType element_type(at::ScalarType t) {
   switch (t) {
-    case at::kHalf: return comba::cuda::ElementType::kFloat16;
-    case at::kBFloat16: return comba::cuda::ElementType::kBFloat16;
-    default: return comba::cuda::ElementType::kFloat32;
+    case at::kHalf: return kc::ElementType::kFloat16;
+    case at::kBFloat16: return kc::ElementType::kBFloat16;
+    default: return kc::ElementType::kFloat32;
   }
 }
-}  // namespace
 
-bool recurrent_fwd_supported(const CombaProblem& pb, const CombaInputs& in) {
-  return in.q.is_cuda() && pb.dtype != at::kDouble &&
-         pb.key_dim <= comba::cuda::kRecurrentMaxKeyDim;
+void check_launch(int err, const char* pass) {
+  TORCH_CHECK(err == 0, "fused_recurrent_comba: CUDA kernel (", pass, ") launch failed: ",
+              cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
-CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in) {
-  const c10::cuda::CUDAGuard guard(in.q.device());
-  const auto q = in.q.contiguous(), k = in.k.contiguous(), v = in.v.contiguous();
-  const auto p = in.p.defined() ? in.p.contiguous() : k;
-  const auto g = in.g.contiguous();
-  const auto beta = in.beta.defined() ? in.beta.contiguous() : at::Tensor();
-  const auto h0 = in.initial_state.defined() ? in.initial_state.contiguous() : at::Tensor();
-  const auto cu = in.cu_seqlens.defined() ? in.cu_seqlens.to(q.device()).contiguous() : at::Tensor();
+// The inputs as the kernels read them: contiguous, p = k when absent, state fp32.
+struct Contiguous {
+  at::Tensor q, k, p, v, g, beta, h0, cu;
+  explicit Contiguous(const CombaInputs& in)
+      : q(in.q.contiguous()),
+        k(in.k.contiguous()),
+        p(in.p.defined() ? in.p.contiguous() : k),
+        v(in.v.contiguous()),
+        g(in.g.contiguous()),
+        beta(in.beta.defined() ? in.beta.contiguous() : at::Tensor()),
+        h0(in.initial_state.defined() ? in.initial_state.to(at::kFloat).contiguous() : at::Tensor()),
+        cu(in.cu_seqlens.defined() ? in.cu_seqlens.to(in.q.device()).contiguous() : at::Tensor()) {}
+};
 
-  CombaForward out;
-  out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, q.options());
-  out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
-                              q.options().dtype(at::kFloat));
-
-  comba::cuda::RecurrentFwdParams params;
-  params.q = q.data_ptr();
-  params.k = k.data_ptr();
-  params.p = p.data_ptr();
-  params.v = v.data_ptr();
-  params.g = g.data_ptr();
-  params.g_fp32 = g.scalar_type() == at::kFloat;
-  params.beta = beta.defined() ? beta.data_ptr() : nullptr;
-  params.beta_fp32 = beta.defined() && beta.scalar_type() == at::kFloat;
-  params.initial_state = h0.defined() ? h0.data_ptr<float>() : nullptr;
-  params.cu_seqlens = cu.defined() ? cu.data_ptr<int64_t>() : nullptr;
-  params.o = out.o.data_ptr();
-  params.final_state = out.final_state.data_ptr<float>();
+kc::RecurrentFwdParams input_params(const CombaProblem& pb, const Contiguous& in) {
+  kc::RecurrentFwdParams params;
+  params.q = in.q.data_ptr();
+  params.k = in.k.data_ptr();
+  params.p = in.p.data_ptr();
+  params.v = in.v.data_ptr();
+  params.g = in.g.data_ptr();
+  params.g_fp32 = in.g.scalar_type() == at::kFloat;
+  params.beta = in.beta.defined() ? in.beta.data_ptr() : nullptr;
+  params.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
+  params.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
+  params.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
   params.dtype = element_type(pb.dtype);
   params.seq_len = pb.seq_len;
   params.heads = static_cast<int>(pb.heads);
@@ -57,11 +64,104 @@ CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in) {
   params.num_seqs = static_cast<int>(pb.num_seqs);
   params.scale = static_cast<float>(pb.scale);
   params.use_l2norm = pb.use_l2norm;
-  if (pb.num_seqs > 0) {
-    const int err = comba::cuda::launch_recurrent_fwd(params, at::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == 0, "fused_recurrent_comba: CUDA kernel launch failed: ",
-                cudaGetErrorString(static_cast<cudaError_t>(err)));
+  return params;
+}
+
+}  // namespace
+
+bool recurrent_supported(const CombaProblem& pb, const CombaInputs& in) {
+  return in.q.is_cuda() && pb.dtype != at::kDouble &&
+         pb.key_dim <= comba::cuda::kRecurrentMaxKeyDim;
+}
+
+CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const Contiguous c(in);
+  CombaForward out;
+  out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, c.q.options());
+  out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
+                              c.q.options().dtype(at::kFloat));
+  auto params = input_params(pb, c);
+  params.o = out.o.data_ptr();
+  params.final_state = out.final_state.data_ptr<float>();
+  if (for_backward) {
+    const auto slots = kc::recurrent_checkpoint_slots(pb.batch * pb.seq_len, pb.num_seqs);
+    auto checkpoints = at::empty({slots, pb.value_heads, pb.key_dim, pb.value_dim},
+                                 c.q.options().dtype(at::kFloat));
+    params.checkpoints = checkpoints.data_ptr<float>();
+    out.saved = {checkpoints};
   }
+  if (pb.num_seqs > 0) {
+    check_launch(kc::launch_recurrent_fwd(params, at::cuda::getCurrentCUDAStream().stream()),
+                 "forward");
+  }
+  return out;
+}
+
+InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
+                         const at::Tensor& grad_final, const std::vector<at::Tensor>& saved) {
+  if (saved.size() != 1) {  // not after a training forward: run one now for its checkpoints
+    return recurrent_bwd(pb, in, grad_o, grad_final, recurrent_fwd(pb, in, true).saved);
+  }
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const Contiguous c(in);
+  const auto f32 = c.q.options().dtype(at::kFloat);
+  const int64_t B = pb.batch, T = pb.seq_len, HV = pb.value_heads, K = pb.key_dim,
+                V = pb.value_dim;
+  const auto shape = kc::recurrent_bwd_shape(static_cast<int>(K), static_cast<int>(V));
+  const int64_t blocks = shape.column_blocks;
+
+  const auto d_o = grad_o.to(pb.dtype).contiguous();
+  const auto d_final = grad_final.defined() ? grad_final.to(at::kFloat).contiguous() : at::Tensor();
+  auto scratch = at::empty({pb.num_seqs * HV * blocks * shape.scratch_floats_per_cta}, f32);
+  auto dq = at::empty({blocks, B, T, HV, K}, f32), dk = at::empty({blocks, B, T, HV, K}, f32),
+       dp = at::empty({blocks, B, T, HV, K}, f32);
+  auto dg = at::empty({blocks, B, T, HV}, f32), dbeta = at::empty({blocks, B, T, HV}, f32);
+  auto dv = at::empty({B, T, HV, V}, c.q.options());
+  auto d_initial = at::empty({pb.num_seqs, HV, K, V}, f32);
+
+  kc::RecurrentBwdParams params;
+  params.in = input_params(pb, c);
+  params.checkpoints = saved[0].data_ptr<float>();
+  params.grad_o = d_o.data_ptr();
+  params.grad_final = d_final.defined() ? d_final.data_ptr<float>() : nullptr;
+  params.scratch = scratch.data_ptr<float>();
+  params.dq = dq.data_ptr<float>();
+  params.dk = dk.data_ptr<float>();
+  params.dp = dp.data_ptr<float>();
+  params.dg = dg.data_ptr<float>();
+  params.dbeta = dbeta.data_ptr<float>();
+  params.dv = dv.data_ptr();
+  params.grad_initial = d_initial.data_ptr<float>();
+  params.tokens = B * T;
+  if (pb.num_seqs > 0) {
+    check_launch(kc::launch_recurrent_bwd(params, at::cuda::getCurrentCUDAStream().stream()),
+                 "backward");
+  } else {
+    for (auto* t : {&dq, &dk, &dp, &dg, &dbeta, &dv}) t->zero_();
+  }
+
+  // Column-block partials -> per query/key head (GVA) -> through the l2norm.
+  auto total = [&](const at::Tensor& x) { return blocks == 1 ? x[0] : x.sum(0); };
+  auto per_head = [&](const at::Tensor& x) {
+    auto y = total(x);
+    return pb.group() == 1 ? y : y.view({B, T, pb.heads, pb.group(), K}).sum(3);
+  };
+  auto through_norm = [&](const at::Tensor& x, const at::Tensor& d) {
+    return (pb.use_l2norm ? l2norm_bwd(x.to(at::kFloat), d) : d).to(pb.dtype);
+  };
+  InputGrads out;
+  out.q = through_norm(c.q, per_head(dq));
+  if (in.p.defined()) {
+    out.k = through_norm(c.k, per_head(dk));
+    out.p = through_norm(c.p, per_head(dp));
+  } else {  // p = k inside the operator: one normalised vector, two uses
+    out.k = through_norm(c.k, per_head(dk) + per_head(dp));
+  }
+  out.v = dv;
+  out.g = total(dg).to(in.g.scalar_type());
+  if (in.beta.defined()) out.beta = total(dbeta).to(in.beta.scalar_type());
+  if (in.initial_state.defined()) out.initial_state = d_initial.to(in.initial_state.scalar_type());
   return out;
 }
 

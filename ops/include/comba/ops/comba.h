@@ -32,6 +32,9 @@ struct CombaOptions {
   TORCH_ARG(bool, use_qk_l2norm_in_kernel) = false;
   // int64 [N + 1] boundaries of packed sequences (B must be 1); undefined means dense.
   TORCH_ARG(at::Tensor, cu_seqlens);
+  // Run the ATen reference implementation instead of the CUDA kernels: any device,
+  // exact in the compute dtype, slow. For checking the kernels against it.
+  TORCH_ARG(bool, use_reference_path) = false;
 };
 
 // Chunked (training) form. `p` defaults to k, `beta` to ones. Returns (o, final_state).
