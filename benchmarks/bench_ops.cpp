@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -116,15 +117,24 @@ void run_case(const Case& c, int iters) {
                         .allocated_bytes[0].peak;
   iters = c.reference ? std::min(iters, 10) : iters;  // the slow comparison path
   const double ms = median_ms(fn, iters);
+  // Host cost of one call: back-to-back calls without a sync, wall clock per call (a
+  // decode step is host bound when this is close to median_ms).
+  cudaDeviceSynchronize();
+  const auto host_start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) fn();
+  const double host_us = std::chrono::duration<double, std::micro>(
+                             std::chrono::steady_clock::now() - host_start).count() / iters;
+  cudaDeviceSynchronize();
   const double tokens = static_cast<double>(c.batch) * c.seq_len;
   std::printf(
       "{\"case\": \"%s\", \"op\": \"%s\", \"pass\": \"%s\", \"B\": %lld, \"T\": %lld, \"H\": %lld, "
       "\"HV\": %lld, \"K\": %lld, \"V\": %lld, \"dtype\": \"%s\", \"path\": \"%s\", "
-      "\"median_ms\": %.4f, \"peak_extra_gib\": %.3f, \"tokens_per_s\": %.0f, \"iters\": %d}\n",
+      "\"median_ms\": %.4f, \"host_us_per_call\": %.1f, \"peak_extra_gib\": %.3f, "
+      "\"tokens_per_s\": %.0f, \"iters\": %d}\n",
       c.name.c_str(), c.recurrent ? "fused_recurrent_comba" : "chunk_comba",
       c.backward ? "fwd+bwd" : "fwd", (long long)c.batch, (long long)c.seq_len,
       (long long)c.heads, (long long)c.value_heads, (long long)c.key_dim,
-      (long long)c.value_dim, dtype_name(c.dtype), c.reference ? "reference" : "kernels", ms,
+      (long long)c.value_dim, dtype_name(c.dtype), c.reference ? "reference" : "kernels", ms, host_us,
       (peak - before) / double(1 << 30), tokens / (ms * 1e-3),
       iters);
   std::fflush(stdout);

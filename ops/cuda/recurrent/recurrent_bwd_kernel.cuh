@@ -2,10 +2,11 @@
 // head) and walks the sequence's segments of kRecurrentSegment tokens from last to first.
 // Per segment, after staging its inputs in shared memory (SegmentSmem):
 //   1. from the checkpoint the training forward stored, recompute the segment's states;
-//      keep every S_{t-1} in this CTA's scratch (global, read back by the same thread),
-//      u_t in shared memory, and write dq_t = scale S_t do_t, the one gradient that
-//      needs S_t;
-//   2. walk the segment backward with dS in registers:
+//      keep u_t in shared memory and the state entering every kRecurrentSubSegment tokens
+//      in this CTA's scratch (global, read back by the same thread), and write
+//      dq_t = scale S_t do_t, the one gradient that needs S_t;
+//   2. walk the segment backward with dS in registers, S_{t-1} recomputed from its
+//      sub-segment's first state and the stored u (no barrier, no memory traffic):
 //        dS += scale q_t do_t^T;   du = beta dS^T k;   dv = du;   dk = beta dS u;
 //        dbeta = k^T dS u;   dp = -S_{t-1} du;   dg = alpha <dS, S_{t-1}>;
 //        dS <- alpha dS - p du^T.
@@ -22,16 +23,15 @@
 
 namespace comba::cuda {
 
-// Two CTAs per SM (their serial chains interleave) except for the 32-row tile, whose
-// staged segment does not fit twice in shared memory.
 template <typename T, int Rows, int Vec>
-__global__ void __launch_bounds__(RecurrentTraits::kThreads, Rows >= 32 ? 1 : 2)
+__global__ void __launch_bounds__(RecurrentTraits::kThreads)
     recurrent_bwd_kernel(const __grid_constant__ RecurrentBwdParams params) {
   using Tr = RecurrentTraits;
   constexpr int kWarps = Tr::kWarps;
   constexpr int kColumns = 32 * Vec;
   constexpr int kL = kRecurrentSegment;
   constexpr int kLanesPerRow = 32 / Rows;  // lanes holding one row after a reduce-scatter
+  constexpr int kSub = kRecurrentSubSegment;
   const RecurrentFwdParams& in = params.in;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -55,12 +55,12 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, Rows >= 32 ? 1 : 2)
   __shared__ float seg_sum[kL][kWarps][2];    // per-warp <dS, S_{t-1}> and k^T dS u
 
   const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
-  StateVec<Vec> S[Rows], D[Rows];
+  StateVec<Vec> S[Rows], D[Rows], first_state[Rows];
   load_slice(D, params.grad_final == nullptr ? nullptr : params.grad_final + mat, K, V, row0,
              col0, cols_ok);
   const long long cta = (static_cast<long long>(n) * HV + hv) * gridDim.x + blockIdx.x;
   StateVec<Vec>* scratch =
-      reinterpret_cast<StateVec<Vec>*>(params.scratch) + cta * kL * Rows * Tr::kThreads;
+      reinterpret_cast<StateVec<Vec>*>(params.scratch) + cta * (kL / kSub) * Rows * Tr::kThreads;
   T* dv = static_cast<T*>(params.dv);
   const long long part = static_cast<long long>(blockIdx.x) * params.tokens;
   // Row i of a staged [kL][K] vector (zero past K: rows are padded to 8 * Rows).
@@ -79,8 +79,12 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, Rows >= 32 ? 1 : 2)
 
     // 1. Forward through the segment.
     for (int s = 0; s < steps; ++s, ++round) {
+      if (s % kSub == 0) {
 #pragma unroll
-      for (int i = 0; i < Rows; ++i) scratch[(s * Rows + i) * Tr::kThreads + threadIdx.x] = S[i];
+        for (int i = 0; i < Rows; ++i) {
+          scratch[(s / kSub * Rows + i) * Tr::kThreads + threadIdx.x] = S[i];
+        }
+      }
       float dot_p[Vec];
 #pragma unroll
       for (int c = 0; c < Vec; ++c) dot_p[c] = 0.f;
@@ -121,10 +125,28 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, Rows >= 32 ? 1 : 2)
     }
     __syncthreads();  // seg_u complete
 
-    // 2. Backward through the segment.
+    // 2. Backward through the segment, a sub-segment of kSub tokens at a time: S_{t-1}
+    //    is recomputed from the sub-segment's first state with the stored u (no barrier).
     for (int s = steps - 1; s >= 0; --s, ++round) {
+      if (s == steps - 1 || s % kSub == kSub - 1) {
 #pragma unroll
-      for (int i = 0; i < Rows; ++i) S[i] = scratch[(s * Rows + i) * Tr::kThreads + threadIdx.x];
+        for (int i = 0; i < Rows; ++i) {
+          first_state[i] = scratch[(s / kSub * Rows + i) * Tr::kThreads + threadIdx.x];
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < Rows; ++i) S[i] = first_state[i];
+      for (int j = s - s % kSub; j < s; ++j) {
+        const float alpha_j = seg.alpha[j], beta_k_j = seg.beta[j] * seg.inv_k[j];
+#pragma unroll
+        for (int i = 0; i < Rows; ++i) {
+          const float kb = beta_k_j * row_of(seg.k, j, i);
+#pragma unroll
+          for (int c = 0; c < Vec; ++c) {
+            S[i].x[c] = alpha_j * S[i].x[c] + kb * seg_u[j][my_col + c];
+          }
+        }
+      }
       const float alpha = seg.alpha[s], beta = seg.beta[s];
       const float inv_k = seg.inv_k[s], inv_p = seg.inv_p[s];
       const float q_scale = in.scale * seg.inv_q[s];

@@ -77,7 +77,8 @@ RecurrentBwdShape recurrent_bwd_shape(int key_dim, int value_dim) {
   const RecurrentTile tile = recurrent_bwd_tile(key_dim, value_dim);
   const int columns = 32 * tile.vec;
   return {(value_dim + columns - 1) / columns,
-          static_cast<int64_t>(kRecurrentSegment) * tile.rows * RecurrentTraits::kThreads * tile.vec};
+          static_cast<int64_t>(kRecurrentSegment / kRecurrentSubSegment) * tile.rows *
+              RecurrentTraits::kThreads * tile.vec};
 }
 
 }  // namespace comba::cuda

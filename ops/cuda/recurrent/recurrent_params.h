@@ -10,6 +10,9 @@ enum class ElementType { kFloat32, kFloat16, kBFloat16 };
 // Tokens per checkpoint segment: a training forward stores the state entering every
 // segment, and the backward recomputes one segment's states at a time.
 inline constexpr int kRecurrentSegment = 32;
+// The backward keeps the state entering every kRecurrentSubSegment tokens of a segment
+// and recomputes the states in between (a power of two dividing kRecurrentSegment).
+inline constexpr int kRecurrentSubSegment = 8;
 
 // Checkpoint slots for `tokens` tokens in `num_seqs` sequences (segment 0 of sequence n
 // lives in slot floor(bos_n / kRecurrentSegment) + n; an upper bound, no host sync).

@@ -29,6 +29,13 @@ void check_launch(int err, const char* pass) {
               cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
+// Contiguous fp32 (or undefined); no dispatcher call when it already is (decode steps
+// are host bound).
+at::Tensor as_float(const at::Tensor& t) {
+  if (!t.defined()) return t;
+  return t.scalar_type() == at::kFloat ? t.contiguous() : t.to(at::kFloat).contiguous();
+}
+
 // The inputs as the kernels read them: contiguous, p = k when absent, state fp32.
 struct Contiguous {
   at::Tensor q, k, p, v, g, beta, h0, cu;
@@ -39,7 +46,7 @@ struct Contiguous {
         v(in.v.contiguous()),
         g(in.g.contiguous()),
         beta(in.beta.defined() ? in.beta.contiguous() : at::Tensor()),
-        h0(in.initial_state.defined() ? in.initial_state.to(at::kFloat).contiguous() : at::Tensor()),
+        h0(as_float(in.initial_state)),
         cu(in.cu_seqlens.defined() ? in.cu_seqlens.to(in.q.device()).contiguous() : at::Tensor()) {}
 };
 
@@ -112,7 +119,7 @@ InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at
   const int64_t blocks = shape.column_blocks;
 
   const auto d_o = grad_o.to(pb.dtype).contiguous();
-  const auto d_final = grad_final.defined() ? grad_final.to(at::kFloat).contiguous() : at::Tensor();
+  const auto d_final = as_float(grad_final);
   auto scratch = at::empty({pb.num_seqs * HV * blocks * shape.scratch_floats_per_cta}, f32);
   auto dq = at::empty({blocks, B, T, HV, K}, f32), dk = at::empty({blocks, B, T, HV, K}, f32),
        dp = at::empty({blocks, B, T, HV, K}, f32);
