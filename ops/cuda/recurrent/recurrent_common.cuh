@@ -164,19 +164,53 @@ struct SegmentSmem {
     const T* ps = static_cast<const T*>(in.p);
     const T* vs = static_cast<const T*>(in.v);
     const T* dos = static_cast<const T*>(grad_o);
+    // kBatch loads per array in flight per thread before the first store: the segment
+    // is loaded in a few memory round trips, not one per element.
+    constexpr int kBatch = 4;
     const long long qk_base = (first * in.heads + h) * K;  // token t's row: + t * heads * K
-    for (int idx = threadIdx.x; idx < steps * K; idx += blockDim.x) {
-      const int s = idx / K;
-      const long long at = qk_base + static_cast<long long>(s) * (in.heads - 1) * K + idx;
-      q[idx] = to_float(qs[at]);
-      k[idx] = to_float(ks[at]);
-      p[idx] = to_float(ps[at]);
+    const int qk_total = steps * K;
+    for (int base = threadIdx.x; base < qk_total; base += kBatch * blockDim.x) {
+      float rq[kBatch], rk[kBatch], rp[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int idx = base + b * blockDim.x;
+        if (idx < qk_total) {
+          const long long at = qk_base + static_cast<long long>(idx / K) * (in.heads - 1) * K + idx;
+          rq[b] = to_float(qs[at]);
+          rk[b] = to_float(ks[at]);
+          rp[b] = to_float(ps[at]);
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int idx = base + b * blockDim.x;
+        if (idx < qk_total) {
+          q[idx] = rq[b];
+          k[idx] = rk[b];
+          p[idx] = rp[b];
+        }
+      }
     }
-    for (int idx = threadIdx.x; idx < steps * Columns; idx += blockDim.x) {
-      const int s = idx / Columns, col = col_base + idx % Columns;
-      const long long at = ((first + s) * HV + hv) * V + col;
-      v[idx] = col < V ? to_float(vs[at]) : 0.f;
-      if (dos != nullptr) d_o[idx] = col < V ? to_float(dos[at]) : 0.f;
+    const int v_total = steps * Columns;
+    for (int base = threadIdx.x; base < v_total; base += kBatch * blockDim.x) {
+      float rv[kBatch], rd[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int idx = base + b * blockDim.x;
+        const int col = col_base + idx % Columns;
+        const long long at = ((first + idx / Columns) * HV + hv) * V + col;
+        const bool ok = idx < v_total && col < V;
+        rv[b] = ok ? to_float(vs[at]) : 0.f;
+        rd[b] = ok && dos != nullptr ? to_float(dos[at]) : 0.f;
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int idx = base + b * blockDim.x;
+        if (idx < v_total) {
+          v[idx] = rv[b];
+          d_o[idx] = rd[b];
+        }
+      }
     }
     if (threadIdx.x < steps) {
       const int s = threadIdx.x;
