@@ -245,16 +245,9 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream) {
-  constexpr int kColumns = 32 * Vec;
   static std::atomic<unsigned long long> configured{0};
-  const auto kernel = recurrent_bwd_kernel<T, Rows, Vec>;
-  const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * 4;
-  if (const int err = allow_dynamic_smem(kernel, most, configured); err != 0) return err;
-  const dim3 grid((params.in.value_dim + kColumns - 1) / kColumns, params.in.value_heads,
-                  params.in.num_seqs);
-  const int bytes = SegmentSmem::floats(params.in.key_dim, kColumns) * 4;
-  kernel<<<grid, RecurrentTraits::kThreads, bytes, stream>>>(params);
-  return static_cast<int>(cudaGetLastError());
+  return launch_segment_kernel<Rows, Vec>(recurrent_bwd_kernel<T, Rows, Vec>, params, params.in,
+                                          configured, stream);
 }
 
 // Instantiates the backward launcher for one dtype and every tile recurrent_bwd_tile picks.

@@ -120,16 +120,9 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
-  constexpr int kColumns = 32 * Vec;
   static std::atomic<unsigned long long> configured{0};
-  const auto kernel = recurrent_fwd_kernel<T, Rows, Vec>;
-  const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * 4;
-  if (const int err = allow_dynamic_smem(kernel, most, configured); err != 0) return err;
-  const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads,
-                  params.num_seqs);
-  const int bytes = SegmentSmem::floats(params.key_dim, kColumns) * 4;
-  kernel<<<grid, RecurrentTraits::kThreads, bytes, stream>>>(params);
-  return static_cast<int>(cudaGetLastError());
+  return launch_segment_kernel<Rows, Vec>(recurrent_fwd_kernel<T, Rows, Vec>, params, params,
+                                          configured, stream);
 }
 
 // Instantiates the launcher for one dtype and every compiled tile (see recurrent_tile).
