@@ -2,7 +2,7 @@
 // (g = -20 per step) stays finite and matches the oracle; zero-length segments hand the
 // initial state through unchanged; omitted p is p = k and omitted beta is ones;
 // non-contiguous inputs give the same numbers as contiguous ones; results come back in
-// each input's dtype. The Cuda* tests repeat the numeric ones on the GPU (skipped without).
+// each input's dtype; use_reference_path reaches the ATen path, backward included. The Cuda* tests repeat the numeric ones on the GPU (skipped without).
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
@@ -138,6 +138,29 @@ TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
 TEST_P(EdgeCases, CudaZeroLengthSegmentsPassTheStateThrough) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   check_zero_length_segments(GetParam(), {on(kFloat32, at::Device(at::kCUDA))});
+}
+
+// use_reference_path runs the ATen implementation, forward and backward, wherever the
+// tensors are: the same numbers as the oracle at fp32 (on a GPU this is the path that
+// checks the kernels in test_chunk_cuda_large).
+void check_reference_path(Fn fn, const RunConfig& run) {
+  CaseConfig cfg;
+  cfg.segments = {5, 0, 70};
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 8;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  const CaseTensors t = make_case(cfg);
+  RunConfig reference = run;
+  reference.reference_path = true;
+  const std::string label = std::string(fn_name(fn)) + "/reference path/" + run.device.str();
+  expect_close(run_operator(fn, cfg, t, reference), run_oracle(cfg, round_to_run(t, run), run),
+               run, label);
+}
+
+TEST_P(EdgeCases, ReferencePathOption) { check_reference_path(GetParam(), kFloat32); }
+
+TEST_P(EdgeCases, CudaReferencePathOption) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_reference_path(GetParam(), on(kFloat32, at::Device(at::kCUDA)));
 }
 
 // Only empty segments: T = 0 tokens in all.

@@ -110,6 +110,17 @@ class TorchOpsTest(unittest.TestCase):
                                        torch.ones_like(x["beta"]), 3 ** -0.5, None, False, None)
                 torch.testing.assert_close(o, ref_o, rtol=1e-10, atol=1e-12)
 
+    def test_reference_path_option(self):
+        x = make_inputs(1, 5, 1, 2, 3, 2, 1, seed=6)
+        for op_name in OPS:
+            with self.subTest(op=op_name):
+                op = getattr(torch.ops.comba, op_name)
+                o, _ = op(x["q"], x["k"], x["v"], x["p"], x["g"], x["beta"],
+                          use_reference_path=True)
+                ref_o, _ = naive_comba(x["q"], x["k"], x["v"], x["p"], x["g"], x["beta"],
+                                       3 ** -0.5, None, False, None)
+                torch.testing.assert_close(o, ref_o, rtol=1e-10, atol=1e-12)
+
     def test_torch_autograd_gradcheck(self):
         x = make_inputs(1, 3, 1, 2, 2, 2, 1, seed=4)
         for op_name in OPS:

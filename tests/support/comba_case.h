@@ -55,6 +55,7 @@ struct RunConfig {
   at::Device device = at::kCPU;
   bool omit_p = false;     // let the operator default p = k
   bool omit_beta = false;  // let the operator default beta = 1
+  bool reference_path = false;  // CombaOptions::use_reference_path
 };
 
 at::ScalarType state_dtype(at::ScalarType dtype);  // fp64 stays fp64, else fp32
