@@ -2,5 +2,7 @@
 #include "recurrent_bwd_kernel.cuh"
 
 namespace comba::cuda {
-COMBA_INSTANTIATE_RECURRENT_BWD(__nv_bfloat16)
+#define COMBA_ELEMENT __nv_bfloat16
+COMBA_INSTANTIATE_RECURRENT_BWD()
+#undef COMBA_ELEMENT
 }  // namespace comba::cuda

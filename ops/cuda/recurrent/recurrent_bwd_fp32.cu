@@ -2,5 +2,7 @@
 #include "recurrent_bwd_kernel.cuh"
 
 namespace comba::cuda {
-COMBA_INSTANTIATE_RECURRENT_BWD(float)
+#define COMBA_ELEMENT float
+COMBA_INSTANTIATE_RECURRENT_BWD()
+#undef COMBA_ELEMENT
 }  // namespace comba::cuda

@@ -250,18 +250,11 @@ int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t st
                                           configured, stream);
 }
 
-// Instantiates the backward launcher for one dtype and every tile recurrent_bwd_tile picks.
-#define COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, ROWS, VEC) \
-  template int launch_recurrent_bwd_typed<T, ROWS, VEC>(const RecurrentBwdParams&, cudaStream_t);
-#define COMBA_INSTANTIATE_RECURRENT_BWD(T)       \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 2, 1)  \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 4, 1)  \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 8, 1)  \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 16, 1) \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 32, 1) \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 16, 2) \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 2, 4)  \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 4, 4)  \
-  COMBA_INSTANTIATE_RECURRENT_BWD_TILE(T, 8, 4)
+// Instantiates the backward launcher for every tile, for the dtype the including .cu file
+// names COMBA_ELEMENT.
+#define COMBA_INSTANTIATE_RECURRENT_BWD_TILE(ROWS, VEC)                          \
+  template int launch_recurrent_bwd_typed<COMBA_ELEMENT, ROWS, VEC>(const RecurrentBwdParams&, \
+                                                                   cudaStream_t);
+#define COMBA_INSTANTIATE_RECURRENT_BWD() COMBA_RECURRENT_TILES(COMBA_INSTANTIATE_RECURRENT_BWD_TILE)
 
 }  // namespace comba::cuda

@@ -2,6 +2,8 @@
 // backward (one dispatch point; the tile choice itself lives in recurrent_traits.h).
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "../common.cuh"
 #include "recurrent_params.h"
 #include "recurrent_traits.h"
@@ -16,40 +18,33 @@ int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t st
 namespace {
 constexpr int kBadTile = static_cast<int>(cudaErrorInvalidValue);
 
+// Calls visit(integral_constant<Rows>, integral_constant<Vec>) for the compiled tile.
+template <typename Visit>
+int visit_tile(RecurrentTile tile, Visit&& visit) {
+#define COMBA_VISIT_TILE(ROWS, VEC)                                                 \
+  if (tile.rows == ROWS && tile.vec == VEC) {                                       \
+    return visit(std::integral_constant<int, ROWS>{}, std::integral_constant<int, VEC>{}); \
+  }
+  COMBA_RECURRENT_TILES(COMBA_VISIT_TILE)
+#undef COMBA_VISIT_TILE
+  return kBadTile;
+}
+
 template <typename T>
 int dispatch_fwd(const RecurrentFwdParams& params, cudaStream_t stream) {
-  const RecurrentTile tile = recurrent_tile(params.key_dim, params.value_dim);
-  const auto& P = params;
-  switch (tile.vec * 100 + tile.rows) {
-    case 102: return launch_recurrent_fwd_typed<T, 2, 1>(P, stream);
-    case 104: return launch_recurrent_fwd_typed<T, 4, 1>(P, stream);
-    case 108: return launch_recurrent_fwd_typed<T, 8, 1>(P, stream);
-    case 116: return launch_recurrent_fwd_typed<T, 16, 1>(P, stream);
-    case 132: return launch_recurrent_fwd_typed<T, 32, 1>(P, stream);
-    case 402: return launch_recurrent_fwd_typed<T, 2, 4>(P, stream);
-    case 404: return launch_recurrent_fwd_typed<T, 4, 4>(P, stream);
-    case 408: return launch_recurrent_fwd_typed<T, 8, 4>(P, stream);
-    case 416: return launch_recurrent_fwd_typed<T, 16, 4>(P, stream);
-    default: return kBadTile;
-  }
+  return visit_tile(recurrent_tile(params.key_dim, params.value_dim), [&](auto rows, auto vec) {
+    return launch_recurrent_fwd_typed<T, decltype(rows)::value, decltype(vec)::value>(params,
+                                                                                     stream);
+  });
 }
 
 template <typename T>
 int dispatch_bwd(const RecurrentBwdParams& params, cudaStream_t stream) {
-  const RecurrentTile tile = recurrent_bwd_tile(params.in.key_dim, params.in.value_dim);
-  const auto& P = params;
-  switch (tile.vec * 100 + tile.rows) {
-    case 102: return launch_recurrent_bwd_typed<T, 2, 1>(P, stream);
-    case 104: return launch_recurrent_bwd_typed<T, 4, 1>(P, stream);
-    case 108: return launch_recurrent_bwd_typed<T, 8, 1>(P, stream);
-    case 116: return launch_recurrent_bwd_typed<T, 16, 1>(P, stream);
-    case 132: return launch_recurrent_bwd_typed<T, 32, 1>(P, stream);
-    case 216: return launch_recurrent_bwd_typed<T, 16, 2>(P, stream);
-    case 402: return launch_recurrent_bwd_typed<T, 2, 4>(P, stream);
-    case 404: return launch_recurrent_bwd_typed<T, 4, 4>(P, stream);
-    case 408: return launch_recurrent_bwd_typed<T, 8, 4>(P, stream);
-    default: return kBadTile;
-  }
+  return visit_tile(recurrent_bwd_tile(params.in.key_dim, params.in.value_dim),
+                    [&](auto rows, auto vec) {
+                      return launch_recurrent_bwd_typed<T, decltype(rows)::value,
+                                                        decltype(vec)::value>(params, stream);
+                    });
 }
 }  // namespace
 

@@ -2,5 +2,7 @@
 #include "recurrent_fwd_kernel.cuh"
 
 namespace comba::cuda {
-COMBA_INSTANTIATE_RECURRENT_FWD(__nv_bfloat16)
+#define COMBA_ELEMENT __nv_bfloat16
+COMBA_INSTANTIATE_RECURRENT_FWD()
+#undef COMBA_ELEMENT
 }  // namespace comba::cuda

@@ -2,5 +2,7 @@
 #include "recurrent_fwd_kernel.cuh"
 
 namespace comba::cuda {
-COMBA_INSTANTIATE_RECURRENT_FWD(float)
+#define COMBA_ELEMENT float
+COMBA_INSTANTIATE_RECURRENT_FWD()
+#undef COMBA_ELEMENT
 }  // namespace comba::cuda

@@ -125,18 +125,11 @@ int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t st
                                           configured, stream);
 }
 
-// Instantiates the launcher for one dtype and every compiled tile (see recurrent_tile).
-#define COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, ROWS, VEC) \
-  template int launch_recurrent_fwd_typed<T, ROWS, VEC>(const RecurrentFwdParams&, cudaStream_t);
-#define COMBA_INSTANTIATE_RECURRENT_FWD(T)          \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 2, 1)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 4, 1)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 8, 1)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 16, 1)    \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 32, 1)    \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 2, 4)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 4, 4)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 8, 4)     \
-  COMBA_INSTANTIATE_RECURRENT_FWD_TILE(T, 16, 4)
+// Instantiates the forward launcher for every tile, for the dtype the including .cu file
+// names COMBA_ELEMENT.
+#define COMBA_INSTANTIATE_RECURRENT_FWD_TILE(ROWS, VEC)                          \
+  template int launch_recurrent_fwd_typed<COMBA_ELEMENT, ROWS, VEC>(const RecurrentFwdParams&, \
+                                                                   cudaStream_t);
+#define COMBA_INSTANTIATE_RECURRENT_FWD() COMBA_RECURRENT_TILES(COMBA_INSTANTIATE_RECURRENT_FWD_TILE)
 
 }  // namespace comba::cuda

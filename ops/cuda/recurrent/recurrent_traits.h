@@ -16,6 +16,11 @@ struct RecurrentTraits {
   static constexpr int kMaxBwdStatePerThread = 32;
 };
 
+// Every (Rows, Vec) tile recurrent_tile or recurrent_bwd_tile can pick, as X(ROWS, VEC):
+// the one list the instantiations and the dispatch are generated from.
+#define COMBA_RECURRENT_TILES(X) \
+  X(2, 1) X(4, 1) X(8, 1) X(16, 1) X(32, 1) X(16, 2) X(2, 4) X(4, 4) X(8, 4) X(16, 4)
+
 struct RecurrentTile {
   int rows;  // state rows per thread: K / kWarps rounded up to a compiled size
   int vec;   // adjacent state columns per lane
