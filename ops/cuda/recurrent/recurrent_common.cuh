@@ -52,10 +52,8 @@ struct SequenceSpan {
       len = p.cu_seqlens[n + 1] - bos;
     }
   }
-  // Checkpoint slot of the state entering segment 0 of this sequence (segments of
-  // kRecurrentSegment tokens). floor(bos / L) + n never collides between sequences and
-  // needs no prefix sum over the lengths (see recurrent_checkpoint_slots).
-  __device__ long long first_slot(int n) const { return bos / kRecurrentSegment + n; }
+  // Checkpoint slot of the state entering segment 0 of this sequence.
+  __device__ long long first_slot(int n) const { return recurrent_first_slot(bos, n); }
 };
 
 // A Rows x Vec slice of one [K, V] fp32 matrix (rows row0.., columns col0..), zeros where

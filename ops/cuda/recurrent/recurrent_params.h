@@ -14,8 +14,20 @@ inline constexpr int kRecurrentSegment = 32;
 // and recomputes the states in between (a power of two dividing kRecurrentSegment).
 inline constexpr int kRecurrentSubSegment = 8;
 
-// Checkpoint slots for `tokens` tokens in `num_seqs` sequences (segment 0 of sequence n
-// lives in slot floor(bos_n / kRecurrentSegment) + n; an upper bound, no host sync).
+#if defined(__CUDACC__)
+#define COMBA_HOST_DEVICE __host__ __device__
+#else
+#define COMBA_HOST_DEVICE
+#endif
+
+// Checkpoint slot of the state entering segment 0 of sequence n, which starts at token
+// bos: floor(bos / kRecurrentSegment) + n. Sequences never share a slot, and no prefix
+// sum over the lengths (a host sync for cu_seqlens) is needed.
+COMBA_HOST_DEVICE inline int64_t recurrent_first_slot(int64_t bos, int64_t n) {
+  return bos / kRecurrentSegment + n;
+}
+
+// Slots for `tokens` tokens in `num_seqs` sequences: an upper bound of every slot + 1.
 inline int64_t recurrent_checkpoint_slots(int64_t tokens, int64_t num_seqs) {
   return tokens / kRecurrentSegment + num_seqs + 1;
 }
