@@ -77,8 +77,9 @@ kc::RecurrentFwdParams input_params(const CombaProblem& pb, const Contiguous& in
 }  // namespace
 
 bool recurrent_supported(const CombaProblem& pb, const CombaInputs& in) {
+  constexpr int64_t kMaxGridZ = 65535;  // sequences are the grid's z dimension
   return in.q.is_cuda() && pb.dtype != at::kDouble &&
-         pb.key_dim <= comba::cuda::kRecurrentMaxKeyDim;
+         pb.key_dim <= comba::cuda::kRecurrentMaxKeyDim && pb.num_seqs <= kMaxGridZ;
 }
 
 CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
