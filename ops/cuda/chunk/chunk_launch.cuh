@@ -3,18 +3,23 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
+
+#include "../common.cuh"
 #include "chunk_grad_kernel.cuh"
 #include "chunk_prep_kernel.cuh"
 #include "chunk_scan_kernel.cuh"
 
 namespace comba::cuda::chunk {
 
-template <typename Kernel>
-int launch_with_smem(Kernel kernel, dim3 grid, int smem_bytes, const ChunkParams& p,
-                     cudaStream_t stream) {
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-  if (err != cudaSuccess) return static_cast<int>(err);
+// One static per kernel (Kernel is a template argument): the shared-memory attribute is
+// set once per device, not on every launch.
+template <auto Kernel>
+int launch_with_smem(dim3 grid, int smem_bytes, const ChunkParams& p, cudaStream_t stream) {
+  static std::atomic<unsigned long long> configured{0};
+  if (const int err = allow_dynamic_smem(Kernel, smem_bytes, configured); err != 0) return err;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return 0;
+  const auto kernel = Kernel;
   kernel<<<grid, kThreads, smem_bytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
@@ -22,15 +27,15 @@ int launch_with_smem(Kernel kernel, dim3 grid, int smem_bytes, const ChunkParams
 template <typename T, int KP>
 int launch_prep(const ChunkParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
-  return launch_with_smem(chunk_prep_kernel<T, KP>, grid, PrepLayout<T, KP>::kBytes, p, stream);
+  return launch_with_smem<chunk_prep_kernel<T, KP>>(grid, PrepLayout<T, KP>::kBytes, p, stream);
 }
 
 template <typename T, int KP, int BV>
 int launch_scan_bv(const ChunkParams& p, bool backward, cudaStream_t stream) {
   const dim3 grid((p.value_dim + BV - 1) / BV, p.value_heads, p.num_seqs);
   constexpr int kBytes = ScanLayout<T, KP, BV>::kBytes;
-  return backward ? launch_with_smem(chunk_scan_bwd_kernel<T, KP, BV>, grid, kBytes, p, stream)
-                  : launch_with_smem(chunk_scan_fwd_kernel<T, KP, BV>, grid, kBytes, p, stream);
+  return backward ? launch_with_smem<chunk_scan_bwd_kernel<T, KP, BV>>(grid, kBytes, p, stream)
+                  : launch_with_smem<chunk_scan_fwd_kernel<T, KP, BV>>(grid, kBytes, p, stream);
 }
 
 template <typename T, int KP>
@@ -45,7 +50,7 @@ int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream
 template <typename T, int KP>
 int launch_grad(const ChunkParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
-  return launch_with_smem(chunk_grad_kernel<T, KP>, grid, GradLayout<T, KP>::kBytes, p, stream);
+  return launch_with_smem<chunk_grad_kernel<T, KP>>(grid, GradLayout<T, KP>::kBytes, p, stream);
 }
 
 #define COMBA_INSTANTIATE_CHUNK(T, KP)                                                  \

@@ -233,20 +233,6 @@ struct SegmentSmem {
   }
 };
 
-// Opts a kernel into `bytes` of dynamic shared memory once per device (the default limit
-// is 48 KiB less the static shared memory; the attribute is per device, and setting it on
-// every launch would cost the decode step). `configured`: the kernel's set of devices done.
-template <typename Kernel>
-int allow_dynamic_smem(Kernel kernel, int bytes, std::atomic<unsigned long long>& configured) {
-  int device = 0;
-  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
-  const unsigned long long bit = 1ull << (device % 64);
-  if ((configured.load() & bit) != 0) return 0;
-  const cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (err == cudaSuccess) configured.fetch_or(bit);
-  return static_cast<int>(err);
-}
 
 // Launches a recurrent kernel (forward or backward, whose arguments are `params`) over
 // (column blocks, HV, N) with its staged segment in dynamic shared memory, opted in once
