@@ -23,7 +23,7 @@ set_target_properties(comba_ops comba_nn comba_io PROPERTIES
   INSTALL_RPATH "${COMBA_INSTALL_RPATH}"
   INSTALL_RPATH_USE_LINK_PATH ON)
 
-install(TARGETS comba_torch comba_log comba_core comba_ops comba_nn comba comba_io_base comba_io
+install(TARGETS comba_torch comba_log comba_files comba_core comba_ops comba_nn comba comba_io_base comba_io
   EXPORT CombaTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

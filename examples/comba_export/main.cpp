@@ -14,7 +14,7 @@
 #include <sstream>
 #include <string>
 
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
@@ -97,13 +97,13 @@ std::pair<std::string, std::string> read_checkpoint(const std::string& dir, cons
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   try {
-    const std::string config_path = comba::io::join_path(args.run_dir, "config.yaml");
-    if (!comba::io::path_exists(config_path)) throw std::runtime_error(config_path + ": missing (is " + args.run_dir + " a comba-train run?)");
+    const std::string config_path = comba::core::join_path(args.run_dir, "config.yaml");
+    if (!comba::core::path_exists(config_path)) throw std::runtime_error(config_path + ": missing (is " + args.run_dir + " a comba-train run?)");
     const comba::train::TrainConfig config = comba::train::load_config(config_path);
     // The run's own checkpoint folder; a relative checkpoint.dir was relative to where the
     // trainer ran, so the run directory's checkpoints/ is the fallback.
-    std::string ckpt_dir = comba::io::join_path(args.run_dir, "checkpoints");
-    if (!config.checkpoint.dir.empty() && comba::io::is_directory(config.checkpoint.dir)) ckpt_dir = config.checkpoint.dir;
+    std::string ckpt_dir = comba::core::join_path(args.run_dir, "checkpoints");
+    if (!config.checkpoint.dir.empty() && comba::core::is_directory(config.checkpoint.dir)) ckpt_dir = config.checkpoint.dir;
     const auto [ckpt_path, payload] = read_checkpoint(ckpt_dir, args.checkpoint);
 
     comba::nn::CombaForCausalLM model(config.model);
@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
     if (args.dtype == "float16") options.dtype(torch::kHalf);
     if (args.dtype == "float32") options.dtype(torch::kFloat);
     const nlohmann::ordered_json extra = {
-        {"comba_export", {{"checkpoint", comba::io::absolute_path(ckpt_path)}, {"step", step.isInt() ? step.toInt() : -1}}}};
+        {"comba_export", {{"checkpoint", comba::core::absolute_path(ckpt_path)}, {"step", step.isInt() ? step.toInt() : -1}}}};
     comba::io::save_pretrained(model, args.out_dir, options, extra);
     std::cout << nlohmann::json({{"out_dir", args.out_dir}, {"checkpoint", ckpt_path},
                                  {"step", step.isInt() ? step.toInt() : -1},

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/io/tokenizer.h"
 #include "comba/train/token_shard.h"
 
@@ -91,9 +91,9 @@ Options parse(int argc, char** argv) {
     usage_error("argument --shard-tokens expected 1 .. 2147483647 (the shard header is int32), got " +
                 std::to_string(o.shard_tokens));
   }
-  if (comba::io::is_directory(o.tokenizer)) o.tokenizer = comba::io::join_path(o.tokenizer, "tokenizer.model");
+  if (comba::core::is_directory(o.tokenizer)) o.tokenizer = comba::core::join_path(o.tokenizer, "tokenizer.model");
   for (const auto& f : o.files) {
-    if (!comba::io::is_regular_file(f)) usage_error("input " + f + ": not a readable file");
+    if (!comba::core::is_regular_file(f)) usage_error("input " + f + ": not a readable file");
   }
   return o;
 }
@@ -173,11 +173,11 @@ int main(int argc, char** argv) {
     const int64_t max_id = std::max<int64_t>(tok.vocab_size() - 1, eos);
     const int token_bytes = max_id <= 0xFFFF ? 2 : 4;
     if (const auto slash = o.out.find_last_of('/'); slash != std::string::npos && slash > 0) {
-      comba::io::make_directories(o.out.substr(0, slash));
+      comba::core::make_directories(o.out.substr(0, slash));
     }
 
     uint64_t total_bytes = 0;
-    for (const auto& f : o.files) total_bytes += static_cast<uint64_t>(comba::io::file_size(f));
+    for (const auto& f : o.files) total_bytes += static_cast<uint64_t>(comba::core::file_size(f));
     ShardWriter writer(o.out, o.shard_tokens, token_bytes);
     Progress progress(o.progress, total_bytes);
     uint64_t done_bytes = 0;

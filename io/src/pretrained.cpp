@@ -1,7 +1,7 @@
 // Model folders and the torch side of safetensors (see pretrained.h).
 #include "comba/io/pretrained.h"
 
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
@@ -49,7 +49,7 @@ void write_text_atomic(const std::string& path, const std::string& text) {
     out << text;
     if (!out) throw std::runtime_error(tmp + ": write failed");
   }
-  rename_file(tmp, path);
+  core::rename_file(tmp, path);
 }
 
 std::string dtype_label(c10::ScalarType t) {
@@ -70,15 +70,15 @@ struct FolderWeights {
 
 FolderWeights open_weights(const std::string& dir) {
   FolderWeights out;
-  const std::string single = join_path(dir, kWeightsFile);
-  const std::string index = join_path(dir, kIndexFile);
-  if (path_exists(single)) {
+  const std::string single = core::join_path(dir, kWeightsFile);
+  const std::string index = core::join_path(dir, kIndexFile);
+  if (core::path_exists(single)) {
     // transformers prefers the single file too when both exist.
     out.files.push_back(std::make_unique<SafetensorsFile>(single));
     for (const auto& e : out.files.back()->tensors()) out.tensors[e.name] = {out.files.back().get(), &e};
     return out;
   }
-  if (!path_exists(index)) {
+  if (!core::path_exists(index)) {
     throw FormatError(dir + ": no model weights: expected " + kWeightsFile + " or " + kIndexFile);
   }
   ordered_json root;
@@ -103,8 +103,8 @@ FolderWeights open_weights(const std::string& dir) {
     }
     auto it = by_shard.find(shard_name);
     if (it == by_shard.end()) {
-      const std::string shard_path = join_path(dir, shard_name);
-      if (!path_exists(shard_path)) {
+      const std::string shard_path = core::join_path(dir, shard_name);
+      if (!core::path_exists(shard_path)) {
         throw FormatError(index + ": shard " + shard_name + " (holding \"" + name + "\") is missing");
       }
       out.files.push_back(std::make_unique<SafetensorsFile>(shard_path));
@@ -245,7 +245,7 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
                      const ordered_json& extra) {
   TORCH_CHECK(options.max_shard_bytes() > 0, "save_pretrained(", dir, "): max_shard_bytes expected > 0, got ",
               options.max_shard_bytes());
-  make_directories(dir);
+  core::make_directories(dir);
   const torch::NoGradGuard no_grad;
   auto tensors = checkpoint_tensors(model);
   c10::ScalarType stored = c10::ScalarType::Float;
@@ -269,43 +269,43 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
   }
 
   // Remove weight files of an earlier save so that the folder holds exactly one layout.
-  for (const auto& name : list_directory(dir)) {
+  for (const auto& name : core::list_directory(dir)) {
     const bool shard = name.rfind("model-", 0) == 0 && name.size() > 12 &&
                        name.compare(name.size() - 12, 12, ".safetensors") == 0;
-    if (shard || name == kWeightsFile || name == kIndexFile) remove_file(join_path(dir, name));
+    if (shard || name == kWeightsFile || name == kIndexFile) core::remove_file(core::join_path(dir, name));
   }
   if (shards.size() == 1) {
-    save_safetensors(join_path(dir, kWeightsFile), shards.front());
+    save_safetensors(core::join_path(dir, kWeightsFile), shards.front());
   } else {
     ordered_json weight_map = ordered_json::object();
     const size_t n = shards.size();
     for (size_t i = 0; i < n; ++i) {
       char name[64];
       std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
-      save_safetensors(join_path(dir, name), shards[i]);
+      save_safetensors(core::join_path(dir, name), shards[i]);
       for (const auto& item : shards[i]) weight_map[item.first] = name;
     }
     ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    write_text_atomic(join_path(dir, kIndexFile), index.dump(2) + "\n");
+    write_text_atomic(core::join_path(dir, kIndexFile), index.dump(2) + "\n");
   }
 
   ModelConfigFile config;
   config.model = model->config();
   config.extra = extra.is_object() ? extra : ordered_json::object();
-  write_config(join_path(dir, kConfigFile), config, dtype_label(stored));
+  write_config(core::join_path(dir, kConfigFile), config, dtype_label(stored));
   if (!options.tokenizer_model().empty()) {
-    copy_file(options.tokenizer_model(), join_path(dir, kTokenizerFile));
+    core::copy_file(options.tokenizer_model(), core::join_path(dir, kTokenizerFile));
   }
 }
 
 ModelConfigFile read_pretrained_config(const std::string& dir) {
-  if (!is_directory(dir)) throw FormatError(dir + ": not a directory (expected a model folder with config.json)");
-  return read_config(join_path(dir, kConfigFile));
+  if (!core::is_directory(dir)) throw FormatError(dir + ": not a directory (expected a model folder with config.json)");
+  return read_config(core::join_path(dir, kConfigFile));
 }
 
 void load_weights(nn::CombaForCausalLM& model, const std::string& dir) {
-  const std::string config_path = join_path(dir, kConfigFile);
-  if (path_exists(config_path)) check_same_architecture(model->config(), read_config(config_path).model, config_path);
+  const std::string config_path = core::join_path(dir, kConfigFile);
+  if (core::path_exists(config_path)) check_same_architecture(model->config(), read_config(config_path).model, config_path);
   const FolderWeights weights = open_weights(dir);
   const bool tied = model->config().tie_word_embeddings;
   auto params = checkpoint_tensors(model);
@@ -371,8 +371,8 @@ Pretrained load_pretrained(const std::string& dir, const LoadOptions& options) {
   out.model->to(options.device(), dtype.value_or(c10::ScalarType::Float));
   load_weights(out.model, dir);
   out.model->eval();
-  const std::string tokenizer = join_path(dir, kTokenizerFile);
-  if (options.load_tokenizer() && Tokenizer::available() && path_exists(tokenizer)) {
+  const std::string tokenizer = core::join_path(dir, kTokenizerFile);
+  if (options.load_tokenizer() && Tokenizer::available() && core::path_exists(tokenizer)) {
     out.tokenizer = std::make_shared<Tokenizer>(tokenizer);
   }
   return out;

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 
 namespace comba::io::testing {
 
@@ -18,16 +18,16 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const char* tmp = std::getenv("TMPDIR");
-    path_ = join_path(tmp && *tmp ? tmp : "/tmp",
+    path_ = core::join_path(tmp && *tmp ? tmp : "/tmp",
                       "comba_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    remove_tree(path_);
-    make_directories(path_);
+    core::remove_tree(path_);
+    core::make_directories(path_);
   }
-  ~TempDir() { remove_tree(path_); }
+  ~TempDir() { core::remove_tree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
-  std::string file(const std::string& name) const { return join_path(path_, name); }
+  std::string file(const std::string& name) const { return core::join_path(path_, name); }
   const std::string& path() const { return path_; }
 
  private:

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
@@ -30,7 +30,7 @@ int run(const std::string& args, const std::string& log) {
 
 void write_run(const std::string& run_dir, const train::TrainConfig& config, const nn::CombaForCausalLM& model,
                int64_t step) {
-  make_directories(run_dir + "/checkpoints");
+  core::make_directories(run_dir + "/checkpoints");
   train::write_file_atomic(run_dir + "/config.yaml", train::to_yaml(config));
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
   train::TrainState state;
@@ -52,7 +52,7 @@ TEST(Export, RunDirectoryBecomesAModelFolder) {
   ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --max-shard-bytes 40000", dir.file("log")), 0)
       << testing::read_bytes(dir.file("log"));
   EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("\"step\":20"));
-  EXPECT_TRUE(path_exists(out + "/model.safetensors.index.json"));
+  EXPECT_TRUE(core::path_exists(out + "/model.safetensors.index.json"));
   auto loaded = load_pretrained(out);
   EXPECT_EQ(loaded.config.model.hidden_size, config.model.hidden_size);
   EXPECT_EQ(loaded.config.extra.at("comba_export").at("step"), 20);

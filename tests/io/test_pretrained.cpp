@@ -4,7 +4,7 @@
 // and interop with Python (fla_reference.py): an fla-style folder written by
 // safetensors.torch loads here and gives the logits of an independent PyTorch reference
 // of SPEC section 3; a folder exported here loads in Python and gives the same logits.
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
 #include "comba/io/text_generation.h"
 
@@ -169,9 +169,9 @@ TEST(Pretrained, SaveLoadGivesIdenticalTensorsAndLogits) {
   auto model = tiny_model();
   nlohmann::ordered_json extra = {{"transformers_version", "4.53.0"}, {"fuse_norm", true}};
   save_pretrained(model, dir.path(), {}, extra);
-  EXPECT_TRUE(path_exists(dir.file("config.json")));
-  EXPECT_TRUE(path_exists(dir.file("model.safetensors")));
-  EXPECT_FALSE(path_exists(dir.file("model.safetensors.index.json")));
+  EXPECT_TRUE(core::path_exists(dir.file("config.json")));
+  EXPECT_TRUE(core::path_exists(dir.file("model.safetensors")));
+  EXPECT_FALSE(core::path_exists(dir.file("model.safetensors.index.json")));
 
   auto loaded = load_pretrained(dir.path());
   expect_same_parameters(model, loaded.model);
@@ -197,7 +197,7 @@ TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
   auto model = tiny_model();
   save_pretrained(model, single.path());
   save_pretrained(model, sharded.path(), SaveOptions().max_shard_bytes(8'000));
-  EXPECT_FALSE(path_exists(sharded.file("model.safetensors")));
+  EXPECT_FALSE(core::path_exists(sharded.file("model.safetensors")));
   const auto index = nlohmann::json::parse(read_text(sharded.file("model.safetensors.index.json")));
   const auto& map = index.at("weight_map");
   EXPECT_EQ(map.size(), model->named_parameters().size());
@@ -209,7 +209,7 @@ TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
   ASSERT_GT(shards.size(), 2u);
   const std::string n = std::to_string(shards.size());
   EXPECT_EQ(*shards.begin(), "model-00001-of-" + std::string(5 - n.size(), '0') + n + ".safetensors");
-  for (const auto& shard : shards) EXPECT_LE(file_size(sharded.file(shard)), 8'000 + 4'096) << shard;
+  for (const auto& shard : shards) EXPECT_LE(core::file_size(sharded.file(shard)), 8'000 + 4'096) << shard;
 
   auto a = load_pretrained(single.path());
   auto b = load_pretrained(sharded.path());
@@ -219,9 +219,9 @@ TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
 
   // Saving a single file over a sharded folder leaves no stale shards or index behind.
   save_pretrained(model, sharded.path());
-  EXPECT_FALSE(path_exists(sharded.file("model.safetensors.index.json")));
-  EXPECT_FALSE(path_exists(sharded.file(*shards.begin())));
-  EXPECT_TRUE(path_exists(sharded.file("model.safetensors")));
+  EXPECT_FALSE(core::path_exists(sharded.file("model.safetensors.index.json")));
+  EXPECT_FALSE(core::path_exists(sharded.file(*shards.begin())));
+  EXPECT_TRUE(core::path_exists(sharded.file("model.safetensors")));
 }
 
 TEST(Pretrained, TiedEmbeddingsAreWrittenAsFlaWritesThem) {
@@ -327,7 +327,7 @@ TEST(Pretrained, MissingExtraOrMisshapenTensorsAreRejected) {
   testing::write_bytes(dir.file("model.safetensors"), bytes.substr(0, bytes.size() / 2));
   EXPECT_THAT(error_of([&] { load_weights(target, folder); }), HasSubstr(dir.file("model.safetensors") + ": "));
 
-  remove_file(dir.file("model.safetensors"));
+  core::remove_file(dir.file("model.safetensors"));
   EXPECT_THAT(error_of([&] { load_weights(target, folder); }),
               HasSubstr("no model weights: expected model.safetensors or model.safetensors.index.json"));
   EXPECT_THAT(error_of([&] { load_pretrained(dir.file("nothing")); }), HasSubstr("not a directory"));
@@ -386,7 +386,7 @@ TEST(Pretrained, FolderWithTokenizerGeneratesText) {
   nn::CombaForCausalLM model(config);
   const std::string folder = dir.file("model");
   save_pretrained(model, folder, SaveOptions().tokenizer_model(dir.file("sp.model")));
-  EXPECT_TRUE(path_exists(folder + "/tokenizer.model"));
+  EXPECT_TRUE(core::path_exists(folder + "/tokenizer.model"));
 
   auto loaded = load_pretrained(folder);
   ASSERT_NE(loaded.tokenizer, nullptr);

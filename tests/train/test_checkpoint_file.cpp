@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/metrics_log.h"
 
@@ -15,8 +15,8 @@ namespace {
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = "/tmp/comba_ckptfile_" + name;
-  remove_tree(dir);
-  make_directories(dir);
+  core::remove_tree(dir);
+  core::make_directories(dir);
   return dir;
 }
 
@@ -30,15 +30,15 @@ TEST(CheckpointFile, RoundTripAndNoTemporaryLeft) {
   const auto back = read_checkpoint_file(p, &why);
   ASSERT_TRUE(back.has_value()) << why;
   EXPECT_EQ(*back, payload);
-  EXPECT_EQ(list_directory(dir).size(), 1u);
-  remove_tree(dir);
+  EXPECT_EQ(core::list_directory(dir).size(), 1u);
+  core::remove_tree(dir);
 }
 
 TEST(CheckpointFile, TruncatedAndCorruptedDetected) {
   const auto dir = fresh_dir("damaged");
   const std::string p = checkpoint_path(dir, 3);
   write_checkpoint_file(p, std::string(5000, 'x'));
-  truncate_file(p, file_size(p) - 10);
+  core::truncate_file(p, core::file_size(p) - 10);
   std::string why;
   EXPECT_FALSE(read_checkpoint_file(p, &why).has_value());
   EXPECT_NE(why.find("truncated"), std::string::npos) << why;
@@ -52,9 +52,9 @@ TEST(CheckpointFile, TruncatedAndCorruptedDetected) {
   EXPECT_FALSE(read_checkpoint_file(p, &why).has_value());
   EXPECT_NE(why.find("checksum"), std::string::npos) << why;
 
-  std::ofstream(join_path(dir, "step_0000000009.ckpt")) << "garbage";
-  EXPECT_FALSE(read_checkpoint_file(join_path(dir, "step_0000000009.ckpt"), &why).has_value());
-  remove_tree(dir);
+  std::ofstream(core::join_path(dir, "step_0000000009.ckpt")) << "garbage";
+  EXPECT_FALSE(read_checkpoint_file(core::join_path(dir, "step_0000000009.ckpt"), &why).has_value());
+  core::remove_tree(dir);
 }
 
 TEST(CheckpointFile, ListAndPruneKeepNewest) {
@@ -62,8 +62,8 @@ TEST(CheckpointFile, ListAndPruneKeepNewest) {
   for (const int64_t step : {100, 5, 20, 1000}) {
     write_checkpoint_file(checkpoint_path(dir, step), "s");
   }
-  std::ofstream(join_path(dir, "unrelated.txt")) << "keep me";
-  std::ofstream(join_path(dir, "step_0000000001.ckpt.tmp.99")) << "stale";
+  std::ofstream(core::join_path(dir, "unrelated.txt")) << "keep me";
+  std::ofstream(core::join_path(dir, "step_0000000001.ckpt.tmp.99")) << "stale";
   auto all = list_checkpoints(dir);
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all.front().first, 5);
@@ -73,15 +73,15 @@ TEST(CheckpointFile, ListAndPruneKeepNewest) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].first, 100);
   EXPECT_EQ(all[1].first, 1000);
-  EXPECT_TRUE(path_exists(join_path(dir, "unrelated.txt")));
-  EXPECT_FALSE(path_exists(join_path(dir, "step_0000000001.ckpt.tmp.99")));
-  EXPECT_TRUE(list_checkpoints(join_path(dir, "missing")).empty());
-  remove_tree(dir);
+  EXPECT_TRUE(core::path_exists(core::join_path(dir, "unrelated.txt")));
+  EXPECT_FALSE(core::path_exists(core::join_path(dir, "step_0000000001.ckpt.tmp.99")));
+  EXPECT_TRUE(list_checkpoints(core::join_path(dir, "missing")).empty());
+  core::remove_tree(dir);
 }
 
 TEST(MetricsLog, JsonLinesAndRewindOnResume) {
   const auto dir = fresh_dir("metrics");
-  const std::string p = join_path(dir, "metrics.jsonl");
+  const std::string p = core::join_path(dir, "metrics.jsonl");
   {
     MetricsLog log(p);
     for (int64_t s = 1; s <= 5; ++s) {
@@ -100,7 +100,7 @@ TEST(MetricsLog, JsonLinesAndRewindOnResume) {
   EXPECT_EQ(lines[2], "{\"type\": \"train\", \"step\": 3, \"loss\": 0.5}");
   EXPECT_EQ(lines[3], "{\"type\": \"eval\", \"step\": 4, \"name\": \"a\\\"b\"}");
   EXPECT_EQ(step_of_json_line(lines[1]), 2);
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(LossPlot, SvgHasEveryCurve) {

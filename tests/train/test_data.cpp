@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "comba/train/data_source.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/prefetcher.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
@@ -17,8 +17,8 @@ namespace {
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = "/tmp/comba_data_" + name;
-  remove_tree(dir);
-  make_directories(dir);
+  core::remove_tree(dir);
+  core::make_directories(dir);
   return dir;
 }
 
@@ -35,13 +35,13 @@ TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
     train_b.push_back(10 + (i * 7) % 50);
     val.push_back(100 + i % 50);
   }
-  write_token_shard(join_path(dir, "d_train_000.bin"), train_a, 2);
-  write_token_shard(join_path(dir, "d_train_001.bin"), train_b, 4);
-  write_token_shard(join_path(dir, "d_val_000.bin"), val, 2);
+  write_token_shard(core::join_path(dir, "d_train_000.bin"), train_a, 2);
+  write_token_shard(core::join_path(dir, "d_train_001.bin"), train_b, 4);
+  write_token_shard(core::join_path(dir, "d_val_000.bin"), val, 2);
   DataOptions o;
   o.kind = "shards";
-  o.train_files = join_path(dir, "d_train_*.bin");
-  o.val_files = join_path(dir, "d_val_*.bin");
+  o.train_files = core::join_path(dir, "d_train_*.bin");
+  o.val_files = core::join_path(dir, "d_val_*.bin");
   BatchOptions shape;
   shape.micro_batch_size = 3;
   shape.seq_len = 16;
@@ -63,7 +63,7 @@ TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
   }
   EXPECT_TRUE(same(source->train_batch(7), source->train_batch(7)));
   EXPECT_FALSE(same(source->train_batch(7), source->train_batch(8)));
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
@@ -74,12 +74,12 @@ TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
     for (int t = 0; t < 3 + doc % 5; ++t) tokens.push_back(10 + t);
     tokens.push_back(eos);
   }
-  write_token_shard(join_path(dir, "p_train.bin"), tokens, 2);
-  write_token_shard(join_path(dir, "p_val.bin"), tokens, 2);
+  write_token_shard(core::join_path(dir, "p_train.bin"), tokens, 2);
+  write_token_shard(core::join_path(dir, "p_val.bin"), tokens, 2);
   DataOptions o;
   o.kind = "shards";
-  o.train_files = join_path(dir, "p_train.bin");
-  o.val_files = join_path(dir, "p_val.bin");
+  o.train_files = core::join_path(dir, "p_train.bin");
+  o.val_files = core::join_path(dir, "p_val.bin");
   o.pack_documents = true;
   BatchOptions shape;
   shape.micro_batch_size = 2;
@@ -100,17 +100,17 @@ TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
   }
   EXPECT_GE(starts_ignored, 3);
   EXPECT_EQ(b.num_targets, 39 - starts_ignored);
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(ByteSource, TextAsBytesWithHeldOutTail) {
   const auto dir = fresh_dir("bytes");
   std::string text;
   for (int i = 0; i < 200; ++i) text += "abcdefghij";
-  std::ofstream(join_path(dir, "a.txt")) << text;
+  std::ofstream(core::join_path(dir, "a.txt")) << text;
   DataOptions o;
   o.kind = "bytes";
-  o.text_files = join_path(dir, "*.txt");
+  o.text_files = core::join_path(dir, "*.txt");
   o.val_fraction = 0.25;
   BatchOptions shape;
   shape.micro_batch_size = 2;
@@ -120,14 +120,14 @@ TEST(ByteSource, TextAsBytesWithHeldOutTail) {
   const Batch b = source->train_batch(0);
   EXPECT_GE(b.input_ids.min().item<int64_t>(), 'a');
   EXPECT_LE(b.input_ids.max().item<int64_t>(), 'j');
-  o.text_files = join_path(dir, "none_*.txt");
+  o.text_files = core::join_path(dir, "none_*.txt");
   try {
     make_data_source(o, shape, 0, ByteVocab::kSize, 2);
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("data.text_files: no file matches"), std::string::npos);
   }
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(Prefetcher, BatchesInIndexOrderFromStart) {

@@ -34,7 +34,7 @@
 #include "comba/train/data_source.h"
 #include "comba/train/distributed.h"
 #include "comba/train/prefetcher.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"
@@ -51,8 +51,8 @@ constexpr int kTimedOut = 1000;
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = "/tmp/comba_ddp_" + name + "_" + std::to_string(::getpid());
-  remove_tree(dir);
-  make_directories(dir);
+  core::remove_tree(dir);
+  core::make_directories(dir);
   return dir;
 }
 
@@ -330,7 +330,7 @@ TEST(DataParallel, TwoRanksGiveTheGradientsOfOneProcessOnTheCombinedBatch) {
     expect_equal(rank0, rank1, "step " + std::to_string(step) + ": rank 0 vs rank 1");
     expect_close(rank0, want, 1e-12, 1e-15, "step " + std::to_string(step) + ": 2 ranks vs 1 process");
   }
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, TwoRanksTrainLikeOneProcessOnTheCombinedBatch) {
@@ -349,9 +349,9 @@ TEST(DataParallel, TwoRanksTrainLikeOneProcessOnTheCombinedBatch) {
   ASSERT_EQ(losses.size(), ref.losses.size());
   for (const auto& [step, loss] : ref.losses) EXPECT_NEAR(losses.at(step), loss, 1e-12 * loss) << step;
   // Only rank 0 writes the run directory.
-  EXPECT_TRUE(path_exists(out + "/run/metrics.jsonl"));
-  EXPECT_TRUE(path_exists(checkpoint_path(out + "/run/checkpoints", 4)));
-  remove_tree(out);
+  EXPECT_TRUE(core::path_exists(out + "/run/metrics.jsonl"));
+  EXPECT_TRUE(core::path_exists(checkpoint_path(out + "/run/checkpoints", 4)));
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, OneLaunchedRankIsBitForBitAPlainProcess) {
@@ -362,7 +362,7 @@ TEST(DataParallel, OneLaunchedRankIsBitForBitAPlainProcess) {
   const Reference ref = train_alone(testing::ddp_sets(out + "/alone"));
   expect_equal(load_tensors(out + "/params_rank0.pt"), ref.params, "1 launched rank vs plain");
   EXPECT_EQ(load_losses(out + "/losses_rank0.txt"), ref.losses);
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, ResumesAcrossAChangeOfWorldSize) {
@@ -375,7 +375,7 @@ TEST(DataParallel, ResumesAcrossAChangeOfWorldSize) {
   first.push_back("train.stop_at_step=3");
   Ranks ranks = run_ranks(2, out, train_args(out, first));
   ASSERT_EQ(ranks.status, (std::vector<int>{0, 0})) << all_logs(ranks);
-  ASSERT_TRUE(path_exists(checkpoint_path(out + "/a/checkpoints", 3)));
+  ASSERT_TRUE(core::path_exists(checkpoint_path(out + "/a/checkpoints", 3)));
   Trainer one(config_from_yaml("", two_then_one));
   const TrainSummary resumed = one.run();
   EXPECT_EQ(resumed.start_step, 3);
@@ -396,7 +396,7 @@ TEST(DataParallel, ResumesAcrossAChangeOfWorldSize) {
   expect_close(rank0, straight.params, 1e-9, 1e-12, "1 then 2 ranks vs 1 straight");
   const auto losses = load_losses(out + "/losses_rank0.txt");
   for (const auto& [step, loss] : losses) EXPECT_NEAR(loss, straight.losses.at(step), 1e-12 * loss) << step;
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, AnExceptionOnOneRankStopsEveryRank) {
@@ -407,7 +407,7 @@ TEST(DataParallel, AnExceptionOnOneRankStopsEveryRank) {
   EXPECT_NE(ranks.logs[1].find("injected failure at step 2"), std::string::npos) << all_logs(ranks);
   EXPECT_NE(ranks.logs[0].find("rank 1 failed: injected failure at step 2"), std::string::npos)
       << all_logs(ranks);
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, AnExceptionOnRankZeroTheStoreHostStopsEveryRank) {
@@ -417,7 +417,7 @@ TEST(DataParallel, AnExceptionOnRankZeroTheStoreHostStopsEveryRank) {
   EXPECT_EQ(ranks.status, (std::vector<int>{1, 1})) << all_logs(ranks);
   EXPECT_NE(ranks.logs[1].find("rank 0 failed: injected failure at step 2"), std::string::npos)
       << all_logs(ranks);
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, ANaNOnOneRankStopsEveryRankAsNonFinite) {
@@ -430,7 +430,7 @@ TEST(DataParallel, ANaNOnOneRankStopsEveryRankAsNonFinite) {
   for (const auto& log : ranks.logs) {
     EXPECT_NE(log.find("non-finite loss at step 2 on rank 1"), std::string::npos) << all_logs(ranks);
   }
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, AKilledRankIsReportedAfterTheTimeout) {
@@ -443,7 +443,7 @@ TEST(DataParallel, AKilledRankIsReportedAfterTheTimeout) {
   EXPECT_NE(ranks.logs[0].find("rank(s) 1 did not reach step 3 within 4 s"), std::string::npos)
       << all_logs(ranks);
   EXPECT_LT(took, 60) << all_logs(ranks);
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, ASignalToOneRankStopsEveryRankAtTheSameStep) {
@@ -467,10 +467,10 @@ TEST(DataParallel, ASignalToOneRankStopsEveryRankAtTheSameStep) {
   const auto line1 = ranks.logs[1].substr(ranks.logs[1].find("final_step "));
   EXPECT_EQ(line0, line1);
   const int64_t step = std::stoll(line0.substr(std::string("final_step ").size()));
-  EXPECT_TRUE(path_exists(checkpoint_path(out + "/run/checkpoints", step))) << step;
+  EXPECT_TRUE(core::path_exists(checkpoint_path(out + "/run/checkpoints", step))) << step;
   expect_equal(load_tensors(out + "/params_rank0.pt"), load_tensors(out + "/params_rank1.pt"),
                "parameters after the stop");
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallel, GradAccumNotAMultipleOfTheWorldSizeIsRefused) {
@@ -481,7 +481,7 @@ TEST(DataParallel, GradAccumNotAMultipleOfTheWorldSizeIsRefused) {
   EXPECT_NE(ranks.logs[0].find("batch.grad_accum_steps: expected a multiple of the world size 2, got 3"),
             std::string::npos)
       << all_logs(ranks);
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 // On GPUs (skipped without them): NCCL instead of the store backend. One rank checks the
@@ -498,7 +498,7 @@ TEST(DataParallelOnGpu, OneNcclRankTrainsLikeAPlainProcess) {
   expect_close(load_tensors(out + "/params_rank0.pt"), ref.params, 1e-5, 1e-6, "1 NCCL rank vs plain");
   const auto losses = load_losses(out + "/losses_rank0.txt");
   for (const auto& [step, loss] : ref.losses) EXPECT_NEAR(losses.at(step), loss, 1e-5 * loss) << step;
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 TEST(DataParallelOnGpu, TwoNcclRanksTrainLikeOneGpu) {
@@ -513,7 +513,7 @@ TEST(DataParallelOnGpu, TwoNcclRanksTrainLikeOneGpu) {
   expect_equal(rank0, rank1, "NCCL rank 0 vs rank 1");
   const Reference ref = train_alone(testing::ddp_sets(out + "/alone", gpu));
   expect_close(rank0, ref.params, 1e-4, 1e-5, "2 NCCL ranks vs 1 GPU");
-  remove_tree(out);
+  core::remove_tree(out);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <map>
 
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/packing.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
@@ -19,11 +19,11 @@ class ShardTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::string("/tmp/comba_shard_") +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    remove_tree(dir_);
-    make_directories(dir_);
+    core::remove_tree(dir_);
+    core::make_directories(dir_);
   }
-  void TearDown() override { remove_tree(dir_); }
-  std::string path(const std::string& name) const { return join_path(dir_, name); }
+  void TearDown() override { core::remove_tree(dir_); }
+  std::string path(const std::string& name) const { return core::join_path(dir_, name); }
   std::string dir_;
 };
 
@@ -39,7 +39,7 @@ std::string error_of(const std::string& p) {
 TEST_F(ShardTest, Uint16RoundTrip) {
   const std::vector<uint32_t> tokens = {0, 1, 65535, 300, 7, 12345};
   write_token_shard(path("a.bin"), tokens, 2);
-  EXPECT_EQ(file_size(path("a.bin")), static_cast<int64_t>(1024 + 2 * tokens.size()));
+  EXPECT_EQ(core::file_size(path("a.bin")), static_cast<int64_t>(1024 + 2 * tokens.size()));
   const TokenShard shard(path("a.bin"));
   EXPECT_EQ(shard.version(), 1);
   ASSERT_EQ(shard.tokens().size, 6);
@@ -88,7 +88,7 @@ TEST_F(ShardTest, BadVersionRejected) {
 
 TEST_F(ShardTest, SizeMismatchAndShortFileRejected) {
   write_token_shard(path("t.bin"), {1, 2, 3, 4}, 2);
-  truncate_file(path("t.bin"), 1024 + 5);
+  core::truncate_file(path("t.bin"), 1024 + 5);
   EXPECT_NE(error_of(path("t.bin")).find("header says 4 tokens"), std::string::npos);
   std::ofstream(path("short.bin")) << "tiny";
   EXPECT_NE(error_of(path("short.bin")).find("shorter than the 1024-byte header"),

@@ -12,7 +12,7 @@
 
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/token_shard.h"
 #include "comba/train/trainer.h"
 #include "comba/nn/causal_lm.h"
@@ -23,7 +23,7 @@ namespace {
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = "/tmp/comba_trainer_" + name;
-  remove_tree(dir);
+  core::remove_tree(dir);
   return dir;
 }
 
@@ -52,8 +52,8 @@ TEST(Trainer, ExportedFolderStartsANewRunWithItsConfigAndWeights) {
   const std::string first_dir = fresh_dir("export_first");
   const std::string folder = fresh_dir("export_folder");
   const TrainSummary first = Trainer(tiny(first_dir, {"checkpoint.export_dir=" + folder})).run();
-  ASSERT_TRUE(path_exists(folder + "/config.json"));
-  ASSERT_TRUE(path_exists(folder + "/model.safetensors"));
+  ASSERT_TRUE(core::path_exists(folder + "/config.json"));
+  ASSERT_TRUE(core::path_exists(folder + "/model.safetensors"));
 
   const std::string second_dir = fresh_dir("export_second");
   TrainConfig second_config = tiny(second_dir, {"model.init_from=" + folder, "model.hidden_size=64",
@@ -96,12 +96,12 @@ TEST(Trainer, ResumeAfterStopContinuesTheSameLossCurveBitForBit) {
     train_lines += line.find("\"type\": \"train\"") != std::string::npos;
   }
   EXPECT_EQ(train_lines, 8);
-  EXPECT_TRUE(path_exists(split_dir + "/config.yaml"));
-  EXPECT_TRUE(path_exists(split_dir + "/loss_curve.svg"));
-  EXPECT_TRUE(path_exists(split_dir + "/train.log"));
+  EXPECT_TRUE(core::path_exists(split_dir + "/config.yaml"));
+  EXPECT_TRUE(core::path_exists(split_dir + "/loss_curve.svg"));
+  EXPECT_TRUE(core::path_exists(split_dir + "/train.log"));
   EXPECT_NO_THROW(load_config(split_dir + "/config.yaml"));
-  remove_tree(straight_dir);
-  remove_tree(split_dir);
+  core::remove_tree(straight_dir);
+  core::remove_tree(split_dir);
 }
 
 TEST(Trainer, TruncatedCheckpointIsSkippedForThePreviousOne) {
@@ -111,24 +111,24 @@ TEST(Trainer, TruncatedCheckpointIsSkippedForThePreviousOne) {
   const std::string dir = fresh_dir("truncated");
   Trainer(tiny(dir, {"train.stop_at_step=5"})).run();  // checkpoints at 2, 4, 5
   const std::string newest = checkpoint_path(dir + "/checkpoints", 5);
-  ASSERT_TRUE(path_exists(newest));
-  truncate_file(newest, file_size(newest) / 2);
+  ASSERT_TRUE(core::path_exists(newest));
+  core::truncate_file(newest, core::file_size(newest) / 2);
   const TrainSummary resumed = Trainer(tiny(dir)).run();
   EXPECT_EQ(resumed.start_step, 4);
   EXPECT_EQ(resumed.resumed_from, checkpoint_path(dir + "/checkpoints", 4));
   for (const auto& [step, loss] : resumed.losses) EXPECT_EQ(loss, expected.at(step)) << step;
   EXPECT_EQ(resumed.final_step, 8);
   // The damaged file was moved aside, so it no longer takes a keep_last slot.
-  EXPECT_TRUE(path_exists(newest + ".unreadable"));
+  EXPECT_TRUE(core::path_exists(newest + ".unreadable"));
   for (const auto& [step, path] : list_checkpoints(dir + "/checkpoints")) EXPECT_NE(step, 5);
-  remove_tree(straight_dir);
-  remove_tree(dir);
+  core::remove_tree(straight_dir);
+  core::remove_tree(dir);
 }
 
 TEST(Trainer, ResumeRequiredWithoutCheckpointFails) {
   const std::string dir = fresh_dir("nothing");
   EXPECT_THROW(Trainer(tiny(dir), ResumeMode::required), std::runtime_error);
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(Trainer, NonFiniteLossStopsWithTheStepNamed) {
@@ -146,7 +146,7 @@ TEST(Trainer, NonFiniteLossStopsWithTheStepNamed) {
     // No checkpoint after the bad step.
     for (const auto& [step, path] : list_checkpoints(dir + "/checkpoints")) EXPECT_LT(step, e.step());
   }
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(Trainer, Bf16MixedPrecisionTrains) {
@@ -155,34 +155,34 @@ TEST(Trainer, Bf16MixedPrecisionTrains) {
                                             "checkpoint.interval=0"})).run();
   ASSERT_EQ(s.losses.size(), 4u);
   for (const auto& [step, loss] : s.losses) EXPECT_TRUE(std::isfinite(loss));
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(Trainer, PackedShardsAndBytesTrainEndToEnd) {
   const std::string dir = fresh_dir("kinds");
-  make_directories(dir);
+  core::make_directories(dir);
   std::vector<uint32_t> tokens;
   for (uint32_t i = 0; i < 3000; ++i) tokens.push_back(i % 11 == 10 ? 2 : 3 + (i * 7) % 40);
-  write_token_shard(join_path(dir, "t_train.bin"), tokens, 2);
-  write_token_shard(join_path(dir, "t_val.bin"), tokens, 4);
-  const TrainSummary shards = Trainer(tiny(join_path(dir, "run_shards"),
+  write_token_shard(core::join_path(dir, "t_train.bin"), tokens, 2);
+  write_token_shard(core::join_path(dir, "t_val.bin"), tokens, 4);
+  const TrainSummary shards = Trainer(tiny(core::join_path(dir, "run_shards"),
                                            {"data.kind=shards", "data.pack_documents=true",
-                                            "data.train_files=" + join_path(dir, "t_train.bin"),
-                                            "data.val_files=" + join_path(dir, "t_val.bin"),
+                                            "data.train_files=" + core::join_path(dir, "t_train.bin"),
+                                            "data.val_files=" + core::join_path(dir, "t_val.bin"),
                                             "train.max_steps=3"})).run();
   ASSERT_EQ(shards.losses.size(), 3u);
   ASSERT_TRUE(shards.last_eval.has_value());
   EXPECT_TRUE(std::isfinite(shards.last_eval->loss));
   EXPECT_EQ(shards.last_eval->accuracy, -1);  // no accuracy for free text
 
-  std::ofstream(join_path(dir, "a.txt")) << std::string(2000, 'x') + "hello world, hello comba";
-  const TrainSummary bytes = Trainer(tiny(join_path(dir, "run_bytes"),
+  std::ofstream(core::join_path(dir, "a.txt")) << std::string(2000, 'x') + "hello world, hello comba";
+  const TrainSummary bytes = Trainer(tiny(core::join_path(dir, "run_bytes"),
                                           {"data.kind=bytes", "model.vocab_size=259",
-                                           "data.text_files=" + join_path(dir, "*.txt"),
+                                           "data.text_files=" + core::join_path(dir, "*.txt"),
                                            "train.max_steps=3"})).run();
   ASSERT_EQ(bytes.losses.size(), 3u);
   EXPECT_TRUE(std::isfinite(bytes.losses.back().second));
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 TEST(Trainer, PackedDocumentsDoNotSeeEachOther) {
@@ -217,7 +217,7 @@ TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
   EXPECT_GT(s.last_eval->accuracy, 2 * chance) << "accuracy " << s.last_eval->accuracy;
   // Better than a uniform guess among the values in context.
   EXPECT_LT(s.last_eval->loss, std::log(static_cast<double>(c.data.recall.num_pairs)));
-  remove_tree(dir);
+  core::remove_tree(dir);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Atomic, self-checking checkpoint files (see checkpoint_file.h).
 #include "comba/train/checkpoint_file.h"
 
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -53,8 +53,8 @@ std::optional<int64_t> step_of(const std::string& name) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string parent = parent_directory(path);
-  if (!parent.empty()) make_directories(parent);
+  const std::string parent = core::parent_directory(path);
+  if (!parent.empty()) core::make_directories(parent);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(tmp + ": cannot create: " + std::strerror(errno));
@@ -125,14 +125,14 @@ std::optional<std::string> read_checkpoint_file(const std::string& path, std::st
 std::string checkpoint_path(const std::string& dir, int64_t step) {
   char name[64];
   std::snprintf(name, sizeof(name), "%s%010lld%s", kPrefix, static_cast<long long>(step), kSuffix);
-  return join_path(dir, name);
+  return core::join_path(dir, name);
 }
 
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
   std::vector<std::pair<int64_t, std::string>> found;
-  for (const auto& name : list_directory(dir)) {
-    const std::string path = join_path(dir, name);
-    if (!is_regular_file(path)) continue;
+  for (const auto& name : core::list_directory(dir)) {
+    const std::string path = core::join_path(dir, name);
+    if (!core::is_regular_file(path)) continue;
     if (const auto step = step_of(name)) found.emplace_back(*step, path);
   }
   std::sort(found.begin(), found.end());
@@ -142,10 +142,10 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 void prune_checkpoints(const std::string& dir, int64_t keep_last) {
   const auto all = list_checkpoints(dir);
   const auto excess = static_cast<int64_t>(all.size()) - keep_last;
-  for (int64_t i = 0; i < excess; ++i) remove_file(all[i].second);
-  for (const auto& name : list_directory(dir)) {
+  for (int64_t i = 0; i < excess; ++i) core::remove_file(all[i].second);
+  for (const auto& name : core::list_directory(dir)) {
     // Temporary files of a process that died mid-write.
-    if (name.find(".ckpt.tmp.") != std::string::npos) remove_file(join_path(dir, name));
+    if (name.find(".ckpt.tmp.") != std::string::npos) core::remove_file(core::join_path(dir, name));
   }
 }
 

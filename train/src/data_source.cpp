@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "comba/train/mapped_file.h"
+#include "comba/core/mapped_file.h"
 #include "comba/train/packing.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/rng.h"
@@ -102,7 +102,7 @@ class WindowSampler {
 
 class CorpusSource final : public DataSource {
  public:
-  CorpusSource(std::vector<MappedFile> files, std::vector<TokenShard> shards,
+  CorpusSource(std::vector<core::MappedFile> files, std::vector<TokenShard> shards,
                WindowSampler train, WindowSampler eval, BatchOptions batch, uint64_t seed,
                bool pack, int64_t eos, int64_t pad, std::string what)
       : files_(std::move(files)), shards_(std::move(shards)), train_(std::move(train)),
@@ -136,7 +136,7 @@ class CorpusSource final : public DataSource {
     return make_batch(ids, labels, rows, cols);
   }
 
-  std::vector<MappedFile> files_;    // keep byte files mapped
+  std::vector<core::MappedFile> files_;    // keep byte files mapped
   std::vector<TokenShard> shards_;   // keep shards mapped
   WindowSampler train_;
   WindowSampler eval_;
@@ -178,7 +178,7 @@ std::unique_ptr<DataSource> make_shard_source(const DataOptions& options,
                            std::to_string(val_paths.size()) + " val files (" +
                            std::to_string(eval.total()) + " tokens)" +
                            (options.pack_documents ? ", documents packed" : "");
-  return std::make_unique<CorpusSource>(std::vector<MappedFile>{}, std::move(shards),
+  return std::make_unique<CorpusSource>(std::vector<core::MappedFile>{}, std::move(shards),
                                         std::move(train), std::move(eval), batch, seed,
                                         options.pack_documents, eos_id, eos_id, what);
 }
@@ -189,11 +189,11 @@ std::unique_ptr<DataSource> make_byte_source(const DataOptions& options,
   if (paths.empty()) {
     throw std::runtime_error("data.text_files: no file matches \"" + options.text_files + "\"");
   }
-  std::vector<MappedFile> files;
+  std::vector<core::MappedFile> files;
   std::vector<TokenSpan> train_spans;
   std::vector<TokenSpan> val_spans;
   for (const auto& p : paths) {
-    files.emplace_back(p);
+    files.emplace_back(p, core::MappedFile::Access::kRandom);  // windows at random offsets
     const TokenSpan all{files.back().data(), 1, static_cast<int64_t>(files.back().size())};
     if (all.size == 0) continue;
     const auto held_out = static_cast<int64_t>(options.val_fraction * static_cast<double>(all.size));

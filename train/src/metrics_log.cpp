@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 
 namespace comba::train {
 namespace {
@@ -96,8 +96,8 @@ std::string string_of_json_line(const std::string& line, const std::string& key)
 }
 
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
-  if (!parent_directory(path).empty()) make_directories(parent_directory(path));
-  if (keep_through_step >= 0 && path_exists(path)) {
+  if (!core::parent_directory(path).empty()) core::make_directories(core::parent_directory(path));
+  if (keep_through_step >= 0 && core::path_exists(path)) {
     std::ifstream in(path);
     std::ostringstream kept;
     std::string line;

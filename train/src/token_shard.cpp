@@ -63,7 +63,8 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   if (!out) throw std::runtime_error(path + ": write failed");
 }
 
-TokenShard::TokenShard(const std::string& path) : file_(path) {
+TokenShard::TokenShard(const std::string& path)
+    : file_(path, core::MappedFile::Access::kRandom) {  // windows at random offsets
   if (file_.size() < static_cast<size_t>(kShardHeaderBytes)) {
     throw std::runtime_error(path + ": not a token shard: " + std::to_string(file_.size()) +
                              " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +

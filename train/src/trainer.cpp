@@ -18,7 +18,7 @@
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/data_source.h"
 #include "comba/train/distributed.h"
-#include "comba/train/file_util.h"
+#include "comba/core/file_util.h"
 #include "comba/train/grad_reducer.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/memory_stats.h"
@@ -182,7 +182,7 @@ void Trainer::State::setup() {
   if (env.rank != 0 && level < log::Level::warn) level = log::Level::warn;
   log::set_level(level);
   if (env.rank == 0) {
-    make_directories(run_dir());
+    core::make_directories(run_dir());
     add_log_file_once(run_dir() + "/train.log");
     write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
   }

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "comba/io/mapped_file.h"
+#include "comba/core/mapped_file.h"
 
 namespace comba::io {
 
@@ -73,7 +73,7 @@ class SafetensorsFile {
   const uint8_t* bytes(const TensorEntry& entry) const { return file_.data() + header_.data_start + entry.begin; }
 
  private:
-  MappedFile file_;
+  core::MappedFile file_;
   Header header_;
   std::map<std::string, size_t> index_;
 };

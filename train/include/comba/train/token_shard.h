@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "comba/train/mapped_file.h"
+#include "comba/core/mapped_file.h"
 
 namespace comba::train {
 
@@ -43,7 +43,7 @@ class TokenShard {
   const std::string& path() const { return file_.path(); }
 
  private:
-  MappedFile file_;
+  core::MappedFile file_;
   TokenSpan tokens_;
   int32_t version_ = 0;
 };

@@ -1,5 +1,5 @@
 // POSIX filesystem helpers (see file_util.h for why not std::filesystem).
-#include "comba/io/file_util.h"
+#include "comba/core/file_util.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -13,12 +13,12 @@
 #include <fstream>
 #include <stdexcept>
 
-namespace comba::io {
+namespace comba::core {
 
 void make_directories(const std::string& path) {
   if (path.empty() || is_directory(path)) return;
-  const auto slash = path.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) make_directories(path.substr(0, slash));
+  const std::string parent = parent_directory(path);
+  if (!parent.empty()) make_directories(parent);
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
     throw std::runtime_error(path + ": cannot create directory: " + std::strerror(errno));
   }
@@ -91,6 +91,21 @@ std::string join_path(const std::string& dir, const std::string& name) {
   return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
+void truncate_file(const std::string& path, int64_t size) {
+  if (::truncate(path.c_str(), size) != 0) {
+    throw std::runtime_error(path + ": cannot truncate: " + std::strerror(errno));
+  }
+}
+
+std::string parent_directory(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const auto slash = p.rfind('/');
+  if (slash == std::string::npos) return "";
+  if (slash == 0) return "/";
+  return p.substr(0, slash);
+}
+
 std::string absolute_path(const std::string& path) {
   if (!path.empty() && path.front() == '/') return path;
   char buf[PATH_MAX];
@@ -98,4 +113,4 @@ std::string absolute_path(const std::string& path) {
   return join_path(buf, path);
 }
 
-}  // namespace comba::io
+}  // namespace comba::core

@@ -1,12 +1,13 @@
-// The few filesystem operations io needs, on POSIX calls. Not std::filesystem: libtorch.so
-// exports its own copy of std::filesystem's symbols, and in a program linked with it some
-// calls (remove_all, seen crashing in a test) resolve to that copy and jump to null.
+// The filesystem operations the project needs, on POSIX calls. Not std::filesystem:
+// libtorch.so exports its own copy of std::filesystem's symbols, and in a program linked
+// with it some calls (remove_all, seen crashing in a test) resolve to that copy and jump
+// to null. Torch-free.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace comba::io {
+namespace comba::core {
 
 void make_directories(const std::string& path);  // mkdir -p; throws std::runtime_error on failure
 bool path_exists(const std::string& path);
@@ -19,7 +20,9 @@ void remove_file(const std::string& path);  // ignores a missing file
 void remove_tree(const std::string& path);  // rm -rf; ignores a missing path
 void rename_file(const std::string& from, const std::string& to);  // throws naming both
 void copy_file(const std::string& from, const std::string& to);    // overwrites; throws naming both
+void truncate_file(const std::string& path, int64_t size);         // throws naming the file
 std::string join_path(const std::string& dir, const std::string& name);
+std::string parent_directory(const std::string& path);  // "" when there is none
 std::string absolute_path(const std::string& path);
 
-}  // namespace comba::io
+}  // namespace comba::core

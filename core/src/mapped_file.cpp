@@ -1,5 +1,5 @@
 // POSIX mmap behind MappedFile (see mapped_file.h).
-#include "comba/io/mapped_file.h"
+#include "comba/core/mapped_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,9 +11,9 @@
 #include <stdexcept>
 #include <utility>
 
-namespace comba::io {
+namespace comba::core {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, Access access) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
@@ -31,6 +31,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       throw std::runtime_error(path + ": cannot map " + std::to_string(size_) + " bytes: " +
                                std::strerror(err));
     }
+    if (access == Access::kRandom) ::madvise(p, size_, MADV_RANDOM);  // no read-ahead
     data_ = static_cast<const uint8_t*>(p);
   }
   // The mapping stays valid after the descriptor is closed.
@@ -63,4 +64,4 @@ void MappedFile::release() noexcept {
   size_ = 0;
 }
 
-}  // namespace comba::io
+}  // namespace comba::core

@@ -1,18 +1,21 @@
-// A read-only memory mapping of a whole file, owned RAII-style: checkpoints of many
-// gigabytes are read in place (the OS pages in what is touched) instead of being copied
-// into memory first. Move-only; the mapping ends with the object.
+// A read-only memory mapping of a whole file, owned RAII-style: checkpoints and token
+// shards of many gigabytes are read in place (the OS pages in what is touched) instead of
+// being copied into memory first. Move-only; the mapping ends with the object. Torch-free.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-namespace comba::io {
+namespace comba::core {
 
 class MappedFile {
  public:
+  // How the mapping will be read: kRandom turns off read-ahead (samples at random offsets).
+  enum class Access { kSequential, kRandom };
+
   // Maps `path`; throws std::runtime_error naming the file when it cannot be opened or
   // mapped. An empty file maps to size() == 0 and data() == nullptr.
-  explicit MappedFile(const std::string& path);
+  explicit MappedFile(const std::string& path, Access access = Access::kSequential);
   ~MappedFile();
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
@@ -31,4 +34,4 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-}  // namespace comba::io
+}  // namespace comba::core
