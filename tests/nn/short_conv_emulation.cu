@@ -6,7 +6,7 @@ namespace comba::nn::testing {
 
 namespace {
 
-using comba::nn::cuda::ElementType;
+using comba::core::ElementType;
 using comba::nn::cuda::ShortConvParams;
 using comba::nn::cuda::ShortConvTraits;
 

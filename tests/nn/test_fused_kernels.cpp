@@ -5,6 +5,7 @@
 // kernels), every dtype. CPU cases check the ATen path and the argument checks; *Cuda*
 // cases check the kernels (skipped without a GPU), with the tolerance rule of
 // fused_reference.h, plus bitwise-reproducible weight grads.
+#include "comba/core/element_type_of.h"
 #include "comba/nn.h"
 #include "fused_reference.h"
 
@@ -252,12 +253,6 @@ TEST(ShortConvCudaModule, ModuleOnCudaEqualsAtenPath) {
 // nn/src/cuda/short_conv_cuda.cpp fills them.
 namespace kernels = comba::nn::cuda;
 
-kernels::ElementType element_of(torch::Dtype dtype) {
-  return dtype == torch::kBFloat16 ? kernels::ElementType::kBFloat16
-         : dtype == torch::kHalf   ? kernels::ElementType::kFloat16
-                                   : kernels::ElementType::kFloat32;
-}
-
 ConvRun emulate_conv(const ConvCase& c, const ConvInputs& in, bool vectorized) {
   constexpr int W = kernels::ShortConvTraits::kMaxTaps;
   const bool varlen = !c.cu.empty();
@@ -285,7 +280,7 @@ ConvRun emulate_conv(const ConvCase& c, const ConvInputs& in, bool vectorized) {
   p.channels = static_cast<int>(c.channels);
   p.taps = static_cast<int>(c.taps);
   p.silu = c.silu;
-  p.dtype = element_of(x.scalar_type());
+  p.dtype = comba::core::element_type_of(x.scalar_type());
   emulate_short_conv_fwd(p, vectorized);
 
   const auto dy = in.dy.contiguous();

@@ -2,7 +2,7 @@
 // point), and runs the backward's second stage (the fixed-order weight-grad sum).
 #include <cuda_runtime.h>
 
-#include "../dispatch.cuh"
+#include "comba/core/cuda_element.cuh"
 #include "../element.cuh"
 #include "../reduce.h"
 #include "rms_norm_params.h"
@@ -34,7 +34,7 @@ int bwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
 int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stream) {
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  return dispatch_element_type(params.dtype, [&](auto tag) {
+  return core::dispatch_element_type(params.dtype, [&](auto tag) {
     return fwd<decltype(tag)>(params, vectorized, s);
   });
 }
@@ -42,7 +42,7 @@ int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stre
 int launch_rms_norm_bwd(const RMSNormParams& params, bool vectorized, void* stream) {
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  const int err = dispatch_element_type(params.dtype, [&](auto tag) {
+  const int err = core::dispatch_element_type(params.dtype, [&](auto tag) {
     return bwd<decltype(tag)>(params, vectorized, s);
   });
   if (err != 0) return err;

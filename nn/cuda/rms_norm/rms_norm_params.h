@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../element_type.h"
+#include "comba/core/element_type.h"
 
 namespace comba::nn::cuda {
 
@@ -27,7 +27,7 @@ struct RMSNormParams {
   int64_t rows = 0;
   int dim = 0;
   float eps = 1e-6f;
-  ElementType dtype = ElementType::kFloat32;
+  core::ElementType dtype = core::ElementType::kFloat32;
 };
 
 // Launch on `stream` (a cudaStream_t); return the launch's cudaError_t (0 = success).

@@ -2,7 +2,7 @@
 // point), and runs the backward's second stage (the fixed-order weight-grad sum).
 #include <cuda_runtime.h>
 
-#include "../dispatch.cuh"
+#include "comba/core/cuda_element.cuh"
 #include "../element.cuh"
 #include "../reduce.h"
 #include "short_conv_params.h"
@@ -31,7 +31,7 @@ int bwd(const ShortConvParams& params, bool vectorized, cudaStream_t stream) {
 int launch_short_conv_fwd(const ShortConvParams& params, bool vectorized, void* stream) {
   if (params.tokens == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  return dispatch_element_type(params.dtype, [&](auto tag) {
+  return core::dispatch_element_type(params.dtype, [&](auto tag) {
     return fwd<decltype(tag)>(params, vectorized, s);
   });
 }
@@ -39,7 +39,7 @@ int launch_short_conv_fwd(const ShortConvParams& params, bool vectorized, void* 
 int launch_short_conv_bwd(const ShortConvParams& params, bool vectorized, void* stream) {
   if (params.tokens == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
-  const int err = dispatch_element_type(params.dtype, [&](auto tag) {
+  const int err = core::dispatch_element_type(params.dtype, [&](auto tag) {
     return bwd<decltype(tag)>(params, vectorized, s);
   });
   if (err != 0) return err;

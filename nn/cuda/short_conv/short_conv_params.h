@@ -9,7 +9,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../element_type.h"
+#include "comba/core/element_type.h"
 
 namespace comba::nn::cuda {
 
@@ -40,7 +40,7 @@ struct ShortConvParams {
   int channels = 0;                     // C
   int taps = 0;                         // kernel size, 1..kMaxTaps
   bool silu = true;
-  ElementType dtype = ElementType::kFloat32;
+  core::ElementType dtype = core::ElementType::kFloat32;
 };
 
 // Launch on `stream` (a cudaStream_t); return the launch's cudaError_t (0 = success).

@@ -1,22 +1,14 @@
-// Small helpers shared by the nn CUDA launchers (torch side): dtype tags, alignment tests
-// for the vectorised kernels, launch error reporting.
+// Small helpers shared by the nn CUDA launchers (torch side): alignment tests for the
+// vectorised kernels, launch error reporting.
 #pragma once
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "../../cuda/element_type.h"
+#include "comba/core/element_type_of.h"
 
 namespace comba::nn::detail::cuda {
-
-inline comba::nn::cuda::ElementType element_type(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf: return comba::nn::cuda::ElementType::kFloat16;
-    case at::kBFloat16: return comba::nn::cuda::ElementType::kBFloat16;
-    default: return comba::nn::cuda::ElementType::kFloat32;
-  }
-}
 
 // Whether t's data can be read in vectors of `vec` elements (its start aligned to that).
 inline bool aligned_for_vec(const at::Tensor& t, int64_t vec) {

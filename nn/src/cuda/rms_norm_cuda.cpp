@@ -30,7 +30,7 @@ kernels::RMSNormParams make_params(const at::Tensor& x, const at::Tensor& weight
   p.gate_fp32 = gate.defined() && gate.scalar_type() == at::kFloat;
   p.rows = x.size(0);
   p.dim = static_cast<int>(x.size(1));
-  p.dtype = element_type(x.scalar_type());
+  p.dtype = core::element_type_of(x.scalar_type());
   return p;
 }
 

@@ -36,7 +36,7 @@ kernels::ShortConvParams make_params(const at::Tensor& x, const at::Tensor& weig
   p.channels = static_cast<int>(x.size(2));
   p.taps = static_cast<int>(weight.size(1));
   p.silu = silu;
-  p.dtype = element_type(x.scalar_type());
+  p.dtype = core::element_type_of(x.scalar_type());
   return p;
 }
 

@@ -142,8 +142,8 @@ __device__ __forceinline__ void load_qkp_gates(const ChunkParams& p, const Chunk
     float g = 0.f, b = 0.f;
     if (t < loc.len) {
       const long long idx = (loc.tok0 + t) * p.value_heads + hv;
-      g = load_gate<T>(p.g, idx, p.g_fp32);
-      b = p.beta ? load_gate<T>(p.beta, idx, p.beta_fp32) : 1.f;
+      g = load_either<T>(p.g, idx, p.g_fp32);
+      b = p.beta ? load_either<T>(p.beta, idx, p.beta_fp32) : 1.f;
     }
     s_g[t] = g;
     s_beta[t] = b;

@@ -57,8 +57,8 @@ int dispatch(Stage stage, const ChunkParams& p, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   if (p.key_dim > kChunkMaxKeyDim) return static_cast<int>(cudaErrorInvalidValue);
   switch (p.dtype) {
-    case ElementType::kBFloat16: return run_kp<__nv_bfloat16>(stage, p, s);
-    case ElementType::kFloat16: return run_kp<__half>(stage, p, s);
+    case core::ElementType::kBFloat16: return run_kp<__nv_bfloat16>(stage, p, s);
+    case core::ElementType::kFloat16: return run_kp<__half>(stage, p, s);
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
 }

@@ -8,7 +8,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../recurrent/recurrent_params.h"  // ElementType
+#include "comba/core/element_type.h"
 
 namespace comba::cuda {
 
@@ -29,7 +29,7 @@ struct ChunkParams {
   const int64_t* cu_seqlens = nullptr;   // [N + 1] on the device, or null (dense)
   const int* chunk_offsets = nullptr;    // [N + 1] first global chunk of each sequence (varlen)
 
-  ElementType dtype = ElementType::kBFloat16;
+  core::ElementType dtype = core::ElementType::kBFloat16;
   int64_t seq_len = 0;  // T (dense: tokens per sequence)
   int heads = 0, value_heads = 0, key_dim = 0, value_dim = 0, num_seqs = 0;
   int64_t num_chunks = 0;  // all sequences

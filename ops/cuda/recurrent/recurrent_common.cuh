@@ -214,8 +214,8 @@ struct SegmentSmem {
     if (threadIdx.x < steps) {
       const int s = threadIdx.x;
       const long long gate = (first + s) * HV + hv;
-      alpha[s] = __expf(load_gate<T>(in.g, gate, in.g_fp32));
-      beta[s] = in.beta != nullptr ? load_gate<T>(in.beta, gate, in.beta_fp32) : 1.f;
+      alpha[s] = __expf(load_either<T>(in.g, gate, in.g_fp32));
+      beta[s] = in.beta != nullptr ? load_either<T>(in.beta, gate, in.beta_fp32) : 1.f;
       if (!in.use_l2norm) inv_q[s] = inv_k[s] = inv_p[s] = 1.f;
     }
     __syncthreads();

@@ -49,23 +49,15 @@ int dispatch_bwd(const RecurrentBwdParams& params, cudaStream_t stream) {
 }  // namespace
 
 int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream) {
-  const auto s = static_cast<cudaStream_t>(stream);
-  switch (params.dtype) {
-    case ElementType::kFloat32: return dispatch_fwd<float>(params, s);
-    case ElementType::kFloat16: return dispatch_fwd<__half>(params, s);
-    case ElementType::kBFloat16: return dispatch_fwd<__nv_bfloat16>(params, s);
-  }
-  return kBadTile;
+  return core::dispatch_element_type(params.dtype, [&](auto tag) {
+    return dispatch_fwd<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
+  });
 }
 
 int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream) {
-  const auto s = static_cast<cudaStream_t>(stream);
-  switch (params.in.dtype) {
-    case ElementType::kFloat32: return dispatch_bwd<float>(params, s);
-    case ElementType::kFloat16: return dispatch_bwd<__half>(params, s);
-    case ElementType::kBFloat16: return dispatch_bwd<__nv_bfloat16>(params, s);
-  }
-  return kBadTile;
+  return core::dispatch_element_type(params.in.dtype, [&](auto tag) {
+    return dispatch_bwd<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
+  });
 }
 
 RecurrentBwdShape recurrent_bwd_shape(int key_dim, int value_dim) {

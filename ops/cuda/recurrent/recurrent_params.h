@@ -3,9 +3,9 @@
 #pragma once
 #include <cstdint>
 
-namespace comba::cuda {
+#include "comba/core/element_type.h"
 
-enum class ElementType { kFloat32, kFloat16, kBFloat16 };
+namespace comba::cuda {
 
 // Tokens per checkpoint segment: a training forward stores the state entering every
 // segment, and the backward recomputes one segment's states at a time.
@@ -50,7 +50,7 @@ struct RecurrentFwdParams {
   // [recurrent_checkpoint_slots, HV, K, V] or null: the state entering each segment.
   float* checkpoints = nullptr;
 
-  ElementType dtype = ElementType::kFloat32;
+  core::ElementType dtype = core::ElementType::kFloat32;
   int64_t seq_len = 0;  // T
   int heads = 0, value_heads = 0, key_dim = 0, value_dim = 0, num_seqs = 0;
   float scale = 1.f;

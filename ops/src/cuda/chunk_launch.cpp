@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../cuda/chunk/chunk_params.h"
+#include "comba/core/element_type_of.h"
 #include "launchers.h"
 
 namespace comba::detail::cuda {
@@ -73,7 +74,7 @@ kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
   p.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
   p.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
   p.chunk_offsets = in.chunk_offsets.defined() ? in.chunk_offsets.data_ptr<int>() : nullptr;
-  p.dtype = pb.dtype == at::kHalf ? kc::ElementType::kFloat16 : kc::ElementType::kBFloat16;
+  p.dtype = core::element_type_of(pb.dtype);  // bf16 or fp16 (chunk_supported)
   p.seq_len = pb.seq_len;
   p.heads = static_cast<int>(pb.heads);
   p.value_heads = static_cast<int>(pb.value_heads);

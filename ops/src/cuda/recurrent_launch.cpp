@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../../cuda/recurrent/recurrent_params.h"
+#include "comba/core/element_type_of.h"
 #include "launchers.h"
 
 namespace comba::detail::cuda {
@@ -15,14 +16,6 @@ namespace comba::detail::cuda {
 namespace {
 
 namespace kc = comba::cuda;
-
-kc::ElementType element_type(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf: return kc::ElementType::kFloat16;
-    case at::kBFloat16: return kc::ElementType::kBFloat16;
-    default: return kc::ElementType::kFloat32;
-  }
-}
 
 void check_launch(int err, const char* pass) {
   TORCH_CHECK(err == 0, "fused_recurrent_comba: CUDA kernel (", pass, ") launch failed: ",
@@ -62,7 +55,7 @@ kc::RecurrentFwdParams input_params(const CombaProblem& pb, const Contiguous& in
   params.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
   params.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
   params.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
-  params.dtype = element_type(pb.dtype);
+  params.dtype = core::element_type_of(pb.dtype);
   params.seq_len = pb.seq_len;
   params.heads = static_cast<int>(pb.heads);
   params.value_heads = static_cast<int>(pb.value_heads);
