@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../../cuda/chunk/chunk_params.h"
-#include "comba/core/element_type_of.h"
+#include "kernel_inputs.h"
 #include "launchers.h"
 
 namespace comba::detail::cuda {
@@ -22,28 +22,16 @@ void check_launch(int err, const char* stage) {
               cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
-// The inputs made contiguous (p = k when absent) and the chunk numbering.
+// The kernels' inputs and the chunk numbering.
 struct Prepared {
-  at::Tensor q, k, p, v, g, beta, h0, cu, chunk_offsets;
+  KernelInputs in;
+  at::Tensor chunk_offsets;
   int64_t num_chunks = 0;
   int64_t kp = 0;
 };
 
-// Contiguous and 16-byte aligned (a contiguous view can start mid-vector).
-at::Tensor tile_ready(const at::Tensor& x) {
-  auto y = x.contiguous();
-  return reinterpret_cast<uintptr_t>(y.data_ptr()) % 16 == 0 ? y : y.clone();
-}
-
 Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
-  Prepared r;
-  r.q = tile_ready(in.q);
-  r.k = tile_ready(in.k);
-  r.p = in.p.defined() ? tile_ready(in.p) : r.k;
-  r.v = tile_ready(in.v);
-  r.g = in.g.contiguous();
-  r.beta = in.beta.defined() ? in.beta.contiguous() : at::Tensor();
-  r.h0 = in.initial_state.defined() ? in.initial_state.to(at::kFloat).contiguous() : at::Tensor();
+  Prepared r{KernelInputs(in)};
   r.kp = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
   if (pb.varlen) {
     const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
@@ -53,8 +41,7 @@ Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
       offsets[i + 1] = offsets[i] + static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
     }
     r.num_chunks = offsets.back();
-    r.cu = in.cu_seqlens.to(r.q.device()).contiguous();
-    r.chunk_offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(r.q.device());
+    r.chunk_offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(r.in.q.device());
   } else {
     r.num_chunks = pb.num_seqs * ((pb.seq_len + kc::kChunk - 1) / kc::kChunk);
   }
@@ -63,27 +50,10 @@ Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
 
 kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
   kc::ChunkParams p;
-  p.q = in.q.data_ptr();
-  p.k = in.k.data_ptr();
-  p.p = in.p.data_ptr();
-  p.v = in.v.data_ptr();
-  p.g = in.g.data_ptr();
-  p.g_fp32 = in.g.scalar_type() == at::kFloat;
-  p.beta = in.beta.defined() ? in.beta.data_ptr() : nullptr;
-  p.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
-  p.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
-  p.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
+  in.in.bind(p);
+  bind_sizes(p, pb);
   p.chunk_offsets = in.chunk_offsets.defined() ? in.chunk_offsets.data_ptr<int>() : nullptr;
-  p.dtype = core::element_type_of(pb.dtype);  // bf16 or fp16 (chunk_supported)
-  p.seq_len = pb.seq_len;
-  p.heads = static_cast<int>(pb.heads);
-  p.value_heads = static_cast<int>(pb.value_heads);
-  p.key_dim = static_cast<int>(pb.key_dim);
-  p.value_dim = static_cast<int>(pb.value_dim);
-  p.num_seqs = static_cast<int>(pb.num_seqs);
   p.num_chunks = in.num_chunks;
-  p.scale = static_cast<float>(pb.scale);
-  p.use_l2norm = pb.use_l2norm;
   return p;
 }
 
@@ -94,7 +64,7 @@ struct PrepWorkspace {
 
 PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkParams& p,
                        cudaStream_t stream) {
-  const auto opts = in.q.options();
+  const auto opts = in.in.q.options();
   const int64_t nc = in.num_chunks, hv = pb.value_heads, c = kc::kChunk;
   PrepWorkspace ws;
   ws.w = at::empty({nc, hv, c, in.kp}, opts);
@@ -153,16 +123,16 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
   const Prepared prep = prepare(pb, in);
   auto p = base_params(pb, prep);
   CombaForward out;
-  out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, prep.q.options());
+  out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, prep.in.q.options());
   out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
-                              prep.q.options().dtype(at::kFloat));
+                              prep.in.q.options().dtype(at::kFloat));
   const auto ws = run_prep(pb, prep, p, stream);
   p.o = out.o.data_ptr();
   p.final_state = out.final_state.data_ptr<float>();
   at::Tensor states, v_new;
   if (for_backward) {
-    states = at::empty({prep.num_chunks, pb.value_heads, prep.kp, pb.value_dim}, prep.q.options());
-    v_new = at::empty({prep.num_chunks, pb.value_heads, kc::kChunk, pb.value_dim}, prep.q.options());
+    states = at::empty({prep.num_chunks, pb.value_heads, prep.kp, pb.value_dim}, prep.in.q.options());
+    v_new = at::empty({prep.num_chunks, pb.value_heads, kc::kChunk, pb.value_dim}, prep.in.q.options());
     p.states = states.data_ptr();
     p.v_new = v_new.data_ptr();
   }
@@ -182,7 +152,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
   const Prepared prep = prepare(pb, in);
   auto p = base_params(pb, prep);
-  const auto opts = prep.q.options();
+  const auto opts = prep.in.q.options();
   const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
   SavedWorkspace::from_list(saved).bind(p);
 

@@ -8,7 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../../cuda/recurrent/recurrent_params.h"
-#include "comba/core/element_type_of.h"
+#include "kernel_inputs.h"
 #include "launchers.h"
 
 namespace comba::detail::cuda {
@@ -22,48 +22,10 @@ void check_launch(int err, const char* pass) {
               cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
-// Contiguous fp32 (or undefined); no dispatcher call when it already is (decode steps
-// are host bound).
-at::Tensor as_float(const at::Tensor& t) {
-  if (!t.defined()) return t;
-  return t.scalar_type() == at::kFloat ? t.contiguous() : t.to(at::kFloat).contiguous();
-}
-
-// The inputs as the kernels read them: contiguous, p = k when absent, state fp32.
-struct Contiguous {
-  at::Tensor q, k, p, v, g, beta, h0, cu;
-  explicit Contiguous(const CombaInputs& in)
-      : q(in.q.contiguous()),
-        k(in.k.contiguous()),
-        p(in.p.defined() ? in.p.contiguous() : k),
-        v(in.v.contiguous()),
-        g(in.g.contiguous()),
-        beta(in.beta.defined() ? in.beta.contiguous() : at::Tensor()),
-        h0(as_float(in.initial_state)),
-        cu(in.cu_seqlens.defined() ? in.cu_seqlens.to(in.q.device()).contiguous() : at::Tensor()) {}
-};
-
-kc::RecurrentFwdParams input_params(const CombaProblem& pb, const Contiguous& in) {
+kc::RecurrentFwdParams input_params(const CombaProblem& pb, const KernelInputs& in) {
   kc::RecurrentFwdParams params;
-  params.q = in.q.data_ptr();
-  params.k = in.k.data_ptr();
-  params.p = in.p.data_ptr();
-  params.v = in.v.data_ptr();
-  params.g = in.g.data_ptr();
-  params.g_fp32 = in.g.scalar_type() == at::kFloat;
-  params.beta = in.beta.defined() ? in.beta.data_ptr() : nullptr;
-  params.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
-  params.initial_state = in.h0.defined() ? in.h0.data_ptr<float>() : nullptr;
-  params.cu_seqlens = in.cu.defined() ? in.cu.data_ptr<int64_t>() : nullptr;
-  params.dtype = core::element_type_of(pb.dtype);
-  params.seq_len = pb.seq_len;
-  params.heads = static_cast<int>(pb.heads);
-  params.value_heads = static_cast<int>(pb.value_heads);
-  params.key_dim = static_cast<int>(pb.key_dim);
-  params.value_dim = static_cast<int>(pb.value_dim);
-  params.num_seqs = static_cast<int>(pb.num_seqs);
-  params.scale = static_cast<float>(pb.scale);
-  params.use_l2norm = pb.use_l2norm;
+  in.bind(params);
+  bind_sizes(params, pb);
   return params;
 }
 
@@ -77,7 +39,7 @@ bool recurrent_supported(const CombaProblem& pb, const CombaInputs& in) {
 
 CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
   const c10::cuda::CUDAGuard guard(in.q.device());
-  const Contiguous c(in);
+  const KernelInputs c(in);
   CombaForward out;
   out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, c.q.options());
   out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
@@ -105,7 +67,7 @@ InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at
     return recurrent_bwd(pb, in, grad_o, grad_final, recurrent_fwd(pb, in, true).saved);
   }
   const c10::cuda::CUDAGuard guard(in.q.device());
-  const Contiguous c(in);
+  const KernelInputs c(in);
   const auto f32 = c.q.options().dtype(at::kFloat);
   const int64_t B = pb.batch, T = pb.seq_len, HV = pb.value_heads, K = pb.key_dim,
                 V = pb.value_dim;
