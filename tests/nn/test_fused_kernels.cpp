@@ -5,6 +5,7 @@
 // kernels), every dtype. CPU cases check the ATen path and the argument checks; *Cuda*
 // cases check the kernels (skipped without a GPU), with the tolerance rule of
 // fused_reference.h, plus bitwise-reproducible weight grads.
+#include "expect_error.h"
 #include "comba/core/element_type_of.h"
 #include "comba/nn.h"
 #include "fused_reference.h"
@@ -151,27 +152,19 @@ INSTANTIATE_TEST_SUITE_P(Cases, ShortConvCpu, ::testing::ValuesIn(kConvCases), c
 TEST(ShortConvCpuChecks, BadArgumentsNameTheArgument) {
   const auto x = torch::randn({1, 10, 8});
   const auto w = torch::randn({8, 1, 4});
-  const auto expect_error = [](const std::function<void()>& fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error mentioning " << needle;
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  expect_error([&] { short_convolution(x.view({10, 8}), w); }, "argument `x`");
-  expect_error([&] { short_convolution(x, torch::randn({8, 4})); }, "argument `weight`");
-  expect_error([&] { short_convolution(x, torch::randn({8, 2, 4})); }, "argument `weight`");
-  expect_error([&] { short_convolution(x, torch::randn({6, 1, 4})); }, "argument `x`");
-  expect_error([&] { short_convolution(x, w, torch::randn({7})); }, "argument `bias`");
-  expect_error([&] { short_convolution(x, w, {}, torch::randn({1, 8, 4})); }, "argument `initial_state`");
-  expect_error([&] { short_convolution(x.to(torch::kLong), w); }, "argument `x`");
+  expect_error_mentioning([&] { short_convolution(x.view({10, 8}), w); }, "argument `x`");
+  expect_error_mentioning([&] { short_convolution(x, torch::randn({8, 4})); }, "argument `weight`");
+  expect_error_mentioning([&] { short_convolution(x, torch::randn({8, 2, 4})); }, "argument `weight`");
+  expect_error_mentioning([&] { short_convolution(x, torch::randn({6, 1, 4})); }, "argument `x`");
+  expect_error_mentioning([&] { short_convolution(x, w, torch::randn({7})); }, "argument `bias`");
+  expect_error_mentioning([&] { short_convolution(x, w, {}, torch::randn({1, 8, 4})); }, "argument `initial_state`");
+  expect_error_mentioning([&] { short_convolution(x.to(torch::kLong), w); }, "argument `x`");
   const auto cu = [](std::vector<int64_t> v) { return torch::tensor(v); };
-  expect_error([&] { short_convolution(x, w, {}, {}, cu({0, 6, 4, 10})); }, "argument `cu_seqlens`");
-  expect_error([&] { short_convolution(x, w, {}, {}, cu({1, 10})); }, "argument `cu_seqlens`");
-  expect_error([&] { short_convolution(x, w, {}, {}, cu({0, 9})); }, "argument `cu_seqlens`");
-  expect_error([&] { short_convolution(torch::randn({2, 10, 8}), w, {}, {}, cu({0, 10})); }, "argument `cu_seqlens`");
-  expect_error([&] { short_convolution(x, w, {}, {}, cu({0, 10}).to(torch::kInt)); }, "argument `cu_seqlens`");
+  expect_error_mentioning([&] { short_convolution(x, w, {}, {}, cu({0, 6, 4, 10})); }, "argument `cu_seqlens`");
+  expect_error_mentioning([&] { short_convolution(x, w, {}, {}, cu({1, 10})); }, "argument `cu_seqlens`");
+  expect_error_mentioning([&] { short_convolution(x, w, {}, {}, cu({0, 9})); }, "argument `cu_seqlens`");
+  expect_error_mentioning([&] { short_convolution(torch::randn({2, 10, 8}), w, {}, {}, cu({0, 10})); }, "argument `cu_seqlens`");
+  expect_error_mentioning([&] { short_convolution(x, w, {}, {}, cu({0, 10}).to(torch::kInt)); }, "argument `cu_seqlens`");
 }
 
 class ShortConvCuda : public ::testing::TestWithParam<ConvCase> {
@@ -418,19 +411,11 @@ TEST(RMSNormCpu, AtenPathMatchesReferenceWithAndWithoutGate) {
 
 TEST(RMSNormCpuChecks, BadArgumentsNameTheArgument) {
   const auto x = torch::randn({4, 8});
-  const auto expect_error = [](const std::function<void()>& fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error mentioning " << needle;
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  expect_error([&] { rms_norm(x, torch::ones({8, 1}), 1e-6); }, "argument `weight`");
-  expect_error([&] { rms_norm(x, torch::ones({6}), 1e-6); }, "argument `x`");
-  expect_error([&] { rms_norm(x, torch::ones({8}), 1e-6, torch::randn({4, 7})); }, "argument `gate`");
-  expect_error([&] { rms_norm(x.to(torch::kInt), torch::ones({8}), 1e-6); }, "argument `x`");
-  expect_error([&] { rms_norm(x, torch::ones({8}), 1e-6, torch::ones({4, 8}, torch::kLong)); }, "argument `gate`");
+  expect_error_mentioning([&] { rms_norm(x, torch::ones({8, 1}), 1e-6); }, "argument `weight`");
+  expect_error_mentioning([&] { rms_norm(x, torch::ones({6}), 1e-6); }, "argument `x`");
+  expect_error_mentioning([&] { rms_norm(x, torch::ones({8}), 1e-6, torch::randn({4, 7})); }, "argument `gate`");
+  expect_error_mentioning([&] { rms_norm(x.to(torch::kInt), torch::ones({8}), 1e-6); }, "argument `x`");
+  expect_error_mentioning([&] { rms_norm(x, torch::ones({8}), 1e-6, torch::ones({4, 8}, torch::kLong)); }, "argument `gate`");
 }
 
 struct NormCase {

@@ -1,6 +1,7 @@
 // ShortConvolution, RMSNorm and CombaLayer (CPU, fp32/fp64): closed forms, an fp64
 // per-token reference of SPEC section 3, chunk == step-by-step through the cache, padding
 // == each sequence alone, packed == each sequence alone, causality.
+#include "expect_error.h"
 #include "nn_test_utils.h"
 
 #include <map>
@@ -345,16 +346,8 @@ TEST(CombaLayer, PackedFirstSequenceIgnoresTheSecond) {
 
 TEST(CombaLayer, BadInputsNameTheArgument) {
   CombaLayer layer(tiny_layer());
-  const auto expect_error = [](const std::function<void()>& fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error mentioning " << needle;
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  expect_error([&] { layer(torch::randn({2, 3, 31}), CombaLayerInputs()); }, "argument `x`");
-  expect_error([&] { layer(torch::randn({2, 3, 32}), CombaLayerInputs().attention_mask(torch::ones({2, 2}))); },
+  expect_error_mentioning([&] { layer(torch::randn({2, 3, 31}), CombaLayerInputs()); }, "argument `x`");
+  expect_error_mentioning([&] { layer(torch::randn({2, 3, 32}), CombaLayerInputs().attention_mask(torch::ones({2, 2}))); },
                "argument `attention_mask`");
-  expect_error([] { CombaLayer bad(tiny_layer(2, 3)); }, "option `num_v_heads`");
+  expect_error_mentioning([] { CombaLayer bad(tiny_layer(2, 3)); }, "option `num_v_heads`");
 }
