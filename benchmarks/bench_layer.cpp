@@ -35,6 +35,8 @@
 #ifdef COMBA_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime.h>
+
+#include "event_timer.h"
 #endif
 
 #include <torch/csrc/autograd/profiler_kineto.h>
@@ -231,19 +233,8 @@ class Bench {
   double time_ms(const std::function<void()>& fn) const {
 #ifdef COMBA_WITH_CUDA
     if (options_.device.is_cuda()) {
-      cudaEvent_t start, stop;
-      cudaEventCreate(&start);
-      cudaEventCreate(&stop);
       sync();
-      cudaEventRecord(start);
-      fn();
-      cudaEventRecord(stop);
-      cudaEventSynchronize(stop);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, start, stop);
-      cudaEventDestroy(start);
-      cudaEventDestroy(stop);
-      return ms;
+      return comba::bench::EventTimer().time_ms(fn);
     }
 #endif
     const auto t0 = std::chrono::steady_clock::now();

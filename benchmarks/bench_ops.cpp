@@ -16,6 +16,8 @@
 #ifdef COMBA_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime.h>
+
+#include "event_timer.h"
 #endif
 
 #include "comba/ops/comba.h"
@@ -61,20 +63,8 @@ const char* dtype_name(torch::Dtype dtype) {
 double median_ms(const std::function<void()>& fn, int iters) {
   for (int i = 0; i < 5; ++i) fn();
   std::vector<float> times;
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < iters; ++i) {
-    cudaEventRecord(start);
-    fn();
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  comba::bench::EventTimer timer;
+  for (int i = 0; i < iters; ++i) times.push_back(timer.time_ms(fn));
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
