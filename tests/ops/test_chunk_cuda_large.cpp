@@ -2,8 +2,8 @@
 // against the operator's fp32 ATen reference path (use_reference_path) on the same GPU,
 // run on the very values the kernels saw (inputs and cotangents rounded to bf16 / fp16).
 // Sizes: the SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512, and
-// 20 packed segments of random lengths (0 included). 16-bit inputs with K <= 128 run the
-// tensor-core chunk kernels; fp32 inputs and K = 256 the fused recurrent kernels.
+// 20 packed segments of random lengths (0 included). 16-bit inputs run the tensor-core
+// chunk kernels (K > 128 in two key halves); fp32 inputs the fused recurrent kernels.
 // GPU only: skips without CUDA.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -118,6 +118,7 @@ std::vector<LargeCase> cases() {
       {"B1_T1000_H1_K256_V512", 1, 1000, 1, 1, 256, 512, {}},
       {"B1_T32768_H2_K128_V128", 1, 32768, 2, 2, 128, 128, {}},
       {"varlen20_H4_GVA2_K64_V128", 1, 0, 2, 4, 64, 128, lengths},
+      {"varlen20_H2_GVA2_K192_V64", 1, 0, 1, 2, 192, 64, lengths},
   };
 }
 

@@ -3,8 +3,8 @@
 // cores): each listed value of each axis appears in at least one readable case
 //   T in {1, 2, 63, 64, 65, 130}, K and V in {16, 32, 64, 100}, H in {1, 3}, GVA 2x,
 //   l2norm on/off, initial/final state, custom scale, varlen with lengths 0, 1, 63, 65;
-// plus the model's sizes (K = 128, V = 128 / 256), decode at T = 1 with B = 256, and two
-// head-dim pairs the GPU runs on the recurrent kernels (K 48 / V 18, K 200 / V 24).
+// plus the model's sizes (K = 128, V = 128 / 256), decode at T = 1 with B = 256, and
+// head dims with their own GPU tiles (K 48 / V 18, K 200 / V 24, packed K 256 / V 40).
 // The oracle always computes on exactly the values the operator saw (inputs and
 // cotangents rounded to the run's dtypes), so the errors measured are the operator's own.
 //
@@ -134,8 +134,9 @@ std::vector<CaseConfig> grid() {
     c.scale = 0.15;
     cases.push_back(c);
   }
-  // Head dims the chunk kernels leave to the recurrent ones on a GPU: V not a multiple of
-  // 8 (one state column per lane), and K > 128 (32 state rows per thread).
+  // Head dims with their own tiles on a GPU: V not a multiple of 8 (the recurrent kernels,
+  // one state column per lane), and K > 128 (the chunk kernels' split key tile; 32 state
+  // rows per thread on the recurrent ones), packed with GVA at K = 256.
   {
     auto c = make(40, 48, 18, 1, 2);
     c.l2norm = c.initial_state = c.final_state = true;
@@ -144,6 +145,12 @@ std::vector<CaseConfig> grid() {
   {
     auto c = make(33, 200, 24, 1, 1);
     c.l2norm = c.final_state = true;
+    cases.push_back(c);
+  }
+  {
+    auto c = make(0, 256, 40, 1, 2);
+    c.segments = {70, 0, 130};
+    c.l2norm = c.initial_state = c.final_state = true;
     cases.push_back(c);
   }
   // The model's head sizes: decode at T = 1 over a large batch, and a V = 256 prefill.

@@ -9,6 +9,7 @@ namespace comba::cuda::chunk {
 
 inline constexpr int kThreads = 256;  // 8 warps in every chunked kernel
 inline constexpr int kPad = 8;        // 16 bytes of row padding: conflict-free ldmatrix
+inline constexpr int kMaxSmemBytes = 227 * 1024;  // dynamic shared memory of one CTA (sm_90)
 
 struct ChunkLoc {
   long long tok0;  // first token (row of the [B * T] or packed token axis)

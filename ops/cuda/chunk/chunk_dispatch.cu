@@ -49,6 +49,7 @@ int run_kp(Stage stage, const ChunkParams& p, cudaStream_t s) {
   switch (chunk_padded_key_dim(p.key_dim)) {
     case 64: return run<T, 64>(stage, p, s);
     case 128: return run<T, 128>(stage, p, s);
+    case 256: return run<T, 256>(stage, p, s);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

@@ -10,6 +10,8 @@
 // g's gradient is collected as range weights R[hi][lo] (the weight of every term
 // exp(g_lo + ... + g_hi)), dg_t = sum over lo <= t <= hi, so that no large cancelling
 // pairs are formed under strong decay; beta's from its three uses.
+// The [64 x K] products (dQ, dK, dP, dW) are walked in key halves of KH columns when
+// KP = 256 (registers); the 64 x 64 ones accumulate over all of K at once.
 #pragma once
 #include "chunk_common.cuh"
 
@@ -17,31 +19,57 @@ namespace comba::cuda::chunk {
 
 template <typename T, int KP>
 struct GradLayout {
-  static constexpr int BV = 64;
+  // Key columns in kHalves halves of KH (one half up to KP = 128).
+  static constexpr int KH = KP > kChunkKeyHalf ? kChunkKeyHalf : KP, kHalves = KP / KH;
+  static constexpr bool kSplit = kHalves > 1;
+  static constexpr int BV = kSplit ? 32 : 64;
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1, LDV = BV + kPad;
   static constexpr int kQKP = 3 * kChunk * LDK * sizeof(T);
   static constexpr int kVectors = 12 * kChunk * sizeof(float);
   static constexpr int kTo = kChunk * LDC * sizeof(T);
   static constexpr int kF = 2 * kChunk * LDC * sizeof(T);
   static constexpr int kR = kChunk * LDF * sizeof(float);
-  // The shared region: phase A / B tiles, then the epilogue.
-  static constexpr int kTilesB = (4 * kChunk * LDV + 2 * KP * LDV) * sizeof(T);
-  static constexpr int kEpilogue = kChunk * LDK * sizeof(T) + kChunk * LDF * sizeof(float) +
-                                   4 * kChunk * LDC * sizeof(T);
-  static constexpr int kRegion = kTilesB > kEpilogue ? kTilesB : kEpilogue;
-  static constexpr int kBytes = kQKP + kVectors + kTo + kF + kR + kRegion;
+  static constexpr int kDW = kChunk * LDK * sizeof(T);  // -dW, from phase B to the end
+  // The shared region: the phase tiles (dO or V, V', dV' [64 x BV], S and dS rows of one
+  // key half [KH x BV]), then the epilogue's dTa (fp32) and dT, later Z over dTa, and last
+  // Ek, Ep over both.
+  static constexpr int kTiles = (3 * kChunk * LDV + 2 * KH * LDV) * sizeof(T);
+  static constexpr int kDTa = kChunk * LDF * sizeof(float);
+  static constexpr int kEpilogue = kDTa + kChunk * LDC * sizeof(T);
+  static constexpr int kRegion = kTiles > kEpilogue ? kTiles : kEpilogue;
+  static constexpr int kBytes = kQKP + kVectors + kTo + kF + kR + kDW + kRegion;
+  static_assert(2 * kChunk * LDC * sizeof(T) <= kEpilogue, "Ek, Ep must fit the epilogue");
+  static_assert(kBytes <= kMaxSmemBytes, "gradient tiles exceed shared memory");
 };
 
-// l2norm backward on a [64 x KP] gradient tile in registers (dx = r (dx^ - x^ (x^ . dx^)))
-// and the store of rows < len, columns < K to the q / k / p gradient.
+// Where the q / k / p gradient elements of this CTA's chunk live: fp32 per value head
+// when the host sums a GVA group or the key tile is split, else the input dtype per query
+// head. Element (r, col) of the chunk is base + r * row_stride + col.
+template <typename T, int KP>
+struct QkpGradOut {
+  bool fp32;
+  long long base, row_stride;
+  __device__ QkpGradOut(const ChunkParams& p, const ChunkLoc& loc, int hv)
+      : fp32(GradLayout<T, KP>::kSplit || p.dqkp_fp32) {
+    const int heads = fp32 ? p.value_heads : p.heads;
+    const int head = fp32 ? hv : hv / (p.value_heads / p.heads);
+    row_stride = static_cast<long long>(heads) * p.key_dim;
+    base = loc.tok0 * row_stride + static_cast<long long>(head) * p.key_dim;
+  }
+  __device__ long long index(int r, int col) const { return base + r * row_stride + col; }
+};
+
+// Finishes a [64 x KH] gradient tile in registers (columns kc + n0 .. of the key): the
+// l2norm backward dx = r (dx^ - x^ (x^ . dx^)) unless the key tile is split (the host
+// applies it then), and the store of rows < len, columns < K. sX: the tile's x at column kc.
 template <typename T, int KP, int NT>
 __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<1, NT>& d, const T* sX,
                                                 const float* s_r, float* red, void* out,
-                                                const ChunkLoc& loc, int hv, int m0, int n0) {
+                                                const ChunkLoc& loc, int hv, int m0, int n0, int kc) {
   constexpr int LDK = KP + kPad;
   const int lane = threadIdx.x & 31;
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
-  if (p.use_l2norm) {
+  if (!GradLayout<T, KP>::kSplit && p.use_l2norm) {
     float p0, p1;
     block_row_dots(d, sX, LDK, m0, n0, red, p0, p1);
     const float c0 = p0 * s_r[r0], c1 = p1 * s_r[r1];  // x^ . dx^
@@ -54,22 +82,38 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
         d.v[0][nt][i] = s_r[r] * (d.v[0][nt][i] - xh * (i < 2 ? c0 : c1));
       }
   }
-  const int group = p.value_heads / p.heads;
-  const int K = p.key_dim;
+  const QkpGradOut<T, KP> dst(p, loc, hv);
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int r = half ? r1 : r0, col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      if (r >= loc.len || col >= K) continue;
+      const int r = half ? r1 : r0, col = kc + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      if (r >= loc.len || col >= p.key_dim) continue;
       const float a = d.v[0][nt][2 * half], b = d.v[0][nt][2 * half + 1];
-      if (p.dqkp_fp32) {
-        float* dst = static_cast<float*>(out) + ((loc.tok0 + r) * p.value_heads + hv) * K + col;
-        *reinterpret_cast<float2*>(dst) = make_float2(a, b);
+      if (dst.fp32) {
+        *reinterpret_cast<float2*>(static_cast<float*>(out) + dst.index(r, col)) = make_float2(a, b);
       } else {
-        T* dst = static_cast<T*>(out) + ((loc.tok0 + r) * p.heads + hv / group) * K + col;
-        tile::store_pair(dst, a, b);
+        tile::store_pair(static_cast<T*>(out) + dst.index(r, col), a, b);
       }
+    }
+}
+
+// d += the fp32 partial that finish_qkp_grad stored earlier for the same tile (split key
+// tiles keep dK there between phase B and the epilogue; the same thread wrote it).
+template <typename T, int KP, int NT>
+__device__ __forceinline__ void add_stored_grad(const ChunkParams& p, tile::Acc<1, NT>& d, const void* out,
+                                                const ChunkLoc& loc, int hv, int m0, int n0, int kc) {
+  const int lane = threadIdx.x & 31;
+  const QkpGradOut<T, KP> src(p, loc, hv);
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + (lane >> 2) + 8 * half, col = kc + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      if (r >= loc.len || col >= p.key_dim) continue;
+      const float2 v = *reinterpret_cast<const float2*>(static_cast<const float*>(out) + src.index(r, col));
+      d.v[0][nt][2 * half] += v.x;
+      d.v[0][nt][2 * half + 1] += v.y;
     }
 }
 
@@ -77,7 +121,7 @@ template <typename T, int KP>
 __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkParams p) {
   using L = GradLayout<T, KP>;
   constexpr int C = kChunk, LDK = L::LDK, LDC = L::LDC, LDF = L::LDF, LDV = L::LDV, BV = L::BV;
-  constexpr int NTK = KP / 16;  // [64 x KP] warp tiles: 16 rows x KP / 2 columns
+  constexpr int KH = L::KH, NTK = KH / 16;  // [64 x KH] warp tiles: 16 rows x KH / 2 columns
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned char* cur = smem;
   T* sQ = reinterpret_cast<T*>(cur);
@@ -102,19 +146,20 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   cur += L::kF;
   float* sR = reinterpret_cast<float*>(cur);
   cur += L::kR;
+  T* sdW = reinterpret_cast<T*>(cur);
+  cur += L::kDW;
   unsigned char* region = cur;
   // phase tiles
   T* sX64a = reinterpret_cast<T*>(region);  // dO (A) / V (B)
   T* sVn = sX64a + C * LDV;
   T* sdVn = sVn + C * LDV;
-  T* sS = sdVn + C * LDV;
-  T* sdS = sS + KP * LDV;
+  T* sS = sdVn + C * LDV;  // rows of one key half
+  T* sdS = sS + KH * LDV;
   // epilogue
-  T* sdW = reinterpret_cast<T*>(region);
-  float* sdTa = reinterpret_cast<float*>(sdW + C * LDK);
-  T* sdT = reinterpret_cast<T*>(sdTa + C * LDF);
-  T* sZ = sdT + C * LDC;
-  T* sEk = sZ + C * LDC;
+  float* sdTa = reinterpret_cast<float*>(region);
+  T* sdT = reinterpret_cast<T*>(region + L::kDTa);
+  T* sZ = reinterpret_cast<T*>(region);
+  T* sEk = reinterpret_cast<T*>(region);
   T* sEp = sEk + C * LDC;
 
   const long long c = blockIdx.x;
@@ -122,7 +167,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const ChunkLoc loc = locate_chunk(p, c);
   const long long slot = c * HV + hv;
-  const int m0 = (warp & 3) * 16, nc = (warp >> 2) * 32, nk = (warp >> 2) * (KP / 2);
+  const int m0 = (warp & 3) * 16, nc = (warp >> 2) * 32, nk = (warp >> 2) * (KH / 2),
+            nv = (warp >> 2) * (BV / 2);
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
 
   load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
@@ -143,26 +189,28 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   const T* g_vn = static_cast<const T*>(p.v_new) + slot * C * V;
   const T* g_dvn = static_cast<const T*>(p.dv_new) + slot * C * V;
 
-  // ---- phase A: dQs, dMqk ----
-  tile::Acc<1, NTK> dq;
+  // ---- phase A: dQs (per key half), dMqk ----
   tile::Acc<1, 4> dm;
-  dq.zero();
   dm.zero();
-  for (int v0 = 0; v0 < V; v0 += BV) {
-    tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_do + v0, o_ld, loc.len, V - v0);
-    tile::load_tile_async<T, kThreads, KP, BV>(sS, LDV, g_S + v0, V, KP, V - v0);
-    tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
-    tile::cp_async_commit();
-    tile::cp_async_wait<0>();
-    __syncthreads();
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dq, sX64a, LDV, sS, LDV, m0, nk, BV);
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dm, sX64a, LDV, sVn, LDV, m0, nc, BV);
-    __syncthreads();
-  }
-  {
+#pragma unroll 1
+  for (int h = 0; h < L::kHalves; ++h) {
+    const int kc = h * KH;  // the half's first key column
+    tile::Acc<1, NTK> dq;
+    dq.zero();
+    for (int v0 = 0; v0 < V; v0 += BV) {
+      tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_do + v0, o_ld, loc.len, V - v0);
+      tile::load_tile_async<T, kThreads, KH, BV>(sS, LDV, g_S + kc * V + v0, V, KH, V - v0);
+      if (h == 0) tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
+      tile::cp_async_commit();
+      tile::cp_async_wait<0>();
+      __syncthreads();
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dq, sX64a, LDV, sS, LDV, m0, nk, BV);
+      if (h == 0) tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dm, sX64a, LDV, sVn, LDV, m0, nc, BV);
+      __syncthreads();
+    }
     // Qs = scale e^G r_q q: range [0, i] gets sum_k dQs Qs.
     float p0, p1;
-    block_row_dots(dq, sQ, LDK, m0, nk, red, p0, p1);
+    block_row_dots(dq, sQ + kc, LDK, m0, nk, red, p0, p1);
     const float f0 = p.scale * __expf(s_G[r0]), f1 = p.scale * __expf(s_G[r1]);
     if (row_owner()) {
       sR[r0 * LDF] += p0 * f0 * s_rq[r0];
@@ -173,94 +221,97 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
 #pragma unroll
       for (int i = 0; i < 4; ++i) dq.v[0][nt][i] *= i < 2 ? f0 : f1;
 
-    tile::Acc<1, 4> qk;
-    qk.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(qk, sQ, LDK, sK, LDK, m0, nc, KP);
+    if (h == 0) {  // F from dMqk, over all of K
+      tile::Acc<1, 4> qk;
+      qk.zero();
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(qk, sQ, LDK, sK, LDK, m0, nc, KP);
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = m0 + tile::acc_row(lane, i), j = nc + nt * 8 + tile::acc_col(lane, i);
-        const float f = j <= r ? dm.v[0][nt][i] * p.scale * __expf(s_G[r] - s_G[j]) : 0.f;
-        if (j < r) sR[r * LDF + j + 1] += f * qk.v[0][nt][i] * s_rq[r] * s_rk[j];
-        sFk[r * LDC + j] = from_float<T>(f * s_rk[j]);
-        sFq[r * LDC + j] = from_float<T>(f * s_rq[r]);
-      }
-    __syncthreads();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(dq, sFk, LDC, sK, LDK, m0, nk, C);
-    finish_qkp_grad<T, KP>(p, dq, sQ, s_rq, red, p.dq, loc, hv, m0, nk);
+        for (int i = 0; i < 4; ++i) {
+          const int r = m0 + tile::acc_row(lane, i), j = nc + nt * 8 + tile::acc_col(lane, i);
+          const float f = j <= r ? dm.v[0][nt][i] * p.scale * __expf(s_G[r] - s_G[j]) : 0.f;
+          if (j < r) sR[r * LDF + j + 1] += f * qk.v[0][nt][i] * s_rq[r] * s_rk[j];
+          sFk[r * LDC + j] = from_float<T>(f * s_rk[j]);
+          sFq[r * LDC + j] = from_float<T>(f * s_rq[r]);
+        }
+      __syncthreads();
+    }
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(dq, sFk, LDC, sK + kc, LDK, m0, nk, C);
+    finish_qkp_grad<T, KP>(p, dq, sQ + kc, s_rq, red, p.dq, loc, hv, m0, nk, kc);
   }
 
-  // ---- phase B: dKd, dW, dTa, dV ----
-  tile::Acc<1, NTK> dk, dwn;
+  // ---- phase B: dKd and dW (per key half), dTa, dV ----
+  tile::Acc<1, NTK> dk;  // the last half's dKd (the only one unless the key tile is split)
   tile::Acc<1, 4> dta;
-  dk.zero();
-  dwn.zero();
   dta.zero();
   float db0 = 0.f, db1 = 0.f, dgam = 0.f;
   T* g_dv = static_cast<T*>(p.dv) + loc.tok0 * o_ld + static_cast<long long>(hv) * V;
-  for (int v0 = 0; v0 < V; v0 += BV) {
-    tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_v + v0, o_ld, loc.len, V - v0);
-    tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
-    tile::load_tile_async<T, kThreads, C, BV>(sdVn, LDV, g_dvn + v0, V, C, V - v0);
-    tile::load_tile_async<T, kThreads, KP, BV>(sS, LDV, g_S + v0, V, KP, V - v0);
-    tile::load_tile_async<T, kThreads, KP, BV>(sdS, LDV, g_dS + v0, V, KP, V - v0);
-    tile::cp_async_commit();
-    tile::cp_async_wait<0>();
-    __syncthreads();
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dk, sVn, LDV, sdS, LDV, m0, nk, BV);
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dwn, sdVn, LDV, sS, LDV, m0, nk, BV);
-    tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dta, sdVn, LDV, sX64a, LDV, m0, nc, BV);
-    tile::Acc<1, 4> y;  // T^T dV'
-    y.zero();
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(y, sTo, LDC, sdVn, LDV, m0, nc, C);
+#pragma unroll 1
+  for (int h = 0; h < L::kHalves; ++h) {
+    const int kc = h * KH;
+    tile::Acc<1, NTK> dwn;
+    dk.zero();
+    dwn.zero();
+    for (int v0 = 0; v0 < V; v0 += BV) {
+      if (h == 0) tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_v + v0, o_ld, loc.len, V - v0);
+      tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
+      tile::load_tile_async<T, kThreads, C, BV>(sdVn, LDV, g_dvn + v0, V, C, V - v0);
+      tile::load_tile_async<T, kThreads, KH, BV>(sS, LDV, g_S + kc * V + v0, V, KH, V - v0);
+      tile::load_tile_async<T, kThreads, KH, BV>(sdS, LDV, g_dS + kc * V + v0, V, KH, V - v0);
+      tile::cp_async_commit();
+      tile::cp_async_wait<0>();
+      __syncthreads();
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dk, sVn, LDV, sdS, LDV, m0, nk, BV);
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dwn, sdVn, LDV, sS, LDV, m0, nk, BV);
+      if (h == 0) {
+        tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dta, sdVn, LDV, sX64a, LDV, m0, nc, BV);
+        tile::Acc<1, BV / 16> y;  // T^T dV' [64 x BV]: 16 rows x BV / 2 columns per warp
+        y.zero();
+        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(y, sTo, LDC, sdVn, LDV, m0, nv, C);
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+        for (int nt = 0; nt < BV / 16; ++nt)
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = half ? r1 : r0, col = nc + nt * 8 + tile::acc_col(lane, 2 * half);
-        const float a = y.v[0][nt][2 * half], b = y.v[0][nt][2 * half + 1];
-        (half ? db1 : db0) += a * to_float(sX64a[r * LDV + col]) + b * to_float(sX64a[r * LDV + col + 1]);
-        if (r < loc.len && v0 + col < V) {
-          tile::store_pair(g_dv + r * o_ld + v0 + col, s_beta[r] * a, s_beta[r] * b);
-        }
+          for (int half = 0; half < 2; ++half) {
+            const int r = half ? r1 : r0, col = nv + nt * 8 + tile::acc_col(lane, 2 * half);
+            const float a = y.v[0][nt][2 * half], b = y.v[0][nt][2 * half + 1];
+            (half ? db1 : db0) += a * to_float(sX64a[r * LDV + col]) + b * to_float(sX64a[r * LDV + col + 1]);
+            if (r < loc.len && v0 + col < V) {
+              tile::store_pair(g_dv + r * o_ld + v0 + col, s_beta[r] * a, s_beta[r] * b);
+            }
+          }
       }
-    for (int idx = tid; idx < KP * BV / 8; idx += kThreads) {  // <S, dS> on 8-element vectors
-      const int kd = idx / (BV / 8), col = (idx - kd * (BV / 8)) * 8;
-      const uint4 a = *reinterpret_cast<const uint4*>(sS + kd * LDV + col);
-      const uint4 b = *reinterpret_cast<const uint4*>(sdS + kd * LDV + col);
-      const T* x = reinterpret_cast<const T*>(&a);
-      const T* y = reinterpret_cast<const T*>(&b);
+      for (int idx = tid; idx < KH * BV / 8; idx += kThreads) {  // <S, dS> on 8-element vectors
+        const int kd = idx / (BV / 8), col = (idx - kd * (BV / 8)) * 8;
+        const uint4 a = *reinterpret_cast<const uint4*>(sS + kd * LDV + col);
+        const uint4 b = *reinterpret_cast<const uint4*>(sdS + kd * LDV + col);
+        const T* x = reinterpret_cast<const T*>(&a);
+        const T* y = reinterpret_cast<const T*>(&b);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) dgam += to_float(x[e]) * to_float(y[e]);
+        for (int e = 0; e < 8; ++e) dgam += to_float(x[e]) * to_float(y[e]);
+      }
+      __syncthreads();
     }
-    __syncthreads();
-  }
-  {
-    // gamma = e^G_last: range [0, last]
-    dgam = warp_sum(dgam);
-    if (lane == 0) s_misc[warp] = dgam;
     // Kd = e^(G_last - G) r_k k: range [j + 1, last] gets sum_k dKd Kd
     float p0, p1;
-    block_row_dots(dk, sK, LDK, m0, nk, red, p0, p1);  // (its barrier also publishes s_misc)
+    block_row_dots(dk, sK + kc, LDK, m0, nk, red, p0, p1);
     const float e0 = __expf(g_last - s_G[r0]), e1 = __expf(g_last - s_G[r1]);
     if (row_owner()) {
       if (r0 < C - 1) sR[(C - 1) * LDF + r0 + 1] += p0 * e0 * s_rk[r0];
       if (r1 < C - 1) sR[(C - 1) * LDF + r1 + 1] += p1 * e1 * s_rk[r1];
     }
-    if (tid == 0) {
-      float total = 0.f;
-      for (int w = 0; w < kThreads / 32; ++w) total += s_misc[w];
-      sR[(C - 1) * LDF] += total * __expf(g_last);
-    }
 #pragma unroll
     for (int nt = 0; nt < NTK; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) dk.v[0][nt][i] *= i < 2 ? e0 : e1;
-    __syncthreads();  // phase B tiles dead: the epilogue reuses the region
-
-    // dW = -dWn (16-bit operand), dTa (fp32)
-    acc_to_smem<T>(dwn, sdW, LDK, m0, nk, -1.f);
+    acc_to_smem<T>(dwn, sdW, LDK, m0, kc + nk, -1.f);  // dW = -dWn as a 16-bit operand
+    if (L::kSplit) finish_qkp_grad<T, KP>(p, dk, sK + kc, s_rk, red, p.dk, loc, hv, m0, nk, kc);
+  }
+  {
+    // gamma = e^G_last: range [0, last]
+    dgam = warp_sum(dgam);
+    if (lane == 0) s_misc[warp] = dgam;
+    // The phase tiles are dead (the last pass ended on a barrier): dTa goes over them.
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
@@ -268,9 +319,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
         const int r = m0 + tile::acc_row(lane, i), j = nc + nt * 8 + tile::acc_col(lane, i);
         sdTa[r * LDF + j] = dta.v[0][nt][i];
       }
-    __syncthreads();
+    __syncthreads();  // publishes s_misc, dW, dTa
+    if (tid == 0) {
+      float total = 0.f;
+      for (int w = 0; w < kThreads / 32; ++w) total += s_misc[w];
+      sR[(C - 1) * LDF] += total * __expf(g_last);
+    }
   }
-  tile::Acc<1, NTK> dp;
   {
     // dT = dTa diag(beta) + (dW P^T) diag(beta e^G0 r_p)
     tile::Acc<1, 4> x2;
@@ -289,26 +344,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
         }
         tile::store_pair(sdT + r * LDC + j, d[0], d[1]);
       }
-    // Y = T^T dW: dP^ = beta e^G0 Y; beta and the range [0, i - 1] get e^G0 (Y . P^)
-    dp.zero();
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dp, sTo, LDC, sdW, LDK, m0, nk, C);
-    float p0, p1;
-    block_row_dots(dp, sP, LDK, m0, nk, red, p0, p1);  // also publishes sdT
-    const float w0 = __expf(s_G0[r0]), w1 = __expf(s_G0[r1]);
-    p0 *= s_rp[r0] * w0;
-    p1 *= s_rp[r1] * w1;
-    if (row_owner()) {
-      s_dbeta[r0] += p0;
-      s_dbeta[r1] += p1;
-      if (r0 > 0) sR[(r0 - 1) * LDF] += s_beta[r0] * p0;
-      sR[(r1 - 1) * LDF] += s_beta[r1] * p1;
-    }
-#pragma unroll
-    for (int nt = 0; nt < NTK; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) dp.v[0][nt][i] *= i < 2 ? s_beta[r0] * w0 : s_beta[r1] * w1;
-  }
-  {
+    __syncthreads();  // dT complete; dTa dead (Z goes over it)
     // Z = T^T dT, dA = -Z T^T on the strict lower triangle
     tile::Acc<1, 4> z;
     z.zero();
@@ -320,6 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     pk.zero();
     tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(da, sZ, LDC, sTo, LDC, m0, nc, C);
     tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(pk, sP, LDK, sK, LDK, m0, nc, KP);
+    __syncthreads();  // Z read: Ek, Ep go over it
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
@@ -341,11 +378,43 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
       }
     __syncthreads();
   }
-  tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(dp, sEk, LDC, sK, LDK, m0, nk, C);
-  tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dk, sFq, LDC, sQ, LDK, m0, nk, C);
-  tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dk, sEp, LDC, sP, LDK, m0, nk, C);
-  finish_qkp_grad<T, KP>(p, dk, sK, s_rk, red, p.dk, loc, hv, m0, nk);
-  finish_qkp_grad<T, KP>(p, dp, sP, s_rp, red, p.dp, loc, hv, m0, nk);
+  const float w0 = __expf(s_G0[r0]), w1 = __expf(s_G0[r1]);
+#pragma unroll 1
+  for (int h = 0; h < L::kHalves; ++h) {
+    const int kc = h * KH;
+    // Y = T^T dW: dP^ = beta e^G0 Y + E K^; beta and the range [0, i - 1] get e^G0 (Y . P^)
+    tile::Acc<1, NTK> dp;
+    dp.zero();
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dp, sTo, LDC, sdW + kc, LDK, m0, nk, C);
+    float p0, p1;
+    block_row_dots(dp, sP + kc, LDK, m0, nk, red, p0, p1);
+    p0 *= s_rp[r0] * w0;
+    p1 *= s_rp[r1] * w1;
+    if (row_owner()) {
+      s_dbeta[r0] += p0;
+      s_dbeta[r1] += p1;
+      if (r0 > 0) sR[(r0 - 1) * LDF] += s_beta[r0] * p0;
+      sR[(r1 - 1) * LDF] += s_beta[r1] * p1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NTK; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dp.v[0][nt][i] *= i < 2 ? s_beta[r0] * w0 : s_beta[r1] * w1;
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(dp, sEk, LDC, sK + kc, LDK, m0, nk, C);
+    finish_qkp_grad<T, KP>(p, dp, sP + kc, s_rp, red, p.dp, loc, hv, m0, nk, kc);
+  }
+#pragma unroll 1
+  for (int h = 0; h < L::kHalves; ++h) {
+    const int kc = h * KH;
+    // dK^ = e^(G_last - G) dKd + F^T Q^ + E^T P^ (a split key tile's dKd is in p.dk)
+    if (L::kSplit) {
+      dk.zero();
+      add_stored_grad<T, KP>(p, dk, p.dk, loc, hv, m0, nk, kc);
+    }
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dk, sFq, LDC, sQ + kc, LDK, m0, nk, C);
+    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dk, sEp, LDC, sP + kc, LDK, m0, nk, C);
+    finish_qkp_grad<T, KP>(p, dk, sK + kc, s_rk, red, p.dk, loc, hv, m0, nk, kc);
+  }
 
   // beta: the U and A terms (per thread, rows r0 / r1) plus the W term in s_dbeta.
   block_row_sums(db0, db1, red, m0);

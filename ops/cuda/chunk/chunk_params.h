@@ -58,7 +58,8 @@ struct ChunkParams {
   void* dv_new = nullptr;             // [NC, HV, 64, V] OT: gradient of U - W S
   float* grad_initial = nullptr;      // [N, HV, K, V] or null
   // Gradients of q, k, p: [B, T, HV, K] float32 when value heads share a query head
-  // (summed over the group afterwards), else [B, T, H, K] in the input dtype (dqkp_fp32).
+  // (summed over the group afterwards) or the key tile is split (chunk_key_split), else
+  // [B, T, H, K] in the input dtype (dqkp_fp32).
   void* dq = nullptr;
   void* dk = nullptr;
   void* dp = nullptr;
@@ -74,8 +75,14 @@ int launch_chunk_scan_fwd(const ChunkParams& params, void* stream);
 int launch_chunk_scan_bwd(const ChunkParams& params, void* stream);
 int launch_chunk_grad(const ChunkParams& params, void* stream);
 
-// Largest key head dim the chunked kernels take (KP in {64, 128}).
-inline constexpr int kChunkMaxKeyDim = 128;
-inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : 128; }
+// Largest key head dim the chunked kernels take (KP in {64, 128, 256}).
+inline constexpr int kChunkMaxKeyDim = 256;
+inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : key_dim <= 128 ? 128 : 256; }
+
+// Wider key tiles are walked in halves of kChunkKeyHalf columns by the gradient kernel
+// (its [64 x K] accumulators would not fit the registers). It then writes the q / k / p
+// gradients in fp32 per value head and before the l2norm, which the host applies.
+inline constexpr int kChunkKeyHalf = 128;
+inline constexpr bool chunk_key_split(int kp) { return kp > kChunkKeyHalf; }
 
 }  // namespace comba::cuda

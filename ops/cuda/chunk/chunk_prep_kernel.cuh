@@ -119,21 +119,24 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   }
   __syncthreads();
 
-  {  // W = (T diag(beta e^G0 r_p)) P
-    constexpr int NT = KP / 16;
-    const int nk = (warp >> 2) * (KP / 2);
-    tile::Acc<1, NT> w;
-    w.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(w, sTw, LDC, sP, LDK, m0, nk, C);
+  {  // W = (T diag(beta e^G0 r_p)) P, at most 64 columns per warp at a time (registers)
+    constexpr int kWarpCols = KP / 2, kPiece = kWarpCols < 64 ? kWarpCols : 64, NT = kPiece / 8;
     T* g_w = static_cast<T*>(p.w) + slot * C * KP;
+#pragma unroll 1
+    for (int piece = 0; piece < kWarpCols / kPiece; ++piece) {
+      const int nk = (warp >> 2) * kWarpCols + piece * kPiece;
+      tile::Acc<1, NT> w;
+      w.zero();
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(w, sTw, LDC, sP, LDK, m0, nk, C);
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = m0 + tile::acc_row(lane, 2 * half);
-        const int col = nk + nt * 8 + tile::acc_col(lane, 2 * half);
-        tile::store_pair(g_w + r * KP + col, w.v[0][nt][2 * half], w.v[0][nt][2 * half + 1]);
-      }
+        for (int half = 0; half < 2; ++half) {
+          const int r = m0 + tile::acc_row(lane, 2 * half);
+          const int col = nk + nt * 8 + tile::acc_col(lane, 2 * half);
+          tile::store_pair(g_w + r * KP + col, w.v[0][nt][2 * half], w.v[0][nt][2 * half + 1]);
+        }
+    }
   }
 
   if (tid < C) {  // the scans apply these row factors to the raw q and k tiles

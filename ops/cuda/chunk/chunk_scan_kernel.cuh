@@ -26,7 +26,13 @@ struct ScanLayout {
                        kF = 2 * kChunk * 2;
   static constexpr int kStage = kW + kQ + kK + kM + kTu + kX + kF;  // elements
   // + the state as an operand [KP x BV], V' and a row-scaled copy (kf V' or qf dO).
-  static constexpr int kBytes = (2 * kStage + KP * LDV + 2 * kChunk * LDV) * sizeof(T);
+  static constexpr int kFixed = KP * LDV + 2 * kChunk * LDV;
+  // Double-buffered where two stages fit (KP <= 128); at KP = 256 one stage, refilled
+  // once the chunk's last product has read it.
+  static constexpr int kStages = (2 * kStage + kFixed) * sizeof(T) <= kMaxSmemBytes ? 2 : 1;
+  static constexpr int kBytes = (kStages * kStage + kFixed) * sizeof(T);
+  static_assert(kBytes <= kMaxSmemBytes, "scan tiles exceed shared memory");
+  __device__ static T* stage(T* base, long long it) { return base + (kStages == 2 ? (it & 1) : 0) * kStage; }
 };
 
 template <typename T, int KP, int BV>
@@ -131,11 +137,15 @@ __device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, 
 }
 
 // Which slice a scan CTA owns and its warp tiles: [64 x BV] outputs at (m0, n0), split
-// 4 (rows) x 2 (columns), kNT n-tiles each; the [KP x BV] state at (ms, ns), split KP / 16
-// (rows) x the rest, kStateNT n-tiles each; the sequence's chunks [first, first + count).
+// 4 (rows) x 2 (columns), kNT n-tiles each; the [KP x BV] state in 16-row blocks, split
+// kRowGroups (rows) x kColSplit (columns) over the warps, kStateNT n-tiles each: a warp
+// holds kStateBlocks blocks, at rows state_row(b) and columns ns; the sequence's chunks
+// [first, first + count).
 template <int KP, int BV>
 struct ScanCta {
-  static constexpr int kRowBlocks = KP / 16, kColSplit = (kThreads / 32) / kRowBlocks;
+  static constexpr int kWarps = kThreads / 32, kRowBlocks = KP / 16;
+  static constexpr int kStateBlocks = kRowBlocks > kWarps ? kRowBlocks / kWarps : 1;
+  static constexpr int kRowGroups = kRowBlocks / kStateBlocks, kColSplit = kWarps / kRowGroups;
   static constexpr int kNT = BV / 16, kStateNT = BV / 8 / kColSplit;
   int v0, hv, seq, m0, n0, ms, ns;
   long long first, count, state_off;
@@ -143,10 +153,11 @@ struct ScanCta {
     const int warp = threadIdx.x >> 5;
     v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
     m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
-    ms = (warp % kRowBlocks) * 16, ns = (warp / kRowBlocks) * (BV / kColSplit);
+    ms = (warp % kRowGroups) * 16, ns = (warp / kRowGroups) * (BV / kColSplit);
     sequence_chunks(p, seq, first, count);
     state_off = (static_cast<long long>(seq) * p.value_heads + hv) * p.key_dim * p.value_dim;
   }
+  __device__ int state_row(int b) const { return ms + b * 16 * kRowGroups; }
 };
 
 template <typename T, int KP, int BV>
@@ -155,18 +166,21 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
   T* base = reinterpret_cast<T*>(smem);
-  T* sS = base + 2 * L::kStage;  // [KP x BV] state as an operand
+  T* sS = base + L::kStages * L::kStage;  // [KP x BV] state as an operand
   T* sVn = sS + KP * LDV;        // [64 x BV] V'
   T* sVk = sVn + kChunk * LDV;    // [64 x BV] diag(kf) V'
 
   using Cta = ScanCta<KP, BV>;
   const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
-  const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
+  const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
 
-  tile::Acc<1, Cta::kStateNT> S;
-  load_state(S, p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, ms, ns);
+  tile::Acc<1, Cta::kStateNT> S[Cta::kStateBlocks];
+#pragma unroll
+  for (int b = 0; b < Cta::kStateBlocks; ++b) {
+    load_state(S[b], p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, cta.state_row(b), ns);
+  }
 
   const long long o_ld = static_cast<long long>(HV) * V;
   auto issue = [&](long long it, int st) {
@@ -178,13 +192,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   };
   if (count > 0) issue(0, 0);
   for (long long it = 0; it < count; ++it) {
-    const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
+    const ScanStage<T, KP, BV> st(L::stage(base, it));
     const long long c = first + it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];  // needed at the end: load early
     tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-    acc_to_smem<T>(S, sS, LDV, ms, ns);
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) acc_to_smem<T>(S[b], sS, LDV, cta.state_row(b), ns);
     __syncthreads();  // every thread is done with the previous chunk: refill its stage
-    if (it + 1 < count) issue(it + 1, (it + 1) & 1);
+    if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
 
     tile::Acc<1, Cta::kNT> vn, u;
     vn.zero();
@@ -218,10 +233,22 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
       acc_to_global<T>(o, static_cast<T*>(p.o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
                        o_ld, m0, n0, loc.len, V - v0);
     }
-    S.scale(gamma);
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S, st.k, L::LDK, sVk, LDV, ms, ns, C);
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) {
+      S[b].scale(gamma);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S[b], st.k, L::LDK, sVk, LDV, cta.state_row(b), ns, C);
+    }
+    if (L::kStages == 1 && it + 1 < count) {
+      __syncthreads();  // the one stage is read: refill it
+      issue(it + 1, 0);
+    }
   }
-  if (p.final_state != nullptr) store_state(S, p.final_state + state_off, K, V, v0, ms, ns);
+  if (p.final_state != nullptr) {
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) {
+      store_state(S[b], p.final_state + state_off, K, V, v0, cta.state_row(b), ns);
+    }
+  }
 }
 
 template <typename T, int KP, int BV>
@@ -230,19 +257,22 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
   T* base = reinterpret_cast<T*>(smem);
-  T* sdS = base + 2 * L::kStage;  // [KP x BV] dS as an operand
+  T* sdS = base + L::kStages * L::kStage;  // [KP x BV] dS as an operand
   T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
   T* sdOq = sdVn + kChunk * LDV;  // [64 x BV] diag(qf) dO
 
   using Cta = ScanCta<KP, BV>;
   const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
-  const int m0 = cta.m0, n0 = cta.n0, ms = cta.ms, ns = cta.ns;
+  const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
   const long long o_ld = static_cast<long long>(HV) * V;
 
-  tile::Acc<1, Cta::kStateNT> dS;
-  load_state(dS, p.grad_final ? p.grad_final + state_off : nullptr, K, V, v0, ms, ns);
+  tile::Acc<1, Cta::kStateNT> dS[Cta::kStateBlocks];
+#pragma unroll
+  for (int b = 0; b < Cta::kStateBlocks; ++b) {
+    load_state(dS[b], p.grad_final ? p.grad_final + state_off : nullptr, K, V, v0, cta.state_row(b), ns);
+  }
 
   auto issue = [&](long long it, int st) {
     const long long c = first + count - 1 - it, slot = c * HV + hv;
@@ -253,13 +283,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   };
   if (count > 0) issue(0, 0);
   for (long long it = 0; it < count; ++it) {
-    const ScanStage<T, KP, BV> st(base + (it & 1) * L::kStage);
+    const ScanStage<T, KP, BV> st(L::stage(base, it));
     const long long c = first + count - 1 - it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];
     tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-    acc_to_smem<T>(dS, sdS, LDV, ms, ns);
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) acc_to_smem<T>(dS[b], sdS, LDV, cta.state_row(b), ns);
     __syncthreads();  // every thread is done with the previous chunk: refill its stage
-    if (it + 1 < count) issue(it + 1, (it + 1) & 1);
+    if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
     smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
 
     for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
@@ -282,11 +313,24 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
     __syncthreads();
 
-    dS.scale(gamma);
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.q, L::LDK, sdOq, LDV, ms, ns, C);
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS, st.w, L::LDK, sdVn, LDV, ms, ns, C);
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) {
+      const int rows = cta.state_row(b);
+      dS[b].scale(gamma);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS[b], st.q, L::LDK, sdOq, LDV, rows, ns, C);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS[b], st.w, L::LDK, sdVn, LDV, rows, ns, C);
+    }
+    if (L::kStages == 1 && it + 1 < count) {
+      __syncthreads();  // the one stage is read: refill it
+      issue(it + 1, 0);
+    }
   }
-  if (p.grad_initial != nullptr) store_state(dS, p.grad_initial + state_off, K, V, v0, ms, ns);
+  if (p.grad_initial != nullptr) {
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) {
+      store_state(dS[b], p.grad_initial + state_off, K, V, v0, cta.state_row(b), ns);
+    }
+  }
 }
 
 }  // namespace comba::cuda::chunk

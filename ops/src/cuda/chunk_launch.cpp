@@ -169,11 +169,14 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.grad_initial = d_initial.data_ptr<float>();
   check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
 
-  // Per-chunk gradients. q, k, p gradients sum over a GVA group afterwards (in fp32).
-  const bool grouped = pb.group() > 1;
-  const auto qk_shape = grouped ? std::vector<int64_t>{pb.batch, pb.seq_len, hv, pb.key_dim}
-                                : std::vector<int64_t>{pb.batch, pb.seq_len, pb.heads, pb.key_dim};
-  const auto qk_opts = grouped ? opts.dtype(at::kFloat) : opts;
+  // Per-chunk gradients. The q, k, p gradients come per value head in fp32 when a GVA
+  // group shares a query head (summed here) or the key tile is split (the l2norm backward
+  // is then applied here too), else per query head in the input dtype.
+  const bool grouped = pb.group() > 1, split = kc::chunk_key_split(static_cast<int>(prep.kp));
+  const bool per_value_head = grouped || split;
+  const auto qk_shape = per_value_head ? std::vector<int64_t>{pb.batch, pb.seq_len, hv, pb.key_dim}
+                                       : std::vector<int64_t>{pb.batch, pb.seq_len, pb.heads, pb.key_dim};
+  const auto qk_opts = per_value_head ? opts.dtype(at::kFloat) : opts;
   auto dq = at::empty(qk_shape, qk_opts), dk = at::empty(qk_shape, qk_opts),
        dp = at::empty(qk_shape, qk_opts);
   auto dv = at::empty({pb.batch, pb.seq_len, hv, V}, opts);
@@ -182,26 +185,32 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dp = dp.data_ptr();
-  p.dqkp_fp32 = grouped;
+  p.dqkp_fp32 = per_value_head;
   p.dv = dv.data_ptr();
   p.dg = dg.data_ptr<float>();
   p.dbeta = dbeta.data_ptr<float>();
   check_launch(kc::launch_chunk_grad(p, stream), "gradients");
 
-  auto reduce_group = [&](const at::Tensor& x) {
-    if (!grouped) return x;
-    return x.view({pb.batch, pb.seq_len, pb.heads, pb.group(), pb.key_dim}).sum(3).to(pb.dtype);
+  // fp32 per value head -> per query head, through the l2norm when the kernel left it.
+  auto per_head = [&](const at::Tensor& x) {
+    return grouped ? x.view({pb.batch, pb.seq_len, pb.heads, pb.group(), pb.key_dim}).sum(3) : x;
+  };
+  auto finish = [&](const at::Tensor& x, const at::Tensor& d) {
+    if (!per_value_head) return d;
+    return (split && pb.use_l2norm ? l2norm_bwd(x.to(at::kFloat), d) : d).to(pb.dtype);
   };
   InputGrads out;
-  out.q = reduce_group(dq);
+  out.q = finish(prep.in.q, per_head(dq));
+  if (in.p.defined()) {
+    out.k = finish(prep.in.k, per_head(dk));
+    out.p = finish(prep.in.p, per_head(dp));
+  } else if (per_value_head) {  // p = k inside the operator: one normalised vector, two uses
+    out.k = finish(prep.in.k, per_head(dk) + per_head(dp));
+  } else {
+    out.k = (dk.to(at::kFloat) + dp.to(at::kFloat)).to(pb.dtype);
+  }
   out.v = dv;
   out.g = dg.to(in.g.scalar_type());
-  if (in.p.defined()) {
-    out.k = reduce_group(dk);
-    out.p = reduce_group(dp);
-  } else {  // p = k inside the operator
-    out.k = grouped ? reduce_group(dk + dp) : (dk.to(at::kFloat) + dp.to(at::kFloat)).to(pb.dtype);
-  }
   if (in.beta.defined()) out.beta = dbeta.to(in.beta.scalar_type());
   if (in.initial_state.defined()) out.initial_state = d_initial.to(in.initial_state.scalar_type());
   return out;

@@ -13,7 +13,7 @@ CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool f
 InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
                          const at::Tensor& grad_final, const std::vector<at::Tensor>& saved);
 
-// Whether the chunked kernels take this problem (16-bit inputs, K <= 128).
+// Whether the chunked kernels take this problem (16-bit inputs, K <= 256).
 bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
 // for_backward: CombaForward::saved keeps the per-chunk operands, states and V' so that
 // chunk_bwd (given them back) skips the prep kernel and the state recompute.
