@@ -160,6 +160,31 @@ struct ScanCta {
   __device__ int state_row(int b) const { return ms + b * 16 * kRowGroups; }
 };
 
+// One warp's part of the CTA's [KP x BV] state (or state gradient): kStateBlocks
+// accumulator blocks at rows cta.state_row(b), columns cta.ns.
+template <int KP, int BV>
+struct StateSlice {
+  using Cta = ScanCta<KP, BV>;
+  tile::Acc<1, Cta::kStateNT> block[Cta::kStateBlocks];
+
+  // From / to the fp32 [K, V] matrix at src / dst (zeros from a null src; no store to a null dst).
+  __device__ void load(const Cta& cta, const float* src, int K, int V) {
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) load_state(block[b], src, K, V, cta.v0, cta.state_row(b), cta.ns);
+  }
+  __device__ void store(const Cta& cta, float* dst, int K, int V) const {
+    if (dst == nullptr) return;
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) store_state(block[b], dst, K, V, cta.v0, cta.state_row(b), cta.ns);
+  }
+  // As the 16-bit [KP x BV] operand in shared memory (row stride ld).
+  template <typename T>
+  __device__ void to_smem(const Cta& cta, T* s, int ld) const {
+#pragma unroll
+    for (int b = 0; b < Cta::kStateBlocks; ++b) acc_to_smem<T>(block[b], s, ld, cta.state_row(b), cta.ns);
+  }
+};
+
 template <typename T, int KP, int BV>
 __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const ChunkParams p) {
   using L = ScanLayout<T, KP, BV>;
@@ -176,11 +201,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
 
-  tile::Acc<1, Cta::kStateNT> S[Cta::kStateBlocks];
-#pragma unroll
-  for (int b = 0; b < Cta::kStateBlocks; ++b) {
-    load_state(S[b], p.initial_state ? p.initial_state + state_off : nullptr, K, V, v0, cta.state_row(b), ns);
-  }
+  StateSlice<KP, BV> S;
+  S.load(cta, p.initial_state ? p.initial_state + state_off : nullptr, K, V);
 
   const long long o_ld = static_cast<long long>(HV) * V;
   auto issue = [&](long long it, int st) {
@@ -196,8 +218,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     const long long c = first + it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];  // needed at the end: load early
     tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-#pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) acc_to_smem<T>(S[b], sS, LDV, cta.state_row(b), ns);
+    S.to_smem(cta, sS, LDV);
     __syncthreads();  // every thread is done with the previous chunk: refill its stage
     if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
 
@@ -235,20 +256,15 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     }
 #pragma unroll
     for (int b = 0; b < Cta::kStateBlocks; ++b) {
-      S[b].scale(gamma);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S[b], st.k, L::LDK, sVk, LDV, cta.state_row(b), ns, C);
+      S.block[b].scale(gamma);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S.block[b], st.k, L::LDK, sVk, LDV, cta.state_row(b), ns, C);
     }
     if (L::kStages == 1 && it + 1 < count) {
       __syncthreads();  // the one stage is read: refill it
       issue(it + 1, 0);
     }
   }
-  if (p.final_state != nullptr) {
-#pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) {
-      store_state(S[b], p.final_state + state_off, K, V, v0, cta.state_row(b), ns);
-    }
-  }
+  S.store(cta, p.final_state ? p.final_state + state_off : nullptr, K, V);
 }
 
 template <typename T, int KP, int BV>
@@ -268,11 +284,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   const long long first = cta.first, count = cta.count, state_off = cta.state_off;
   const long long o_ld = static_cast<long long>(HV) * V;
 
-  tile::Acc<1, Cta::kStateNT> dS[Cta::kStateBlocks];
-#pragma unroll
-  for (int b = 0; b < Cta::kStateBlocks; ++b) {
-    load_state(dS[b], p.grad_final ? p.grad_final + state_off : nullptr, K, V, v0, cta.state_row(b), ns);
-  }
+  StateSlice<KP, BV> dS;
+  dS.load(cta, p.grad_final ? p.grad_final + state_off : nullptr, K, V);
 
   auto issue = [&](long long it, int st) {
     const long long c = first + count - 1 - it, slot = c * HV + hv;
@@ -287,8 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     const long long c = first + count - 1 - it, slot = c * HV + hv;
     const float gamma = p.gamma[slot];
     tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-#pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) acc_to_smem<T>(dS[b], sdS, LDV, cta.state_row(b), ns);
+    dS.to_smem(cta, sdS, LDV);
     __syncthreads();  // every thread is done with the previous chunk: refill its stage
     if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
     smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
@@ -316,21 +328,16 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
 #pragma unroll
     for (int b = 0; b < Cta::kStateBlocks; ++b) {
       const int rows = cta.state_row(b);
-      dS[b].scale(gamma);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS[b], st.q, L::LDK, sdOq, LDV, rows, ns, C);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS[b], st.w, L::LDK, sdVn, LDV, rows, ns, C);
+      dS.block[b].scale(gamma);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.q, L::LDK, sdOq, LDV, rows, ns, C);
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.w, L::LDK, sdVn, LDV, rows, ns, C);
     }
     if (L::kStages == 1 && it + 1 < count) {
       __syncthreads();  // the one stage is read: refill it
       issue(it + 1, 0);
     }
   }
-  if (p.grad_initial != nullptr) {
-#pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) {
-      store_state(dS[b], p.grad_initial + state_off, K, V, v0, cta.state_row(b), ns);
-    }
-  }
+  dS.store(cta, p.grad_initial ? p.grad_initial + state_off : nullptr, K, V);
 }
 
 }  // namespace comba::cuda::chunk
