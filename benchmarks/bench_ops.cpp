@@ -2,11 +2,12 @@
 // fused_recurrent_comba on the shapes of SPEC section 4, plus the paths outside them (fp32
 // inputs, K = 256, the recurrent backward, and the ATen reference path for comparison),
 // one JSON line per case: shapes, dtype, median ms over --iters runs (CUDA events, after
-// warm-up), peak extra device memory, and tokens/s.
+// warm-up), peak extra device memory, tokens/s, and the effective rates of CallWork.
 // Usage: bench_ops [--iters N] [--filter substring]
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -54,6 +55,29 @@ Inputs make_inputs(const Case& c, torch::Dtype dtype, bool requires_grad) {
   }
   return in;
 }
+
+// The least work one call does, for effective rates (not counters: what was measured is
+// the time). Bytes: every input and output once (q, k, p, v; g and beta in fp32; o; the
+// initial and final fp32 state); a backward reads the inputs and dO again and writes a
+// gradient of each input. FLOPs: the matrix products of the chunk form (SPEC section 2)
+// per chunk of C = 64 tokens and value head, 2 C^2 (3 K + 2 V) inside the chunk (P K^T,
+// Q K^T, W = T P, U = T V, Mqk V') and 6 C K V against the state (W S, Q S, K^T V'); the
+// recurrent form 6 K V per token and head. A backward counts as twice its forward.
+struct CallWork {
+  double bytes = 0, flops = 0;
+  explicit CallWork(const Case& c) {
+    const double elt = c.dtype == torch::kFloat ? 4 : 2, tokens = double(c.batch) * c.seq_len;
+    const double K = c.key_dim, V = c.value_dim, HV = c.value_heads;
+    const double inputs = tokens * (3 * c.heads * K * elt + HV * V * elt + 2 * HV * 4) +
+                          double(c.batch) * HV * K * V * 4;
+    const double outputs = tokens * HV * V * elt + double(c.batch) * HV * K * V * 4;
+    bytes = inputs + outputs + (c.backward ? inputs + tokens * HV * V * elt + inputs : 0);
+    const double C = 64, chunks = std::ceil(c.seq_len / C) * c.batch * HV;
+    const double fwd = c.recurrent ? tokens * HV * 6 * K * V
+                                   : chunks * (2 * C * C * (3 * K + 2 * V) + 6 * C * K * V);
+    flops = c.backward ? 3 * fwd : fwd;
+  }
+};
 
 const char* dtype_name(torch::Dtype dtype) {
   return dtype == torch::kFloat ? "fp32" : dtype == torch::kHalf ? "fp16" : "bf16";
@@ -116,17 +140,19 @@ void run_case(const Case& c, int iters) {
                              std::chrono::steady_clock::now() - host_start).count() / iters;
   cudaDeviceSynchronize();
   const double tokens = static_cast<double>(c.batch) * c.seq_len;
+  const CallWork work(c);
   std::printf(
       "{\"case\": \"%s\", \"op\": \"%s\", \"pass\": \"%s\", \"B\": %lld, \"T\": %lld, \"H\": %lld, "
       "\"HV\": %lld, \"K\": %lld, \"V\": %lld, \"dtype\": \"%s\", \"path\": \"%s\", "
       "\"median_ms\": %.4f, \"host_us_per_call\": %.1f, \"peak_extra_gib\": %.3f, "
-      "\"tokens_per_s\": %.0f, \"iters\": %d}\n",
+      "\"tokens_per_s\": %.0f, \"eff_tb_per_s\": %.3f, \"eff_tflop_per_s\": %.2f, "
+      "\"iters\": %d}\n",
       c.name.c_str(), c.recurrent ? "fused_recurrent_comba" : "chunk_comba",
       c.backward ? "fwd+bwd" : "fwd", (long long)c.batch, (long long)c.seq_len,
       (long long)c.heads, (long long)c.value_heads, (long long)c.key_dim,
       (long long)c.value_dim, dtype_name(c.dtype), c.reference ? "reference" : "kernels", ms, host_us,
-      (peak - before) / double(1 << 30), tokens / (ms * 1e-3),
-      iters);
+      (peak - before) / double(1 << 30), tokens / (ms * 1e-3), work.bytes / (ms * 1e9),
+      work.flops / (ms * 1e9), iters);
   std::fflush(stdout);
 }
 #endif
