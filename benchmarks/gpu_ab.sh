@@ -13,9 +13,9 @@ LOGS="${OUT:-$ROOT/gpu-logs}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
 mkdir -p "$LOGS"
 
-COMBA_BUILD_DIR="$ROOT/build-gpu" COMBA_JOBS=8 bash "$ROOT/scripts/build.sh" >"$LOGS/build_a.log" 2>&1 &
+COMBA_BUILD_DIR="$ROOT/build-gpu" COMBA_JOBS="${COMBA_JOBS:-8}" bash "$ROOT/scripts/build.sh" >"$LOGS/build_a.log" 2>&1 &
 build_a=$!
-COMBA_BUILD_DIR="$OTHER/build-gpu" COMBA_JOBS=8 bash "$OTHER/scripts/build.sh" >"$LOGS/build_b.log" 2>&1 &
+COMBA_BUILD_DIR="$OTHER/build-gpu" COMBA_JOBS="${COMBA_JOBS:-8}" bash "$OTHER/scripts/build.sh" >"$LOGS/build_b.log" 2>&1 &
 build_b=$!
 wait "$build_a" || { tail -30 "$LOGS/build_a.log"; exit 1; }
 wait "$build_b" || { tail -30 "$LOGS/build_b.log"; exit 1; }
