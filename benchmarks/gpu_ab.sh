@@ -39,6 +39,9 @@ for side in "ab":
     for rnd in (1, 2):
         for line in open(f"{logs}/bench_{side}_{rnd}.jsonl"):
             r = json.loads(line)
+            if "case" not in r:  # e.g. {"skipped": "no CUDA device"}
+                print(line.strip())
+                continue
             runs[(r["case"], r["pass"], r["dtype"], r["path"], side)].append(r["median_ms"])
 print(f"{'case':34} {'pass':8} {'dtype':5} {'path':9} {'A ms (this tree)':>18} {'B ms (other)':>14}")
 for key in sorted({k[:4] for k in runs}):
