@@ -69,7 +69,7 @@ __host__ __device__ inline void load_input(const ShortConvParams& p, const SeqSp
 }
 
 // The window before step t: win[1 .. W - 1] = inputs at t - (W - 1) .. t - 1, so that
-// push_input(t) shifts them to win[0 .. W - 2] and puts x[t] in win[W - 1].
+// push_window(x[t], win) shifts them to win[0 .. W - 2] and puts x[t] in win[W - 1].
 template <typename T, int Vec>
 __host__ __device__ inline void fill_window(const ShortConvParams& p, const SeqSpan& s, int64_t t, int c0,
                                             float (&win)[ShortConvTraits::kMaxTaps][Vec]) {
@@ -80,9 +80,10 @@ __host__ __device__ inline void fill_window(const ShortConvParams& p, const SeqS
   for (int j = 1; j < W; ++j) load_input<T, Vec>(p, s, t - W + j, c0, win[j]);
 }
 
-// Slides the window one step: win[W - 1] = x[t] (already loaded into xt).
+// Slides a window of the last W values one step: win[W - 1] = xt (the newest, already
+// loaded), the oldest dropped. Inputs forward, output gradients backward.
 template <int Vec>
-__host__ __device__ inline void push_input(const float (&xt)[Vec], float (&win)[ShortConvTraits::kMaxTaps][Vec]) {
+__host__ __device__ inline void push_window(const float (&xt)[Vec], float (&win)[ShortConvTraits::kMaxTaps][Vec]) {
   constexpr int W = ShortConvTraits::kMaxTaps;
 #pragma unroll
   for (int j = 0; j < W - 1; ++j) {
@@ -183,7 +184,7 @@ __host__ __device__ inline void short_conv_fwd_run(const ShortConvParams& p, int
       s = next_sequence(p, s);
       fill_window<T, Vec>(p, s, t, c0, win);
     }
-    push_input<Vec>(xt, win);
+    push_window<Vec>(xt, win);
     float z[Vec];
     conv_window<Vec>(w, b, win, z);
     if (p.silu) {
@@ -253,7 +254,7 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
         load_vec<T, Vec>(x + ahead_row * p.channels + c0, ahead_x);
         load_vec<T, Vec>(dy + ahead_row * p.channels + c0, ahead_dy);
       }
-      push_input<Vec>(xt, win);
+      push_window<Vec>(xt, win);
       if (p.silu) {
         float z[Vec];
         conv_window<Vec>(w, b, win, z);
@@ -278,13 +279,7 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
 #pragma unroll
       for (int v = 0; v < Vec; ++v) dz[v] = 0.f;
     }
-#pragma unroll
-    for (int j = 0; j < W - 1; ++j) {
-#pragma unroll
-      for (int v = 0; v < Vec; ++v) dzw[j][v] = dzw[j + 1][v];
-    }
-#pragma unroll
-    for (int v = 0; v < Vec; ++v) dzw[W - 1][v] = dz[v];
+    push_window<Vec>(dz, dzw);
 
     const int64_t target = t - (W - 1);
     const int64_t local = target - s.bos;
