@@ -88,18 +88,28 @@ __device__ __forceinline__ void scale_rows(tile::Acc<1, NT>& a, const float* f, 
     for (int i = 0; i < 4; ++i) a.v[0][nt][i] *= i < 2 ? f0 : f1;
 }
 
+// fn(row, col, x0, x1) for every pair of adjacent elements this lane holds of a 16-row
+// accumulator tile placed at (m0, n0): x0, x1 (references into the tile) sit at columns
+// col and col + 1.
+template <typename AccTile, typename Fn>
+__device__ __forceinline__ void for_each_acc_pair(AccTile& a, int m0, int n0, Fn&& fn) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int nt = 0; nt < AccTile::kColTiles; ++nt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
+      fn(r, col, a.v[0][nt][2 * half], a.v[0][nt][2 * half + 1]);
+    }
+}
+
 // Accumulator tile -> 16-bit shared tile (row stride ld), optionally negated.
 template <typename T, int NT>
 __device__ __forceinline__ void acc_to_smem(const tile::Acc<1, NT>& a, T* s, int ld, int m0, int n0,
                                             float sign = 1.f) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      tile::store_pair(s + r * ld + col, sign * a.v[0][nt][2 * half], sign * a.v[0][nt][2 * half + 1]);
-    }
+  for_each_acc_pair(a, m0, n0, [&](int r, int col, float x0, float x1) {
+    tile::store_pair(s + r * ld + col, sign * x0, sign * x1);
+  });
 }
 
 // Row dot products of a [64 x n] accumulator tile (rows m0 + lane / 4 and + 8, columns

@@ -83,19 +83,14 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
       }
   }
   const QkpGradOut<T, KP> dst(p, loc, hv);
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? r1 : r0, col = kc + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      if (r >= loc.len || col >= p.key_dim) continue;
-      const float a = d.v[0][nt][2 * half], b = d.v[0][nt][2 * half + 1];
-      if (dst.fp32) {
-        *reinterpret_cast<float2*>(static_cast<float*>(out) + dst.index(r, col)) = make_float2(a, b);
-      } else {
-        tile::store_pair(static_cast<T*>(out) + dst.index(r, col), a, b);
-      }
+  for_each_acc_pair(d, m0, kc + n0, [&](int r, int col, float a, float b) {
+    if (r >= loc.len || col >= p.key_dim) return;
+    if (dst.fp32) {
+      *reinterpret_cast<float2*>(static_cast<float*>(out) + dst.index(r, col)) = make_float2(a, b);
+    } else {
+      tile::store_pair(static_cast<T*>(out) + dst.index(r, col), a, b);
     }
+  });
 }
 
 // d += the fp32 partial that finish_qkp_grad stored earlier for the same tile (split key
@@ -103,18 +98,13 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
 template <typename T, int KP, int NT>
 __device__ __forceinline__ void add_stored_grad(const ChunkParams& p, tile::Acc<1, NT>& d, const void* out,
                                                 const ChunkLoc& loc, int hv, int m0, int n0, int kc) {
-  const int lane = threadIdx.x & 31;
   const QkpGradOut<T, KP> src(p, loc, hv);
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + (lane >> 2) + 8 * half, col = kc + n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      if (r >= loc.len || col >= p.key_dim) continue;
-      const float2 v = *reinterpret_cast<const float2*>(static_cast<const float*>(out) + src.index(r, col));
-      d.v[0][nt][2 * half] += v.x;
-      d.v[0][nt][2 * half + 1] += v.y;
-    }
+  for_each_acc_pair(d, m0, kc + n0, [&](int r, int col, float& a, float& b) {
+    if (r >= loc.len || col >= p.key_dim) return;
+    const float2 v = *reinterpret_cast<const float2*>(static_cast<const float*>(out) + src.index(r, col));
+    a += v.x;
+    b += v.y;
+  });
 }
 
 template <typename T, int KP>

@@ -111,16 +111,9 @@ __device__ __forceinline__ void store_state(const tile::Acc<1, NT>& s, float* ds
 template <typename T, int NT>
 __device__ __forceinline__ void acc_to_global(const tile::Acc<1, NT>& a, T* g, long long ld, int m0,
                                               int n0, int rows, int cols) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + tile::acc_row(lane, 2 * half), col = n0 + nt * 8 + tile::acc_col(lane, 2 * half);
-      if (r < rows && col < cols) {
-        tile::store_pair(g + r * ld + col, a.v[0][nt][2 * half], a.v[0][nt][2 * half + 1]);
-      }
-    }
+  for_each_acc_pair(a, m0, n0, [&](int r, int col, float x0, float x1) {
+    if (r < rows && col < cols) tile::store_pair(g + r * ld + col, x0, x1);
+  });
 }
 
 // A shared [rows x BV] tile -> global [rows x V] slice at column v0 (16-byte stores).

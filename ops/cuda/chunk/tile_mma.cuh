@@ -24,6 +24,7 @@ __device__ __forceinline__ int acc_col(int lane, int i) { return ((lane & 3) << 
 
 template <int MT, int NT>
 struct Acc {
+  static constexpr int kRowTiles = MT, kColTiles = NT;
   float v[MT][NT][4];
   __device__ __forceinline__ void zero() {
 #pragma unroll
