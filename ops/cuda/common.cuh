@@ -14,17 +14,19 @@ using core::from_float;
 using core::load_either;
 using core::to_float;
 
-// Opts a kernel into `bytes` of dynamic shared memory once per device (the default limit
-// is 48 KiB less the static shared memory; the attribute is per device, and setting it on
-// every launch costs host time on every call). `configured`: the kernel's devices done.
-template <typename Kernel>
-int allow_dynamic_smem(Kernel kernel, int bytes, std::atomic<unsigned long long>& configured) {
+// Opts Kernel into `bytes` of dynamic shared memory once per device: the default limit
+// is 48 KiB less the static shared memory, the attribute is per device, and setting it on
+// every launch would cost host time on every call. One flag set per kernel (a static of
+// this instantiation), a bit per device.
+template <auto Kernel>
+int allow_dynamic_smem(int bytes) {
+  static std::atomic<unsigned long long> configured{0};
   int device = 0;
   if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
   const unsigned long long bit = 1ull << (device % 64);
   if ((configured.load() & bit) != 0) return 0;
   const cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+      cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err == cudaSuccess) configured.fetch_or(bit);
   return static_cast<int>(err);
 }

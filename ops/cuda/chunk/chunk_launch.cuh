@@ -3,8 +3,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <atomic>
-
 #include "../common.cuh"
 #include "chunk_grad_kernel.cuh"
 #include "chunk_prep_kernel.cuh"
@@ -12,12 +10,9 @@
 
 namespace comba::cuda::chunk {
 
-// One static per kernel (Kernel is a template argument): the shared-memory attribute is
-// set once per device, not on every launch.
 template <auto Kernel>
 int launch_with_smem(dim3 grid, int smem_bytes, const ChunkParams& p, cudaStream_t stream) {
-  static std::atomic<unsigned long long> configured{0};
-  if (const int err = allow_dynamic_smem(Kernel, smem_bytes, configured); err != 0) return err;
+  if (const int err = allow_dynamic_smem<Kernel>(smem_bytes); err != 0) return err;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return 0;
   const auto kernel = Kernel;
   kernel<<<grid, kThreads, smem_bytes, stream>>>(p);

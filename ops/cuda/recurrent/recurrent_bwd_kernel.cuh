@@ -245,9 +245,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream) {
-  static std::atomic<unsigned long long> configured{0};
-  return launch_segment_kernel<Rows, Vec>(recurrent_bwd_kernel<T, Rows, Vec>, params, params.in,
-                                          configured, stream);
+  return launch_segment_kernel<recurrent_bwd_kernel<T, Rows, Vec>, Rows, Vec>(params, params.in, stream);
 }
 
 // Instantiates the backward launcher for every tile, for the dtype the including .cu file

@@ -4,8 +4,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <atomic>
-
 #include "../common.cuh"
 #include "recurrent_params.h"
 #include "recurrent_traits.h"
@@ -237,14 +235,14 @@ struct SegmentSmem {
 // Launches a recurrent kernel (forward or backward, whose arguments are `params`) over
 // (column blocks, HV, N) with its staged segment in dynamic shared memory, opted in once
 // per device for the tile's largest K. `sizes`: the problem's dims.
-template <int Rows, int Vec, typename Kernel, typename Params>
-int launch_segment_kernel(Kernel kernel, const Params& params, const RecurrentFwdParams& sizes,
-                          std::atomic<unsigned long long>& configured, cudaStream_t stream) {
+template <auto Kernel, int Rows, int Vec, typename Params>
+int launch_segment_kernel(const Params& params, const RecurrentFwdParams& sizes, cudaStream_t stream) {
   constexpr int kColumns = 32 * Vec;
   const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * 4;
-  if (const int err = allow_dynamic_smem(kernel, most, configured); err != 0) return err;
+  if (const int err = allow_dynamic_smem<Kernel>(most); err != 0) return err;
   const dim3 grid((sizes.value_dim + kColumns - 1) / kColumns, sizes.value_heads, sizes.num_seqs);
   const int bytes = SegmentSmem::floats(sizes.key_dim, kColumns) * 4;
+  const auto kernel = Kernel;
   kernel<<<grid, RecurrentTraits::kThreads, bytes, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
 }

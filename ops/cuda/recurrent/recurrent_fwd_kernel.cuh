@@ -120,9 +120,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
-  static std::atomic<unsigned long long> configured{0};
-  return launch_segment_kernel<Rows, Vec>(recurrent_fwd_kernel<T, Rows, Vec>, params, params,
-                                          configured, stream);
+  return launch_segment_kernel<recurrent_fwd_kernel<T, Rows, Vec>, Rows, Vec>(params, params, stream);
 }
 
 // Instantiates the forward launcher for every tile, for the dtype the including .cu file
