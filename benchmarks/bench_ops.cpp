@@ -104,12 +104,20 @@ void run_case(const Case& c, int iters) {
     return c.recurrent ? comba::fused_recurrent_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options)
                        : comba::chunk_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options);
   };
+  // Gradients are set to none before each step, as a training loop's zero_grad does: the
+  // time is the operator's, not that of adding into the last step's .grad, and the memory
+  // baseline holds no gradients.
+  auto clear_grads = [&] {
+    if (!c.backward) return;
+    for (auto* t : {&in.q, &in.k, &in.v, &in.p, &in.g, &in.beta}) t->mutable_grad().reset();
+  };
   torch::Tensor grad_o;
   std::function<void()> fn;
   if (c.backward) {
     grad_o = torch::randn({c.batch, c.seq_len, c.value_heads, c.value_dim},
                           in.q.options().requires_grad(false));
     fn = [&] {
+      clear_grads();
       auto [o, s] = call();
       torch::autograd::backward({o}, {grad_o});
     };
@@ -120,6 +128,7 @@ void run_case(const Case& c, int iters) {
     };
   }
   fn();
+  clear_grads();
   cudaDeviceSynchronize();
   const auto device = 0;
   const auto before = c10::cuda::CUDACachingAllocator::getDeviceStats(device)

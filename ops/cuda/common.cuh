@@ -31,4 +31,17 @@ int allow_dynamic_smem(int bytes) {
   return static_cast<int>(err);
 }
 
+// SMs of the device that was current at the first call (tile choices that fill the GPU;
+// 132 if the query fails).
+inline int current_device_sms() {
+  static const int count = [] {
+    int device = 0, sms = 132;
+    if (cudaGetDevice(&device) == cudaSuccess) {
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    }
+    return sms;
+  }();
+  return count;
+}
+
 }  // namespace comba::cuda

@@ -3,7 +3,7 @@
 // cores): each listed value of each axis appears in at least one readable case
 //   T in {1, 2, 63, 64, 65, 130}, K and V in {16, 32, 64, 100}, H in {1, 3}, GVA 2x,
 //   l2norm on/off, initial/final state, custom scale, varlen with lengths 0, 1, 63, 65;
-// plus the model's sizes (K = 128, V = 128 / 256), decode at T = 1 with B = 256, and
+// plus the model's sizes (K = 128, V = 128 / 256), decode at T = 1 with B = 256 and 10, and
 // head dims with their own GPU tiles (K 48 / V 18, K 200 / V 24, packed K 256 / V 40).
 // The oracle always computes on exactly the values the operator saw (inputs and
 // cotangents rounded to the run's dtypes), so the errors measured are the operator's own.
@@ -161,6 +161,13 @@ std::vector<CaseConfig> grid() {
     cases.push_back(c);
   }
   {
+    // 40 (sequence, head) pairs: the decode kernel's 2-columns-per-lane tile on an H100
+    auto c = make(1, 128, 128, 2, 2);
+    c.batch = 10;
+    c.l2norm = c.final_state = true;
+    cases.push_back(c);
+  }
+  {
     auto c = make(130, 128, 256, 1, 1);
     c.l2norm = c.initial_state = c.final_state = true;
     cases.push_back(c);
@@ -197,7 +204,12 @@ class CombaVsOracle : public ::testing::TestWithParam<GridParam> {
     const GridParam& param = GetParam();
     const CaseTensors exact = make_case(param.cfg);
     const CaseTensors seen = round_to_run(exact, run);
-    const NamedTensors want = run_oracle(param.cfg, seen, run);
+    NamedTensors want = run_oracle(param.cfg, seen, run);
+    if (run.inference) {  // forward results only
+      want.erase(std::remove_if(want.begin(), want.end(),
+                                [](const auto& e) { return e.first != "o" && e.first != "final_state"; }),
+                 want.end());
+    }
     const NamedTensors got = run_operator(param.fn, param.cfg, exact, run);
     const std::string label = std::string(fn_name(param.fn)) + '/' + describe(param.cfg) + '/' +
                               std::string(c10::toString(run.dtype)) + '/' +
@@ -242,6 +254,22 @@ TEST_P(CombaVsOracle, CudaBFloat16) {
 TEST_P(CombaVsOracle, CudaFloat16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   compare(cuda_run(at::kHalf, at::kHalf, at::kFloat), tensor_cores(at::kHalf));
+}
+
+// Inputs that need no gradient take the inference kernels (no saved workspace or
+// checkpoints; at T = 1 the recurrent form's decode kernel): forward results only.
+TEST_P(CombaVsOracle, CudaInferenceFloat32) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RunConfig run = cuda_run(at::kFloat, at::kFloat, at::kFloat);
+  run.inference = true;
+  compare(run, fixed(kFloat32Tolerance));
+}
+
+TEST_P(CombaVsOracle, CudaInferenceBFloat16) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RunConfig run = cuda_run(at::kBFloat16, at::kFloat, at::kBFloat16);
+  run.inference = true;
+  compare(run, tensor_cores(at::kBFloat16));
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, CombaVsOracle, ::testing::ValuesIn(grid_params()), param_name);

@@ -40,6 +40,25 @@ TEST(RecurrentTiling, EveryHeadDimPairHasACompiledTile) {
   }
 }
 
+// The decode step's tile: compiled and in budget for every head-dim pair and grid size,
+// and the measured choices at the model's K = V = 128 on 132 SMs.
+TEST(RecurrentTiling, DecodeTileIsCompiledAndFillsTheGpu) {
+  const auto tiles = compiled_tiles();
+  for (int k = 1; k <= kRecurrentMaxKeyDim; k += 7) {
+    for (int v = 1; v <= 512; v += 3) {
+      for (const long long pairs : {1LL, 4LL, 40LL, 4096LL}) {
+        const RecurrentTile t = recurrent_decode_tile(k, v, pairs, 132);
+        ASSERT_TRUE(tiles.count({t.rows, t.vec})) << "K=" << k << " V=" << v << " pairs=" << pairs;
+        EXPECT_EQ(v % t.vec, 0) << "K=" << k << " V=" << v;
+        EXPECT_LE(t.rows * t.vec, RecurrentTraits::kMaxStatePerThread);
+      }
+    }
+  }
+  EXPECT_EQ(recurrent_decode_tile(128, 128, 16, 132).vec, 1);    // B1 H16: 64 CTAs
+  EXPECT_EQ(recurrent_decode_tile(128, 128, 64, 132).vec, 2);    // B4 H16: 128 CTAs
+  EXPECT_EQ(recurrent_decode_tile(128, 128, 4096, 132).vec, 4);  // B256 H16
+}
+
 // Packed sequences of random lengths (empty ones included): the slots of all segments of
 // all sequences are distinct and below recurrent_checkpoint_slots.
 TEST(RecurrentCheckpoints, SlotsAreDistinctAndInsideTheAllocation) {

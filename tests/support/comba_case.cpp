@@ -103,7 +103,7 @@ void PrintTo(Fn fn, std::ostream* out) { *out << fn_name(fn); }
 NamedTensors run_operator(Fn fn, const CaseConfig& cfg, const CaseTensors& t,
                           const RunConfig& run) {
   auto leaf = [&](const at::Tensor& x, at::ScalarType dt) {
-    return x.to(run.device, dt).detach().requires_grad_(true);
+    return x.to(run.device, dt).detach().requires_grad_(!run.inference);
   };
   const at::Tensor q = leaf(t.q, run.dtype), k = leaf(t.k, run.dtype);
   const at::Tensor v = leaf(t.v, run.dtype), g = leaf(t.g, run.gate_dtype);
@@ -125,6 +125,12 @@ NamedTensors run_operator(Fn fn, const CaseConfig& cfg, const CaseTensors& t,
   const auto [o, final_state] =
       fn == Fn::kChunk ? chunk_comba(q, k, v, optional(p), g, optional(beta), options)
                        : fused_recurrent_comba(q, k, v, optional(p), g, optional(beta), options);
+  auto host = [](const at::Tensor& x) {
+    return x.defined() ? x.detach().to(at::kCPU, at::kDouble) : x;
+  };
+  NamedTensors result{{"o", host(o)}};
+  if (cfg.final_state) result.emplace_back("final_state", host(final_state));
+  if (run.inference) return result;
 
   torch::autograd::variable_list outputs{o};
   torch::autograd::variable_list cotangents{t.d_o.to(run.device, o.scalar_type())};
@@ -143,11 +149,6 @@ NamedTensors run_operator(Fn fn, const CaseConfig& cfg, const CaseTensors& t,
   const auto grads = torch::autograd::grad(outputs, inputs, cotangents, /*retain_graph=*/false,
                                            /*create_graph=*/false, /*allow_unused=*/true);
 
-  auto host = [](const at::Tensor& x) {
-    return x.defined() ? x.detach().to(at::kCPU, at::kDouble) : x;
-  };
-  NamedTensors result{{"o", host(o)}};
-  if (cfg.final_state) result.emplace_back("final_state", host(final_state));
   for (size_t i = 0; i < leaves.size(); ++i) result.emplace_back(leaves[i].first, host(grads[i]));
   return result;
 }

@@ -56,6 +56,7 @@ struct RunConfig {
   bool omit_p = false;     // let the operator default p = k
   bool omit_beta = false;  // let the operator default beta = 1
   bool reference_path = false;  // CombaOptions::use_reference_path
+  bool inference = false;  // no input requires grad: the inference kernels, o and final state only
 };
 
 at::ScalarType state_dtype(at::ScalarType dtype);  // fp64 stays fp64, else fp32

@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "../common.cuh"
 #include "chunk_params.h"
 #include "chunk_traits.h"
 
@@ -20,21 +21,10 @@ int launch_grad(const ChunkParams& p, cudaStream_t stream);
 namespace {
 enum class Stage { kPrep, kScanFwd, kScanBwd, kGrad };
 
-int num_sms() {
-  static const int count = [] {
-    int device = 0, sms = 132;
-    if (cudaGetDevice(&device) == cudaSuccess) {
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    }
-    return sms;
-  }();
-  return count;
-}
-
 template <typename T, int KP>
 int run(Stage stage, const ChunkParams& p, cudaStream_t s) {
   const int bv = ChunkTraits::scan_columns(static_cast<long long>(p.num_seqs) * p.value_heads,
-                                           p.value_dim, num_sms());
+                                           p.value_dim, current_device_sms());
   switch (stage) {
     case Stage::kPrep: return chunk::launch_prep<T, KP>(p, s);
     case Stage::kScanFwd: return chunk::launch_scan<T, KP>(p, false, bv, s);

@@ -13,6 +13,8 @@ namespace comba::cuda {
 template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream);
 template <typename T, int Rows, int Vec>
+int launch_recurrent_decode_typed(const RecurrentFwdParams& params, cudaStream_t stream);
+template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream);
 
 namespace {
@@ -30,8 +32,22 @@ int visit_tile(RecurrentTile tile, Visit&& visit) {
   return kBadTile;
 }
 
+// A dense single-token inference step (generation) takes the decode kernel: nothing to
+// stage, no checkpoints.
+bool is_decode_step(const RecurrentFwdParams& params) {
+  return params.seq_len == 1 && params.cu_seqlens == nullptr && params.checkpoints == nullptr;
+}
+
 template <typename T>
 int dispatch_fwd(const RecurrentFwdParams& params, cudaStream_t stream) {
+  if (is_decode_step(params)) {
+    const auto tile = recurrent_decode_tile(params.key_dim, params.value_dim,
+                                            static_cast<long long>(params.num_seqs) * params.value_heads,
+                                            current_device_sms());
+    return visit_tile(tile, [&](auto rows, auto vec) {
+      return launch_recurrent_decode_typed<T, decltype(rows)::value, decltype(vec)::value>(params, stream);
+    });
+  }
   return visit_tile(recurrent_tile(params.key_dim, params.value_dim), [&](auto rows, auto vec) {
     return launch_recurrent_fwd_typed<T, decltype(rows)::value, decltype(vec)::value>(params,
                                                                                      stream);

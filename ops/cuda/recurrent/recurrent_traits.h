@@ -42,6 +42,31 @@ inline RecurrentTile recurrent_tile(int key_dim, int value_dim) {
   return {rows, wide ? 4 : 1};
 }
 
+inline bool recurrent_tile_compiled(int rows, int vec) {
+#define COMBA_IS_TILE(ROWS, VEC) \
+  if (rows == ROWS && vec == VEC) return true;
+  COMBA_RECURRENT_TILES(COMBA_IS_TILE)
+#undef COMBA_IS_TILE
+  return false;
+}
+
+// Decode step (T = 1): one state read and write per CTA, so what counts is enough CTAs.
+// The widest columns per lane whose CTAs still fill half the GPU, else 1 (H100, bf16,
+// H16 K=V=128, kernel time: B1 4.5 us with 64 CTAs of 1 column per lane against 6.3
+// with 16 of 4; B4 5.1 us with 2 columns against 6.6 with 4; from B16 on 4 columns).
+inline RecurrentTile recurrent_decode_tile(int key_dim, int value_dim, long long seqs_x_heads,
+                                           int num_sms) {
+  const int rows = recurrent_rows(key_dim);
+  for (int vec : {4, 2}) {
+    const long long ctas = seqs_x_heads * ((value_dim + 32 * vec - 1) / (32 * vec));
+    if (value_dim % vec == 0 && rows * vec <= RecurrentTraits::kMaxStatePerThread &&
+        recurrent_tile_compiled(rows, vec) && 2 * ctas >= num_sms) {
+      return {rows, vec};
+    }
+  }
+  return {rows, 1};
+}
+
 // Backward: 4 columns per lane when V and the registers allow it, 2 for the 16-row tile
 // (K in (64, 128]), else 1.
 inline RecurrentTile recurrent_bwd_tile(int key_dim, int value_dim) {

@@ -30,10 +30,16 @@ struct Prepared {
   int64_t kp = 0;
 };
 
-Prepared prepare(const CombaProblem& pb, const CombaInputs& in) {
+// `saved`: the training forward's chunk numbering (offsets, count), reused by the
+// backward so that it reads cu_seqlens back to the host no second time.
+Prepared prepare(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& saved_offsets = {},
+                 int64_t saved_chunks = -1) {
   Prepared r{KernelInputs(in)};
   r.kp = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
-  if (pb.varlen) {
+  if (saved_chunks >= 0) {
+    r.chunk_offsets = saved_offsets;
+    r.num_chunks = saved_chunks;
+  } else if (pb.varlen) {
     const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
     const auto* b = cu_host.data_ptr<int64_t>();
     std::vector<int> offsets(pb.num_seqs + 1, 0);
@@ -87,15 +93,18 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
 
 // What a training forward keeps for the backward (CombaForward::saved, in this order):
 // the prep operands the reverse scan and the gradients read, the state entering each
-// chunk and V'.
+// chunk, V', and the chunk numbering of varlen batches (undefined when dense).
 struct SavedWorkspace {
-  at::Tensor w, qf, kf, mqk, gamma, t_inv, states, v_new;
+  at::Tensor w, qf, kf, mqk, gamma, t_inv, states, v_new, chunk_offsets;
 
-  std::vector<at::Tensor> to_list() const { return {w, qf, kf, mqk, gamma, t_inv, states, v_new}; }
-  static bool is_list(const std::vector<at::Tensor>& list) { return list.size() == 8; }
-  static SavedWorkspace from_list(const std::vector<at::Tensor>& l) {
-    return {l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]};
+  std::vector<at::Tensor> to_list() const {
+    return {w, qf, kf, mqk, gamma, t_inv, states, v_new, chunk_offsets};
   }
+  static bool is_list(const std::vector<at::Tensor>& list) { return list.size() == 9; }
+  static SavedWorkspace from_list(const std::vector<at::Tensor>& l) {
+    return {l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8]};
+  }
+  int64_t num_chunks() const { return w.size(0); }
   void bind(kc::ChunkParams& p) const {
     p.w = w.data_ptr();
     p.qf = qf.data_ptr<float>();
@@ -138,7 +147,9 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
   }
   check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
   if (for_backward) {
-    out.saved = SavedWorkspace{ws.w, ws.qf, ws.kf, ws.mqk, ws.gamma, ws.t_inv, states, v_new}.to_list();
+    out.saved = SavedWorkspace{ws.w,     ws.qf,  ws.kf,  ws.mqk, ws.gamma,
+                               ws.t_inv, states, v_new, prep.chunk_offsets}
+                    .to_list();
   }
   return out;
 }
@@ -150,11 +161,12 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   }
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
-  const Prepared prep = prepare(pb, in);
+  const auto workspace = SavedWorkspace::from_list(saved);
+  const Prepared prep = prepare(pb, in, workspace.chunk_offsets, workspace.num_chunks());
   auto p = base_params(pb, prep);
   const auto opts = prep.in.q.options();
   const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
-  SavedWorkspace::from_list(saved).bind(p);
+  workspace.bind(p);
 
   // Reverse scan: dS per chunk end, dV', and the initial state's gradient.
   const auto d_o = tile_ready(grad_o.to(pb.dtype));
