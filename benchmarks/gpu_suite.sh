@@ -17,7 +17,8 @@ for step in "${steps[@]}"; do
           grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)" "$LOGS/ctest.log" | tail -15 ;;
     check) PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/check_cuda.py" "$COMBA_BUILD_DIR" >"$LOGS/check.log" 2>&1 || status=1
            tail -1 "$LOGS/check.log" ;;
-    bench) "$COMBA_BUILD_DIR/benchmarks/bench_ops" --iters 50 | tee "$LOGS/bench_ops.jsonl" | cut -c1-220 ;;
+    bench) "$COMBA_BUILD_DIR/benchmarks/bench_ops" --iters 50 | tee "$LOGS/bench_ops.jsonl" | cut -c1-220
+           "$COMBA_BUILD_DIR/benchmarks/bench_decode_kernel" | tee "$LOGS/bench_decode_kernel.jsonl" | cut -c1-220 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done

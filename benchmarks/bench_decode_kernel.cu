@@ -1,0 +1,111 @@
+// Kernel-only time of one decode step (T = 1, H16 K=V=128, bf16, l2norm, initial and final
+// state) per batch size and state tile, for the decode kernel and the segment-staged
+// forward kernel, beside a device copy of the same state bytes (the floor). Time per step
+// is the mean over back-to-back launches between two CUDA events, so no host time is in
+// it (bench_ops times the whole C++ call instead). One JSON line per case; no torch.
+// Usage: bench_decode_kernel [--iters N]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../ops/cuda/recurrent/recurrent_decode_kernel.cuh"
+#include "../ops/cuda/recurrent/recurrent_fwd_kernel.cuh"
+
+namespace {
+
+using comba::cuda::RecurrentFwdParams;
+using Element = __nv_bfloat16;
+constexpr int kHeads = 16, kDim = 128, kMaxBatch = 256;
+
+// Device buffers for kMaxBatch sequences, freed at exit.
+template <typename T>
+T* device_copy(const std::vector<T>& host) {
+  T* ptr = nullptr;
+  cudaMalloc(&ptr, host.size() * sizeof(T));
+  cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return ptr;
+}
+
+template <typename Launch>
+float us_per_step(Launch&& launch, int iters) {
+  for (int i = 0; i < 10; ++i) launch();
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaEventRecord(start);
+  for (int i = 0; i < iters; ++i) launch();
+  cudaEventRecord(stop);
+  cudaEventSynchronize(stop);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms * 1000.f / iters;
+}
+
+void print(const char* kernel, int batch, int rows, int vec, bool chosen, float us) {
+  const double state_bytes = 2.0 * batch * kHeads * kDim * kDim * sizeof(float);  // read + write
+  std::printf("{\"case\": \"decode_kernel_B%d_H%d_K%d_V%d\", \"B\": %d, \"dtype\": \"bf16\", "
+              "\"kernel\": \"%s\", \"rows\": %d, \"vec\": %d, \"chosen_tile\": %s, "
+              "\"us_per_step\": %.2f, \"state_tb_per_s\": %.3f, \"error\": \"%s\"}\n",
+              batch, kHeads, kDim, kDim, batch, kernel, rows, vec, chosen ? "true" : "false", us,
+              state_bytes / (us * 1e6), cudaGetErrorString(cudaGetLastError()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 200;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--iters") iters = std::stoi(argv[++i]);
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("{\"skipped\": \"no CUDA device\"}\n");
+    return 0;
+  }
+  const size_t rows = size_t(kMaxBatch) * kHeads, state = rows * kDim * kDim;
+  std::vector<Element> vectors(rows * kDim);
+  for (size_t i = 0; i < vectors.size(); ++i) vectors[i] = __float2bfloat16(float((i * 37) % 101) / 101.f - 0.5f);
+  std::vector<float> initial(state);
+  for (size_t i = 0; i < state; ++i) initial[i] = float((i * 13) % 97) / 97.f - 0.5f;
+  RecurrentFwdParams params;
+  params.q = device_copy(vectors);
+  params.k = device_copy(vectors);
+  params.p = device_copy(vectors);
+  params.v = device_copy(vectors);
+  params.g = device_copy(std::vector<float>(rows, -0.1f));
+  params.beta = device_copy(std::vector<float>(rows, 0.5f));
+  params.g_fp32 = params.beta_fp32 = true;
+  float* initial_state = device_copy(initial);
+  params.initial_state = initial_state;
+  params.o = device_copy(std::vector<Element>(rows * kDim));
+  params.final_state = device_copy(std::vector<float>(state));
+  params.dtype = comba::core::ElementType::kBFloat16;
+  params.seq_len = 1;
+  params.heads = params.value_heads = kHeads;
+  params.key_dim = params.value_dim = kDim;
+  params.scale = 0.088f;
+  params.use_l2norm = true;
+
+  params.num_seqs = kMaxBatch;
+  const size_t copy_bytes = state * sizeof(float);
+  std::printf("{\"case\": \"device_copy_B%d_state\", \"us_per_step\": %.2f}\n", kMaxBatch,
+              us_per_step([&] { cudaMemcpyAsync(params.final_state, initial_state, copy_bytes,
+                                                cudaMemcpyDeviceToDevice); }, iters));
+  using namespace comba::cuda;
+  for (const int batch : {1, 4, 16, 64, 256}) {
+    params.num_seqs = batch;
+    const int steps = batch >= 64 ? iters : 5 * iters;
+    const int chosen = recurrent_decode_tile(kDim, kDim, static_cast<long long>(batch) * kHeads,
+                                             current_device_sms()).vec;
+    print("decode", batch, 16, 4, chosen == 4, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 4>(params, 0); }, steps));
+    print("decode", batch, 16, 2, chosen == 2, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 2>(params, 0); }, steps));
+    print("decode", batch, 16, 1, chosen == 1, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 1>(params, 0); }, steps));
+    print("segment", batch, 16, 4, false, us_per_step([&] { launch_recurrent_fwd_typed<Element, 16, 4>(params, 0); }, steps));
+  }
+  return 0;
+}
