@@ -20,12 +20,12 @@ CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool
 
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                            const at::Tensor& grad_o, const at::Tensor& grad_final,
-                           const std::vector<at::Tensor>& saved) {
+                           std::vector<at::Tensor> saved) {
 #ifdef COMBA_WITH_CUDA
   if (!pb.reference_path) {
-    if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final, saved);
+    if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final, std::move(saved));
     if (cuda::recurrent_supported(pb, in)) {
-      return cuda::recurrent_bwd(pb, in, grad_o, grad_final, saved);
+      return cuda::recurrent_bwd(pb, in, grad_o, grad_final, std::move(saved));
     }
   }
 #endif

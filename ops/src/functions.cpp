@@ -49,8 +49,14 @@ variable_list CombaFunction<Form>::backward(AutogradContext* ctx, variable_list 
   if (!grad_o.defined()) {
     grad_o = at::zeros({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, in.q.options());
   }
-  const auto workspace = ctx->saved_data["workspace"].toTensorList().vec();
-  const auto grads = Form::bwd(pb, in, grad_o, grad_outputs[1], workspace);
+  // The backward takes the kernels' workspace over and frees each buffer once it is read.
+  // A second backward through a retained graph finds none and recomputes it.
+  std::vector<at::Tensor> workspace;
+  if (const auto it = ctx->saved_data.find("workspace"); it != ctx->saved_data.end()) {
+    workspace = it->second.toTensorList().vec();
+    ctx->saved_data.erase(it);
+  }
+  const auto grads = Form::bwd(pb, in, grad_o, grad_outputs[1], std::move(workspace));
   // One entry per forward argument; options get none.
   return {grads.q, grads.k, grads.v, grads.p, grads.g, grads.beta, grads.initial_state,
           at::Tensor(), at::Tensor()};

@@ -29,8 +29,8 @@ struct ChunkForm {
     return chunk_comba_fwd(pb, in, for_backward);
   }
   static InputGrads bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& d_o,
-                        const at::Tensor& d_final, const std::vector<at::Tensor>& saved) {
-    return chunk_comba_bwd(pb, in, d_o, d_final, saved);
+                        const at::Tensor& d_final, std::vector<at::Tensor> saved) {
+    return chunk_comba_bwd(pb, in, d_o, d_final, std::move(saved));
   }
 };
 
@@ -39,8 +39,8 @@ struct FusedRecurrentForm {
     return fused_recurrent_comba_fwd(pb, in, for_backward);
   }
   static InputGrads bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& d_o,
-                        const at::Tensor& d_final, const std::vector<at::Tensor>& saved) {
-    return fused_recurrent_comba_bwd(pb, in, d_o, d_final, saved);
+                        const at::Tensor& d_final, std::vector<at::Tensor> saved) {
+    return fused_recurrent_comba_bwd(pb, in, d_o, d_final, std::move(saved));
   }
 };
 

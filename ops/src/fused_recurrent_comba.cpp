@@ -18,10 +18,10 @@ CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs
 
 InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                                      const at::Tensor& grad_o, const at::Tensor& grad_final,
-                                     const std::vector<at::Tensor>& saved) {
+                                     std::vector<at::Tensor> saved) {
 #ifdef COMBA_WITH_CUDA
   if (!pb.reference_path && cuda::recurrent_supported(pb, in)) {
-    return cuda::recurrent_bwd(pb, in, grad_o, grad_final, saved);
+    return cuda::recurrent_bwd(pb, in, grad_o, grad_final, std::move(saved));
   }
 #endif
   return reference_backward(pb, in, /*pad_multiple=*/1, grad_o, grad_final, recurrent_bwd_ref);

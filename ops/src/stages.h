@@ -10,17 +10,18 @@
 namespace comba::detail {
 
 // for_backward: also return in CombaForward::saved what the backward can reuse, and the
-// backward takes it back (empty: recompute).
+// backward takes it back, by value so that it can free each buffer once its kernels are
+// done with it (empty: recompute).
 CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
                              bool for_backward = false);
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                            const at::Tensor& grad_o, const at::Tensor& grad_final,
-                           const std::vector<at::Tensor>& saved = {});
+                           std::vector<at::Tensor> saved = {});
 
 CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
                                        bool for_backward = false);
 InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                                      const at::Tensor& grad_o, const at::Tensor& grad_final,
-                                     const std::vector<at::Tensor>& saved = {});
+                                     std::vector<at::Tensor> saved = {});
 
 }  // namespace comba::detail

@@ -2,7 +2,9 @@
 // (g = -20 per step) stays finite and matches the oracle; zero-length segments hand the
 // initial state through unchanged; omitted p is p = k and omitted beta is ones;
 // non-contiguous inputs give the same numbers as contiguous ones; results come back in
-// each input's dtype; use_reference_path reaches the ATen path, backward included. The Cuda* tests repeat the numeric ones on the GPU (skipped without).
+// each input's dtype; use_reference_path reaches the ATen path, backward included; a
+// retained graph's second backward gives the first one's gradients. The Cuda* tests
+// repeat the numeric ones on the GPU (skipped without).
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
@@ -300,6 +302,41 @@ TEST_P(EdgeCases, ResultsInEachInputsDtype) {
     ASSERT_TRUE(grads[i].defined()) << "gradient " << i;
     EXPECT_EQ(grads[i].scalar_type(), inputs[i].scalar_type()) << "gradient " << i;
   }
+}
+
+// A graph kept with retain_graph is walked twice: the first backward consumes the
+// kernels' saved workspace and the second recomputes it, so both must give the same
+// gradients (bit for bit: every path is deterministic).
+void check_backward_twice(Fn fn, const RunConfig& run) {
+  CaseConfig cfg = small_dense_case();
+  cfg.seq_len = 2 * kChunkSize + 5;
+  const CaseTensors t = make_case(cfg);
+  auto leaf = [&](const at::Tensor& x, at::ScalarType dtype) {
+    return x.to(run.device, dtype).detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(t.q, run.dtype), k = leaf(t.k, run.dtype), v = leaf(t.v, run.dtype),
+                   p = leaf(t.p, run.dtype), g = leaf(t.g, run.gate_dtype),
+                   beta = leaf(t.beta, run.beta_dtype),
+                   h0 = leaf(t.initial_state, state_dtype(run.dtype));
+  const auto options = CombaOptions().use_qk_l2norm_in_kernel(true).initial_state(h0).output_final_state(true);
+  const auto [o, final_state] = fn == Fn::kChunk ? chunk_comba(q, k, v, p, g, beta, options)
+                                                 : fused_recurrent_comba(q, k, v, p, g, beta, options);
+  const torch::autograd::variable_list outputs{o, final_state}, inputs{q, k, v, p, g, beta, h0};
+  const torch::autograd::variable_list cotangents{t.d_o.to(run.device, o.scalar_type()),
+                                                  t.d_final_state.to(run.device, final_state.scalar_type())};
+  const auto first = torch::autograd::grad(outputs, inputs, cotangents, /*retain_graph=*/true);
+  const auto second = torch::autograd::grad(outputs, inputs, cotangents, /*retain_graph=*/false);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_TRUE(first[i].defined() && second[i].defined()) << "gradient " << i;
+    EXPECT_TRUE(at::equal(first[i], second[i])) << "gradient " << i << " differs on the second backward";
+  }
+}
+
+TEST_P(EdgeCases, RetainedGraphBackwardTwice) { check_backward_twice(GetParam(), kFloat64); }
+
+TEST_P(EdgeCases, CudaRetainedGraphBackwardTwice) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_backward_twice(GetParam(), on(kBFloat16, at::Device(at::kCUDA)));
 }
 
 TEST_P(EdgeCases, NoFinalStateUnlessAsked) {

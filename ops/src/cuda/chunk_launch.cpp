@@ -105,6 +105,12 @@ struct SavedWorkspace {
     return {l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8]};
   }
   int64_t num_chunks() const { return w.size(0); }
+  // After the reverse scan: the gradient kernel reads none of W, Mqk, the row factors and
+  // the decays, so their memory can serve its outputs (the caching allocator reuses it in
+  // this stream's order). The pointers left in the parameters are not read again.
+  void release_scan_operands() {
+    for (auto* t : {&w, &qf, &kf, &mqk, &gamma}) t->reset();
+  }
   void bind(kc::ChunkParams& p) const {
     p.w = w.data_ptr();
     p.qf = qf.data_ptr<float>();
@@ -155,13 +161,14 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
 }
 
 InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
-                     const at::Tensor& grad_final, const std::vector<at::Tensor>& saved) {
+                     const at::Tensor& grad_final, std::vector<at::Tensor> saved) {
   if (!SavedWorkspace::is_list(saved)) {  // not after a training forward: run one now
     return chunk_bwd(pb, in, grad_o, grad_final, chunk_fwd(pb, in, /*for_backward=*/true).saved);
   }
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
-  const auto workspace = SavedWorkspace::from_list(saved);
+  auto workspace = SavedWorkspace::from_list(saved);
+  saved.clear();  // the workspace's buffers are owned here alone now
   const Prepared prep = prepare(pb, in, workspace.chunk_offsets, workspace.num_chunks());
   auto p = base_params(pb, prep);
   const auto opts = prep.in.q.options();
@@ -180,6 +187,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.dv_new = dv_new.data_ptr();
   p.grad_initial = d_initial.data_ptr<float>();
   check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
+  workspace.release_scan_operands();
 
   // Per-chunk gradients. The q, k, p gradients come per value head in fp32 when a GVA
   // group shares a query head (summed here) or the key tile is split (the l2norm backward

@@ -11,14 +11,15 @@ bool recurrent_supported(const CombaProblem& pb, const CombaInputs& in);
 // tokens for recurrent_bwd (which, given none, runs this forward first).
 CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward);
 InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
-                         const at::Tensor& grad_final, const std::vector<at::Tensor>& saved);
+                         const at::Tensor& grad_final, std::vector<at::Tensor> saved);
 
 // Whether the chunked kernels take this problem (16-bit inputs, K <= 256).
 bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
 // for_backward: CombaForward::saved keeps the per-chunk operands, states and V' so that
-// chunk_bwd (given them back) skips the prep kernel and the state recompute.
+// chunk_bwd (given them back) skips the prep kernel and the state recompute, and frees
+// the reverse scan's operands before the gradient kernel's outputs are allocated.
 CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward);
 InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
-                     const at::Tensor& grad_final, const std::vector<at::Tensor>& saved);
+                     const at::Tensor& grad_final, std::vector<at::Tensor> saved);
 
 }  // namespace comba::detail::cuda

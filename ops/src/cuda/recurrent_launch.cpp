@@ -62,7 +62,7 @@ CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool f
 }
 
 InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
-                         const at::Tensor& grad_final, const std::vector<at::Tensor>& saved) {
+                         const at::Tensor& grad_final, std::vector<at::Tensor> saved) {
   if (saved.size() != 1) {  // not after a training forward: run one now for its checkpoints
     return recurrent_bwd(pb, in, grad_o, grad_final, recurrent_fwd(pb, in, true).saved);
   }
