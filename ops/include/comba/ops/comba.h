@@ -10,7 +10,9 @@
 // HV must be a multiple of H: value head j reads query/key head j / (HV / H).
 // With cu_seqlens (int64 [N+1], 0 = cu[0] <= ... <= cu[N] = T) B must be 1 and each
 // segment is an independent sequence. Both functions are differentiable in every
-// floating input; gradients come back in each input's dtype.
+// floating input; gradients come back in each input's dtype. On CUDA the backward frees
+// the forward's saved kernel workspace as it goes; a graph kept with retain_graph can be
+// walked again (that second backward recomputes the workspace: same gradients, slower).
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
