@@ -13,6 +13,7 @@
 
 #include "../ops/cuda/recurrent/recurrent_decode_kernel.cuh"
 #include "../ops/cuda/recurrent/recurrent_fwd_kernel.cuh"
+#include "event_timer.h"
 
 namespace {
 
@@ -29,21 +30,14 @@ T* device_copy(const std::vector<T>& host) {
   return ptr;
 }
 
+// Mean over `iters` back-to-back launches, after 10 warm-up ones.
 template <typename Launch>
 float us_per_step(Launch&& launch, int iters) {
   for (int i = 0; i < 10; ++i) launch();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start);
-  for (int i = 0; i < iters; ++i) launch();
-  cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms * 1000.f / iters;
+  comba::bench::EventTimer timer;
+  return timer.time_ms([&] {
+           for (int i = 0; i < iters; ++i) launch();
+         }) * 1000.f / iters;
 }
 
 void print(const char* kernel, int batch, int rows, int vec, bool chosen, float us) {

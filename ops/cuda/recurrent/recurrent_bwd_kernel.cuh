@@ -86,14 +86,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
         }
       }
       float dot_p[Vec];
-#pragma unroll
-      for (int c = 0; c < Vec; ++c) dot_p[c] = 0.f;
-#pragma unroll
-      for (int i = 0; i < Rows; ++i) {
-        const float pi = row_of(seg.p, s, i);
-#pragma unroll
-        for (int c = 0; c < Vec; ++c) dot_p[c] += pi * S[i].x[c];
-      }
+      warp_rows_product(S, [&](int i) { return row_of(seg.p, s, i); }, dot_p);
 #pragma unroll
       for (int c = 0; c < Vec; ++c) red[round & 1][warp][my_col + c] = dot_p[c];
       __syncthreads();

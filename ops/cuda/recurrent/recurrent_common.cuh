@@ -116,6 +116,34 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// 1 / ||x|| over the K elements of x (the l2norm's factor, eps 1e-6), in every lane; 1
+// when not `enabled`.
+template <typename E>
+__device__ __forceinline__ float warp_inverse_norm(const E* x, int K, int lane, bool enabled = true) {
+  if (!enabled) return 1.f;
+  float ss = 0.f;
+  for (int r = lane; r < K; r += 32) {
+    const float e = to_float(x[r]);
+    ss += e * e;
+  }
+  return rsqrtf(warp_sum(ss) + 1e-6f);
+}
+
+// This warp's share of S^T x over its Rows state rows: out[c] = sum_i x(i) S[i][c]
+// (x(i): the entry of x at the warp's i-th row); the CTA adds the warps' shares.
+template <int Rows, int Vec, typename RowEntry>
+__device__ __forceinline__ void warp_rows_product(const StateVec<Vec> (&S)[Rows], RowEntry&& x,
+                                                  float (&out)[Vec]) {
+#pragma unroll
+  for (int c = 0; c < Vec; ++c) out[c] = 0.f;
+#pragma unroll
+  for (int i = 0; i < Rows; ++i) {
+    const float xi = x(i);
+#pragma unroll
+    for (int c = 0; c < Vec; ++c) out[c] += xi * S[i].x[c];
+  }
+}
+
 
 // One segment of kRecurrentSegment tokens staged in shared memory as fp32, so the serial
 // per-token loop reads shared memory only: q, k, p rows as given, their l2 norms'
@@ -221,11 +249,8 @@ struct SegmentSmem {
       const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
       for (int job = warp; job < 3 * steps; job += Warps) {
         const int s = job / 3, which = job % 3;
-        const float* row = (which == 0 ? q : which == 1 ? k : p) + s * K;
-        float ss = 0.f;
-        for (int r = lane; r < K; r += 32) ss += row[r] * row[r];
-        ss = warp_sum(ss);
-        if (lane == 0) (which == 0 ? inv_q : which == 1 ? inv_k : inv_p)[s] = rsqrtf(ss + 1e-6f);
+        const float inv = warp_inverse_norm((which == 0 ? q : which == 1 ? k : p) + s * K, K, lane);
+        if (lane == 0) (which == 0 ? inv_q : which == 1 ? inv_k : inv_p)[s] = inv;
       }
     }
   }

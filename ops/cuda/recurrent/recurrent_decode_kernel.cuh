@@ -16,18 +16,6 @@
 
 namespace comba::cuda {
 
-// 1 / ||x|| over the K elements of x (every lane gets it), 1 without the l2norm.
-template <typename T>
-__device__ __forceinline__ float warp_inverse_norm(const T* x, int K, int lane, bool use_l2norm) {
-  if (!use_l2norm) return 1.f;
-  float ss = 0.f;
-  for (int r = lane; r < K; r += 32) {
-    const float e = to_float(x[r]);
-    ss += e * e;
-  }
-  return rsqrtf(warp_sum(ss) + 1e-6f);
-}
-
 template <typename T, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_decode_kernel(const __grid_constant__ RecurrentFwdParams params) {
@@ -62,13 +50,8 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   }
   auto row = [&](const T* x, int i) { return row0 + i < K ? to_float(x[row0 + i]) : 0.f; };
 
-  float dot_p[Vec] = {};
-#pragma unroll
-  for (int i = 0; i < Rows; ++i) {
-    const float pi = row(p, i);
-#pragma unroll
-    for (int c = 0; c < Vec; ++c) dot_p[c] += pi * state[i].x[c];
-  }
+  float dot_p[Vec];
+  warp_rows_product(state, [&](int i) { return row(p, i); }, dot_p);
 #pragma unroll
   for (int c = 0; c < Vec; ++c) pred_red[warp][my_col + c] = dot_p[c];
   const float inv_p = warp_inverse_norm(p, K, lane, params.use_l2norm);

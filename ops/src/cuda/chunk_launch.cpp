@@ -22,6 +22,25 @@ void check_launch(int err, const char* stage) {
               cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
+// Global chunk numbering: the first chunk of each packed sequence on the device
+// (undefined when dense) and the number of chunks.
+struct ChunkNumbering {
+  at::Tensor chunk_offsets;
+  int64_t num_chunks = 0;
+};
+
+// Reads cu_seqlens back to the host when packed; the backward reuses the forward's.
+ChunkNumbering number_chunks(const CombaProblem& pb, const CombaInputs& in) {
+  if (!pb.varlen) return {at::Tensor(), pb.num_seqs * ((pb.seq_len + kc::kChunk - 1) / kc::kChunk)};
+  const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
+  const auto* b = cu_host.data_ptr<int64_t>();
+  std::vector<int> offsets(pb.num_seqs + 1, 0);
+  for (int64_t i = 0; i < pb.num_seqs; ++i) {
+    offsets[i + 1] = offsets[i] + static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
+  }
+  return {at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(in.q.device()), offsets.back()};
+}
+
 // The kernels' inputs and the chunk numbering.
 struct Prepared {
   KernelInputs in;
@@ -30,28 +49,9 @@ struct Prepared {
   int64_t kp = 0;
 };
 
-// `saved`: the training forward's chunk numbering (offsets, count), reused by the
-// backward so that it reads cu_seqlens back to the host no second time.
-Prepared prepare(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& saved_offsets = {},
-                 int64_t saved_chunks = -1) {
-  Prepared r{KernelInputs(in)};
-  r.kp = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
-  if (saved_chunks >= 0) {
-    r.chunk_offsets = saved_offsets;
-    r.num_chunks = saved_chunks;
-  } else if (pb.varlen) {
-    const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
-    const auto* b = cu_host.data_ptr<int64_t>();
-    std::vector<int> offsets(pb.num_seqs + 1, 0);
-    for (int64_t i = 0; i < pb.num_seqs; ++i) {
-      offsets[i + 1] = offsets[i] + static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
-    }
-    r.num_chunks = offsets.back();
-    r.chunk_offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(r.in.q.device());
-  } else {
-    r.num_chunks = pb.num_seqs * ((pb.seq_len + kc::kChunk - 1) / kc::kChunk);
-  }
-  return r;
+Prepared prepare(const CombaProblem& pb, const CombaInputs& in, ChunkNumbering numbering) {
+  return {KernelInputs(in), std::move(numbering.chunk_offsets), numbering.num_chunks,
+          kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim))};
 }
 
 kc::ChunkParams base_params(const CombaProblem& pb, const Prepared& in) {
@@ -104,7 +104,7 @@ struct SavedWorkspace {
   static SavedWorkspace from_list(const std::vector<at::Tensor>& l) {
     return {l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8]};
   }
-  int64_t num_chunks() const { return w.size(0); }
+  ChunkNumbering numbering() const { return {chunk_offsets, w.size(0)}; }
   // After the reverse scan: the gradient kernel reads none of W, Mqk, the row factors and
   // the decays, so their memory can serve its outputs (the caching allocator reuses it in
   // this stream's order). The pointers left in the parameters are not read again.
@@ -135,7 +135,7 @@ bool chunk_supported(const CombaProblem& pb, const CombaInputs& in) {
 CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
   const c10::cuda::CUDAGuard guard(in.q.device());
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
-  const Prepared prep = prepare(pb, in);
+  const Prepared prep = prepare(pb, in, number_chunks(pb, in));
   auto p = base_params(pb, prep);
   CombaForward out;
   out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, prep.in.q.options());
@@ -169,7 +169,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
   auto workspace = SavedWorkspace::from_list(saved);
   saved.clear();  // the workspace's buffers are owned here alone now
-  const Prepared prep = prepare(pb, in, workspace.chunk_offsets, workspace.num_chunks());
+  const Prepared prep = prepare(pb, in, workspace.numbering());
   auto p = base_params(pb, prep);
   const auto opts = prep.in.q.options();
   const int64_t nc = prep.num_chunks, hv = pb.value_heads, c = kc::kChunk, V = pb.value_dim;
