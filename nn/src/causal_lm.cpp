@@ -2,6 +2,7 @@
 #include "comba/nn/causal_lm.h"
 
 #include "comba/core/checks.h"
+#include "comba/nn/linear_cross_entropy.h"
 
 #include <torch/torch.h>
 
@@ -22,20 +23,30 @@ torch::Tensor CombaForCausalLMImpl::output_weight() const {
   return lm_head ? lm_head->weight : model->embeddings->weight;
 }
 
-CausalLMOutput CombaForCausalLMImpl::forward(const torch::Tensor& input_ids, const LMInputs& inputs) {
-  const core::ArgChecker check("CombaForCausalLM::forward");
+namespace {
+
+void check_lm_inputs(const core::ArgChecker& check, const torch::Tensor& input_ids, const LMInputs& inputs) {
   check.rank(input_ids, "input_ids", 2, "[B, T]");
   check.require(inputs.logits_to_keep() >= 0, "argument `logits_to_keep` expected >= 0, got ",
                 inputs.logits_to_keep());
   if (inputs.labels().defined()) {
     check.shape(inputs.labels(), "labels", input_ids.sizes(), "like input_ids [B, T]");
+    check.dtype_in(inputs.labels(), "labels", {torch::kLong});
     check.require(inputs.logits_to_keep() == 0, "argument `logits_to_keep` expected 0 with labels, got ",
                   inputs.logits_to_keep());
   }
-  auto hidden = model(input_ids, ModelInputs()
-                                     .attention_mask(inputs.attention_mask())
-                                     .cu_seqlens(inputs.cu_seqlens())
-                                     .cache(inputs.cache()));
+}
+
+ModelInputs model_inputs(const LMInputs& inputs) {
+  return ModelInputs().attention_mask(inputs.attention_mask()).cu_seqlens(inputs.cu_seqlens()).cache(inputs.cache());
+}
+
+}  // namespace
+
+CausalLMOutput CombaForCausalLMImpl::forward(const torch::Tensor& input_ids, const LMInputs& inputs) {
+  const core::ArgChecker check("CombaForCausalLM::forward");
+  check_lm_inputs(check, input_ids, inputs);
+  auto hidden = model(input_ids, model_inputs(inputs));
   const int64_t seq_len = hidden.size(1);
   if (inputs.logits_to_keep() > 0 && inputs.logits_to_keep() < seq_len) {
     hidden = hidden.slice(1, seq_len - inputs.logits_to_keep());
@@ -44,6 +55,19 @@ CausalLMOutput CombaForCausalLMImpl::forward(const torch::Tensor& input_ids, con
   out.logits = lm_head ? lm_head(hidden) : torch::nn::functional::linear(hidden, model->embeddings->weight);
   if (inputs.labels().defined()) out.loss = causal_lm_loss(out.logits, inputs.labels());
   return out;
+}
+
+torch::Tensor CombaForCausalLMImpl::summed_next_token_loss(const torch::Tensor& input_ids, const LMInputs& inputs) {
+  const core::ArgChecker check("CombaForCausalLM::summed_next_token_loss");
+  check.defined(inputs.labels(), "labels");
+  check_lm_inputs(check, input_ids, inputs);
+  const auto hidden = model(input_ids, model_inputs(inputs));
+  const int64_t seq_len = hidden.size(1);
+  // Position t predicts labels[t + 1]: the last position predicts nothing.
+  const auto predicting = hidden.slice(1, 0, std::max<int64_t>(seq_len - 1, 0)).reshape({-1, hidden.size(2)});
+  const auto targets = inputs.labels().slice(1, 1).reshape({-1}).to(hidden.device());
+  return linear_cross_entropy(predicting, output_weight(), targets,
+                              LinearCrossEntropyOptions().ignore_index(kIgnoreIndex));
 }
 
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {

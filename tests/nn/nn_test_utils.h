@@ -41,6 +41,16 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
+// The unit roundoff scale of a dtype (machine epsilon): tolerances are multiples of it.
+inline double dtype_epsilon(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kBFloat16: return 1.0 / 128;   // 2^-7
+    case torch::kHalf: return 1.0 / 1024;      // 2^-10
+    case torch::kFloat: return 1.1920929e-07;  // 2^-23
+    default: return 2.220446049250313e-16;     // fp64
+  }
+}
+
 // Largest |a - b| relative to the largest |b| (a scale-aware error).
 inline double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   const double scale = b.to(torch::kDouble).abs().max().item<double>();

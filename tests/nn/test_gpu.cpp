@@ -144,3 +144,47 @@ TEST_F(NnOnGpu, Bf16ModelIsCausalDensePackedAndPadded) {
   check(LMInputs().attention_mask(mask), ids, changed);
   check(LMInputs().cu_seqlens(cu), ids.slice(0, 0, 1), changed.slice(0, 0, 1));
 }
+
+// linear_cross_entropy on the GPU: bf16 under autocast with fp32 weights (the trainer's
+// mode; d_weight accumulated in fp32 across slices) against the fp64 composition, no worse
+// than twice the unfused bf16 composition; an out-of-range target makes the loss NaN
+// instead of a device-side assert.
+TEST_F(NnOnGpu, LinearCrossEntropyUnderAutocastFollowsTheUnfusedComposition) {
+  torch::manual_seed(35);
+  const auto f32 = torch::TensorOptions(cuda).dtype(torch::kFloat);
+  const auto hidden = torch::randn({3000, 256}, f32);
+  const auto weight = torch::randn({5000, 256}, f32) * 0.05;
+  auto targets = torch::randint(0, 5000, {3000}, torch::TensorOptions(cuda).dtype(torch::kLong));
+  targets.slice(0, 0, 3000, 7).fill_(kIgnoreIndex);
+  const auto run = [&](bool fused, torch::Dtype dtype, bool autocast) {
+    auto h = hidden.to(dtype).requires_grad_(true);
+    auto w = weight.to(dtype).requires_grad_(true);
+    torch::Tensor loss;
+    {
+      at::autocast::set_autocast_enabled(at::kCUDA, autocast);
+      at::autocast::set_autocast_dtype(at::kCUDA, torch::kBFloat16);
+      if (fused) {
+        loss = linear_cross_entropy(h, w, targets, LinearCrossEntropyOptions().tokens_per_slice(700));
+      } else {
+        loss = torch::nn::functional::cross_entropy(
+            torch::nn::functional::linear(h, w).to(dtype == torch::kDouble ? torch::kDouble : torch::kFloat), targets,
+            torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+      }
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+    }
+    (loss * 1e-3).backward();
+    return std::vector<torch::Tensor>{loss.detach(), h.grad(), w.grad()};
+  };
+  const auto exact = run(false, torch::kDouble, false);
+  const auto aten = run(false, torch::kFloat, true);
+  const auto ours = run(true, torch::kFloat, true);
+  EXPECT_EQ(ours[2].scalar_type(), torch::kFloat);
+  for (size_t i = 0; i < exact.size(); ++i) {
+    EXPECT_LE(rel_diff(ours[i], exact[i]), 2 * rel_diff(aten[i], exact[i]) + 1e-3) << "output " << i;
+  }
+  auto bad = targets.clone();
+  bad[5] = 5000;
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(std::isnan(linear_cross_entropy(hidden, weight, bad).item<double>()));
+}

@@ -107,7 +107,9 @@ TEST(RMSNorm, Bf16InputIsNormalisedInFp32) {
   EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
   const auto xf = x.to(torch::kFloat);
   const auto expected = (xf * torch::rsqrt(xf.square().mean(-1, true) + 1e-6)).to(torch::kBFloat16);
-  EXPECT_EQ(max_abs_diff(y, expected), 0.0);  // one rounding, at the end
+  // One rounding at the end: within one bf16 ulp of the fp32 composition (the two reduce
+  // the mean in different orders, so equality would depend on the CPU's kernels).
+  EXPECT_LE(rel_diff(y, expected), dtype_epsilon(torch::kBFloat16));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,7 +290,11 @@ TEST(CombaLayer, PackedSequencesEqualEachSequenceAloneWithStates) {
     if (lengths[i] > 0) EXPECT_LT(rel_diff(packed.slice(1, start, start + lengths[i]), alone), 1e-5) << i;
     const auto idx = static_cast<int64_t>(i);
     EXPECT_LT(max_abs_diff(packed_state.recurrent.slice(0, idx, idx + 1), alone_state.recurrent), 1e-5) << i;
-    EXPECT_EQ(max_abs_diff(packed_state.conv_v.slice(0, idx, idx + 1), alone_state.conv_v), 0.0) << i;
+    // The conv state holds v_proj outputs: GEMMs of different shapes round differently per
+    // CPU (oneDNN/MKL pick kernels by shape), so the bound is the GEMM's rounding (reduction
+    // length 32, twice over) in fp32 roundoffs, not bit equality.
+    EXPECT_LE(rel_diff(packed_state.conv_v.slice(0, idx, idx + 1), alone_state.conv_v),
+              2 * 32 * dtype_epsilon(torch::kFloat)) << i;
     start += lengths[i];
   }
 }

@@ -34,13 +34,23 @@ torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor
 
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
                                    const Precision& precision, const StepSync& sync) {
-  return accumulate_gradients_with(
-      [&model](const Batch& batch) { return model->forward(batch.input_ids, model_inputs(batch)).logits; },
+  // The fused linear + cross entropy: the [tokens, vocab] logits are never materialised.
+  return accumulate_summed_losses(
+      [&model](const Batch& batch) {
+        return model->summed_next_token_loss(batch.input_ids, model_inputs(batch).labels(batch.labels));
+      },
       micro, precision, sync);
 }
 
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
-                                   const Precision& precision, const StepSync& sync) {
+                                        const Precision& precision, const StepSync& sync) {
+  return accumulate_summed_losses(
+      [&logits_of](const Batch& batch) { return summed_token_loss(logits_of(batch), batch.labels); }, micro,
+      precision, sync);
+}
+
+torch::Tensor accumulate_summed_losses(const SummedLossFn& summed_loss_of, const std::vector<Batch>& micro,
+                                       const Precision& precision, const StepSync& sync) {
   int64_t total_targets = sync.step_targets;
   if (total_targets == 0) {
     for (const auto& b : micro) total_targets += b.num_targets;
@@ -52,7 +62,7 @@ torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::ve
     torch::Tensor loss;
     {
       const AutocastScope autocast(batch.input_ids.device(), precision.bf16_autocast);
-      loss = summed_token_loss(logits_of(batch), batch.labels) * scale;
+      loss = summed_loss_of(batch) * scale;
     }
     if (i + 1 == micro.size() && sync.before_last_backward) sync.before_last_backward();
     loss.backward();

@@ -6,6 +6,7 @@
 #include "comba/nn/comba_layer.h"
 #include "comba/nn/config.h"
 #include "comba/nn/generate.h"
+#include "comba/nn/linear_cross_entropy.h"
 #include "comba/nn/mlp.h"
 #include "comba/nn/model.h"
 #include "comba/nn/padding.h"

@@ -46,6 +46,13 @@ class CombaForCausalLMImpl : public torch::nn::Module {
 
   CausalLMOutput forward(const torch::Tensor& input_ids, const LMInputs& inputs = {});
 
+  // The sum over counted targets of the next-token cross entropy against inputs.labels()
+  // (required; shifted inside, -100 ignored), in fp32, through linear_cross_entropy: the
+  // [B, T, vocab] logits and their gradient are never materialised. Training minimises
+  // this divided by the number of counted targets; equal to causal_lm_loss(logits) times
+  // that number within the dtype's rounding.
+  torch::Tensor summed_next_token_loss(const torch::Tensor& input_ids, const LMInputs& inputs);
+
   // The output projection weight [vocab, hidden] (the embedding weight when tied).
   torch::Tensor output_weight() const;
   const CombaConfig& config() const { return config_; }

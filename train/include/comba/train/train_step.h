@@ -42,6 +42,10 @@ torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vecto
 using LogitsFn = std::function<torch::Tensor(const Batch&)>;
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
                                    const Precision& precision, const StepSync& sync = {});
+// The same given as "batch -> summed next-token loss" (a scalar, as summed_token_loss).
+using SummedLossFn = std::function<torch::Tensor(const Batch&)>;
+torch::Tensor accumulate_summed_losses(const SummedLossFn& summed_loss_of, const std::vector<Batch>& micro,
+                                       const Precision& precision, const StepSync& sync = {});
 
 // Scales gradients so that their global L2 norm is at most max_norm (max_norm <= 0: no
 // scaling). Returns the norm before clipping, as a device tensor (no host sync).
