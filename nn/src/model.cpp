@@ -3,6 +3,7 @@
 #include "comba/nn/model.h"
 
 #include "comba/core/checks.h"
+#include "comba/nn/activation_checkpoint.h"
 #include "comba/nn/padding.h"
 
 #include <torch/torch.h>
@@ -72,11 +73,19 @@ torch::Tensor CombaModelImpl::forward(const torch::Tensor& input_ids, const Mode
       cu_seqlens = unpadding.cu_seqlens;
     }
   }
+  const bool recompute_blocks = gradient_checkpointing_ && is_training() && !inputs.cache();
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     const auto layer_inputs = CombaLayerInputs()
                                   .cu_seqlens(cu_seqlens)
                                   .state(inputs.cache() ? &inputs.cache()->layer(i) : nullptr);
-    hidden = layers->at<CombaBlockImpl>(static_cast<size_t>(i)).forward(hidden, layer_inputs);
+    auto block = layers->ptr<CombaBlockImpl>(static_cast<size_t>(i));
+    if (recompute_blocks) {
+      // Captured by value: the backward runs the block again after this frame is gone.
+      hidden = activation_checkpoint([block, layer_inputs](const torch::Tensor& x) { return block->forward(x, layer_inputs); },
+                                     hidden);
+    } else {
+      hidden = block->forward(hidden, layer_inputs);
+    }
   }
   if (inputs.cache()) inputs.cache()->add_seen_tokens(seq_len);
   hidden = norm(hidden);

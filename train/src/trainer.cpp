@@ -200,6 +200,7 @@ void Trainer::State::setup() {
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();
+  model->model->set_gradient_checkpointing(config.train.recompute == "block");
   parameters = model->parameters();
   optimizer = make_optimizer(*model, config.optimizer);
   data = make_data_source(config.data, config.batch, static_cast<uint64_t>(config.seed),

@@ -1,5 +1,6 @@
 // Umbrella header of the Comba torch::nn modules, cache and generation.
 #pragma once
+#include "comba/nn/activation_checkpoint.h"
 #include "comba/nn/block.h"
 #include "comba/nn/cache.h"
 #include "comba/nn/causal_lm.h"
