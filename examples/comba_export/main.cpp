@@ -16,6 +16,7 @@
 
 #include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
+#include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
 
@@ -114,10 +115,8 @@ int main(int argc, char** argv) {
     if (!archive.try_read("model", model_archive)) {
       throw std::runtime_error(ckpt_path + ": no \"model\" archive in the checkpoint payload");
     }
-    {
-      const torch::NoGradGuard no_grad;
-      model->load(model_archive);
-    }
+    // Shape-checked (Module::load takes any shape): config.yaml and the weights must agree.
+    comba::train::load_module_state(*model, model_archive);
     c10::IValue step(int64_t{-1});
     archive.try_read("step", step);
 

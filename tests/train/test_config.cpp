@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 
+#include "comba/core/file_util.h"
 #include "comba/train/config.h"
 
 namespace comba::train {
@@ -109,6 +111,64 @@ TEST(Config, ResolvedConfigRoundTrips) {
   EXPECT_TRUE(back.optimizer.decay_embeddings);
   EXPECT_EQ(back.data.eos_id, 7);
   EXPECT_EQ(back.logging.run_dir, "runs/with: colon");
+}
+
+// A key written twice is refused with both lines (yaml-cpp keeps both pairs; the last
+// used to win silently), at any depth and in flow style too.
+TEST(Config, DuplicateKeysAreRefusedWithBothLines) {
+  auto p = problems_of("optimizer:\n  lr: 0.1\n  weight_decay: 0\n  lr: 0.2\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0], "optimizer.lr: duplicate key (lines 2 and 4); keep one");
+  p = problems_of("model:\n  hidden_size: 64\ntrain:\n  max_steps: 3\nmodel:\n  vocab_size: 256\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0], "model: duplicate key (lines 1 and 5); keep one");
+  p = problems_of("train: {max_steps: 3, max_steps: 4}\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0], "train.max_steps: duplicate key (line 1, columns 9 and 23); keep one");
+  // The file's path leads the message when it comes from load_config.
+  const std::string path = "/tmp/comba_config_duplicate.yaml";
+  std::ofstream(path) << "seed: 1\nseed: 2\n";
+  try {
+    load_config(path);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_TRUE(contains(e.problems(), path + ": seed: duplicate key (lines 1 and 2)")) << e.what();
+  }
+  core::remove_file(path);
+}
+
+// A directory opens as an empty stream: it used to train the defaults.
+TEST(Config, DirectoryAsConfigFileIsRefused) {
+  const std::string dir = "/tmp/comba_config_is_a_dir";
+  core::make_directories(dir);
+  try {
+    load_config(dir);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "invalid config (1 problem):\n  " + dir +
+                                         ": is a directory, expected a YAML file");
+  }
+  core::remove_tree(dir);
+}
+
+// What a checkpoint records: the model keys that decide the weights, not init-only ones.
+TEST(Config, ModelArchitectureListsTheWeightDecidingKeys) {
+  const TrainConfig c = config_from_yaml("model: {hidden_size: 96, attn_mode: fused_recurrent}\n");
+  const auto arch = model_architecture(c);
+  const auto value_of = [&](const std::string& key) -> std::string {
+    for (const auto& [k, v] : arch) {
+      if (k == key) return v;
+    }
+    return "<absent>";
+  };
+  EXPECT_EQ(value_of("model.hidden_size"), "96");
+  EXPECT_EQ(value_of("model.vocab_size"), "128");
+  EXPECT_EQ(value_of("model.expand_v"), "1.0");
+  EXPECT_EQ(value_of("model.tie_word_embeddings"), "true");
+  EXPECT_EQ(value_of("model.attn_mode"), "<absent>");
+  EXPECT_EQ(value_of("model.initializer_range"), "<absent>");
+  EXPECT_EQ(value_of("model.init_from"), "<absent>");
+  EXPECT_EQ(value_of("optimizer.lr"), "<absent>");
 }
 
 TEST(Config, ShippedConfigsLoad) {

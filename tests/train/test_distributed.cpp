@@ -425,10 +425,10 @@ TEST(DataParallel, ANaNOnOneRankStopsEveryRankAsNonFinite) {
   const auto sets = testing::ddp_sets(out + "/run", {"train.max_steps=50"});
   const Ranks ranks = run_ranks(2, out, train_args(out, sets, {"--nan-at", "2"}), 90);
   EXPECT_EQ(ranks.status, (std::vector<int>{3, 3})) << all_logs(ranks);
-  // Rank 1's weights went NaN after step 2; the next step's loss there is NaN and its
-  // gradient, all-reduced, makes every rank's gradient NaN: all stop, naming rank 1.
+  // Rank 1's weights went NaN after step 2; step 3's loss there is NaN and its gradient,
+  // all-reduced, makes every rank's gradient NaN: all stop, naming step 3 and rank 1.
   for (const auto& log : ranks.logs) {
-    EXPECT_NE(log.find("non-finite loss at step 2 on rank 1"), std::string::npos) << all_logs(ranks);
+    EXPECT_NE(log.find("non-finite loss at step 3 on rank 1"), std::string::npos) << all_logs(ranks);
   }
   core::remove_tree(out);
 }

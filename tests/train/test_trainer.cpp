@@ -2,17 +2,23 @@
 // - a run stopped at step k and resumed gives bit for bit the losses of an uninterrupted
 //   run (fp32), and a checkpoint cut short on purpose is skipped for the previous one;
 // - the outputs land in the run directory (resolved config, metrics JSONL, SVG, log);
-// - a non-finite loss stops the run with the step named;
+// - a non-finite loss stops the run with the step named (the step that produced it);
+// - a fresh start moves an earlier run aside; a resume with another model is refused
+//   naming the key; a second trainer on a run directory is refused; output folders that
+//   cannot be written stop the run before its first step;
 // - bf16 mixed precision keeps fp32 master weights and trains;
 // - the built-in default config, shortened, learns recall well above chance.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <fstream>
 
+#include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
 #include "comba/core/file_util.h"
+#include "comba/train/optimizer.h"
 #include "comba/train/token_shard.h"
 #include "comba/train/trainer.h"
 #include "comba/nn/causal_lm.h"
@@ -43,6 +49,25 @@ TrainConfig tiny(const std::string& run_dir, std::vector<std::string> extra = {}
 
 std::map<int64_t, double> losses(const TrainSummary& s) {
   return {s.losses.begin(), s.losses.end()};
+}
+
+int train_lines(const std::string& metrics_path) {
+  std::ifstream metrics(metrics_path);
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    lines += line.find("\"type\": \"train\"") != std::string::npos;
+  }
+  return lines;
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  for (const auto& [step, path] : list_checkpoints(dir)) steps.push_back(step);
+  return steps;
+}
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
 }
 
 // checkpoint.export_dir writes a model folder at the end; model.init_from starts another
@@ -147,6 +172,153 @@ TEST(Trainer, NonFiniteLossStopsWithTheStepNamed) {
     for (const auto& [step, path] : list_checkpoints(dir + "/checkpoints")) EXPECT_LT(step, e.step());
   }
   core::remove_tree(dir);
+}
+
+// NaN weights after step 5 make step 6's loss NaN; the run logs every 4 steps, so the
+// stop comes at step 8 and must name step 6 (it named the step before).
+TEST(Trainer, NonFiniteStopNamesTheStepThatProducedIt) {
+  const std::string dir = fresh_dir("nan_step");
+  Trainer trainer(tiny(dir, {"logging.interval=4", "checkpoint.interval=0", "eval.interval=0"}));
+  trainer.on_step([&](int64_t step) {
+    if (step != 5) return;
+    const torch::NoGradGuard no_grad;
+    trainer.model()->parameters().front().fill_(std::nan(""));
+  });
+  try {
+    trainer.run();
+    FAIL() << "expected a NonFiniteError";
+  } catch (const NonFiniteError& e) {
+    EXPECT_EQ(e.step(), 6);
+    EXPECT_TRUE(has(e.what(), "non-finite loss at step 6 (")) << e.what();
+  }
+  core::remove_tree(dir);
+}
+
+// --no-resume over a longer run: the old run moves to previous-1/ whole (checkpoints,
+// metrics), the new run's checkpoints survive keep_last, and the next plain start resumes
+// the new run (it used to resume the old one at step 8, and metrics.jsonl mixed both).
+TEST(Trainer, FreshStartMovesAnOlderLongerRunAside) {
+  const std::string dir = fresh_dir("fresh_over_longer");
+  Trainer(tiny(dir)).run();  // steps 1-8; checkpoints 4, 6, 8 kept
+  const TrainSummary second =
+      Trainer(tiny(dir, {"train.max_steps=6", "train.stop_at_step=3"}), ResumeMode::never).run();
+  EXPECT_EQ(second.start_step, 0);
+  EXPECT_EQ(checkpoint_steps(dir + "/checkpoints"), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(checkpoint_steps(dir + "/previous-1/checkpoints"), (std::vector<int64_t>{4, 6, 8}));
+  EXPECT_EQ(train_lines(dir + "/previous-1/metrics.jsonl"), 8);
+  EXPECT_EQ(load_config(dir + "/previous-1/config.yaml").train.max_steps, 8);
+  EXPECT_EQ(train_lines(dir + "/metrics.jsonl"), 3);
+
+  const TrainSummary third = Trainer(tiny(dir, {"train.max_steps=6"})).run();
+  EXPECT_EQ(third.start_step, 3);
+  EXPECT_EQ(third.resumed_from, checkpoint_path(dir + "/checkpoints", 3));
+  EXPECT_EQ(third.final_step, 6);
+  EXPECT_EQ(train_lines(dir + "/metrics.jsonl"), 6);  // the new run's story alone
+  EXPECT_EQ(train_lines(dir + "/previous-1/metrics.jsonl"), 8);
+  core::remove_tree(dir);
+}
+
+// A resume with another vocab_size used to load the old embedding silently; another
+// hidden_size failed inside forward. Both now stop before any tensor is loaded.
+TEST(Trainer, ResumeWithAnotherModelNamesTheKeyAndBothValues) {
+  const std::string dir = fresh_dir("other_model");
+  Trainer(tiny(dir, {"train.stop_at_step=4"})).run();
+  const std::string newest = checkpoint_path(dir + "/checkpoints", 4);
+  for (const auto& [set, expected] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"model.vocab_size=64", "model.vocab_size is 48 there and 64 in the config"},
+           {"model.hidden_size=64", "model.hidden_size is 32 there and 64 in the config"}}) {
+    try {
+      Trainer trainer(tiny(dir, {set}));
+      ADD_FAILURE() << set << ": expected a CheckpointMismatch";
+    } catch (const CheckpointMismatch& e) {
+      EXPECT_TRUE(has(e.what(), newest + ": the checkpoint was made for another model: " + expected))
+          << e.what();
+      EXPECT_TRUE(has(e.what(), "--no-resume")) << e.what();
+    }
+  }
+  // The run directory still describes its checkpoints, and the same model resumes.
+  EXPECT_EQ(load_config(dir + "/config.yaml").model.vocab_size, 48);
+  EXPECT_EQ(Trainer(tiny(dir)).run().start_step, 4);
+  core::remove_tree(dir);
+}
+
+// A checkpoint without an architecture record (older files, or another program's save)
+// is still checked tensor by tensor; the same shapes load the saved values.
+TEST(Trainer, CheckpointTensorOfAnotherShapeIsNamedWithBothShapes) {
+  const std::string dir = fresh_dir("other_shape");
+  torch::manual_seed(0);
+  nn::CombaForCausalLM saved(testing::tiny_model_config(48));
+  const auto saved_optimizer = make_optimizer(*saved, OptimizerOptions{});
+  TrainState state;
+  state.step = 1;
+  save_checkpoint(dir, state, *saved, *saved_optimizer, /*keep_last=*/3);
+
+  nn::CombaForCausalLM bigger(testing::tiny_model_config(64));
+  const auto bigger_optimizer = make_optimizer(*bigger, OptimizerOptions{});
+  try {
+    load_checkpoint(checkpoint_path(dir, 1), *bigger, *bigger_optimizer);
+    ADD_FAILURE() << "expected a CheckpointMismatch";
+  } catch (const CheckpointMismatch& e) {
+    EXPECT_TRUE(has(e.what(), "tensor model.embeddings.weight has shape [48, 32] in the checkpoint "
+                              "and [64, 32] in the model")) << e.what();
+  }
+  EXPECT_THROW(load_latest_checkpoint(dir, *bigger, *bigger_optimizer), CheckpointMismatch);
+
+  torch::manual_seed(1);
+  nn::CombaForCausalLM same(testing::tiny_model_config(48));
+  const auto same_optimizer = make_optimizer(*same, OptimizerOptions{});
+  EXPECT_EQ(load_checkpoint(checkpoint_path(dir, 1), *same, *same_optimizer).state.step, 1);
+  const auto a = saved->named_parameters();
+  const auto b = same->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i].value(), b[i].value())) << a[i].key();
+  }
+  core::remove_tree(dir);
+}
+
+// One writer per run directory: a second trainer is refused naming the folder and the pid
+// of the holder; the first one runs on.
+TEST(Trainer, SecondTrainerOnTheSameRunDirIsRefused) {
+  const std::string dir = fresh_dir("locked");
+  Trainer first(tiny(dir, {"train.max_steps=2"}));
+  try {
+    Trainer second(tiny(dir, {"train.max_steps=2"}));
+    ADD_FAILURE() << "expected the second trainer to be refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(has(e.what(), "logging.run_dir \"" + dir + "\" is in use by another training run (pid " +
+                                  std::to_string(::getpid()) + ")")) << e.what();
+  }
+  EXPECT_EQ(first.run().final_step, 2);
+  core::remove_tree(dir);
+}
+
+// An output folder that cannot be written stops the run before step 1, naming its key
+// (it used to train until the first checkpoint or the export, then lose the work).
+TEST(Trainer, UnwritableOutputFolderFailsBeforeTheFirstStep) {
+  const std::string root = fresh_dir("unwritable");
+  core::make_directories(root);
+  const std::string file = root + "/file";
+  std::ofstream(file) << "not a folder";
+  for (const auto& [key, path] : std::vector<std::pair<std::string, std::string>>{
+           {"checkpoint.dir", file},
+           {"checkpoint.dir", file + "/sub"},
+           {"checkpoint.export_dir", file + "/sub"},
+           {"logging.run_dir", file + "/sub"}}) {
+    int steps = 0;
+    try {
+      Trainer trainer(tiny(root + "/run", {key + "=" + path}));
+      trainer.on_step([&](int64_t) { ++steps; });
+      trainer.run();
+      ADD_FAILURE() << key << "=" << path << ": expected an error";
+    } catch (const std::runtime_error& e) {
+      EXPECT_TRUE(has(e.what(), key + ": cannot use \"" + path + "\" as an output directory"))
+          << e.what();
+    }
+    EXPECT_EQ(steps, 0) << key << "=" << path;
+  }
+  core::remove_tree(root);
 }
 
 TEST(Trainer, Bf16MixedPrecisionTrains) {

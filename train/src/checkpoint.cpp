@@ -1,6 +1,7 @@
 // Training-state serialisation (see checkpoint.h). The payload is a LibTorch archive with
 // sub-archives "model" and "optimizer" and scalars for the loop state; RNG states are
-// the raw generator states of the CPU and of every visible GPU.
+// the raw generator states of the CPU and of every visible GPU; "architecture" (optional,
+// absent in older files) is the model's Architecture as "key=value" lines.
 #include "comba/train/checkpoint.h"
 
 #include <ATen/Context.h>
@@ -10,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "comba/train/checkpoint_file.h"
@@ -36,13 +38,92 @@ int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key
   return value.toInt();
 }
 
+std::string encode(const Architecture& architecture) {
+  std::string text;
+  for (const auto& [key, value] : architecture) text += key + "=" + value + "\n";
+  return text;
+}
+
+std::map<std::string, std::string> decode(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+// Every key of `expected` that the checkpoint recorded with another value, in one line.
+void check_architecture(torch::serialize::InputArchive& archive, const Architecture& expected) {
+  c10::IValue recorded;
+  if (expected.empty() || !archive.try_read("architecture", recorded) || !recorded.isString()) {
+    return;  // an older checkpoint: the tensor shapes are still checked
+  }
+  const auto saved = decode(recorded.toStringRef());
+  std::string differences;
+  for (const auto& [key, value] : expected) {
+    const auto found = saved.find(key);
+    if (found == saved.end() || found->second == value) continue;
+    differences += (differences.empty() ? "" : ", ") + key + " is " + found->second +
+                   " there and " + value + " in the config";
+  }
+  if (!differences.empty()) {
+    throw CheckpointMismatch("the checkpoint was made for another model: " + differences);
+  }
+}
+
+std::string shape_text(at::IntArrayRef sizes) {
+  std::string text = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) text += (i ? ", " : "") + std::to_string(sizes[i]);
+  return text + "]";
+}
+
+// Pairs (module tensor, saved tensor) of a module tree, checked before anything is copied.
+void collect_tensors(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                     const std::string& prefix,
+                     std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs) {
+  const auto take = [&](const std::string& key, const torch::Tensor& target) {
+    if (!target.defined()) return;
+    torch::Tensor saved;
+    if (!archive.try_read(key, saved)) {
+      throw CheckpointMismatch("the checkpoint has no tensor " + prefix + key +
+                               " (the model has one of shape " + shape_text(target.sizes()) + ")");
+    }
+    if (saved.sizes() != target.sizes()) {
+      throw CheckpointMismatch("tensor " + prefix + key + " has shape " + shape_text(saved.sizes()) +
+                               " in the checkpoint and " + shape_text(target.sizes()) +
+                               " in the model");
+    }
+    pairs.emplace_back(target, saved);
+  };
+  for (const auto& item : module.named_parameters(/*recurse=*/false)) take(item.key(), item.value());
+  for (const auto& item : module.named_buffers(/*recurse=*/false)) take(item.key(), item.value());
+  for (const auto& child : module.named_children()) {
+    if (!child.value()->is_serializable()) continue;
+    torch::serialize::InputArchive child_archive;
+    if (!archive.try_read(child.key(), child_archive)) {
+      throw CheckpointMismatch("the checkpoint has no module " + prefix + child.key());
+    }
+    collect_tensors(*child.value(), child_archive, prefix + child.key() + ".", pairs);
+  }
+}
+
 }  // namespace
+
+void load_module_state(torch::nn::Module& module, torch::serialize::InputArchive& archive) {
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
+  collect_tensors(module, archive, "", pairs);
+  const torch::NoGradGuard no_grad;
+  for (auto& [target, saved] : pairs) target.copy_(saved);
+}
 
 void save_checkpoint(const std::string& dir, const TrainState& state,
                      const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
-                     int64_t keep_last) {
+                     int64_t keep_last, const Architecture& architecture) {
   torch::serialize::OutputArchive archive;
   archive.write("format_version", c10::IValue(kFormatVersion));
+  if (!architecture.empty()) archive.write("architecture", c10::IValue(encode(architecture)));
   archive.write("step", c10::IValue(state.step));
   archive.write("data_position", c10::IValue(state.data_position));
   archive.write("tokens_seen", c10::IValue(state.tokens_seen));
@@ -68,7 +149,8 @@ namespace {
 
 // Restores one checkpoint payload; throws with the reason when it does not fit.
 LoadedCheckpoint restore(const std::string& path, const std::string& payload,
-                         torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+                         torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                         const Architecture& expected) {
   std::istringstream in(payload);
   torch::serialize::InputArchive archive;
   // Straight onto the model's device: Module::load would otherwise re-home parameters
@@ -78,6 +160,7 @@ LoadedCheckpoint restore(const std::string& path, const std::string& payload,
   if (read_int(archive, "format_version") != kFormatVersion) {
     throw std::runtime_error("unknown checkpoint format version");
   }
+  check_architecture(archive, expected);
   LoadedCheckpoint loaded;
   loaded.path = path;
   loaded.state.step = read_int(archive, "step");
@@ -85,10 +168,7 @@ LoadedCheckpoint restore(const std::string& path, const std::string& payload,
   loaded.state.tokens_seen = read_int(archive, "tokens_seen");
   torch::serialize::InputArchive model_archive;
   archive.read("model", model_archive);
-  {
-    const torch::NoGradGuard no_grad;
-    model.load(model_archive);
-  }
+  load_module_state(model, model_archive);
   torch::serialize::InputArchive optimizer_archive;
   archive.read("optimizer", optimizer_archive);
   optimizer.load(optimizer_archive);
@@ -121,7 +201,8 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
                                                        torch::nn::Module& model,
                                                        torch::optim::Optimizer& optimizer,
-                                                       std::vector<std::string>* skipped) {
+                                                       std::vector<std::string>* skipped,
+                                                       const Architecture& expected) {
   auto found = list_checkpoints(dir);
   std::vector<std::string> reasons;
   for (auto it = found.rbegin(); it != found.rend(); ++it) {
@@ -137,10 +218,13 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
       continue;
     }
     try {
-      LoadedCheckpoint loaded = restore(it->second, *payload, model, optimizer);
+      LoadedCheckpoint loaded = restore(it->second, *payload, model, optimizer, expected);
       loaded.skipped = reasons;
       if (skipped) *skipped = reasons;
       return loaded;
+    } catch (const CheckpointMismatch& e) {
+      if (skipped) *skipped = reasons;
+      throw CheckpointMismatch(it->second + ": " + e.what());
     } catch (const std::exception& e) {
       reasons.push_back(it->second + ": cannot restore: " + first_line(e.what()));
     }
@@ -150,12 +234,14 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
-                                 torch::optim::Optimizer& optimizer) {
+                                 torch::optim::Optimizer& optimizer, const Architecture& expected) {
   std::string why;
   const auto payload = read_checkpoint_file(path, &why);
   if (!payload) throw std::runtime_error(why);
   try {
-    return restore(path, *payload, model, optimizer);
+    return restore(path, *payload, model, optimizer, expected);
+  } catch (const CheckpointMismatch& e) {
+    throw CheckpointMismatch(path + ": " + e.what());
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": cannot restore: " + first_line(e.what()));
   }

@@ -4,7 +4,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
+
+#include "comba/core/file_util.h"
 
 namespace comba::train {
 
@@ -222,6 +225,8 @@ TrainConfig config_from_yaml(const std::string& yaml_text,
 }
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // An ifstream opens a directory and reads it as empty: the defaults would train.
+  if (core::is_directory(path)) throw ConfigError({path + ": is a directory, expected a YAML file"});
   std::ifstream in(path);
   if (!in) throw ConfigError({path + ": cannot open the config file"});
   std::stringstream text;
@@ -233,6 +238,24 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
     for (const auto& p : e.problems()) problems.push_back(path + ": " + p);
     throw ConfigError(problems);
   }
+}
+
+std::vector<std::pair<std::string, std::string>> model_architecture(const TrainConfig& config) {
+  // Keys that only choose the initialisation, the compute path or token ids: a resumed
+  // run may change them without changing what the saved weights mean.
+  static const std::set<std::string> free_keys = {
+      "model.init_from",         "model.initializer_range", "model.correction_factor",
+      "model.attn_mode",         "model.max_position_embeddings", "model.bos_token_id",
+      "model.eos_token_id",      "model.pad_token_id"};
+  TrainConfig copy = config;
+  const ConfigSchema schema = make_schema(copy);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& path : schema.paths()) {
+    if (path.rfind("model.", 0) == 0 && free_keys.count(path) == 0) {
+      out.emplace_back(path, schema.value(path));
+    }
+  }
+  return out;
 }
 
 std::string to_yaml(const TrainConfig& config) {

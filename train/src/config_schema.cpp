@@ -9,7 +9,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <sstream>
+#include <stdexcept>
 
 namespace comba::train {
 namespace {
@@ -195,6 +197,12 @@ const ConfigSchema::Field* ConfigSchema::find(const std::string& path) const {
 
 bool ConfigSchema::has(const std::string& path) const { return find(path) != nullptr; }
 
+std::string ConfigSchema::value(const std::string& path) const {
+  const Field* field = find(path);
+  if (!field) throw std::out_of_range(path + ": unknown key");
+  return field->get();
+}
+
 std::vector<std::string> ConfigSchema::paths() const {
   std::vector<std::string> out;
   for (const auto& f : fields_) out.push_back(f.path);
@@ -235,9 +243,27 @@ std::vector<std::string> ConfigSchema::apply_scalar(const std::string& path,
 
 void ConfigSchema::apply_node(const YAML::Node& node, const std::string& prefix,
                               std::vector<std::string>& errors) const {
+  // yaml-cpp keeps every pair of a mapping, a repeated key too (lookups would see the
+  // first, this loop the last): a key written twice is a mistake to report, not to guess.
+  std::map<std::string, YAML::Mark> seen;
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();
     const std::string path = prefix.empty() ? key : prefix + "." + key;
+    const YAML::Mark mark = entry.first.Mark();
+    const auto [first, inserted] = seen.emplace(key, mark);
+    if (!inserted) {
+      std::string where;
+      const YAML::Mark& before = first->second;
+      if (!before.is_null() && !mark.is_null()) {
+        where = before.line == mark.line
+                    ? " (line " + std::to_string(mark.line + 1) + ", columns " +
+                          std::to_string(before.column + 1) + " and " + std::to_string(mark.column + 1) + ")"
+                    : " (lines " + std::to_string(before.line + 1) + " and " +
+                          std::to_string(mark.line + 1) + ")";
+      }
+      errors.push_back(path + ": duplicate key" + where + "; keep one");
+      continue;
+    }
     const YAML::Node& value = entry.second;
     const Field* field = find(path);
     const bool is_section = !field && !known_keys_under(path).empty();

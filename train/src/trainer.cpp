@@ -27,6 +27,7 @@
 #include "comba/train/precision.h"
 #include "comba/train/prefetcher.h"
 #include "comba/train/progress.h"
+#include "comba/train/run_dir.h"
 #include "comba/train/schedule.h"
 #include "comba/train/stop_signal.h"
 
@@ -76,11 +77,13 @@ std::vector<double> sum_over_ranks(const std::vector<std::vector<double>>& all) 
 struct Trainer::State {
   TrainConfig config;
   ResumeMode resume;
+  RunDirLock lock;  // rank 0: this process is the run directory's only writer
   DistributedEnv env;
   std::unique_ptr<DistributedContext> dist;  // null: one plain process
   torch::Device device{torch::kCPU};
   Precision precision;
   nn::CombaForCausalLM model{nullptr};
+  Architecture architecture;  // recorded in every checkpoint, compared on resume
   std::vector<torch::Tensor> parameters;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<GradientReducer> reducer;  // with dist; destroyed before it
@@ -182,9 +185,17 @@ void Trainer::State::setup() {
   if (env.rank != 0 && level < log::Level::warn) level = log::Level::warn;
   log::set_level(level);
   if (env.rank == 0) {
-    core::make_directories(run_dir());
+    // Every folder the run will write is tried now, not at the first checkpoint (when the
+    // work done so far would be lost); then the run directory is locked for this process.
+    check_writable_dir("logging.run_dir", run_dir());
+    lock = RunDirLock("logging.run_dir", run_dir());
     add_log_file_once(run_dir() + "/train.log");
-    write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
+    if (!config.train.benchmark) {
+      check_writable_dir("checkpoint.dir", config.checkpoint_dir());
+      if (!config.checkpoint.export_dir.empty()) {
+        check_writable_dir("checkpoint.export_dir", config.checkpoint.export_dir);
+      }
+    }
   }
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
 
@@ -195,8 +206,8 @@ void Trainer::State::setup() {
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   if (!config.model_init_from.empty()) {
     config.model = io::read_pretrained_config(config.model_init_from).model;
-    if (is_main()) write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
   }
+  architecture = model_architecture(config);
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();
@@ -254,7 +265,7 @@ void Trainer::State::resume_or_start() {
     want = !chosen.empty();
     if (!is_main() && want) {
       try {
-        train_state = load_checkpoint(chosen, *model, *optimizer).state;
+        train_state = load_checkpoint(chosen, *model, *optimizer, architecture).state;
       } catch (const std::exception& e) {
         throw std::runtime_error("rank " + std::to_string(dist->rank()) +
                                  " cannot restore the checkpoint rank 0 resumes from: " +
@@ -271,6 +282,8 @@ void Trainer::State::resume_or_start() {
   curves.title = "Comba " + std::to_string(config.model.num_hidden_layers) + "x" +
                  std::to_string(config.model.hidden_size) + " on " + config.data.kind;
   if (!is_main()) return;
+  // Written only now: a resume refused above leaves the saved run's config in place.
+  write_file_atomic(run_dir() + "/config.yaml", to_yaml(config));
   // Rewind the metrics to the checkpoint so that the file tells one continuous story.
   metrics = MetricsLog(run_dir() + "/metrics.jsonl", train_state.step);
   std::ifstream previous(run_dir() + "/metrics.jsonl");
@@ -289,7 +302,16 @@ void Trainer::State::resume_or_start() {
 void Trainer::State::choose_and_restore(const std::string& dir, bool has_any, bool want) {
   if (want) {
     std::vector<std::string> skipped;
-    const auto loaded = load_latest_checkpoint(dir, *model, *optimizer, &skipped);
+    std::optional<LoadedCheckpoint> loaded;
+    try {
+      loaded = load_latest_checkpoint(dir, *model, *optimizer, &skipped, architecture);
+    } catch (const CheckpointMismatch& e) {
+      throw CheckpointMismatch(
+          std::string("cannot resume: ") + e.what() +
+          ". Resume with the run's model settings (its config.yaml), or start a new run with "
+          "--no-resume (the old run is then moved into a previous-<N> folder of " + run_dir() +
+          ")");
+    }
     for (const auto& why : skipped) log::warn("skipping checkpoint " + why);
     if (!loaded) {
       std::string text = "cannot resume: no readable checkpoint in " + dir;
@@ -301,8 +323,12 @@ void Trainer::State::choose_and_restore(const std::string& dir, bool has_any, bo
     train_state = loaded->state;
     summary.resumed_from = loaded->path;
     log::info("resumed from " + loaded->path + " at step " + std::to_string(train_state.step));
-  } else if (has_any) {
-    log::warn("starting over although " + dir + " holds checkpoints");
+  } else {
+    // A fresh start: an earlier run left here would outlive it (its higher step numbers
+    // win the next resume and make keep_last delete the new checkpoints) and share its
+    // metrics. It is moved aside whole, not deleted.
+    const std::string moved = move_previous_run_aside(run_dir(), dir);
+    if (!moved.empty()) log::warn(moved);
   }
 }
 
@@ -318,7 +344,9 @@ void Trainer::State::track_finite(const torch::Tensor& loss, const torch::Tensor
   const auto l = loss.to(torch::kDouble);
   const auto g = grad_norm.to(torch::kDouble);
   const auto bad = (l.isfinite() & g.isfinite()).logical_not() & first_bad[0].lt(0);
-  const auto record = torch::stack({torch::full({}, static_cast<double>(train_state.step),
+  // Called before the step counter moves on: the step being taken is train_state.step + 1
+  // (steps count from 1, as in the logs and checkpoint names).
+  const auto record = torch::stack({torch::full({}, static_cast<double>(train_state.step + 1),
                                                 l.options()),
                                     l, g});
   first_bad = torch::where(bad, record, first_bad);
@@ -429,7 +457,7 @@ void Trainer::State::write_checkpoint() {
   train_state.data_position = prefetcher->position();
   if (!is_main()) return;
   save_checkpoint(config.checkpoint_dir(), train_state, *model, *optimizer,
-                  config.checkpoint.keep_last);
+                  config.checkpoint.keep_last, architecture);
   log::info("checkpoint " + checkpoint_path(config.checkpoint_dir(), train_state.step));
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comba/nn/config.h"
@@ -63,6 +64,11 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
 
 // Checks that involve more than one key (each message names the key to change).
 std::vector<std::string> check_config(const TrainConfig& config);
+
+// The model.* keys that decide what trained weights mean (shapes and the function they
+// compute), with their values as to_yaml writes them: what a checkpoint records and a
+// resumed run must match. Leaves out init-only keys, model.attn_mode and token ids.
+std::vector<std::pair<std::string, std::string>> model_architecture(const TrainConfig& config);
 
 // The resolved config as YAML; config_from_yaml(to_yaml(c)) == c.
 std::string to_yaml(const TrainConfig& config);

@@ -48,7 +48,7 @@ class ConfigSchema {
            const std::string& help);
 
   // Applies every scalar of `root` (a mapping); returns one message per problem:
-  // unknown keys, wrong types, out-of-range values. Valid keys are applied even when
+  // unknown keys, wrong types, out-of-range values, keys given twice in one mapping. Valid keys are applied even when
   // others fail, so that later checks see as much of the config as possible.
   std::vector<std::string> apply_yaml(const YAML::Node& root) const;
   // Applies "key.path=value"; the value is read as a YAML scalar.
@@ -64,6 +64,9 @@ class ConfigSchema {
 
   bool has(const std::string& path) const;
   std::vector<std::string> paths() const;
+  // The current value of a key as to_yaml writes it (strings unquoted); throws
+  // std::out_of_range for an unknown key.
+  std::string value(const std::string& path) const;
 
  private:
   struct Field {
