@@ -99,7 +99,8 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("data.recall.value_vocab", &d.recall.value_vocab, one_up, "");
   s.add("data.train_files", &d.train_files, {}, "shards: glob of training .bin files");
   s.add("data.val_files", &d.val_files, {}, "shards: glob of validation .bin files");
-  s.add("data.pack_documents", &d.pack_documents, "shards: pack EOS-separated documents");
+  s.add("data.pack_documents", &d.pack_documents, "shards, random: pack EOS-separated documents");
+  s.add("data.random_doc_len", &d.random_doc_len, nonneg, "random: an EOS every N tokens (0: none)");
   s.add("data.eos_id", &d.eos_id, nonneg, "shards: document separator; null: model.eos_token_id");
   s.add("data.text_files", &d.text_files, {}, "bytes: glob of text files");
   s.add("data.val_fraction", &d.val_fraction, Bounds::closed_open(0, 1), "bytes: held-out tail");

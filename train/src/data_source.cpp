@@ -52,8 +52,8 @@ class RecallSource final : public DataSource {
 
 class RandomSource final : public DataSource {
  public:
-  RandomSource(BatchOptions batch, uint64_t seed, int64_t vocab)
-      : batch_(batch), seed_(seed), vocab_(vocab) {}
+  RandomSource(BatchOptions batch, uint64_t seed, int64_t vocab, int64_t doc_len, bool pack, int64_t eos)
+      : batch_(batch), seed_(seed), vocab_(vocab), doc_len_(doc_len), pack_(pack), eos_(eos) {}
   Batch train_batch(int64_t index) const override { return make(DataStream::train, index); }
   Batch eval_batch(int64_t index) const override { return make(DataStream::eval, index); }
   std::string describe() const override {
@@ -65,11 +65,23 @@ class RandomSource final : public DataSource {
     CounterRng rng(seed_, static_cast<uint64_t>(stream), static_cast<uint64_t>(index));
     std::vector<int64_t> ids(batch_.micro_batch_size * batch_.seq_len);
     for (auto& t : ids) t = static_cast<int64_t>(rng.below(vocab_));
+    if (doc_len_ > 0) {
+      for (size_t i = static_cast<size_t>(doc_len_ - 1); i < ids.size(); i += static_cast<size_t>(doc_len_)) {
+        ids[i] = eos_;
+      }
+    }
+    if (pack_) {
+      const PackedWindow packed = pack_documents(ids, eos_);
+      return make_batch(ids, packed.labels, 1, static_cast<int64_t>(ids.size()), packed.cu_seqlens);
+    }
     return make_batch(ids, ids, batch_.micro_batch_size, batch_.seq_len);
   }
   BatchOptions batch_;
   uint64_t seed_;
   int64_t vocab_;
+  int64_t doc_len_;
+  bool pack_;
+  int64_t eos_;
 };
 
 // Random windows over a set of token spans (shard files or byte ranges of text files),
@@ -229,7 +241,10 @@ std::unique_ptr<DataSource> make_data_source(const DataOptions& options,
     }
     return std::make_unique<RecallSource>(options.recall, batch, seed);
   }
-  if (options.kind == "random") return std::make_unique<RandomSource>(batch, seed, vocab_size);
+  if (options.kind == "random") {
+    return std::make_unique<RandomSource>(batch, seed, vocab_size, options.random_doc_len, options.pack_documents,
+                                          options.eos_id.value_or(eos_id));
+  }
   if (options.kind == "shards") {
     return make_shard_source(options, batch, seed, options.eos_id.value_or(eos_id));
   }

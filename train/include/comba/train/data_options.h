@@ -27,6 +27,9 @@ struct DataOptions {
   // shards: pack documents separated by eos_id with cu_seqlens so that none sees another.
   bool pack_documents = false;
   std::optional<int64_t> eos_id;  // null: the model's eos_token_id
+  // random: an EOS every random_doc_len tokens (0: none); with pack_documents each
+  // micro-batch is one row of documents of that length, separated by cu_seqlens.
+  int64_t random_doc_len = 0;
   // bytes: glob of text files; the last val_fraction of every file is held out.
   std::string text_files;
   double val_fraction = 0.1;

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Training-step benchmark: comba-train in benchmark mode (random tokens, no eval, no
+checkpoints) over context lengths and memory policies; one JSON line per case with model,
+context length, tokens/s, step ms, peak GiB and MFU.
+
+MFU = achieved FLOP/s / peak bf16 dense FLOP/s of the GPU (--peak-tflops, H200/H100 SXM:
+989). FLOPs per token: 6 x parameters (the GEMMs of forward and backward, the tied head
+counted once) plus the Comba operator's chunk-form work, 3 x its forward per token, with
+the forward per layer and value head = 2 K V x 4 (reading the state with q and p, the
+state update, W S) + 2 C (2 K + 2 V) (the in-chunk products, chunk C = 64).
+
+Usage: python3 benchmarks/train_bench.py BUILD_DIR [--config configs/comba-340m.yaml]
+       [--cases 2048x8,8192x2,16384x1,32768x1p4] [--recompute none,block] [--steps 12]
+A case TxB runs micro-batches of B sequences of T tokens; a trailing pN packs N documents
+of equal length into each row (cu_seqlens). Logs go to $OUT (or ./gpu-logs).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+
+def comba_flops_per_token(model):
+    k = model["head_dim"]
+    v = int(model["head_dim"] * model.get("expand_v", 2.0))
+    hv = model.get("num_v_heads") or model["num_heads"]
+    c = 64
+    fwd = 2 * k * v * 4 + 2 * c * (2 * k + 2 * v)
+    return 3 * fwd * hv * model["num_hidden_layers"]
+
+
+def read_model(config_path):
+    model, inside = {}, False
+    for line in open(config_path):
+        if re.match(r"^model:", line):
+            inside = True
+            continue
+        if inside and re.match(r"^\S", line):
+            break
+        m = re.match(r"^\s+(\w+):\s*([^#\s]+)", line)
+        if inside and m:
+            try:
+                model[m.group(1)] = float(m.group(2)) if "." in m.group(2) else int(m.group(2))
+            except ValueError:
+                model[m.group(1)] = m.group(2)
+    return model
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build_dir")
+    ap.add_argument("--config", default="configs/comba-340m.yaml")
+    ap.add_argument("--cases", default="2048x8,8192x2,16384x1,32768x1p4")
+    ap.add_argument("--recompute", default="none,block")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step")
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    args = ap.parse_args()
+    logs = os.environ.get("OUT", "gpu-logs")
+    os.makedirs(logs, exist_ok=True)
+    binary = os.path.join(args.build_dir, "bin", "comba-train")
+    model = read_model(args.config)
+    status = 0
+    for case in args.cases.split(","):
+        m = re.fullmatch(r"(\d+)x(\d+)(?:p(\d+))?", case)
+        if not m:
+            sys.exit(f"--cases: expected TxB or TxBpN, got {case!r}")
+        seq_len, micro, docs = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        for recompute in args.recompute.split(","):
+            run_dir = tempfile.mkdtemp(prefix="comba_train_bench_")
+            sets = {"data.kind": "random", "train.benchmark": "true", "train.benchmark_warmup": args.warmup,
+                    "train.max_steps": args.steps, "logging.interval": args.steps, "logging.progress_bar": "false",
+                    "batch.seq_len": seq_len, "batch.micro_batch_size": micro,
+                    "batch.grad_accum_steps": args.accum, "train.recompute": recompute,
+                    "logging.run_dir": run_dir}
+            if docs:
+                sets["data.pack_documents"] = "true"
+                sets["data.random_doc_len"] = seq_len * micro // docs
+            cmd = [binary, args.config, "--no-resume"]
+            for key, value in sets.items():
+                cmd += ["--set", f"{key}={value}"]
+            name = f"{case}_{recompute}"
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            with open(os.path.join(logs, f"train_{name}.log"), "w") as f:
+                f.write(proc.stdout + proc.stderr)
+            line = {"case": name, "config": os.path.basename(args.config), "seq_len": seq_len,
+                    "micro_batch": micro, "docs_per_row": docs, "recompute": recompute}
+            summary = None
+            for out_line in reversed(proc.stdout.splitlines()):
+                if out_line.startswith("{") and '"summary"' in out_line:
+                    summary = json.loads(out_line)
+                    break
+            params = re.search(r"\| (\d+) parameters \|", proc.stdout + proc.stderr)
+            if proc.returncode != 0 or summary is None:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+                line.update({"error": f"exit {proc.returncode}", "tail": tail})
+                status = 1
+            else:
+                tps = summary["tokens_per_s"]
+                n = int(params.group(1)) if params else 0
+                flops = 6 * n + comba_flops_per_token(model)
+                line.update({"tokens_per_s": round(tps, 1), "step_ms": round(summary["step_time_ms"], 2),
+                             "peak_gib": round(summary["peak_memory_gib"], 2), "parameters": n,
+                             "flops_per_token": flops, "mfu": round(flops * tps / (args.peak_tflops * 1e12), 4)})
+            print(json.dumps(line), flush=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
