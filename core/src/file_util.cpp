@@ -1,6 +1,8 @@
 // POSIX filesystem helpers (see file_util.h for why not std::filesystem).
 #include "comba/core/file_util.h"
 
+#include "comba/core/atomic_file.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,7 +22,8 @@ void make_directories(const std::string& path) {
   const std::string parent = parent_directory(path);
   if (!parent.empty()) make_directories(parent);
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    throw std::runtime_error(path + ": cannot create directory: " + std::strerror(errno));
+    const int err = errno;  // before building the message: allocation may change errno
+    throw std::runtime_error(path + ": cannot create directory: " + std::strerror(err));
   }
   if (!is_directory(path)) throw std::runtime_error(path + ": exists and is not a directory");
 }
@@ -38,6 +41,42 @@ bool is_directory(const std::string& path) {
 bool is_regular_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+namespace {
+
+const char* type_name(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+}  // namespace
+
+std::string describe_file_type(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    return err == ENOENT ? "missing" : std::string("not accessible (") + std::strerror(err) + ")";
+  }
+  return type_name(st.st_mode);
+}
+
+void require_regular_file(const std::string& path, const std::string& what) {
+  const std::string prefix = what.empty() ? "" : what + ": ";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    throw std::runtime_error(prefix + path + ": cannot open: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw std::runtime_error(prefix + path + " is " + type_name(st.st_mode) +
+                             ", expected a regular file");
+  }
 }
 
 int64_t file_size(const std::string& path) {
@@ -73,17 +112,22 @@ void remove_tree(const std::string& path) {
 
 void rename_file(const std::string& from, const std::string& to) {
   if (std::rename(from.c_str(), to.c_str()) != 0) {
-    throw std::runtime_error("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
+    const int err = errno;
+    throw std::runtime_error("cannot rename " + from + " to " + to + ": " + std::strerror(err));
   }
 }
 
 void copy_file(const std::string& from, const std::string& to) {
+  require_regular_file(from, "copying to " + to);
   std::ifstream in(from, std::ios::binary);
-  if (!in) throw std::runtime_error(from + ": cannot open for copying");
-  std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error(to + ": cannot open for writing");
-  out << in.rdbuf();
-  if (!out) throw std::runtime_error("copying " + from + " to " + to + " failed");
+  if (!in) throw std::runtime_error(from + ": cannot open for copying to " + to);
+  write_file_atomic(to, [&](std::ostream& out) {
+    std::vector<char> chunk(size_t{1} << 20);
+    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+      out.write(chunk.data(), in.gcount());
+    }
+    if (in.bad()) throw std::runtime_error(from + ": read failed while copying to " + to);
+  });
 }
 
 std::string join_path(const std::string& dir, const std::string& name) {
@@ -93,7 +137,8 @@ std::string join_path(const std::string& dir, const std::string& name) {
 
 void truncate_file(const std::string& path, int64_t size) {
   if (::truncate(path.c_str(), size) != 0) {
-    throw std::runtime_error(path + ": cannot truncate: " + std::strerror(errno));
+    const int err = errno;
+    throw std::runtime_error(path + ": cannot truncate: " + std::strerror(err));
   }
 }
 

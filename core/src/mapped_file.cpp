@@ -1,6 +1,8 @@
 // POSIX mmap behind MappedFile (see mapped_file.h).
 #include "comba/core/mapped_file.h"
 
+#include "comba/core/file_util.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -14,13 +16,23 @@
 namespace comba::core {
 
 MappedFile::MappedFile(const std::string& path, Access access) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+  // The type first: open() on a FIFO blocks until a writer appears. O_NONBLOCK covers a
+  // file swapped for a FIFO in between (it does not change reads of a regular file).
+  require_regular_file(path, "");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    throw std::runtime_error(path + ": cannot open: " + std::strerror(err));
+  }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const std::string why = S_ISDIR(st.st_mode) ? "is a directory" : std::strerror(errno);
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
     ::close(fd);
-    throw std::runtime_error(path + ": not a regular file: " + why);
+    throw std::runtime_error(path + ": cannot stat: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw std::runtime_error(path + " is " + describe_file_type(path) + ", expected a regular file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

@@ -11,7 +11,6 @@
 #include <torch/torch.h>
 
 #include <iostream>
-#include <sstream>
 #include <string>
 
 #include "comba/core/file_util.h"
@@ -74,21 +73,22 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// The newest checkpoint of `dir` whose frame reads whole, or --checkpoint's file.
-std::pair<std::string, std::string> read_checkpoint(const std::string& dir, const std::string& chosen) {
+// The newest checkpoint of `dir` whose frame reads whole, or --checkpoint's file; opened,
+// not read into memory.
+comba::train::CheckpointReader open_checkpoint(const std::string& dir, const std::string& chosen) {
   std::string why;
   if (!chosen.empty()) {
-    auto payload = comba::train::read_checkpoint_file(chosen, &why);
-    if (!payload) throw std::runtime_error(chosen + ": " + why);
-    return {chosen, std::move(*payload)};
+    auto file = comba::train::CheckpointReader::open(chosen, &why);
+    if (!file) throw std::runtime_error(why);
+    return std::move(*file);
   }
   const auto found = comba::train::list_checkpoints(dir);
   if (found.empty()) throw std::runtime_error(dir + ": no checkpoints (expected step_*.ckpt files)");
   std::string reasons;
   for (auto it = found.rbegin(); it != found.rend(); ++it) {
-    auto payload = comba::train::read_checkpoint_file(it->second, &why);
-    if (payload) return {it->second, std::move(*payload)};
-    reasons += "\n  " + it->second + ": " + why;
+    auto file = comba::train::CheckpointReader::open(it->second, &why);
+    if (file) return std::move(*file);
+    reasons += "\n  " + why;
   }
   throw std::runtime_error(dir + ": no readable checkpoint:" + reasons);
 }
@@ -105,12 +105,13 @@ int main(int argc, char** argv) {
     // trainer ran, so the run directory's checkpoints/ is the fallback.
     std::string ckpt_dir = comba::core::join_path(args.run_dir, "checkpoints");
     if (!config.checkpoint.dir.empty() && comba::core::is_directory(config.checkpoint.dir)) ckpt_dir = config.checkpoint.dir;
-    const auto [ckpt_path, payload] = read_checkpoint(ckpt_dir, args.checkpoint);
+    const comba::train::CheckpointReader file = open_checkpoint(ckpt_dir, args.checkpoint);
+    const std::string& ckpt_path = file.path();
 
     comba::nn::CombaForCausalLM model(config.model);
     torch::serialize::InputArchive archive;
-    std::istringstream in(payload);
-    archive.load_from(in, torch::kCPU);
+    archive.load_from([&](uint64_t pos, void* buf, size_t n) { return file.read(pos, buf, n); },
+                      [&] { return static_cast<size_t>(file.payload_size()); }, torch::kCPU);
     torch::serialize::InputArchive model_archive;
     if (!archive.try_read("model", model_archive)) {
       throw std::runtime_error(ckpt_path + ": no \"model\" archive in the checkpoint payload");

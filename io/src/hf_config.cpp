@@ -4,6 +4,8 @@
 
 #include "comba/io/safetensors.h"
 
+#include "comba/core/atomic_file.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -199,14 +201,7 @@ nlohmann::ordered_json config_to_json(const ModelConfigFile& config, const std::
 }
 
 void write_config(const std::string& path, const ModelConfigFile& config, const std::string& torch_dtype) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
-    out << config_to_json(config, torch_dtype).dump(2) << '\n';
-    if (!out) throw std::runtime_error(tmp + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename into place");
+  core::write_file_atomic(path, config_to_json(config, torch_dtype).dump(2) + "\n");
 }
 
 }  // namespace comba::io

@@ -1,6 +1,7 @@
 // Model folders and the torch side of safetensors (see pretrained.h).
 #include "comba/io/pretrained.h"
 
+#include "comba/core/atomic_file.h"
 #include "comba/core/file_util.h"
 
 #include <c10/util/Exception.h>
@@ -39,17 +40,6 @@ std::string read_text(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
-    out << text;
-    if (!out) throw std::runtime_error(tmp + ": write failed");
-  }
-  core::rename_file(tmp, path);
 }
 
 std::string dtype_label(c10::ScalarType t) {
@@ -286,7 +276,7 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
       for (const auto& item : shards[i]) weight_map[item.first] = name;
     }
     ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    write_text_atomic(core::join_path(dir, kIndexFile), index.dump(2) + "\n");
+    core::write_file_atomic(core::join_path(dir, kIndexFile), index.dump(2) + "\n");
   }
 
   ModelConfigFile config;

@@ -1,12 +1,13 @@
 // safetensors reading (validate the whole header up front) and writing (see safetensors.h).
 #include "comba/io/safetensors.h"
 
+#include "comba/core/atomic_file.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -256,26 +257,21 @@ void write_safetensors(const std::string& path, std::vector<TensorBytes> tensors
     return sa != sb ? sa > sb : a.name < b.name;
   });
   const std::string header = build_header(tensors, metadata);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
+  for (const auto& t : tensors) {
+    uint64_t nbytes = 0;
+    byte_size(t.shape, dtype_size(t.dtype), &nbytes);
+    if (nbytes > 0 && t.data == nullptr) {
+      throw std::invalid_argument("safetensors: tensor \"" + t.name + "\" has no data");
+    }
+  }
+  core::write_file_atomic(path, [&](std::ostream& out) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     for (const auto& t : tensors) {
       uint64_t nbytes = 0;
       byte_size(t.shape, dtype_size(t.dtype), &nbytes);
-      if (nbytes > 0 && t.data == nullptr) {
-        throw std::invalid_argument("safetensors: tensor \"" + t.name + "\" has no data");
-      }
       out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(nbytes));
     }
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": write failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename the temporary file into place");
-  }
+  });
 }
 
 }  // namespace comba::io

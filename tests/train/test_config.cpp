@@ -78,6 +78,21 @@ TEST(Config, CrossSectionChecksNameTheKey) {
   EXPECT_TRUE(contains(problems_of("device: tpu"), "device: expected auto, cpu, cuda or cuda:N, got \"tpu\""));
 }
 
+// Case 8: end-of-sequence ids outside the vocabulary are refused before the run starts.
+TEST(Config, EosIdsOutsideTheVocabularyNameTheKey) {
+  EXPECT_TRUE(contains(problems_of("model: {eos_token_id: 128}"),
+                       "model.eos_token_id: expected -1 (none) or an id in [0, model.vocab_size = 128), got 128"));
+  EXPECT_TRUE(problems_of("model: {eos_token_id: 127}").empty());
+  EXPECT_TRUE(problems_of("model: {eos_token_id: -1}").empty());
+  EXPECT_TRUE(contains(problems_of("data: {eos_id: 500}"),
+                       "data.eos_id: expected an id in [0, model.vocab_size = 128), got 500"));
+  EXPECT_TRUE(contains(problems_of("data: {kind: shards, train_files: a, val_files: b}\n"
+                                   "model: {eos_token_id: -1}"),
+                       "data.eos_id: data.kind shards needs a separator id in [0, model.vocab_size = 128)"));
+  EXPECT_TRUE(problems_of("data: {kind: shards, train_files: a, val_files: b, eos_id: 0}\n"
+                          "model: {eos_token_id: -1}").empty());
+}
+
 TEST(Config, OverridesApplyAfterTheFileAndAreChecked) {
   const TrainConfig c = config_from_yaml("optimizer: {lr: 0.01}\n",
                                          {"optimizer.lr=0.003", "train.max_steps=20",

@@ -1,10 +1,14 @@
 // Data sources as the loop sees them: shard windows come from the right split, batches
 // are a pure function of their index, packed batches carry cu_seqlens at EOS, byte mode
-// reads text as bytes, and the prefetcher hands out batches in index order.
+// reads text as bytes, non-regular files and ids past the vocabulary are refused with the
+// key and the place, and the prefetcher hands out batches in index order.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <fstream>
+
+#include "../core/fifo_guard.h"
 
 #include "comba/train/data_source.h"
 #include "comba/core/file_util.h"
@@ -126,6 +130,109 @@ TEST(ByteSource, TextAsBytesWithHeldOutTail) {
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("data.text_files: no file matches"), std::string::npos);
+  }
+  core::remove_tree(dir);
+}
+
+// Case 7: a FIFO among data.text_files used to block forever in open().
+TEST(ByteSource, FifoRefusedAtOnceNamingKeyAndPath) {
+  const auto dir = fresh_dir("fifo");
+  std::ofstream(core::join_path(dir, "a.txt")) << "some text to train on";
+  const std::string fifo = core::join_path(dir, "b.txt");
+  comba::testing::make_fifo(fifo);
+  DataOptions o;
+  o.kind = "bytes";
+  o.text_files = core::join_path(dir, "*.txt");
+  BatchOptions shape;
+  const auto r = comba::testing::call_without_hang(
+      [&] { make_data_source(o, shape, 0, ByteVocab::kSize, 2); }, fifo);
+  EXPECT_FALSE(r.hung) << "open() blocked on the FIFO";
+  EXPECT_EQ(r.message, "data.text_files: " + fifo + " is a FIFO (named pipe), expected a regular file");
+  core::remove_tree(dir);
+}
+
+// Case 11: /dev/null (or a process substitution's pipe) used to say "not a regular file:
+// No such file or directory" (a stale errno).
+TEST(ByteSource, DeviceNamedWithoutStaleErrno) {
+  DataOptions o;
+  o.kind = "bytes";
+  o.text_files = "/dev/null";
+  BatchOptions shape;
+  errno = ENOENT;
+  try {
+    make_data_source(o, shape, 0, ByteVocab::kSize, 2);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "data.text_files: /dev/null is a character device, expected a regular file");
+  }
+}
+
+TEST(ShardSource, FifoRefusedNamingItsKey) {
+  const auto dir = fresh_dir("shard_fifo");
+  write_token_shard(core::join_path(dir, "t.bin"), std::vector<uint32_t>(100, 5), 2);
+  const std::string fifo = core::join_path(dir, "v.bin");
+  comba::testing::make_fifo(fifo);
+  DataOptions o;
+  o.kind = "shards";
+  o.train_files = core::join_path(dir, "t.bin");
+  o.val_files = fifo;
+  BatchOptions shape;
+  const auto r = comba::testing::call_without_hang([&] { make_data_source(o, shape, 0, 64, 2); }, fifo);
+  EXPECT_FALSE(r.hung);
+  EXPECT_EQ(r.message, "data.val_files: " + fifo + " is a FIFO (named pipe), expected a regular file");
+  core::remove_tree(dir);
+}
+
+// Case 8: an id past the vocabulary used to fail deep inside the embedding ("index out of
+// range in self"), only in the step whose batch held it. Now the batch that holds it names
+// the file, the offset, the id and the vocabulary.
+TEST(ShardSource, TokenIdsPastTheVocabularyNamedWhereTheyAre) {
+  const auto dir = fresh_dir("ids");
+  // 20 tokens < seq_len: every window is the whole file, so every batch holds the bad id.
+  std::vector<uint32_t> bad(20, 7);
+  bad[13] = 300;
+  std::vector<uint32_t> edge(20, 255);  // the largest id that fits a vocabulary of 256
+  write_token_shard(core::join_path(dir, "bad.bin"), bad, 2);
+  write_token_shard(core::join_path(dir, "edge.bin"), edge, 4);
+  DataOptions o;
+  o.kind = "shards";
+  o.train_files = core::join_path(dir, "edge.bin");
+  o.val_files = core::join_path(dir, "bad.bin");
+  BatchOptions shape;
+  shape.micro_batch_size = 2;
+  shape.seq_len = 32;
+  const auto source = make_data_source(o, shape, 0, 256, 2);
+  EXPECT_EQ(source->train_batch(0).input_ids.max().item<int64_t>(), 255);
+  const std::string expected = "data.val_files: " + core::join_path(dir, "bad.bin") +
+                               ": token 13 (byte offset 1050) is id 300, outside the model's "
+                               "vocabulary: model.vocab_size is 256 (ids must be < 256)";
+  try {
+    source->eval_batch(0);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), expected);
+  }
+  // Packed windows are checked too.
+  o.pack_documents = true;
+  o.train_files = o.val_files;
+  const auto packed = make_data_source(o, shape, 0, 256, 2);
+  try {
+    packed->train_batch(3);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.train_files: " + core::join_path(dir, "bad.bin") +
+                                         ": token 13 (byte offset 1050) is id 300"),
+              std::string::npos)
+        << e.what();
+  }
+  // A separator outside the vocabulary is refused when the source is built.
+  try {
+    o.eos_id = 256;
+    make_data_source(o, shape, 0, 256, 2);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "data.eos_id: expected a token id in [0, model.vocab_size = 256), got 256");
   }
   core::remove_tree(dir);
 }

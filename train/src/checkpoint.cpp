@@ -139,24 +139,37 @@ void save_checkpoint(const std::string& dir, const TrainState& state,
     std::lock_guard<std::mutex> lock(gens[i].mutex());
     archive.write("rng_" + std::to_string(i), gens[i].get_state());
   }
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  write_checkpoint_file(checkpoint_path(dir, state.step), bytes.str());
+  // Streamed into the file: CPU tensors are written from their own memory, GPU tensors
+  // through one host copy at a time, never the whole payload at once.
+  write_checkpoint_file(checkpoint_path(dir, state.step), [&](const PayloadSink& sink) {
+    // torch's zip writer calls this from C code: a failure is a short count, not an
+    // exception (the file writer then reports the system's reason).
+    archive.save_to([&](const void* data, size_t size) -> size_t {
+      try {
+        sink(data, size);
+        return size;
+      } catch (...) {
+        return 0;
+      }
+    });
+  });
   prune_checkpoints(dir, keep_last);
 }
 
 namespace {
 
 // Restores one checkpoint payload; throws with the reason when it does not fit.
-LoadedCheckpoint restore(const std::string& path, const std::string& payload,
+LoadedCheckpoint restore(const std::string& path, const CheckpointReader& file,
                          torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                          const Architecture& expected) {
-  std::istringstream in(payload);
   torch::serialize::InputArchive archive;
   // Straight onto the model's device: Module::load would otherwise re-home parameters
-  // onto the archive's device.
+  // onto the archive's device. Read from the file on demand (a GPU model's tensors pass
+  // through host memory one at a time).
   const auto params = model.parameters();
-  archive.load_from(in, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+  archive.load_from([&](uint64_t pos, void* buf, size_t n) { return file.read(pos, buf, n); },
+                    [&] { return static_cast<size_t>(file.payload_size()); },
+                    params.empty() ? torch::Device(torch::kCPU) : params.front().device());
   if (read_int(archive, "format_version") != kFormatVersion) {
     throw std::runtime_error("unknown checkpoint format version");
   }
@@ -207,8 +220,8 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
   std::vector<std::string> reasons;
   for (auto it = found.rbegin(); it != found.rend(); ++it) {
     std::string why;
-    const auto payload = read_checkpoint_file(it->second, &why);
-    if (!payload) {
+    const auto file = CheckpointReader::open(it->second, &why);
+    if (!file) {
       // A damaged file (cut short, corrupted) is moved aside: left in place it would keep
       // a slot of keep_last and could make pruning delete the good checkpoints written
       // after this resume. Files that read whole but do not fit the model stay untouched.
@@ -218,7 +231,7 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
       continue;
     }
     try {
-      LoadedCheckpoint loaded = restore(it->second, *payload, model, optimizer, expected);
+      LoadedCheckpoint loaded = restore(it->second, *file, model, optimizer, expected);
       loaded.skipped = reasons;
       if (skipped) *skipped = reasons;
       return loaded;
@@ -236,10 +249,10 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& dir,
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
                                  torch::optim::Optimizer& optimizer, const Architecture& expected) {
   std::string why;
-  const auto payload = read_checkpoint_file(path, &why);
-  if (!payload) throw std::runtime_error(why);
+  const auto file = CheckpointReader::open(path, &why);
+  if (!file) throw std::runtime_error(why);
   try {
-    return restore(path, *payload, model, optimizer, expected);
+    return restore(path, *file, model, optimizer, expected);
   } catch (const CheckpointMismatch& e) {
     throw CheckpointMismatch(path + ": " + e.what());
   } catch (const std::exception& e) {

@@ -185,6 +185,20 @@ std::vector<std::string> check_config(const TrainConfig& c) {
     if (d.train_files.empty()) add("data.train_files: expected a glob pattern for data.kind shards, got \"\"");
     if (d.val_files.empty()) add("data.val_files: expected a glob pattern for data.kind shards, got \"\"");
   }
+  // End-of-sequence ids index the embedding: out of range, they would fail deep inside a
+  // step (or write a config.json that disagrees with the weights).
+  const std::string vocab_range = "[0, model.vocab_size = " + std::to_string(c.model.vocab_size) + ")";
+  if (c.model.eos_token_id >= c.model.vocab_size) {
+    add("model.eos_token_id: expected -1 (none) or an id in " + vocab_range + ", got " +
+        std::to_string(c.model.eos_token_id));
+  }
+  if (d.eos_id && *d.eos_id >= c.model.vocab_size) {
+    add("data.eos_id: expected an id in " + vocab_range + ", got " + std::to_string(*d.eos_id));
+  }
+  if (d.kind == "shards" && !d.eos_id && c.model.eos_token_id < 0) {
+    add("data.eos_id: data.kind shards needs a separator id in " + vocab_range +
+        "; null takes model.eos_token_id, which is -1 (none)");
+  }
   if (d.kind == "bytes") {
     if (d.text_files.empty()) add("data.text_files: expected a glob pattern for data.kind bytes, got \"\"");
     if (c.model.vocab_size < ByteVocab::kSize) {

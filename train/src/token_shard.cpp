@@ -3,9 +3,10 @@
 
 #include <glob.h>
 
+#include "comba/core/atomic_file.h"
+
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
 
 namespace comba::train {
@@ -45,22 +46,21 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   header[0] = kShardMagic;
   header[1] = token_bytes == 2 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error(path + ": cannot open for writing");
-  out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
-  for (const uint32_t t : tokens) {
-    if (token_bytes == 2) {
-      if (t > 0xFFFFu) {
-        throw std::invalid_argument("write_token_shard: token " + std::to_string(t) +
-                                    " does not fit uint16; use token_bytes = 4");
+  core::write_file_atomic(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
+    for (const uint32_t t : tokens) {
+      if (token_bytes == 2) {
+        if (t > 0xFFFFu) {
+          throw std::invalid_argument("write_token_shard: token " + std::to_string(t) +
+                                      " does not fit uint16; use token_bytes = 4");
+        }
+        const auto v = static_cast<uint16_t>(t);
+        out.write(reinterpret_cast<const char*>(&v), 2);
+      } else {
+        out.write(reinterpret_cast<const char*>(&t), 4);
       }
-      const auto v = static_cast<uint16_t>(t);
-      out.write(reinterpret_cast<const char*>(&v), 2);
-    } else {
-      out.write(reinterpret_cast<const char*>(&t), 4);
     }
-  }
-  if (!out) throw std::runtime_error(path + ": write failed");
+  });
 }
 
 TokenShard::TokenShard(const std::string& path)

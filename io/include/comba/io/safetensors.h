@@ -92,8 +92,9 @@ std::string build_header(const std::vector<TensorBytes>& tensors,
                          const std::map<std::string, std::string>& metadata);
 
 // Writes a file: tensors ordered by decreasing dtype size, then name (so that every tensor
-// starts aligned to its element size), header padded to 8 bytes. Written to a temporary
-// name and renamed, so that a crash never leaves a half file under `path`.
+// starts aligned to its element size), header padded to 8 bytes. Written atomically
+// (core/atomic_file.h), streamed from the tensors' memory: a crash never leaves a half
+// file under `path`.
 void write_safetensors(const std::string& path, std::vector<TensorBytes> tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

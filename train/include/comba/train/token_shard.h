@@ -29,7 +29,7 @@ struct TokenSpan {
   TokenSpan slice(int64_t begin, int64_t end) const;
 };
 
-// Writes tokens atomically enough for tests and tools (plain write; not a checkpoint).
+// Writes a shard atomically (core/atomic_file.h), for tests and tools.
 // token_bytes: 2 (version 1) or 4 (version 2); values must fit.
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,
                        int token_bytes = 2);
