@@ -8,9 +8,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "comba/core/cli.h"
 #include "../ops/cuda/recurrent/recurrent_decode_kernel.cuh"
 #include "../ops/cuda/recurrent/recurrent_fwd_kernel.cuh"
 #include "event_timer.h"
@@ -53,9 +55,11 @@ void print(const char* kernel, int batch, int rows, int vec, bool chosen, float 
 
 int main(int argc, char** argv) {
   int iters = 200;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--iters") iters = std::stoi(argv[++i]);
-  }
+  CLI::App app{"Kernel-only time of one decode step per batch size and state tile (CUDA).", "bench_decode_kernel"};
+  comba::cli::configure(app);
+  app.add_option("--iters", iters, "launches per case (x5 below batch 64)")
+      ->check(comba::cli::integer_at_least(1, std::numeric_limits<int>::max() / 5));
+  if (const auto status = comba::cli::parse(app, argc, argv)) return *status;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("{\"skipped\": \"no CUDA device\"}\n");

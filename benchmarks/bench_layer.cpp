@@ -19,13 +19,14 @@
 //
 // Usage: bench_layer [--device cuda|cpu] [--small] [--iters N] [--warmup N]
 //                    [--filter substring] [--modes bf16,fp32_autocast,fp32] [--model]
-//                    [--profile case] [--trace dir]
+//                    [--profile case] [--trace dir] [--debug]
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -41,6 +42,7 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include "comba/core/cli.h"
 #include "comba/nn.h"
 #include "comba/ops/comba.h"
 #include "comba/train/optimizer.h"
@@ -556,54 +558,7 @@ void bench_head_and_optimizer(Bench& bench, const Options& options, const Shape&
 #endif
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_layer: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--device") {
-      options.device = torch::Device(next());
-    } else if (arg == "--small") {
-      options.small = true;
-    } else if (arg == "--iters") {
-      options.iters = std::max(1, std::stoi(next()));
-    } else if (arg == "--warmup") {
-      options.warmup = std::max(0, std::stoi(next()));
-    } else if (arg == "--filter") {
-      options.filter = next();
-    } else if (arg == "--modes") {
-      options.modes = split_list(next());
-    } else if (arg == "--model") {
-      options.model = true;
-    } else if (arg == "--profile") {
-      options.profile = next();
-    } else if (arg == "--trace") {
-      options.trace_dir = next();
-    } else {
-      std::fprintf(stderr,
-                   "usage: bench_layer [--device cuda|cpu] [--small] [--iters N] [--warmup N] [--filter S] "
-                   "[--modes bf16,fp32_autocast,fp32] [--model] [--profile case] [--trace dir]\n");
-      return 2;
-    }
-  }
+int run(const Options& options) {
   if (options.device.is_cuda() && !torch::cuda::is_available()) {
     std::printf("{\"skipped\": \"no CUDA device (use --device cpu --small)\"}\n");
     return 0;
@@ -623,4 +578,38 @@ int main(int argc, char** argv) {
     bench_head_and_optimizer(bench, options, shape, mode);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace cli = comba::cli;
+  Options options;
+  std::string device = "cuda";
+  bool debug = false;
+  CLI::App app{"Times every piece of a CombaLayer and a CombaBlock, the LM head + loss and the optimizer step.",
+               "bench_layer"};
+  cli::configure(app);
+  app.add_option("--device", device, "cuda, or cpu (with --small: a smoke test)")->check(cli::device_name());
+  app.add_flag("--small", options.small, "a tiny shape instead of comba-340m at B8 x T2048");
+  app.add_option("--iters", options.iters, "timed calls per case (median)")
+      ->check(cli::integer_at_least(1, std::numeric_limits<int>::max()));
+  app.add_option("--warmup", options.warmup, "untimed calls first")
+      ->check(cli::integer_at_least(0, std::numeric_limits<int>::max()));
+  app.add_option("--filter", options.filter, "only cases whose name contains this");
+  app.add_option("--modes", options.modes, "precision modes, comma separated")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(cli::one_of({"bf16", "fp32_autocast", "fp32"}));
+  app.add_flag("--model", options.model, "also the whole model's forward + backward (slow)");
+  auto* profile = app.add_option("--profile", options.profile, "profile this case's fwd+bwd kernel by kernel");
+  app.add_option("--trace", options.trace_dir, "also write Chrome traces of the profiled calls here")->needs(profile);
+  cli::add_debug_flag(app, debug);
+  if (const auto status = cli::parse(app, argc, argv)) return *status;
+  options.device = torch::Device(device);
+  try {
+    return run(options);
+  } catch (const std::exception& e) {
+    return cli::report_error("bench_layer", e, debug);
+  }
 }

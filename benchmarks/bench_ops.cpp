@@ -3,7 +3,7 @@
 // inputs, K = 256, the recurrent backward, and the ATen reference path for comparison),
 // one JSON line per case: shapes, dtype, median ms over --iters runs (CUDA events, after
 // warm-up), peak extra device memory, tokens/s, and the effective rates of CallWork.
-// Usage: bench_ops [--iters N] [--filter substring]
+// Usage: bench_ops [--iters N] [--filter substring] [--debug]
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "event_timer.h"
 #endif
 
+#include "comba/core/cli.h"
 #include "comba/ops/comba.h"
 
 namespace {
@@ -166,19 +168,10 @@ void run_case(const Case& c, int iters) {
 }
 #endif
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int iters = 50;
-  std::string filter;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--iters" && i + 1 < argc) iters = std::stoi(argv[++i]);
-    else if (arg == "--filter" && i + 1 < argc) filter = argv[++i];
-  }
+void run_cases([[maybe_unused]] int iters, [[maybe_unused]] const std::string& filter) {
   if (!torch::cuda::is_available()) {
     std::printf("{\"skipped\": \"no CUDA device\"}\n");
-    return 0;
+    return;
   }
 #ifdef COMBA_WITH_CUDA
   const std::vector<Case> cases = {
@@ -210,5 +203,25 @@ int main(int argc, char** argv) {
     run_case(c, iters);
   }
 #endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 50;
+  std::string filter;
+  bool debug = false;
+  CLI::App app{"Times chunk_comba and fused_recurrent_comba on the shapes of SPEC section 4 (CUDA).", "bench_ops"};
+  comba::cli::configure(app);
+  app.add_option("--iters", iters, "timed runs per case (median)")
+      ->check(comba::cli::integer_at_least(1, std::numeric_limits<int>::max()));
+  app.add_option("--filter", filter, "only cases whose name contains this");
+  comba::cli::add_debug_flag(app, debug);
+  if (const auto status = comba::cli::parse(app, argc, argv)) return *status;
+  try {
+    run_cases(iters, filter);
+  } catch (const std::exception& e) {
+    return comba::cli::report_error("bench_ops", e, debug);
+  }
   return 0;
 }

@@ -2,7 +2,7 @@
 # Sets up everything the build needs and configures it; idempotent and quick when done.
 #   - LibTorch: an existing torch (TORCH_PYTHON=/path/to/python, the active python3, or
 #     /opt/torch/.venv), else a local .venv with torch==2.11.0 from PyPI.
-#   - System libraries (Debian): yaml-cpp, spdlog, Eigen, GoogleTest, nlohmann-json;
+#   - System libraries (Debian): yaml-cpp, spdlog, Eigen, GoogleTest, nlohmann-json, CLI11;
 #     SentencePiece, ninja and ccache when available.
 #   - Configures the CMake build in $COMBA_BUILD_DIR (default: build/).
 # Prints nothing but progress; the variables it sets are in build/comba-env.sh.
@@ -20,6 +20,7 @@ install_system_packages() {
   [ -d /usr/include/eigen3 ] || missing+=(libeigen3-dev)
   [ -d /usr/include/gtest ] || missing+=(libgtest-dev)
   [ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
+  [ -f /usr/include/CLI/CLI.hpp ] || missing+=(libcli11-dev)
   # ninja and ccache only speed the build up: fetched when other packages are, else skipped.
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v ninja >/dev/null || missing+=(ninja-build)

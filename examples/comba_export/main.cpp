@@ -2,7 +2,7 @@
 // (config.json with fla's keys + safetensors) that fla, transformers and safetensors open.
 //
 //   comba-export RUN_DIR OUT_DIR [--checkpoint FILE] [--dtype float32|bfloat16|float16]
-//                [--max-shard-bytes N] [--tokenizer tokenizer.model]
+//                [--max-shard-bytes N] [--tokenizer tokenizer.model] [--debug]
 //
 // The model config comes from RUN_DIR/config.yaml (the resolved config the trainer writes);
 // the weights from the newest checkpoint that reads whole (or --checkpoint), sub-archive
@@ -10,67 +10,72 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/torch.h>
 
+#include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 
+#include "comba/core/cli.h"
 #include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
+#include "comba/io/tokenizer.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: comba-export RUN_DIR OUT_DIR [options]\n"
-    "  --checkpoint FILE      a checkpoint file (default: the newest readable one of the run)\n"
-    "  --dtype NAME           float32 | bfloat16 | float16 (default: as trained, float32)\n"
-    "  --max-shard-bytes N    split weights into shards of at most N bytes (default 5000000000)\n"
-    "  --tokenizer FILE       copy this SentencePiece model into OUT_DIR as tokenizer.model\n";
-
-[[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "comba-export: " << message << "\n" << kUsage;
-  std::exit(2);
-}
+namespace cli = comba::cli;
 
 struct Args {
   std::string run_dir, out_dir, checkpoint, dtype, tokenizer;
   int64_t max_shard_bytes = 5'000'000'000;
+  bool debug = false;
 };
 
-Args parse(int argc, char** argv) {
-  Args a;
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error("argument " + s + " expects a value");
-      return argv[++i];
-    };
-    if (s == "--checkpoint") a.checkpoint = value();
-    else if (s == "--dtype") a.dtype = value();
-    else if (s == "--tokenizer") a.tokenizer = value();
-    else if (s == "--max-shard-bytes") {
-      const std::string v = value();
-      try {
-        a.max_shard_bytes = std::stoll(v);
-      } catch (const std::exception&) {
-        usage_error("argument --max-shard-bytes expected an integer, got \"" + v + "\"");
-      }
-      if (a.max_shard_bytes <= 0) usage_error("argument --max-shard-bytes expected > 0, got " + v);
-    } else if (s == "-h" || s == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (s.rfind("--", 0) == 0) usage_error("unknown argument " + s);
-    else positional.push_back(s);
-  }
-  if (positional.size() != 2) usage_error("expected RUN_DIR and OUT_DIR, got " + std::to_string(positional.size()) + " paths");
-  a.run_dir = positional[0];
-  a.out_dir = positional[1];
-  if (!a.dtype.empty() && a.dtype != "float32" && a.dtype != "bfloat16" && a.dtype != "float16") {
-    usage_error("argument --dtype expected float32, bfloat16 or float16, got \"" + a.dtype + "\"");
-  }
-  return a;
+// --tokenizer FILE must be a SentencePiece model (it is copied in as tokenizer.model, and
+// generate and load_pretrained load it from there): with SentencePiece in the build it
+// must load; without, it must at least be a non-empty file that starts like a serialized
+// ModelProto (field 1, its pieces: byte 0x0a).
+CLI::Validator sentencepiece_model() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        if (!comba::core::is_regular_file(path)) return path + ": not a regular file";
+        if (comba::io::Tokenizer::available()) {
+          try {
+            (void)comba::io::Tokenizer(path);
+            return {};
+          } catch (const std::exception& e) {
+            return path + ": not a SentencePiece model (" + e.what() + ")";
+          }
+        }
+        std::ifstream in(path, std::ios::binary);
+        char first = 0;
+        if (!in.get(first)) return path + ": not a SentencePiece model (empty or unreadable)";
+        if (static_cast<unsigned char>(first) != 0x0a) {
+          return path + ": not a SentencePiece model (a serialized ModelProto starts with byte 0x0a)";
+        }
+        return {};
+      },
+      "", "FILE");
+}
+
+std::optional<int> parse(int argc, char** argv, Args& a) {
+  CLI::App app{"Writes the model of a comba-train run as a Hugging Face style folder (config.json with "
+               "fla's keys + safetensors).",
+               "comba-export"};
+  cli::configure(app);
+  app.add_option("RUN_DIR", a.run_dir, "a comba-train run directory (holds config.yaml)")->required();
+  app.add_option("OUT_DIR", a.out_dir, "the model folder to write")->required();
+  app.add_option("--checkpoint", a.checkpoint, "a checkpoint file (default: the newest readable one of the run)");
+  app.add_option("--dtype", a.dtype, "weights' dtype (default: as trained, float32)")
+      ->check(cli::one_of({"float32", "bfloat16", "float16"}));
+  app.add_option("--max-shard-bytes", a.max_shard_bytes, "split weights into shards of at most N bytes")
+      ->check(cli::integer_at_least(1));
+  app.add_option("--tokenizer", a.tokenizer, "copy this SentencePiece model into OUT_DIR as tokenizer.model")
+      ->check(sentencepiece_model());
+  cli::add_debug_flag(app, a.debug);
+  return cli::parse(app, argc, argv);
 }
 
 // The newest checkpoint of `dir` whose frame reads whole, or --checkpoint's file; opened,
@@ -96,7 +101,8 @@ comba::train::CheckpointReader open_checkpoint(const std::string& dir, const std
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse(argc, argv);
+  Args args;
+  if (const auto status = parse(argc, argv, args)) return *status;
   try {
     const std::string config_path = comba::core::join_path(args.run_dir, "config.yaml");
     if (!comba::core::path_exists(config_path)) throw std::runtime_error(config_path + ": missing (is " + args.run_dir + " a comba-train run?)");
@@ -135,9 +141,7 @@ int main(int argc, char** argv) {
                      .dump()
               << "\n";
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    std::cerr << "comba-export: " << what.substr(0, what.find("\nException raised from")) << "\n";
-    return 1;
+    return cli::report_error("comba-export", e, args.debug);
   }
   return 0;
 }

@@ -13,26 +13,19 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "comba/core/cli.h"
 #include "comba/core/file_util.h"
 #include "comba/io/tokenizer.h"
 #include "comba/train/token_shard.h"
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: comba-tokenize --tokenizer MODEL --out PREFIX [options] FILE...\n"
-    "  --tokenizer MODEL     SentencePiece model (tokenizer.model), or a model folder holding one\n"
-    "  --out PREFIX          shards are written as PREFIX_000000.bin, PREFIX_000001.bin, ...\n"
-    "  --per-line            every line is a document (default: every file is one document)\n"
-    "  --separator TEXT      documents are separated by TEXT inside files (e.g. \"<|endoftext|>\")\n"
-    "  --shard-tokens N      tokens per shard (default 100000000)\n"
-    "  --bos                 also put BOS before every document\n"
-    "  --eos-id N            the separator token (default: the tokenizer's EOS id)\n"
-    "  --no-progress         no progress bar\n";
+namespace cli = comba::cli;
 
 struct Options {
   std::string tokenizer;
@@ -41,61 +34,41 @@ struct Options {
   std::string separator;
   int64_t shard_tokens = 100'000'000;
   bool bos = false;
-  int64_t eos_id = -1;
-  bool progress = true;
+  int64_t eos_id = -1;  // -1: the tokenizer's EOS id
+  bool no_progress = false;
+  bool debug = false;
   std::vector<std::string> files;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "comba-tokenize: " << message << "\n" << kUsage;
-  std::exit(2);
+// An input text file: there and a regular file.
+CLI::Validator readable_file() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        return comba::core::is_regular_file(path) ? std::string() : path + ": not a readable file";
+      },
+      "", "FILE");
 }
 
-int64_t parse_int(const std::string& flag, const std::string& value) {
-  try {
-    size_t used = 0;
-    const int64_t v = std::stoll(value, &used);
-    if (used == value.size()) return v;
-  } catch (const std::exception&) {
-  }
-  usage_error("argument " + flag + " expected an integer, got \"" + value + "\"");
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error("argument " + a + " expects a value");
-      return argv[++i];
-    };
-    if (a == "--tokenizer") o.tokenizer = value();
-    else if (a == "--out") o.out = value();
-    else if (a == "--per-line") o.per_line = true;
-    else if (a == "--separator") o.separator = value();
-    else if (a == "--shard-tokens") o.shard_tokens = parse_int(a, value());
-    else if (a == "--bos") o.bos = true;
-    else if (a == "--eos-id") o.eos_id = parse_int(a, value());
-    else if (a == "--no-progress") o.progress = false;
-    else if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (a.rfind("--", 0) == 0) usage_error("unknown argument " + a);
-    else o.files.push_back(a);
-  }
-  if (o.tokenizer.empty()) usage_error("argument --tokenizer is required");
-  if (o.out.empty()) usage_error("argument --out is required");
-  if (o.files.empty()) usage_error("expected at least one text FILE");
-  if (o.per_line && !o.separator.empty()) usage_error("--per-line and --separator exclude each other");
-  if (o.shard_tokens <= 0 || o.shard_tokens > std::numeric_limits<int32_t>::max()) {
-    usage_error("argument --shard-tokens expected 1 .. 2147483647 (the shard header is int32), got " +
-                std::to_string(o.shard_tokens));
-  }
+std::optional<int> parse(int argc, char** argv, Options& o) {
+  CLI::App app{"Turns text files into the token shards comba-train reads (data.kind: shards).", "comba-tokenize"};
+  cli::configure(app);
+  app.add_option("--tokenizer", o.tokenizer, "SentencePiece model (tokenizer.model), or a model folder holding one")
+      ->required();
+  app.add_option("--out", o.out, "shards are written as PREFIX_000000.bin, PREFIX_000001.bin, ...")->required();
+  auto* per_line = app.add_flag("--per-line", o.per_line, "every line is a document (default: every file is one)");
+  app.add_option("--separator", o.separator, "documents are separated by TEXT inside files (e.g. \"<|endoftext|>\")")
+      ->excludes(per_line);
+  app.add_option("--shard-tokens", o.shard_tokens, "tokens per shard (the shard header is int32)")
+      ->check(cli::integer_at_least(1, std::numeric_limits<int32_t>::max()));
+  app.add_flag("--bos", o.bos, "also put BOS before every document");
+  app.add_option("--eos-id", o.eos_id, "the separator token (default: the tokenizer's EOS id)")
+      ->check(cli::integer_at_least(0));
+  app.add_flag("--no-progress", o.no_progress, "no progress bar");
+  app.add_option("FILE", o.files, "text files")->required()->check(readable_file());
+  cli::add_debug_flag(app, o.debug);
+  if (const auto status = cli::parse(app, argc, argv)) return status;
   if (comba::core::is_directory(o.tokenizer)) o.tokenizer = comba::core::join_path(o.tokenizer, "tokenizer.model");
-  for (const auto& f : o.files) {
-    if (!comba::core::is_regular_file(f)) usage_error("input " + f + ": not a readable file");
-  }
-  return o;
+  return std::nullopt;
 }
 
 // Collects tokens and writes a shard whenever shard_tokens are buffered.
@@ -161,7 +134,8 @@ class Progress {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  Options o;
+  if (const auto status = parse(argc, argv, o)) return *status;
   try {
     if (!comba::io::Tokenizer::available()) {
       throw std::runtime_error("this build has no SentencePiece (install libsentencepiece-dev and rebuild)");
@@ -179,7 +153,7 @@ int main(int argc, char** argv) {
     uint64_t total_bytes = 0;
     for (const auto& f : o.files) total_bytes += static_cast<uint64_t>(comba::core::file_size(f));
     ShardWriter writer(o.out, o.shard_tokens, token_bytes);
-    Progress progress(o.progress, total_bytes);
+    Progress progress(!o.no_progress, total_bytes);
     uint64_t done_bytes = 0;
     int64_t documents = 0;
     const auto emit = [&](const std::string& doc) {
@@ -226,8 +200,7 @@ int main(int argc, char** argv) {
                                     {"eos_id", eos}, {"shards", writer.written()}};
     std::cout << summary.dump() << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "comba-tokenize: " << e.what() << "\n";
-    return 1;
+    return cli::report_error("comba-tokenize", e, o.debug);
   }
   return 0;
 }

@@ -8,6 +8,10 @@
 //            [--top-k K] [--top-p P] [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json]
 //            [--threads N]   (CPU intra-op threads; 1 is far faster on a busy small machine)
 //   generate --model DIR --prompt "text" [sampling options]   (a model folder with tokenizer.model)
+// Flags are checked as they are parsed (comba/core/cli.h): an unknown flag or a bad value is
+// an error naming it (exit 2); --temperature 0 is greedy. A failure prints its message; the
+// C++ backtrace too with --debug or COMBA_DEBUG=1.
+#include "comba/core/cli.h"
 #include "comba/io/pretrained.h"
 #include "comba/io/text_generation.h"
 #include "comba/nn.h"
@@ -17,40 +21,63 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
-#include <map>
+#include <limits>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
+namespace cli = comba::cli;
+
 struct Args {
-  std::map<std::string, std::string> values;
-  bool has(const std::string& key) const { return values.count(key) > 0; }
-  std::string get(const std::string& key, const std::string& fallback) const {
-    const auto it = values.find(key);
-    return it == values.end() ? fallback : it->second;
-  }
-  int64_t integer(const std::string& key, int64_t fallback) const {
-    return has(key) ? std::stoll(values.at(key)) : fallback;
-  }
-  double real(const std::string& key, double fallback) const { return has(key) ? std::stod(values.at(key)) : fallback; }
+  // The random-initialised model.
+  int64_t vocab = 256, hidden = 128, layers = 2, heads = 2, head_dim = 32;
+  int64_t batch = 2, prompt_len = 16;
+  // A model folder and its prompt.
+  std::string model, prompt;
+  // Generation.
+  int64_t max_new_tokens = 32, top_k = 0, eos = -1, seed = 0, threads = 0;
+  double temperature = 0.0, top_p = 1.0;
+  std::string device = torch::cuda::is_available() ? "cuda" : "cpu";
+  bool bf16 = false, json = false, debug = false;
 };
 
-Args parse(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0) throw std::invalid_argument("unexpected argument: " + key);
-    key = key.substr(2);
-    if (key == "json" || key == "bf16" || key == "help") {
-      args.values[key] = "1";
-    } else if (i + 1 < argc) {
-      args.values[key] = argv[++i];
-    } else {
-      throw std::invalid_argument("missing value for --" + key);
-    }
-  }
-  return args;
+void add_options(CLI::App& app, Args& a) {
+  cli::configure(app);
+  const auto positive = cli::integer_at_least(1);
+  std::vector<CLI::Option*> shape = {
+      // Token 0 pads the prompts, which are drawn from 1 .. vocab - 1.
+      app.add_option("--vocab", a.vocab, "vocabulary of the random model")->check(cli::integer_at_least(2)),
+      app.add_option("--hidden", a.hidden, "hidden size")->check(positive),
+      app.add_option("--layers", a.layers, "layers")->check(positive),
+      app.add_option("--heads", a.heads, "heads")->check(positive),
+      app.add_option("--head-dim", a.head_dim, "head dimension")->check(positive),
+      app.add_option("--batch", a.batch, "prompts (rows)")->check(positive),
+      app.add_option("--prompt-len", a.prompt_len, "tokens per prompt (rows after the first are left-padded)")
+          ->check(positive)};
+  auto* model = app.add_option("--model", a.model, "a model folder (config.json, safetensors, tokenizer.model)");
+  app.add_option("--prompt", a.prompt, "the text to continue (with --model)")->needs(model);
+  // The random model's shape means nothing next to a model folder.
+  for (auto* option : shape) option->excludes(model);
+  app.add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate per row")
+      ->check(cli::integer_at_least(0));
+  app.add_option("--temperature", a.temperature, "0: greedy; > 0: sample at this temperature")
+      ->check(cli::number_in(cli::closed(0), cli::unbounded()));
+  app.add_option("--top-k", a.top_k, "sample among the k best tokens (0: all; needs --temperature > 0)")
+      ->check(cli::integer_at_least(0));
+  app.add_option("--top-p", a.top_p, "sample from the smallest set holding this much mass (1: all; needs "
+                                     "--temperature > 0)")
+      ->check(cli::number_in(cli::open(0), cli::closed(1)));
+  app.add_option("--eos", a.eos, "stop a row at this token id (-1: never)")->check(cli::integer_at_least(-1));
+  app.add_option("--seed", a.seed, "random model, prompts and sampling")->check(cli::integer_at_least(0));
+  app.add_option("--device", a.device, "cpu, cuda or cuda:N (cuda when available)")->check(cli::device_name());
+  app.add_flag("--bf16", a.bf16, "bfloat16 weights and activations");
+  app.add_flag("--json", a.json, "JSON lines instead of text");
+  app.add_option("--threads", a.threads, "CPU intra-op threads (0: LibTorch's choice; 1 is far faster on a busy "
+                                         "small machine)")
+      ->check(cli::integer_at_least(0, std::numeric_limits<int>::max()));
+  cli::add_debug_flag(app, a.debug);
 }
 
 std::string row_to_string(const torch::Tensor& row) {
@@ -65,38 +92,44 @@ std::string row_to_string(const torch::Tensor& row) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const auto args = parse(argc, argv);
-    if (args.has("help")) {
-      std::cout << "usage: generate [--vocab N] [--hidden N] [--layers N] [--heads N] [--head-dim N] [--batch N]\n"
-                   "                [--prompt-len N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                [--seed S] [--eos ID] [--device cpu|cuda] [--bf16] [--json] [--threads N]\n"
-                   "       generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] ...\n";
-      return 0;
+  Args args;
+  CLI::App app{"Text generation with a Comba causal LM: a random-initialised one built from the flags "
+               "(token ids and speed), or a model folder (--model DIR --prompt TEXT).",
+               "generate"};
+  add_options(app, args);
+  if (const auto status = cli::parse(app, argc, argv)) return *status;
+  if (args.model.empty() && args.eos >= args.vocab) {
+    return cli::usage_error(app, "--eos: expected a token id below --vocab = " + std::to_string(args.vocab) +
+                                     ", got " + std::to_string(args.eos));
+  }
+  // Greedy decoding would ignore them.
+  for (const char* sampling : {"--top-k", "--top-p"}) {
+    if (args.temperature == 0 && app.count(sampling) > 0) {
+      return cli::usage_error(app, std::string(sampling) + " samples: it needs --temperature > 0 (0 is greedy)");
     }
-    const bool json = args.has("json");
-    if (args.has("threads")) torch::set_num_threads(static_cast<int>(args.integer("threads", 1)));
-    torch::manual_seed(static_cast<uint64_t>(args.integer("seed", 0)));
-    const torch::Device device(args.get("device", torch::cuda::is_available() ? "cuda" : "cpu"));
-    const double temperature = args.real("temperature", 0.0);
+  }
+  try {
+    const bool json = args.json;
+    if (args.threads > 0) torch::set_num_threads(static_cast<int>(args.threads));
+    torch::manual_seed(static_cast<uint64_t>(args.seed));
+    const torch::Device device(args.device);
+    const double temperature = args.temperature;  // 0: greedy
     auto options = comba::nn::GenerationOptions()
-                       .max_new_tokens(args.integer("max-new-tokens", 32))
+                       .max_new_tokens(args.max_new_tokens)
                        .do_sample(temperature > 0)
                        .temperature(temperature > 0 ? temperature : 1.0)
-                       .top_k(args.integer("top-k", 0))
-                       .top_p(args.real("top-p", 1.0))
-                       .eos_token_id(args.integer("eos", -1));
+                       .top_k(args.top_k)
+                       .top_p(args.top_p)
+                       .eos_token_id(args.eos);
     if (options.do_sample() && device.is_cpu()) {
-      options.generator(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(args.integer("seed", 0))));
+      options.generator(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(args.seed)));
     }
 
-
     // A model folder (config.json + safetensors + tokenizer.model): text in, text out.
-    if (args.has("model")) {
+    if (!args.model.empty()) {
       const auto pretrained = comba::io::load_pretrained(
-          args.get("model", ""), comba::io::LoadOptions().device(device).dtype(
-                                     args.has("bf16") ? torch::kBFloat16 : torch::kFloat));
-      const std::string prompt = args.get("prompt", "");
+          args.model, comba::io::LoadOptions().device(device).dtype(args.bf16 ? torch::kBFloat16 : torch::kFloat));
+      const std::string& prompt = args.prompt;
       const auto out = comba::io::generate_text(pretrained, prompt, options);
       if (json) {
         std::cout << "{\"event\":\"text\",\"prompt_tokens\":" << out.prompt_ids.size()
@@ -107,19 +140,19 @@ int main(int argc, char** argv) {
     }
 
     comba::nn::CombaConfig config;
-    config.vocab_size = args.integer("vocab", 256);
-    config.hidden_size = args.integer("hidden", 128);
-    config.num_hidden_layers = args.integer("layers", 2);
-    config.num_heads = args.integer("heads", 2);
-    config.head_dim = args.integer("head-dim", 32);
+    config.vocab_size = args.vocab;
+    config.hidden_size = args.hidden;
+    config.num_hidden_layers = args.layers;
+    config.num_heads = args.heads;
+    config.head_dim = args.head_dim;
     config.expand_v = 1.0;
 
     comba::nn::CombaForCausalLM model(config);
-    model->to(device, args.has("bf16") ? torch::kBFloat16 : torch::kFloat);
+    model->to(device, args.bf16 ? torch::kBFloat16 : torch::kFloat);
     model->eval();
 
     // Prompts of different lengths, left-padded into one batch.
-    const int64_t batch = args.integer("batch", 2), prompt_len = args.integer("prompt-len", 16);
+    const int64_t batch = args.batch, prompt_len = args.prompt_len;
     auto ids = torch::randint(1, config.vocab_size, {batch, prompt_len}, torch::kLong);
     auto mask = torch::ones({batch, prompt_len}, torch::kLong);
     for (int64_t b = 1; b < batch; ++b) {
@@ -155,7 +188,6 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "generate: " << e.what() << "\n";
-    return 1;
+    return cli::report_error("generate", e, args.debug);
   }
 }

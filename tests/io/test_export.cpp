@@ -8,10 +8,12 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
+#include "comba/io/tokenizer.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
@@ -70,7 +72,44 @@ TEST(Export, RunDirectoryBecomesAModelFolder) {
   EXPECT_NE(run("\"" + dir.file("nothing") + "\" \"" + out + "\"", dir.file("log")), 0);
   EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("config.yaml: missing"));
   EXPECT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --dtype int8", dir.file("log")), 2);
-  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("argument --dtype expected"));
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("--dtype: expected one of float32, bfloat16, float16"));
+}
+
+// --tokenizer once copied any file in as tokenizer.model (an export that then failed to load
+// in generate or fla). Now a file that is not a SentencePiece model is refused before any
+// work, naming the flag and the path; a real one is copied.
+TEST(Export, TokenizerMustBeASentencePieceModel) {
+  testing::TempDir dir;
+  const std::string run_dir = dir.file("run");
+  train::TrainConfig config;
+  config.logging.run_dir = run_dir;
+  torch::manual_seed(3);
+  nn::CombaForCausalLM model(config.model);
+  write_run(run_dir, config, model, 5);
+  const std::string out = dir.file("exported");
+
+  {
+    std::ofstream text(dir.file("notes.txt"));
+    text << "these are notes, not a tokenizer\n";
+  }
+  EXPECT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --tokenizer \"" + dir.file("notes.txt") + "\"", dir.file("log")), 2);
+  EXPECT_THAT(testing::read_bytes(dir.file("log")),
+              HasSubstr("--tokenizer: " + dir.file("notes.txt") + ": not a SentencePiece model"));
+  EXPECT_FALSE(core::path_exists(out + "/tokenizer.model"));
+  std::ofstream(dir.file("empty.model")).close();
+  EXPECT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --tokenizer \"" + dir.file("empty.model") + "\"", dir.file("log")), 2);
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("not a SentencePiece model"));
+  EXPECT_FALSE(core::path_exists(out + "/tokenizer.model"));
+
+  if (!Tokenizer::available()) GTEST_SKIP() << "built without SentencePiece: no real model to copy";
+  {
+    std::ofstream corpus(dir.file("corpus.txt"));
+    for (int i = 0; i < 200; ++i) corpus << "line " << i << " of a small corpus, words " << i * 7 % 13 << "\n";
+  }
+  train_sentencepiece(dir.file("corpus.txt"), dir.file("sp"), /*vocab_size=*/40);
+  ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --tokenizer \"" + dir.file("sp.model") + "\"", dir.file("log")), 0)
+      << testing::read_bytes(dir.file("log"));
+  EXPECT_EQ(testing::read_bytes(out + "/tokenizer.model"), testing::read_bytes(dir.file("sp.model")));
 }
 
 }  // namespace

@@ -73,9 +73,9 @@ TEST(Tokenize, TextFilesBecomeShardsWithEosBetweenDocuments) {
         dir.file("sep/train"));
 
   EXPECT_EQ(run("--out x " + dir.file("corpus.txt"), dir.file("log")), 2);
-  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("argument --tokenizer is required"));
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("--tokenizer is required"));
   EXPECT_EQ(run("--tokenizer \"" + dir.file("sp.model") + "\" --out x missing.txt", dir.file("log")), 2);
-  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("input missing.txt: not a readable file"));
+  EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("missing.txt: not a readable file"));
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
+#include <cmath>
+
 #include "comba/ops/comba.h"
 #include "comba/tools/gradcheck.h"
 
@@ -68,6 +70,46 @@ TEST(Gradcheck, RejectsNonFloat64Inputs) {
     EXPECT_NE(std::string(e.what_without_backtrace()).find("`x` expected dtype float64"),
               std::string::npos)
         << e.what_without_backtrace();
+  }
+}
+
+// sqrt at negative points: outputs, numeric and analytic gradients are NaN. The input and
+// the report's worst error must say NaN (std::max(0, NaN) is 0: it once said 0, pass).
+TEST(Gradcheck, NaNGradientsAreTheWorstError) {
+  const auto report = gradcheck(
+      [](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{at::sqrt(in[0])}; },
+      {{"negative", -1 - at::rand({4}, at::kDouble)}});
+  ASSERT_EQ(report.inputs.size(), 1u);
+  EXPECT_TRUE(std::isnan(report.inputs[0].max_rel_error));
+  EXPECT_TRUE(std::isnan(report.worst_rel_error()));
+  const std::string json = to_json(report.inputs[0], "", kThreshold);
+  EXPECT_NE(json.find("\"max_rel_error\":null"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"pass\":false"), std::string::npos) << json;
+
+  // Beside a passing input, before or after it, NaN stays the worst.
+  InputReport fine;
+  fine.max_rel_error = 1e-9;
+  for (const auto& inputs : {std::vector<InputReport>{fine, report.inputs[0]},
+                             std::vector<InputReport>{report.inputs[0], fine}}) {
+    GradcheckReport both;
+    both.inputs = inputs;
+    EXPECT_TRUE(std::isnan(both.worst_rel_error()));
+  }
+}
+
+TEST(Gradcheck, RejectsAStepThatIsNotPositive) {
+  for (const double step : {0.0, -1e-6, std::nan("")}) {
+    GradcheckOptions options;
+    options.step = step;
+    try {
+      gradcheck([](const std::vector<at::Tensor>& in) { return in; }, {{"x", at::randn({2}, at::kDouble)}},
+                options);
+      FAIL() << "expected an error for step " << step;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace()).find("option `step` expected a finite number > 0"),
+                std::string::npos)
+          << e.what_without_backtrace();
+    }
   }
 }
 

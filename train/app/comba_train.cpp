@@ -4,14 +4,17 @@
 //   comba-train --help [CONFIG.yaml]   (every key with its current value)
 //
 // Exit status: 0 trained (or stopped cleanly on SIGINT/SIGTERM/train.stop_at_step),
-// 2 bad command line or config, 3 non-finite loss or gradient, 1 anything else.
+// 2 bad command line or config, 3 non-finite loss or gradient, 1 anything else. A failure
+// prints its message; the C++ backtrace too at logging.level: debug (or COMBA_DEBUG=1).
 // The last stdout line is a JSON summary (tokens/s, step time, peak memory, final eval).
 // Data parallel: `torchrun --nproc-per-node=N --no-python comba-train CONFIG.yaml` (or the
 // torchrun environment variables set by hand); rank 0 logs and prints the summary.
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "comba/core/cli.h"
 #include "comba/core/log.h"
 #include "comba/train/config.h"
 #include "comba/train/metrics_log.h"
@@ -19,13 +22,7 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: comba-train CONFIG.yaml [--set key.path=value ...] [--resume | --no-resume]\n"
-    "       comba-train --help [CONFIG.yaml]\n"
-    "  --set k=v     override one config key (repeatable), e.g. --set train.max_steps=20\n"
-    "  --resume      continue from the newest checkpoint; fail if there is none\n"
-    "  --no-resume   start over even if the run directory holds checkpoints\n"
-    "By default a run resumes from its checkpoint directory when one is there.\n";
+namespace cli = comba::cli;
 
 struct Args {
   std::string config_path;
@@ -34,33 +31,27 @@ struct Args {
   bool help = false;
 };
 
-Args parse_args(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      args.help = true;
-    } else if (a == "--resume") {
-      args.resume = comba::train::ResumeMode::required;
-    } else if (a == "--no-resume") {
-      args.resume = comba::train::ResumeMode::never;
-    } else if (a == "--set") {
-      if (i + 1 >= argc) throw std::invalid_argument("--set: expected key.path=value after it");
-      args.overrides.emplace_back(argv[++i]);
-    } else if (a.rfind("--set=", 0) == 0) {
-      args.overrides.push_back(a.substr(6));
-    } else if (!a.empty() && a[0] == '-') {
-      throw std::invalid_argument("unknown option " + a);
-    } else if (args.config_path.empty()) {
-      args.config_path = a;
-    } else {
-      throw std::invalid_argument("expected one config file, got a second one: " + a);
-    }
-  }
+// --help is the program's own: after the options it lists every config key with its value
+// (from CONFIG.yaml when one is given), so a config file does not have to come with it.
+std::optional<int> parse_args(int argc, char** argv, CLI::App& app, Args& args) {
+  cli::configure(app);
+  app.set_help_flag();
+  app.add_flag("-h,--help", args.help, "this help, then every config key with its value (from CONFIG.yaml if given)");
+  app.add_option("CONFIG.yaml", args.config_path, "the run's config (e.g. configs/default.yaml)");
+  app.add_option("--set", args.overrides, "override one config key, key.path=value (repeatable), e.g. "
+                                          "--set train.max_steps=20")
+      ->allow_extra_args(false);
+  bool resume = false, no_resume = false;
+  auto* required = app.add_flag("--resume", resume, "continue from the newest checkpoint; fail if there is none");
+  app.add_flag("--no-resume", no_resume, "start over even if the run directory holds checkpoints")->excludes(required);
+  app.footer("By default a run resumes from its checkpoint directory when one is there.");
+  if (const auto status = cli::parse(app, argc, argv)) return status;
+  if (resume) args.resume = comba::train::ResumeMode::required;
+  if (no_resume) args.resume = comba::train::ResumeMode::never;
   if (args.config_path.empty() && !args.help) {
-    throw std::invalid_argument("expected a config file (e.g. configs/default.yaml)");
+    return cli::usage_error(app, "expected a config file (e.g. configs/default.yaml)");
   }
-  return args;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -68,21 +59,23 @@ Args parse_args(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace comba::train;
   Args args;
+  CLI::App app{"Trains a Comba language model from a YAML config.", "comba-train"};
+  if (const auto status = parse_args(argc, argv, app, args)) return *status;
   TrainConfig config;
   try {
-    args = parse_args(argc, argv);
     if (!args.config_path.empty()) config = load_config(args.config_path, args.overrides);
   } catch (const ConfigError& e) {
     std::cerr << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "comba-train: " << e.what() << "\n" << kUsage;
-    return 2;
+    return cli::report_error("comba-train", e, cli::debug_from_env(), cli::kUsageError);
   }
   if (args.help) {
-    std::cout << kUsage << "\nConfig keys (current values):\n" << make_schema(config).describe();
+    std::cout << app.help() << "\nConfig keys (current values):\n" << make_schema(config).describe();
     return 0;
   }
+  // The C++ backtrace of a failure only for those who asked for debug output.
+  const bool debug = config.logging.level == "debug" || cli::debug_from_env();
   try {
     Trainer trainer(config, args.resume);
     const TrainSummary s = trainer.run();
@@ -109,7 +102,7 @@ int main(int argc, char** argv) {
     comba::log::error(e.what());
     return 3;
   } catch (const std::exception& e) {
-    comba::log::error(std::string("comba-train: ") + e.what());
+    comba::log::error("comba-train: " + cli::error_text(e, debug));
     return 1;
   }
 }

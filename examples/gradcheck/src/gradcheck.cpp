@@ -75,8 +75,19 @@ std::vector<int64_t> sample_indices(int64_t numel, int64_t max_samples, std::mt1
 
 double GradcheckReport::worst_rel_error() const {
   double worst = 0.0;
-  for (const auto& input : inputs) worst = std::max(worst, input.max_rel_error);
+  for (const auto& input : inputs) {
+    // A NaN error is the worst of all; std::max(worst, NaN) would return worst.
+    if (std::isnan(input.max_rel_error)) return input.max_rel_error;
+    worst = std::max(worst, input.max_rel_error);
+  }
   return worst;
+}
+
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  std::ostringstream out;
+  out << std::setprecision(4) << std::scientific << value;
+  return out.str();
 }
 
 GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<NamedInput>& inputs,
@@ -86,6 +97,8 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<NamedInput
                 "gradcheck: input `", input.name, "` expected dtype float64 (finite "
                 "differences need it), got ", input.value.scalar_type());
   }
+  TORCH_CHECK(std::isfinite(options.step) && options.step > 0,
+              "gradcheck: option `step` expected a finite number > 0, got ", options.step);
   Projection project(options.seed);
 
   // Analytic gradients by autograd.
@@ -151,12 +164,13 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<NamedInput
 
 std::string to_json(const InputReport& r, const std::string& context, double threshold) {
   std::ostringstream out;
-  out << std::setprecision(4) << std::scientific;
   out << '{' << context << (context.empty() ? "" : ",") << "\"input\":\"" << r.name
       << "\",\"numel\":" << r.numel << ",\"checked\":" << r.checked
-      << ",\"max_rel_error\":" << r.max_rel_error << ",\"max_abs_error\":" << r.max_abs_error
-      << ",\"grad_scale\":" << r.grad_scale << ",\"worst_index\":" << r.worst_index
-      << ",\"worst_analytic\":" << r.worst_analytic << ",\"worst_numeric\":" << r.worst_numeric
+      << ",\"max_rel_error\":" << json_number(r.max_rel_error)
+      << ",\"max_abs_error\":" << json_number(r.max_abs_error)
+      << ",\"grad_scale\":" << json_number(r.grad_scale) << ",\"worst_index\":" << r.worst_index
+      << ",\"worst_analytic\":" << json_number(r.worst_analytic)
+      << ",\"worst_numeric\":" << json_number(r.worst_numeric)
       << ",\"pass\":" << (r.max_rel_error <= threshold ? "true" : "false") << '}';
   return out.str();
 }

@@ -24,7 +24,7 @@
 namespace comba::tools {
 
 struct GradcheckOptions {
-  double step = 1e-6;                 // h of the central differences
+  double step = 1e-6;                 // h of the central differences; finite, > 0
   int64_t max_samples_per_input = 0;  // 0: every element; else a random sample of this size
   uint64_t seed = 0;                  // projection and sampling
 };
@@ -42,6 +42,7 @@ struct InputReport {
 
 struct GradcheckReport {
   std::vector<InputReport> inputs;
+  // The largest max_rel_error; NaN when any input's is NaN (a NaN never passes).
   double worst_rel_error() const;
 };
 
@@ -60,6 +61,9 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<NamedInput
 // One JSON object per line (no trailing newline), `context` is spliced in first, e.g.
 // "\"function\":\"chunk_comba\"".
 std::string to_json(const InputReport& report, const std::string& context, double threshold);
+// A number as to_json writes it (4 significant digits), or null when it is not finite:
+// JSON has no NaN.
+std::string json_number(double value);
 
 // ---- The Comba operator ------------------------------------------------------------------
 
