@@ -8,6 +8,7 @@
 #include "comba/nn/generate.h"
 #include "comba/nn/mlp.h"
 #include "comba/nn/model.h"
+#include "comba/nn/model_size.h"
 #include "comba/nn/padding.h"
 #include "comba/nn/rms_norm.h"
 #include "comba/nn/short_conv.h"
