@@ -29,6 +29,11 @@ install(TARGETS comba_torch comba_log comba_files comba_core comba_ops comba_nn 
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The SentencePiece plugin (io/CMakeLists.txt): loaded at run time from beside
+# libcomba_io, so it goes to the same folder; not part of the exported targets.
+if(TARGET comba_sentencepiece)
+  install(TARGETS comba_sentencepiece LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(DIRECTORY
     ${PROJECT_SOURCE_DIR}/core/include/
     ${PROJECT_SOURCE_DIR}/ops/include/

@@ -14,6 +14,8 @@ TORCH_VERSION="2.11.0"
 say() { echo "[setup] $*" >&2; }
 
 install_system_packages() {
+  # COMBA_SKIP_APT=1: never call the package manager (machines without a network).
+  [ "${COMBA_SKIP_APT:-0}" = 1 ] && return 0
   local missing=()
   [ -f /usr/include/yaml-cpp/yaml.h ] || missing+=(libyaml-cpp-dev)
   [ -f /usr/include/spdlog/spdlog.h ] || missing+=(libspdlog-dev)
@@ -21,20 +23,33 @@ install_system_packages() {
   [ -d /usr/include/gtest ] || missing+=(libgtest-dev)
   [ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
   [ -f /usr/include/CLI/CLI.hpp ] || missing+=(libcli11-dev)
-  # ninja and ccache only speed the build up: fetched when other packages are, else skipped.
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v ninja >/dev/null || missing+=(ninja-build)
-  command -v ccache >/dev/null || missing+=(ccache)
-  # SentencePiece is optional (tokenizers); fetched along with the rest.
-  [ -f /usr/include/sentencepiece_processor.h ] || missing+=(libsentencepiece-dev)
+  # Optional packages, each checked on its own: SentencePiece (tokenizers), ninja and ccache
+  # (faster builds). One that could not be installed is not tried again on every build
+  # (the stamp in the build dir remembers the list tried), unless required ones are missing.
+  local optional=()
+  [ -f /usr/include/sentencepiece_processor.h ] || optional+=(libsentencepiece-dev)
+  command -v ninja >/dev/null || optional+=(ninja-build)
+  command -v ccache >/dev/null || optional+=(ccache)
+  local stamp="$BUILD_DIR/.setup-optional-tried"
+  if [ ${#missing[@]} -eq 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${optional[*]}" ]; then
+    return 0
+  fi
+  [ ${#missing[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && return 0
+  local wanted=("${missing[@]}" "${optional[@]}")
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    say "installing ${missing[*]}"
+    say "installing ${wanted[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null || say "apt-get update failed; trying the install anyway"
-    apt-get install -y -qq "${missing[@]}" >/dev/null || say "could not install ${missing[*]}"
+    # One call for all; if an optional package breaks it, the required ones alone.
+    apt-get install -y -qq "${wanted[@]}" >/dev/null ||
+      { [ ${#missing[@]} -gt 0 ] && [ ${#optional[@]} -gt 0 ] && apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+      say "could not install ${wanted[*]}"
+    INSTALLED=1  # reconfigure: a build configured before may have gone without them
   else
-    say "missing ${missing[*]}; install them with your package manager"
+    [ ${#missing[@]} -eq 0 ] || say "missing ${missing[*]}; install them with your package manager"
+    [ ${#optional[@]} -eq 0 ] || say "optional, not installed: ${optional[*]}"
   fi
+  mkdir -p "$BUILD_DIR" && echo "${optional[*]}" >"$stamp"
 }
 
 has_torch() { "$1" -c 'import torch' >/dev/null 2>&1; }
@@ -56,6 +71,7 @@ find_torch_python() {
   echo "$ROOT/.venv/bin/python"
 }
 
+INSTALLED=0
 install_system_packages
 PYTHON="$(find_torch_python)"
 TORCH_INFO="$("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.utils.cmake_prefix_path)')"
@@ -66,7 +82,8 @@ say "torch $TORCH_FOUND (CUDA $CUDA_FOUND) from $PYTHON"
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 mkdir -p "$BUILD_DIR"
-if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] || [ "$ROOT/CMakeLists.txt" -nt "$BUILD_DIR/CMakeCache.txt" ]; then
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] || [ "$ROOT/CMakeLists.txt" -nt "$BUILD_DIR/CMakeCache.txt" ] ||
+   [ "$INSTALLED" = 1 ]; then
   say "configuring $BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}" \

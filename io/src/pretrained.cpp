@@ -3,6 +3,7 @@
 
 #include "comba/core/atomic_file.h"
 #include "comba/core/file_util.h"
+#include "comba/nn/model_size.h"
 
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
@@ -357,6 +358,10 @@ Pretrained load_pretrained(const std::string& dir, const LoadOptions& options) {
         break;
       }
     }
+  }
+  // The CPU copy was checked when the model was built; another device is checked here.
+  if (!options.device().is_cpu()) {
+    nn::check_parameters_fit(out.config.model, dtype.value_or(c10::ScalarType::Float), options.device());
   }
   out.model->to(options.device(), dtype.value_or(c10::ScalarType::Float));
   load_weights(out.model, dir);

@@ -11,7 +11,7 @@ TextGeneration generate_text(const Pretrained& pretrained, const std::string& pr
                              bool add_bos) {
   if (!pretrained.tokenizer) {
     throw std::runtime_error(std::string("generate_text: the model folder has no ") + kTokenizerFile +
-                             (Tokenizer::available() ? "" : " support (this build has no SentencePiece)"));
+                             (Tokenizer::available() ? "" : " support (" + Tokenizer::unavailable_reason() + ")"));
   }
   const auto& config = pretrained.config.model;
   TextGeneration out;

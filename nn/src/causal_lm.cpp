@@ -3,12 +3,15 @@
 
 #include "comba/core/checks.h"
 #include "comba/nn/linear_cross_entropy.h"
+#include "comba/nn/model_size.h"
 
 #include <torch/torch.h>
 
 namespace comba::nn {
 
 CombaForCausalLMImpl::CombaForCausalLMImpl(const CombaConfig& config) : config_(config) {
+  // With lm_head, before CombaModel allocates anything (see CombaModelImpl's constructor).
+  check_parameters_fit(config_, c10::typeMetaToScalarType(c10::get_default_dtype()), c10::kCPU);
   model = register_module("model", CombaModel(config_));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module(

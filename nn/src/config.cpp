@@ -1,6 +1,8 @@
 // CombaConfig's derived sizes and validation.
 #include "comba/nn/config.h"
 
+#include "comba/nn/model_size.h"
+
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -36,15 +38,23 @@ void CombaConfig::validate() const {
   TORCH_CHECK(expand_v > 0 && std::fabs(v_dim - std::round(v_dim)) < 1e-9,
               "CombaConfig: field `expand_v` expected head_dim * expand_v to be a positive integer, got ",
               head_dim, " * ", expand_v, " = ", v_dim);
+  // Sizes derived in floating point must fit int64 before they are converted.
+  constexpr double kMaxDerived = 4.0e18;
+  TORCH_CHECK(v_dim <= kMaxDerived, "CombaConfig: field `expand_v` expected head_dim * expand_v <= ", kMaxDerived,
+              ", got ", head_dim, " * ", expand_v, " = ", v_dim);
   TORCH_CHECK(intermediate_size >= 0, "CombaConfig: field `intermediate_size` expected >= 0 (0 = derived), got ",
               intermediate_size);
   TORCH_CHECK(intermediate_size > 0 || hidden_ratio > 0,
               "CombaConfig: field `hidden_ratio` expected > 0 when intermediate_size is 0, got ", hidden_ratio);
+  TORCH_CHECK(intermediate_size > 0 || static_cast<double>(hidden_size) * hidden_ratio * 2.0 / 3.0 <= kMaxDerived,
+              "CombaConfig: field `hidden_ratio` expected hidden_size * hidden_ratio * 2/3 <= ", kMaxDerived,
+              " when intermediate_size is 0, got ", hidden_size, " * ", hidden_ratio, " * 2/3");
   TORCH_CHECK(norm_eps > 0, "CombaConfig: field `norm_eps` expected > 0, got ", norm_eps);
   TORCH_CHECK(initializer_range >= 0, "CombaConfig: field `initializer_range` expected >= 0, got ",
               initializer_range);
   TORCH_CHECK(attn_mode == "chunk" || attn_mode == "fused_recurrent",
               "CombaConfig: field `attn_mode` expected \"chunk\" or \"fused_recurrent\", got \"", attn_mode, "\"");
+  count_parameters(*this);  // absurd sizes: products beyond int64 are errors naming the keys
 }
 
 }  // namespace comba::nn

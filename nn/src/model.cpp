@@ -4,6 +4,7 @@
 
 #include "comba/core/checks.h"
 #include "comba/nn/activation_checkpoint.h"
+#include "comba/nn/model_size.h"
 #include "comba/nn/padding.h"
 
 #include <torch/torch.h>
@@ -11,7 +12,10 @@
 namespace comba::nn {
 
 CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
-  config_.validate();
+  // Validates, and refuses (naming the bytes) a model the host memory cannot hold before
+  // allocating any of it: parameters are created on the CPU in the default dtype.
+  check_parameters_fit(config_, c10::typeMetaToScalarType(c10::get_default_dtype()), c10::kCPU,
+                       /*with_lm_head=*/false);
   embeddings = register_module("embeddings", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(CombaBlock(config_, i));

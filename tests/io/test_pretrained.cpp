@@ -287,6 +287,21 @@ TEST(Pretrained, LoadWeightsIntoAnExistingModel) {
 
 // ---- malformed folders -------------------------------------------------------------------
 
+// A config.json asking for more memory than the machine has (vocab_size 1e12) is refused
+// before anything is allocated, with the bytes and the keys (issue 15, case 6).
+TEST(Pretrained, FolderTooLargeForThisMachineSaysTheBytes) {
+  TempDir dir;
+  auto model = tiny_model();
+  save_pretrained(model, dir.path());
+  auto json = nlohmann::ordered_json::parse(read_text(dir.file("config.json")));
+  json["vocab_size"] = int64_t{1'000'000'000'000};
+  testing::write_bytes(dir.file("config.json"), json.dump());
+  const std::string error = error_of([&] { load_pretrained(dir.path()); });
+  // 2 x 1e12 x 32 embedding and lm_head parameters alone, in fp32.
+  EXPECT_THAT(error, ::testing::ContainsRegex("need [0-9]+ bytes .* but this machine has [0-9]+ bytes"));
+  EXPECT_THAT(error, HasSubstr("embeddings + lm_head = 2 x vocab_size x hidden_size = 2 x 1000000000000 x 32"));
+}
+
 TEST(Pretrained, MissingExtraOrMisshapenTensorsAreRejected) {
   TempDir dir;
   auto model = tiny_model();

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -21,14 +22,21 @@ using ::testing::HasSubstr;
 
 using testing::sentence;
 
-TEST(Tokenizer, UnavailableBuildSaysSo) {
-  if (Tokenizer::available()) GTEST_SKIP() << "this build has SentencePiece";
+// Also run by ctest with $COMBA_SENTENCEPIECE_LIBRARY naming a missing file (tests/io/
+// CMakeLists.txt): the override is the only place looked at, and the message names it.
+TEST(Tokenizer, UnavailableSaysWhy) {
+  if (Tokenizer::available()) GTEST_SKIP() << "SentencePiece support is available";
+  const char* library = std::getenv("COMBA_SENTENCEPIECE_LIBRARY");
+  const std::string why = library != nullptr && *library != '\0' ? library : "SentencePiece";
+  EXPECT_THAT(Tokenizer::unavailable_reason(), HasSubstr(why));
   try {
     Tokenizer t("x.model");
     FAIL() << "constructed without SentencePiece";
   } catch (const std::runtime_error& e) {
-    EXPECT_THAT(std::string(e.what()), HasSubstr("no SentencePiece"));
+    EXPECT_THAT(std::string(e.what()), HasSubstr("x.model"));
+    EXPECT_THAT(std::string(e.what()), HasSubstr(why));
   }
+  EXPECT_THROW(train_sentencepiece("corpus.txt", "sp", 100), std::runtime_error);
 }
 
 TEST(Tokenizer, TrainedModelRoundTripsText) {
@@ -61,6 +69,15 @@ TEST(Tokenizer, TrainedModelRoundTripsText) {
   }
   EXPECT_EQ(tok.decode({}), "");
   EXPECT_THROW(tok.decode({5, 120}), std::out_of_range);
+  EXPECT_THROW(tok.decode({-1}), std::out_of_range);
+
+  // Pieces and ids map both ways; the specials have SentencePiece's default spellings.
+  EXPECT_EQ(tok.id_to_piece(0), "<unk>");
+  EXPECT_EQ(tok.id_to_piece(1), "<s>");
+  EXPECT_EQ(tok.id_to_piece(2), "</s>");
+  for (int id = 3; id < tok.vocab_size(); ++id) EXPECT_EQ(tok.piece_to_id(tok.id_to_piece(id)), id);
+  EXPECT_EQ(tok.piece_to_id("no such piece"), tok.unk_id());
+  EXPECT_THROW(tok.id_to_piece(tok.vocab_size()), std::out_of_range);
   EXPECT_THROW(Tokenizer(dir.file("missing.model")), std::runtime_error);
   Tokenizer moved = Tokenizer(dir.file("sp.model"));
   EXPECT_EQ(moved.encode("kalo"), tok.encode("kalo"));

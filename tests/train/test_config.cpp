@@ -93,6 +93,17 @@ TEST(Config, EosIdsOutsideTheVocabularyNameTheKey) {
                           "model: {eos_token_id: -1}").empty());
 }
 
+// Absurd sizes whose products overflow int64 are config errors naming the keys, not
+// wrapped numbers or a failed allocation later (issue 15, case 6).
+TEST(Config, OverflowingSizesAreConfigErrors) {
+  EXPECT_TRUE(contains(problems_of("batch: {micro_batch_size: 10000000000, seq_len: 1000000000}"),
+                       "batch: micro_batch_size x seq_len x grad_accum_steps = 10000000000 x 1000000000 x 1 "
+                       "overflows int64"));
+  EXPECT_TRUE(contains(problems_of("model: {hidden_size: 1000000000}"),
+                       "model: CombaConfig: the parameter count overflows: num_hidden_layers x the parameters of "
+                       "one layer"));
+}
+
 TEST(Config, OverridesApplyAfterTheFileAndAreChecked) {
   const TrainConfig c = config_from_yaml("optimizer: {lr: 0.01}\n",
                                          {"optimizer.lr=0.003", "train.max_steps=20",

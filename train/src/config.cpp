@@ -164,6 +164,14 @@ std::vector<std::string> check_config(const TrainConfig& c) {
     what = what.substr(0, what.find('\n'));
     add("model: " + what);
   }
+  // Absurd batch sizes: a step's tokens must be countable (int64), before any allocation.
+  const auto& b = c.batch;
+  int64_t micro_tokens = 0, step_tokens = 0;
+  if (__builtin_mul_overflow(b.micro_batch_size, b.seq_len, &micro_tokens) ||
+      __builtin_mul_overflow(micro_tokens, b.grad_accum_steps, &step_tokens)) {
+    add("batch: micro_batch_size x seq_len x grad_accum_steps = " + std::to_string(b.micro_batch_size) + " x " +
+        std::to_string(b.seq_len) + " x " + std::to_string(b.grad_accum_steps) + " overflows int64");
+  }
   const auto& d = c.data;
   if (d.kind == "recall") {
     const int64_t need = 2 * (d.recall.num_pairs + d.recall.num_queries);

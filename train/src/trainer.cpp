@@ -14,6 +14,7 @@
 #include "comba/core/log.h"
 #include "comba/io/pretrained.h"
 #include "comba/nn/causal_lm.h"
+#include "comba/nn/model_size.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/data_source.h"
@@ -54,6 +55,32 @@ void add_log_file_once(const std::string& path) {
   static std::set<std::string> added;
   const std::lock_guard<std::mutex> lock(mutex);
   if (added.insert(path).second) log::add_file_sink(path);
+}
+
+// Refuses, before allocating anything, a run whose model state and batch cannot fit the
+// device: the weights, their gradients and AdamW's two moments (all in the weight dtype)
+// and one micro-batch's logits. A lower bound (activations come on top), so a run that
+// would fit is never refused.
+void check_training_memory(const TrainConfig& config, const Precision& precision, const torch::Device& device) {
+  const nn::ParameterCount count = nn::count_parameters(config.model);
+  const auto weight = static_cast<int64_t>(c10::elementSize(precision.weight_dtype));
+  const int64_t state = nn::checked_mul(count.total(), 4 * weight,
+                                        "training state bytes (4 copies x parameters x element size)");
+  const auto& b = config.batch;
+  const int64_t logits_elements = nn::checked_mul(
+      nn::checked_mul(b.micro_batch_size, b.seq_len, "batch.micro_batch_size x batch.seq_len"),
+      config.model.vocab_size, "batch.micro_batch_size x batch.seq_len x model.vocab_size");
+  const int64_t logit_bytes = precision.bf16_autocast ? 2 : weight;
+  const int64_t logits = nn::checked_mul(logits_elements, logit_bytes, "the logits' bytes");
+  const int64_t total = nn::checked_add(state, logits, "training bytes");
+  nn::check_memory_fits(
+      total, device, "training (" + config.precision + "): the weights, gradients, AdamW moments and logits",
+      "weights, gradients and 2 AdamW moments: 4 x " + std::to_string(count.total()) + " parameters x " +
+          std::to_string(weight) + " bytes = " + std::to_string(state) + " bytes (the largest part is " +
+          nn::largest_part(config.model, count) + "); one micro-batch's logits: batch.micro_batch_size x " +
+          "batch.seq_len x model.vocab_size = " + std::to_string(b.micro_batch_size) + " x " +
+          std::to_string(b.seq_len) + " x " + std::to_string(config.model.vocab_size) + " x " +
+          std::to_string(logit_bytes) + " bytes = " + std::to_string(logits) + " bytes");
 }
 
 log::Level level_of(const std::string& name) {
@@ -208,6 +235,7 @@ void Trainer::State::setup() {
     config.model = io::read_pretrained_config(config.model_init_from).model;
   }
   architecture = model_architecture(config);
+  check_training_memory(config, precision, device);
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();

@@ -10,6 +10,7 @@
 #include "comba/nn/linear_cross_entropy.h"
 #include "comba/nn/mlp.h"
 #include "comba/nn/model.h"
+#include "comba/nn/model_size.h"
 #include "comba/nn/padding.h"
 #include "comba/nn/rms_norm.h"
 #include "comba/nn/short_conv.h"
