@@ -101,8 +101,13 @@ int64_t device_memory_bytes(const c10::Device& device) {
     size_t free = 0, total = 0;
     C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
     // Memory the caching allocator reserved but no tensor uses is free to this process.
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-    const int64_t cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;  // [0]: all pools
+    // Before the process's first CUDA allocation the allocator has no state for the device
+    // (its stats query throws) and holds nothing.
+    int64_t cached = 0;
+    if (c10::cuda::CUDACachingAllocator::get()->initialized()) {
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+      cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;  // [0]: all pools
+    }
     return static_cast<int64_t>(free) + std::max<int64_t>(cached, 0);
   }
 #endif

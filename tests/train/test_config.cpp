@@ -74,7 +74,10 @@ TEST(Config, CrossSectionChecksNameTheKey) {
   EXPECT_TRUE(contains(problems_of("model: {vocab_size: 50}"), "model.vocab_size: the recall task needs at least"));
   EXPECT_TRUE(contains(problems_of("data: {kind: shards}"), "data.train_files: expected a glob pattern"));
   EXPECT_TRUE(contains(problems_of("data: {pack_documents: true}"),
-                       "data.pack_documents: only data.kind shards packs documents"));
+                       "data.pack_documents: only data.kind shards or random packs documents"));
+  EXPECT_TRUE(contains(problems_of("data: {kind: random, pack_documents: true}"),
+                       "data.random_doc_len: data.kind random with pack_documents needs a document length > 0"));
+  EXPECT_TRUE(problems_of("data: {kind: random, pack_documents: true, random_doc_len: 8}").empty());
   EXPECT_TRUE(contains(problems_of("device: tpu"), "device: expected auto, cpu, cuda or cuda:N, got \"tpu\""));
 }
 

@@ -214,8 +214,11 @@ std::vector<std::string> check_config(const TrainConfig& c) {
           " (256 bytes + BOS, EOS, PAD), got " + std::to_string(c.model.vocab_size));
     }
   }
-  if (d.pack_documents && d.kind != "shards") {
-    add("data.pack_documents: only data.kind shards packs documents, got data.kind \"" + d.kind + "\"");
+  if (d.pack_documents && d.kind != "shards" && d.kind != "random") {
+    add("data.pack_documents: only data.kind shards or random packs documents, got data.kind \"" + d.kind + "\"");
+  }
+  if (d.kind == "random" && d.pack_documents && d.random_doc_len == 0) {
+    add("data.random_doc_len: data.kind random with pack_documents needs a document length > 0, got 0");
   }
   const std::string& dev = c.device;
   const bool cuda_index = dev.rfind("cuda:", 0) == 0 && dev.size() > 5 &&
