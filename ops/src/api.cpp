@@ -15,6 +15,7 @@ std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, cons
   const auto p_or_none = p.value_or(at::Tensor());
   const auto beta_or_none = beta.value_or(at::Tensor());
   const auto pb = detail::validate_comba_inputs(fn, q, k, v, p_or_none, g, beta_or_none, options);
+  const auto gate = Function::FormType::gate(g);
   const bool needs_grad =
       at::GradMode::is_enabled() &&
       (q.requires_grad() || k.requires_grad() || v.requires_grad() || g.requires_grad() ||
@@ -22,7 +23,7 @@ std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, cons
        (beta_or_none.defined() && beta_or_none.requires_grad()) ||
        (options.initial_state().defined() && options.initial_state().requires_grad()));
   if (!needs_grad) {  // inference / decode: no autograd node, no saved tensors
-    auto out = Function::FormType::fwd(pb, {q, k, v, p_or_none, g, beta_or_none,
+    auto out = Function::FormType::fwd(pb, {q, k, v, p_or_none, gate, beta_or_none,
                                         options.initial_state(), options.cu_seqlens()},
                                        /*for_backward=*/false);
     return {out.o, options.output_final_state() ? out.final_state : at::Tensor()};
@@ -30,7 +31,7 @@ std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, cons
   auto optional = [](const at::Tensor& t) {
     return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
   };
-  auto out = Function::apply(q, k, v, optional(p_or_none), g, optional(beta_or_none),
+  auto out = Function::apply(q, k, v, optional(p_or_none), gate, optional(beta_or_none),
                              optional(options.initial_state()), optional(options.cu_seqlens()),
                              options);
   return {out[0], options.output_final_state() ? out[1] : at::Tensor()};

@@ -1,5 +1,7 @@
 #include "functions.h"
 
+#include <algorithm>
+
 namespace comba::detail {
 
 namespace {
@@ -35,9 +37,23 @@ variable_list CombaFunction<Form>::forward(AutogradContext* ctx, const at::Tenso
   return {out.o, out.final_state};
 }
 
+namespace {
+bool any_requires_grad(const variable_list& tensors) {
+  return std::any_of(tensors.begin(), tensors.end(),
+                     [](const at::Tensor& t) { return t.defined() && t.requires_grad(); });
+}
+}  // namespace
+
 template <typename Form>
 variable_list CombaFunction<Form>::backward(AutogradContext* ctx, variable_list grad_outputs) {
   const auto saved = ctx->get_saved_variables();
+  // create_graph=true runs this with grad mode on: the gradients would have to be
+  // differentiable, and neither the kernels nor the reference's out= GEMMs are.
+  TORCH_CHECK(!at::GradMode::is_enabled() ||
+                  !(any_requires_grad(grad_outputs) || any_requires_grad(saved)),
+              Form::kName,
+              ": double backward is not supported (the backward was asked for a graph, "
+              "create_graph=true); take the gradient with create_graph=false");
   const CombaInputs in{saved[kQ], saved[kK], saved[kV],       saved[kP],
                        saved[kG], saved[kBeta], saved[kInitial], saved[kCu]};
   const auto options = CombaOptions()

@@ -25,6 +25,11 @@ class CombaFunction : public torch::autograd::Function<CombaFunction<Form>> {
 };
 
 struct ChunkForm {
+  static constexpr const char* kName = "chunk_comba";
+  // In-chunk sums of g turn -inf into -inf - (-inf) = NaN: clamp first (comba.h,
+  // kMinLogDecay). clamp_min is recorded by autograd, so g's gradient below the floor is
+  // 0, the recurrence's exp(g) <dS, S_{t-1}> at exp(g) = 0.
+  static at::Tensor gate(const at::Tensor& g) { return g.clamp_min(kMinLogDecay); }
   static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
     return chunk_comba_fwd(pb, in, for_backward);
   }
@@ -35,6 +40,8 @@ struct ChunkForm {
 };
 
 struct FusedRecurrentForm {
+  static constexpr const char* kName = "fused_recurrent_comba";
+  static at::Tensor gate(const at::Tensor& g) { return g; }  // exp(-inf) = 0 is exact here
   static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
     return fused_recurrent_comba_fwd(pb, in, for_backward);
   }

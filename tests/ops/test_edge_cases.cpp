@@ -3,15 +3,18 @@
 // initial state through unchanged; omitted p is p = k and omitted beta is ones;
 // non-contiguous inputs give the same numbers as contiguous ones; results come back in
 // each input's dtype; use_reference_path reaches the ATen path, backward included; a
-// retained graph's second backward gives the first one's gradients. The Cuda* tests
-// repeat the numeric ones on the GPU (skipped without).
+// retained graph's second backward gives the first one's gradients; g = -inf (a hard
+// reset) gives the oracle's finite numbers in both forms; g = +inf / NaN returns; double
+// backward is a clear error. The Cuda* tests repeat them on the GPU (skipped without).
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "comba/ops/comba.h"
 #include "support/comba_case.h"
@@ -112,6 +115,146 @@ TEST_P(EdgeCases, CudaStrongDecayGateGradientExact) {
   check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, true);
 }
 
+// g = -inf is a hard reset (exp(g) = 0). The chunk form clamps g at kMinLogDecay, so both
+// forms must give finite results and gradients equal to the oracle's (which takes
+// exp(-inf) = 0 literally), with g's gradient exactly 0 at each reset. Resets on the
+// first token, mid-chunk, both sides of a chunk boundary, two in a row, the last token.
+struct Reset {
+  int64_t batch, token, value_head;
+};
+
+CaseConfig hard_reset_case() {
+  CaseConfig cfg;
+  cfg.batch = 2, cfg.seq_len = 2 * kChunkSize + 5;
+  cfg.heads = 1, cfg.value_heads = 2, cfg.key_dim = 16, cfg.value_dim = 8;
+  cfg.l2norm = cfg.initial_state = cfg.final_state = true;
+  cfg.seed = 11;
+  return cfg;
+}
+
+std::vector<Reset> hard_resets(const CaseConfig& cfg) {
+  const int64_t last = cfg.seq_len - 1;
+  return {{0, 0, 0},          {0, 30, 0}, {0, kChunkSize - 1, 0}, {0, kChunkSize, 1},
+          {0, last, 1},       {1, 40, 1}, {1, 41, 1},             {1, 2 * kChunkSize, 0},
+          {1, last, 0}};
+}
+
+CaseTensors with_hard_resets(const CaseConfig& cfg) {
+  CaseTensors t = make_case(cfg);
+  for (const Reset& r : hard_resets(cfg)) {
+    t.g.index_put_({r.batch, r.token, r.value_head}, -std::numeric_limits<double>::infinity());
+  }
+  return t;
+}
+
+// Only the forward's results when the run asked for no gradients.
+NamedTensors expected_results(const NamedTensors& oracle, const RunConfig& run) {
+  if (!run.inference) return oracle;
+  NamedTensors forward;
+  for (const auto& entry : oracle) {
+    if (entry.first == "o" || entry.first == "final_state") forward.push_back(entry);
+  }
+  return forward;
+}
+
+std::string run_label(Fn fn, const char* what, const RunConfig& run) {
+  return std::string(fn_name(fn)) + '/' + what + '/' + c10::toString(run.dtype) + '/' +
+         run.device.str() + (run.reference_path ? "/reference path" : "") +
+         (run.inference ? "/inference" : "");
+}
+
+void check_hard_reset(Fn fn, const std::vector<RunConfig>& runs) {
+  const CaseConfig cfg = hard_reset_case();
+  const CaseTensors t = with_hard_resets(cfg);
+  for (const RunConfig& run : runs) {
+    const std::string label = run_label(fn, "g=-inf", run);
+    const NamedTensors got = run_operator(fn, cfg, t, run);
+    expect_close(got, expected_results(run_oracle(cfg, round_to_run(t, run), run), run), run,
+                 label);
+    if (run.inference) continue;
+    const at::Tensor& dg = find(got, "dg");
+    for (const Reset& r : hard_resets(cfg)) {
+      EXPECT_EQ(dg[r.batch][r.token][r.value_head].item<double>(), 0.0)
+          << label << ": dg at batch " << r.batch << ", token " << r.token;
+    }
+  }
+}
+
+// The two forms against each other directly (each within the tolerance of the oracle,
+// so within twice of each other).
+void check_hard_reset_forms_agree(const std::vector<RunConfig>& runs) {
+  const CaseConfig cfg = hard_reset_case();
+  const CaseTensors t = with_hard_resets(cfg);
+  for (const RunConfig& run : runs) {
+    const std::string label = run_label(Fn::kChunk, "g=-inf, chunk vs recurrent", run);
+    const NamedTensors chunk = run_operator(Fn::kChunk, cfg, t, run);
+    const NamedTensors recurrent = run_operator(Fn::kRecurrent, cfg, t, run);
+    ASSERT_EQ(chunk.size(), recurrent.size()) << label;
+    for (const auto& [name, reference] : recurrent) {
+      const at::Tensor& value = find(chunk, name);
+      EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << label << ": " << name;
+      EXPECT_LE(relative_error(value, reference), 2 * tolerance_for(reference, run))
+          << label << ": " << name;
+    }
+  }
+}
+
+RunConfig with_reference_path(RunConfig run) {
+  run.reference_path = true;
+  return run;
+}
+
+RunConfig without_gradients(RunConfig run) {
+  run.inference = true;
+  return run;
+}
+
+TEST_P(EdgeCases, HardResetMatchesOracle) {
+  check_hard_reset(GetParam(), {kFloat64, kFloat32, kBFloat16, with_reference_path(kFloat32),
+                                without_gradients(kFloat32)});
+}
+
+TEST(HardReset, ChunkEqualsRecurrent) {
+  check_hard_reset_forms_agree({kFloat64, kFloat32, with_reference_path(kFloat64)});
+}
+
+TEST_P(EdgeCases, CudaHardResetMatchesOracle) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_hard_reset(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda),
+                                with_reference_path(on(kFloat32, cuda)),
+                                without_gradients(on(kFloat32, cuda)),
+                                without_gradients(on(kBFloat16, cuda))});
+}
+
+TEST(HardReset, CudaChunkEqualsRecurrent) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_hard_reset_forms_agree({on(kFloat32, cuda), on(kBFloat16, cuda)});
+}
+
+// g = +inf or NaN is not checked (a device sync per call): the call must still return,
+// and the bad value must show in the results rather than vanish.
+void check_non_finite_gate(Fn fn, const at::Device& device) {
+  CaseConfig cfg;
+  cfg.seq_len = kChunkSize + 3;
+  cfg.key_dim = 8, cfg.value_dim = 4;
+  for (const double bad : {std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()}) {
+    CaseTensors t = make_case(cfg);
+    t.g.index_put_({0, 5, 0}, bad);
+    const NamedTensors got = run_operator(fn, cfg, t, on(kFloat32, device));
+    EXPECT_FALSE(at::isfinite(find(got, "o")).all().item<bool>()) << fn_name(fn) << ", g = " << bad;
+  }
+}
+
+TEST_P(EdgeCases, PositiveInfinityOrNaNGateReturns) { check_non_finite_gate(GetParam(), at::kCPU); }
+
+TEST_P(EdgeCases, CudaPositiveInfinityOrNaNGateReturns) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  check_non_finite_gate(GetParam(), at::Device(at::kCUDA));
+}
+
 void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
   CaseConfig cfg;
   cfg.segments = {0, 3, 0, 0, 2, 0};
@@ -123,6 +266,8 @@ void check_zero_length_segments(Fn fn, const std::vector<RunConfig>& runs) {
                               c10::toString(run.dtype) + '/' + run.device.str();
     const NamedTensors got = run_operator(fn, cfg, t, run);
     const CaseTensors seen = round_to_run(t, run);
+    // Exact on any CPU or GEMM kernel: an empty segment's state only meets factors 1 and
+    // 0 (exp(0), beta = 0 and zero padding), products and sums that IEEE rounds exactly.
     for (const int64_t n : {0, 2, 3, 5}) {
       EXPECT_TRUE(at::equal(find(got, "final_state")[n], seen.initial_state[n]))
           << label << ": final state of segment " << n;
@@ -326,6 +471,7 @@ void check_backward_twice(Fn fn, const RunConfig& run) {
                                                   t.d_final_state.to(run.device, final_state.scalar_type())};
   const auto first = torch::autograd::grad(outputs, inputs, cotangents, /*retain_graph=*/true);
   const auto second = torch::autograd::grad(outputs, inputs, cotangents, /*retain_graph=*/false);
+  // Bit equality is sound here: the same shapes through the same kernels in one process.
   for (size_t i = 0; i < inputs.size(); ++i) {
     ASSERT_TRUE(first[i].defined() && second[i].defined()) << "gradient " << i;
     EXPECT_TRUE(at::equal(first[i], second[i])) << "gradient " << i << " differs on the second backward";
@@ -337,6 +483,46 @@ TEST_P(EdgeCases, RetainedGraphBackwardTwice) { check_backward_twice(GetParam(),
 TEST_P(EdgeCases, CudaRetainedGraphBackwardTwice) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   check_backward_twice(GetParam(), on(kBFloat16, at::Device(at::kCUDA)));
+}
+
+// Second-order gradients are not implemented: a gradient taken with create_graph=true
+// through the operator must say so, whether or not the incoming gradient itself needs a
+// graph (o.sum(): it does not; (o * o).sum(): it does).
+void check_double_backward_rejected(Fn fn, const RunConfig& run) {
+  const CaseConfig cfg = small_dense_case();
+  const CaseTensors t = make_case(cfg);
+  auto leaf = [&](const at::Tensor& x, at::ScalarType dtype) {
+    return x.to(run.device, dtype).detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(t.q, run.dtype), k = leaf(t.k, run.dtype), v = leaf(t.v, run.dtype),
+                   g = leaf(t.g, run.gate_dtype);
+  const std::string expected = std::string(fn_name(fn)) + ": double backward is not supported";
+  for (const bool squared : {false, true}) {
+    const auto [o, final_state] =
+        fn == Fn::kChunk ? chunk_comba(q, k, v, c10::nullopt, g, c10::nullopt)
+                         : fused_recurrent_comba(q, k, v, c10::nullopt, g, c10::nullopt);
+    const at::Tensor loss = squared ? (o * o).sum() : o.sum();
+    try {
+      const auto first = torch::autograd::grad({loss}, {q, g}, {}, /*retain_graph=*/c10::nullopt,
+                                               /*create_graph=*/true);
+      torch::autograd::grad({first[0].sum() + first[1].sum()}, {q});
+      ADD_FAILURE() << fn_name(fn) << ": double backward ran";
+    } catch (const std::exception& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(expected), std::string::npos) << message;
+    }
+  }
+}
+
+TEST_P(EdgeCases, DoubleBackwardIsAClearError) {
+  check_double_backward_rejected(GetParam(), kFloat64);
+}
+
+TEST_P(EdgeCases, CudaDoubleBackwardIsAClearError) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA);
+  check_double_backward_rejected(GetParam(), on(kBFloat16, cuda));
+  check_double_backward_rejected(GetParam(), on(kFloat32, cuda));
 }
 
 TEST_P(EdgeCases, NoFinalStateUnlessAsked) {

@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/oracle.h"
 
@@ -39,6 +42,41 @@ TEST(Oracle, OneStepByHand) {
   EXPECT_NEAR(out.o[0], o, 1e-15);
   EXPECT_NEAR(out.final_state[0], s1[0], 1e-15);
   EXPECT_NEAR(out.final_state[1], s1[1], 1e-15);
+}
+
+// g = -inf (a hard reset): exp(g) = 0 drops S0 from S1, but the correction still reads it:
+//   e = v - S0^T p = 3,  S1 = beta k e = [1.2; -2.4],  o = S1^T (scale q) = -1.8.
+// Every gradient is finite and g's is 0; all equal those at g = -800, where exp(g)
+// underflows to 0 without any -inf arithmetic.
+TEST(Oracle, OneStepHardResetByHand) {
+  OracleProblem pb;
+  pb.key_dim = 2;
+  pb.value_dim = 1;
+  pb.scale = 0.5;
+  const double minus_inf = -std::numeric_limits<double>::infinity();
+  OracleInputs in{{1.0, 2.0}, {0.5, -1.0}, {3.0}, {2.0, 1.0}, {minus_inf}, {0.8}, {1.0, -2.0}};
+  const OracleOutputs out = oracle_forward(pb, in);
+  EXPECT_NEAR(out.o[0], -1.8, 1e-15);
+  EXPECT_NEAR(out.final_state[0], 1.2, 1e-15);
+  EXPECT_NEAR(out.final_state[1], -2.4, 1e-15);
+
+  const std::vector<double> d_o{0.7}, d_final{-0.3, 0.9};
+  const OracleGrads grads = oracle_backward(pb, in, d_o, d_final);
+  in.g = {-800.0};
+  const OracleGrads underflow = oracle_backward(pb, in, d_o, d_final);
+  EXPECT_EQ(grads.g[0], 0.0);
+  const std::pair<const std::vector<double>*, const std::vector<double>*> pairs[] = {
+      {&grads.q, &underflow.q},       {&grads.k, &underflow.k},
+      {&grads.v, &underflow.v},       {&grads.p, &underflow.p},
+      {&grads.g, &underflow.g},       {&grads.beta, &underflow.beta},
+      {&grads.initial_state, &underflow.initial_state}};
+  for (const auto& [got, want] : pairs) {
+    ASSERT_EQ(got->size(), want->size());
+    for (size_t i = 0; i < got->size(); ++i) {
+      EXPECT_TRUE(std::isfinite((*got)[i]));
+      EXPECT_EQ((*got)[i], (*want)[i]);  // the same arithmetic on the same values
+    }
+  }
 }
 
 // With l2norm every q, k, p is scaled to (almost) unit norm before use.

@@ -162,6 +162,16 @@ TEST_P(Validation, GDtypeNeitherQsNorFloat32) {
   expect_error(c, {"`g`", "expected dtype Float", "got Half"});
 }
 
+// g and beta may have q's dtype or Float: when q is Float that is one dtype, named once.
+TEST_P(Validation, GDtypeNamesEachAllowedDtypeOnce) {
+  Call c;
+  c.g = c.g.to(at::kHalf);
+  expect_error(c, {"`g` expected dtype Float, got Half"});
+  c.q = c.q.to(at::kBFloat16), c.k = c.k.to(at::kBFloat16), c.v = c.v.to(at::kBFloat16);
+  c.p = c.p->to(at::kBFloat16);
+  expect_error(c, {"`g` expected dtype BFloat16 or Float, got Half"});
+}
+
 TEST_P(Validation, BetaNotFloating) {
   Call c;
   c.beta = at::ones({B, T, HV}, at::kLong);

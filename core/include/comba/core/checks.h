@@ -4,9 +4,10 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <sstream>
 #include <string>
-#include <initializer_list>
 
 namespace comba::core {
 
@@ -61,8 +62,10 @@ class ArgChecker {
     }
     std::ostringstream list;  // built only on failure: checks cost nothing on the hot path
     const char* separator = "";
-    for (const auto dt : allowed) {
-      list << separator << dt;
+    for (auto it = allowed.begin(); it != allowed.end(); ++it) {
+      // Callers list dtypes that may coincide ({q's dtype, Float}): name each once.
+      if (std::find(allowed.begin(), it, *it) != it) continue;
+      list << separator << *it;
       separator = " or ";
     }
     TORCH_CHECK(false, fn_, ": argument `", name, "` expected dtype ", list.str(), ", got ",

@@ -13,6 +13,13 @@
 // floating input; gradients come back in each input's dtype. On CUDA the backward frees
 // the forward's saved kernel workspace as it goes; a graph kept with retain_graph can be
 // walked again (that second backward recomputes the workspace: same gradients, slower).
+// Double backward (create_graph=true through the operator) is not supported: an error.
+//
+// g <= 0 is the log decay. g = -inf is allowed (a hard reset: exp(g) = 0, the old state
+// is dropped; the update's correction still reads it) and gives finite results and
+// gradients in both forms, g's gradient 0 there. chunk_comba takes g below kMinLogDecay
+// as kMinLogDecay (see there). g = +inf or NaN is not checked (that would cost a device
+// sync per call): the results are then non-finite.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
@@ -58,5 +65,15 @@ std::tuple<at::Tensor, at::Tensor> fused_recurrent_comba(const at::Tensor& q,
 
 // Chunk length of the chunked form (positions per WY block).
 inline constexpr int64_t kChunkSize = 64;
+
+// chunk_comba clamps g from below at this log decay, with zero gradient below it: the
+// chunked form works with in-chunk sums of g, and -inf - (-inf) would be NaN. exp(-40)
+// = 4.2e-18 is below fp64's unit roundoff (1.1e-16), so a clamped step keeps a share of
+// the old state that no result can resolve (unless the old state outweighs the new one
+// by 1e10 or more); the gradient it drops, exp(g) <dS, S_{t-1}>, is as small. A lower
+// floor costs precision: after a clamped step the in-chunk sums have magnitude >= |floor|,
+// which fp32 resolves only to ulp(|floor|) (3.8e-6 at 40, 1.5e-5 at 128), an error every
+// later decay factor of the chunk inherits.
+inline constexpr double kMinLogDecay = -40.0;
 
 }  // namespace comba
