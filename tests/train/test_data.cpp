@@ -237,6 +237,24 @@ TEST(ShardSource, TokenIdsPastTheVocabularyNamedWhereTheyAre) {
   core::remove_tree(dir);
 }
 
+// Random tokens for long-context benchmarks: with random_doc_len and pack_documents, each
+// micro-batch is one row of equal documents (EOS last) separated by cu_seqlens.
+TEST(RandomSource, PackedDocumentsOfTheGivenLength) {
+  DataOptions options;
+  options.kind = "random";
+  options.pack_documents = true;
+  options.random_doc_len = 8;
+  BatchOptions batch;
+  batch.micro_batch_size = 2;
+  batch.seq_len = 16;
+  const auto source = make_data_source(options, batch, 3, 50, /*eos_id=*/7);
+  const Batch b = source->train_batch(4);
+  ASSERT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{1, 32}));
+  EXPECT_TRUE(torch::equal(b.cu_seqlens, torch::tensor(std::vector<int64_t>{0, 8, 16, 24, 32})));
+  for (int64_t end : {7, 15, 23, 31}) EXPECT_EQ(b.input_ids[0][end].item<int64_t>(), 7) << end;
+  EXPECT_TRUE(same(b, source->train_batch(4)));
+}
+
 TEST(Prefetcher, BatchesInIndexOrderFromStart) {
   DataOptions o;
   BatchOptions shape;

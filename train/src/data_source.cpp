@@ -68,6 +68,10 @@ class RandomSource final : public DataSource {
     std::vector<int64_t> ids(batch_.micro_batch_size * batch_.seq_len);
     for (auto& t : ids) t = static_cast<int64_t>(rng.below(vocab_));
     if (doc_len_ > 0) {
+      // EOS exactly at each document's end and nowhere else (a drawn EOS would split one).
+      for (auto& t : ids) {
+        if (t == eos_) t = (t + 1) % vocab_;
+      }
       for (size_t i = static_cast<size_t>(doc_len_ - 1); i < ids.size(); i += static_cast<size_t>(doc_len_)) {
         ids[i] = eos_;
       }
