@@ -77,16 +77,18 @@ torch::Tensor CombaModelImpl::forward(const torch::Tensor& input_ids, const Mode
       cu_seqlens = unpadding.cu_seqlens;
     }
   }
-  const bool recompute_blocks = gradient_checkpointing_ && is_training() && !inputs.cache();
+  const auto recompute = is_training() && !inputs.cache() ? recompute_ : Recompute::kNone;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     const auto layer_inputs = CombaLayerInputs()
                                   .cu_seqlens(cu_seqlens)
                                   .state(inputs.cache() ? &inputs.cache()->layer(i) : nullptr);
     auto block = layers->ptr<CombaBlockImpl>(static_cast<size_t>(i));
-    if (recompute_blocks) {
+    if (recompute == Recompute::kBlock) {
       // Captured by value: the backward runs the block again after this frame is gone.
       hidden = activation_checkpoint([block, layer_inputs](const torch::Tensor& x) { return block->forward(x, layer_inputs); },
                                      hidden);
+    } else if (recompute == Recompute::kMixer) {
+      hidden = block->forward_recomputing_mixer(hidden, layer_inputs);
     } else {
       hidden = block->forward(hidden, layer_inputs);
     }

@@ -263,7 +263,7 @@ int64_t count_graph_nodes(const torch::Tensor& t, const std::string& name) {
 
 }  // namespace
 
-// Activation checkpointing of blocks changes memory, not numbers: the loss and every
+// Activation recompute (mixer branches or whole blocks) changes memory, not numbers: the loss and every
 // parameter's gradient equal the plain model's (fp64: 1e-12; bf16 autocast: the recompute
 // runs the same bf16 kernels on the same shapes, so within a bf16 roundoff), dense and
 // packed.
@@ -290,16 +290,21 @@ TEST(CombaForCausalLM, GradientCheckpointingGivesTheSameLossAndGradients) {
     const auto& input = c.packed ? packed_ids : ids;
     auto inputs = LMInputs().labels(input);
     if (c.packed) inputs.cu_seqlens(cu);
-    lm->model->set_gradient_checkpointing(false);
+    using Recompute = CombaModelImpl::Recompute;
+    lm->model->set_recompute(Recompute::kNone);
     const auto plain = loss_gradients(lm, input, inputs, c.autocast);
-    lm->model->set_gradient_checkpointing(true);
-    const auto recomputed = loss_gradients(lm, input, inputs, c.autocast);
-    EXPECT_EQ(count_graph_nodes(lm->summed_next_token_loss(input, inputs), "CheckpointFunction"),
-              config.num_hidden_layers);
-    lm->model->set_gradient_checkpointing(false);
-    for (const auto& [name, grad] : plain) {
-      EXPECT_LE(rel_diff(recomputed.at(name), grad), c.tolerance) << c.name << " " << name;
+    for (const auto policy : {Recompute::kMixer, Recompute::kBlock}) {
+      const char* policy_name = policy == Recompute::kMixer ? "mixer" : "block";
+      lm->model->set_recompute(policy);
+      const auto recomputed = loss_gradients(lm, input, inputs, c.autocast);
+      EXPECT_EQ(count_graph_nodes(lm->summed_next_token_loss(input, inputs), "CheckpointFunction"),
+                config.num_hidden_layers)
+          << policy_name;
+      for (const auto& [name, grad] : plain) {
+        EXPECT_LE(rel_diff(recomputed.at(name), grad), c.tolerance) << c.name << " " << policy_name << " " << name;
+      }
     }
+    lm->model->set_recompute(Recompute::kNone);
   }
 }
 

@@ -392,18 +392,21 @@ TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
   core::remove_tree(dir);
 }
 
-// train.recompute: block (activation checkpointing) runs each block again in backward:
-// the same fp32 loss curve as keeping every activation (the recompute repeats the same
-// CPU kernels on the same shapes; the bound allows a last-bit difference in a reduction).
-TEST(Trainer, RecomputeBlocksGivesTheSameLossCurve) {
+// train.recompute: mixer / block (activation checkpointing) run each block's mixer branch
+// or the whole block again in backward: the same fp32 loss curve as keeping every
+// activation (the recompute repeats the same CPU kernels on the same shapes; the bound
+// allows a last-bit difference in a reduction).
+TEST(Trainer, RecomputeGivesTheSameLossCurve) {
   const TrainSummary kept = Trainer(tiny(fresh_dir("recompute_none"), {"train.max_steps=4"})).run();
-  const TrainSummary recomputed =
-      Trainer(tiny(fresh_dir("recompute_block"), {"train.max_steps=4", "train.recompute=block"})).run();
   ASSERT_EQ(kept.losses.size(), 4u);
   const auto expected = losses(kept);
-  const auto got = losses(recomputed);
-  ASSERT_EQ(got.size(), expected.size());
-  for (const auto& [step, loss] : expected) EXPECT_NEAR(got.at(step), loss, 1e-6 * loss) << "step " << step;
+  for (const std::string policy : {"mixer", "block"}) {
+    const TrainSummary recomputed =
+        Trainer(tiny(fresh_dir("recompute_" + policy), {"train.max_steps=4", "train.recompute=" + policy})).run();
+    const auto got = losses(recomputed);
+    ASSERT_EQ(got.size(), expected.size()) << policy;
+    for (const auto& [step, loss] : expected) EXPECT_NEAR(got.at(step), loss, 1e-6 * loss) << policy << " step " << step;
+  }
 }
 
 }  // namespace

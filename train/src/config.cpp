@@ -129,8 +129,8 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("train.benchmark", &c.train.benchmark, "");
   s.add("train.benchmark_warmup", &c.train.benchmark_warmup, nonneg, "");
   s.add("train.threads", &c.train.threads, nonneg, "0: LibTorch default");
-  s.add("train.recompute", &c.train.recompute, {"none", "block"},
-        "block: keep only each block's input, run it again in backward (less memory)");
+  s.add("train.recompute", &c.train.recompute, {"none", "mixer", "block"},
+        "run again in backward instead of keeping activations: mixer (the attn branch) or block");
 
   s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
   s.add("eval.batches", &c.eval.batches, nonneg, "");

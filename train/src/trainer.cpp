@@ -239,7 +239,9 @@ void Trainer::State::setup() {
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();
-  model->model->set_gradient_checkpointing(config.train.recompute == "block");
+  model->model->set_recompute(config.train.recompute == "block"   ? nn::CombaModelImpl::Recompute::kBlock
+                              : config.train.recompute == "mixer" ? nn::CombaModelImpl::Recompute::kMixer
+                                                                  : nn::CombaModelImpl::Recompute::kNone);
   parameters = model->parameters();
   optimizer = make_optimizer(*model, config.optimizer);
   data = make_data_source(config.data, config.batch, static_cast<uint64_t>(config.seed),

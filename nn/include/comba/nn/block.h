@@ -14,6 +14,10 @@ class CombaBlockImpl : public torch::nn::Module {
  public:
   CombaBlockImpl(const CombaConfig& config, int64_t layer_idx);
   torch::Tensor forward(const torch::Tensor& hidden, const CombaLayerInputs& inputs = {});
+  // The same numbers, with the mixer branch (attn_norm -> attn, about two thirds of the
+  // block's activation memory) run again in backward instead of kept
+  // (activation_checkpoint.h); the MLP keeps its activations.
+  torch::Tensor forward_recomputing_mixer(const torch::Tensor& hidden, const CombaLayerInputs& inputs = {});
 
   RMSNorm attn_norm{nullptr};
   CombaLayer attn{nullptr};

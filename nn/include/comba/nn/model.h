@@ -32,12 +32,16 @@ class CombaModelImpl : public torch::nn::Module {
 
   const CombaConfig& config() const { return config_; }
 
-  // Activation checkpointing of whole blocks (Hugging Face's gradient_checkpointing): in
-  // training with gradients, each block keeps only its input and is run again in backward
-  // (activation_checkpoint.h). Same numbers, about a third more compute, a fraction of the
-  // activation memory. Off by default; never used with a decode cache.
-  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
-  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+  // Activation recompute in training with gradients (activation_checkpoint.h): kBlock
+  // keeps only each block's input and runs the whole block again in backward (Hugging
+  // Face's gradient_checkpointing); kMixer runs only the mixer branch again (attn_norm ->
+  // attn: most of the activation memory for less of the compute). Same numbers either way.
+  // Off by default; never used with a decode cache.
+  enum class Recompute { kNone, kMixer, kBlock };
+  void set_recompute(Recompute policy) { recompute_ = policy; }
+  Recompute recompute() const { return recompute_; }
+  void set_gradient_checkpointing(bool enabled) { recompute_ = enabled ? Recompute::kBlock : Recompute::kNone; }
+  bool gradient_checkpointing() const { return recompute_ == Recompute::kBlock; }
 
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -45,7 +49,7 @@ class CombaModelImpl : public torch::nn::Module {
 
  private:
   CombaConfig config_;
-  bool gradient_checkpointing_ = false;
+  Recompute recompute_ = Recompute::kNone;
 };
 TORCH_MODULE(CombaModel);
 
