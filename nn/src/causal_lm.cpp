@@ -73,19 +73,32 @@ torch::Tensor CombaForCausalLMImpl::summed_next_token_loss(const torch::Tensor& 
                               LinearCrossEntropyOptions().ignore_index(kIgnoreIndex));
 }
 
-torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const core::ArgChecker check("causal_lm_loss");
+namespace {
+
+// The summed loss, its argument errors naming `caller`.
+torch::Tensor summed_loss(const char* caller, const torch::Tensor& logits, const torch::Tensor& labels) {
+  const core::ArgChecker check(caller);
   check.rank(logits, "logits", 3, "[B, T, V]").floating(logits, "logits");
   check.shape(labels, "labels", {logits.size(0), logits.size(1)}, "[B, T]");
   check.dtype_in(labels, "labels", {torch::kLong});
   const int64_t vocab = logits.size(2), seq_len = logits.size(1);
   const auto predictions = logits.slice(1, 0, std::max<int64_t>(seq_len - 1, 0)).to(torch::promote_types(logits.scalar_type(), torch::kFloat)).reshape({-1, vocab});
   const auto targets = labels.slice(1, 1).reshape({-1}).to(logits.device());
-  const auto total = torch::nn::functional::cross_entropy(
+  return torch::nn::functional::cross_entropy(
       predictions, targets,
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+}
+
+}  // namespace
+
+torch::Tensor summed_causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return summed_loss("summed_causal_lm_loss", logits, labels);
+}
+
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const auto total = summed_loss("causal_lm_loss", logits, labels);
   // Mean over counted targets; an all-ignored batch gives 0 rather than 0 / 0.
-  const auto counted = targets.ne(kIgnoreIndex).sum().to(torch::kFloat).clamp_min(1.0);
+  const auto counted = labels.slice(1, 1).ne(kIgnoreIndex).sum().to(logits.device()).to(torch::kFloat).clamp_min(1.0);
   return total / counted;
 }
 

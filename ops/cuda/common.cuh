@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "comba/core/cuda_element.cuh"
+#include "l2norm_eps.h"
 
 namespace comba::cuda {
 

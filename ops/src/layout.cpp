@@ -2,11 +2,11 @@
 
 #include <vector>
 
+#include "../cuda/l2norm_eps.h"
+
 namespace comba::detail {
 
 namespace {
-constexpr double kL2NormEps = 1e-6;
-
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // [N, H, Tp, D] -> [N, HV, Tp, D], each head repeated over its group of value heads.

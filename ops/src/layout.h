@@ -51,7 +51,7 @@ class TokenLayout {
   at::Tensor scatter_;  // varlen: [T] rows of [N * Tp]
 };
 
-// x / sqrt(sum(x^2) + 1e-6) over the last dim, and its backward.
+// x / sqrt(sum(x^2) + kL2NormEps) over the last dim (ops/cuda/l2norm_eps.h), and its backward.
 at::Tensor l2norm_fwd(const at::Tensor& x);
 at::Tensor l2norm_bwd(const at::Tensor& x, const at::Tensor& grad_y);
 

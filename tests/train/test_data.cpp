@@ -12,12 +12,15 @@
 
 #include "comba/train/data_source.h"
 #include "comba/core/file_util.h"
+#include "comba/nn/labels.h"
 #include "comba/train/prefetcher.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
 
 namespace comba::train {
 namespace {
+
+using nn::kIgnoreIndex;
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = "/tmp/comba_data_" + name;

@@ -236,7 +236,7 @@ TEST(GradientAccumulation, NMicroBatchesOfBEqualOneBatchOfNB_fp64) {
   model->zero_grad();
   const auto loss = accumulate_gradients_with(logits_of, micro, Precision::from_name("fp64"));
   const Batch all = concat(micro);
-  const double reference = summed_token_loss(model->forward(all.input_ids), all.labels).item<double>() /
+  const double reference = nn::summed_causal_lm_loss(model->forward(all.input_ids), all.labels).item<double>() /
                            static_cast<double>(all.num_targets);
   EXPECT_NEAR(loss.item<double>(), reference, 1e-14 * reference);
 }
@@ -262,7 +262,7 @@ TEST(Loss, SummedTokenLossMatchesTheModelsMeanLoss) {
   labels.index_put_({1, torch::indexing::Slice(0, 5)}, -100);
   const auto out = model->forward(ids, nn::LMInputs().labels(labels));
   const auto counted = (labels.slice(1, 1) != -100).sum().item<double>();
-  EXPECT_NEAR(summed_token_loss(out.logits, labels).item<double>() / counted,
+  EXPECT_NEAR(nn::summed_causal_lm_loss(out.logits, labels).item<double>() / counted,
               out.loss.item<double>(), 1e-5);
 }
 

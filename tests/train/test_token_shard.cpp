@@ -8,11 +8,14 @@
 
 #include "comba/core/file_util.h"
 #include "comba/train/packing.h"
+#include "comba/nn/labels.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
 
 namespace comba::train {
 namespace {
+
+using nn::kIgnoreIndex;
 
 class ShardTest : public ::testing::Test {
  protected:

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include "comba/train/recall_task.h"
+#include "comba/nn/labels.h"
 
 namespace comba::train {
 
@@ -32,7 +32,7 @@ Batch make_batch(const std::vector<int64_t>& input_ids, const std::vector<int64_
   batch.labels = torch::tensor(labels, opts).view({rows, cols});
   if (!cu_seqlens.empty()) batch.cu_seqlens = torch::tensor(cu_seqlens, opts);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 1; c < cols; ++c) batch.num_targets += labels[r * cols + c] != kIgnoreIndex;
+    for (int64_t c = 1; c < cols; ++c) batch.num_targets += labels[r * cols + c] != nn::kIgnoreIndex;
   }
   return batch;
 }

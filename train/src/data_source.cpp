@@ -8,6 +8,7 @@
 
 #include "comba/core/file_util.h"
 #include "comba/core/mapped_file.h"
+#include "comba/nn/labels.h"
 #include "comba/train/packing.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/rng.h"
@@ -189,7 +190,7 @@ class CorpusSource final : public DataSource {
       const auto window = sampler.sample(rng, cols, pad_, row);
       if (vocab_size_ > 0) sampler.check_ids(window, row, vocab_size_);
       const int64_t real = window.real;
-      for (int64_t c = 0; c < cols; ++c) labels[r * cols + c] = c < real ? row[c] : kIgnoreIndex;
+      for (int64_t c = 0; c < cols; ++c) labels[r * cols + c] = c < real ? row[c] : nn::kIgnoreIndex;
     }
     return make_batch(ids, labels, rows, cols);
   }

@@ -1,7 +1,7 @@
 // Document boundaries for packed training (see packing.h).
 #include "comba/train/packing.h"
 
-#include "comba/train/recall_task.h"
+#include "comba/nn/labels.h"
 
 namespace comba::train {
 
@@ -13,7 +13,7 @@ PackedWindow pack_documents(const std::vector<int64_t>& tokens, int64_t eos_id) 
   for (int64_t i = 0; i + 1 < length; ++i) {
     if (tokens[i] == eos_id) {
       packed.cu_seqlens.push_back(i + 1);
-      packed.labels[i + 1] = kIgnoreIndex;
+      packed.labels[i + 1] = nn::kIgnoreIndex;
     }
   }
   packed.cu_seqlens.push_back(length);

@@ -1,6 +1,8 @@
 // MQAR sequence generator (see recall_task.h).
 #include "comba/train/recall_task.h"
 
+#include "comba/nn/labels.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -17,7 +19,7 @@ TokenSequence make_recall_sequence(const RecallOptions& options, int64_t seq_len
   }
   TokenSequence seq;
   seq.input_ids.assign(seq_len, 0);
-  seq.labels.assign(seq_len, kIgnoreIndex);
+  seq.labels.assign(seq_len, nn::kIgnoreIndex);
 
   // Distinct keys by a partial Fisher-Yates shuffle of 1..key_vocab.
   std::vector<int64_t> keys(options.key_vocab);

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include "comba/train/recall_task.h"
+#include "comba/nn/labels.h"
 
 namespace comba::train {
 namespace {
@@ -14,23 +14,7 @@ nn::LMInputs model_inputs(const Batch& batch) {
   return inputs;
 }
 
-torch::Dtype loss_dtype(const torch::Tensor& logits) {
-  return logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 }  // namespace
-
-torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const int64_t vocab = logits.size(-1);
-  const int64_t seq = logits.size(1);
-  const auto predictions =
-      logits.slice(1, 0, seq - 1).to(loss_dtype(logits)).reshape({-1, vocab});
-  const auto targets = labels.slice(1, 1).reshape({-1});
-  return torch::nn::functional::cross_entropy(
-      predictions, targets,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(
-          torch::kSum));
-}
 
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
                                    const Precision& precision, const StepSync& sync) {
@@ -45,7 +29,7 @@ torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vecto
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
                                         const Precision& precision, const StepSync& sync) {
   return accumulate_summed_losses(
-      [&logits_of](const Batch& batch) { return summed_token_loss(logits_of(batch), batch.labels); }, micro,
+      [&logits_of](const Batch& batch) { return nn::summed_causal_lm_loss(logits_of(batch), batch.labels); }, micro,
       precision, sync);
 }
 
@@ -98,13 +82,13 @@ EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& ba
     const Batch batch = host_batch.to(device);
     const AutocastScope autocast(device, precision.bf16_autocast);
     const auto out = model->forward(batch.input_ids, model_inputs(batch));
-    loss_sum += summed_token_loss(out.logits, batch.labels).to(torch::kDouble);
+    loss_sum += nn::summed_causal_lm_loss(out.logits, batch.labels).to(torch::kDouble);
     targets += batch.num_targets;
     if (accuracy) {
       const int64_t seq = out.logits.size(1);
       const auto predicted = out.logits.slice(1, 0, seq - 1).argmax(-1);
       const auto wanted = batch.labels.slice(1, 1);
-      correct += (predicted.eq(wanted) & wanted.ne(kIgnoreIndex)).sum();
+      correct += (predicted.eq(wanted) & wanted.ne(nn::kIgnoreIndex)).sum();
     }
   }
   model->train();

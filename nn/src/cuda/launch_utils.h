@@ -1,5 +1,5 @@
 // Small helpers shared by the nn CUDA launchers (torch side): alignment tests for the
-// vectorised kernels, launch error reporting.
+// vectorised kernels (launch errors: comba/core/cuda_launch.h).
 #pragma once
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
@@ -14,10 +14,6 @@ namespace comba::nn::detail::cuda {
 inline bool aligned_for_vec(const at::Tensor& t, int64_t vec) {
   const auto address = reinterpret_cast<std::uintptr_t>(t.data_ptr());
   return address % static_cast<std::uintptr_t>(vec * t.element_size()) == 0;
-}
-
-inline void check_launch(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, ": CUDA kernel launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
 }  // namespace comba::nn::detail::cuda

@@ -4,6 +4,7 @@
 
 #include "../../cuda/rms_norm/rms_norm_params.h"
 #include "../../cuda/rms_norm/rms_norm_traits.h"
+#include "comba/core/cuda_launch.h"
 #include "launch_utils.h"
 #include "launchers.h"
 
@@ -58,8 +59,8 @@ RMSNormFwd rms_norm_fwd(const at::Tensor& x, const at::Tensor& weight, const at:
   p.y = out.y.data_ptr();
   p.rstd = out.rstd.data_ptr<float>();
   const bool vectorized = vectorizable(p, {&x, &weight, &gate, &out.y}, x.element_size());
-  check_launch(kernels::launch_rms_norm_fwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
-               "rms_norm forward");
+  core::check_launch(kernels::launch_rms_norm_fwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
+                     "rms_norm", "forward");
   return out;
 }
 
@@ -84,8 +85,8 @@ RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const a
   p.dw_partial = partial.data_ptr<float>();
   p.dw = grads.weight.data_ptr<float>();
   const bool vectorized = vectorizable(p, {&x, &weight, &gate, &dy, &grads.x, &grads.gate}, x.element_size());
-  check_launch(kernels::launch_rms_norm_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
-               "rms_norm backward");
+  core::check_launch(kernels::launch_rms_norm_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
+                     "rms_norm", "backward");
   return grads;
 }
 

@@ -6,6 +6,7 @@
 
 #include "../../cuda/short_conv/short_conv_params.h"
 #include "../../cuda/short_conv/short_conv_traits.h"
+#include "comba/core/cuda_launch.h"
 #include "launch_utils.h"
 #include "launchers.h"
 
@@ -61,7 +62,7 @@ ShortConvFwd short_conv_fwd(const at::Tensor& x, const at::Tensor& weight, const
   const bool vectorized = p.channels % ShortConvTraits::kVec == 0 &&
                           aligned_for_vec(x, ShortConvTraits::kVec) && aligned_for_vec(out.y, ShortConvTraits::kVec);
   const int err = kernels::launch_short_conv_fwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream());
-  check_launch(err, "short_convolution forward");
+  core::check_launch(err, "short_convolution", "forward");
   return out;
 }
 
@@ -90,7 +91,7 @@ ShortConvGrads short_conv_bwd(const at::Tensor& x, const at::Tensor& weight, con
                           aligned_for_vec(dy, ShortConvTraits::kVec) &&
                           aligned_for_vec(grads.x, ShortConvTraits::kVec);
   const int err = kernels::launch_short_conv_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream());
-  check_launch(err, "short_convolution backward");
+  core::check_launch(err, "short_convolution", "backward");
   // Window slot j holds weight j - (W - taps); the last row is the bias.
   grads.weight = total.slice(0, W - p.taps, W).t().contiguous();
   grads.bias = total[W];

@@ -187,7 +187,7 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
       ss += __shfl_xor_sync(0xffffffffu, ss, 2);
       if (quarter == 0) {
         float* out = which == 0 ? s_rq : which == 1 ? s_rk : s_rp;
-        out[r] = p.use_l2norm ? rsqrtf(ss + 1e-6f) : 1.f;
+        out[r] = p.use_l2norm ? rsqrtf(ss + static_cast<float>(kL2NormEps)) : 1.f;
       }
     }
   }

@@ -116,7 +116,7 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-// 1 / ||x|| over the K elements of x (the l2norm's factor, eps 1e-6), in every lane; 1
+// 1 / ||x|| over the K elements of x (the l2norm's factor, eps kL2NormEps), in every lane; 1
 // when not `enabled`.
 template <typename E>
 __device__ __forceinline__ float warp_inverse_norm(const E* x, int K, int lane, bool enabled = true) {
@@ -126,7 +126,7 @@ __device__ __forceinline__ float warp_inverse_norm(const E* x, int K, int lane, 
     const float e = to_float(x[r]);
     ss += e * e;
   }
-  return rsqrtf(warp_sum(ss) + 1e-6f);
+  return rsqrtf(warp_sum(ss) + static_cast<float>(kL2NormEps));
 }
 
 // This warp's share of S^T x over its Rows state rows: out[c] = sum_i x(i) S[i][c]

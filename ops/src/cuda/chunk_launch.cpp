@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "../../cuda/chunk/chunk_params.h"
+#include "comba/core/cuda_launch.h"
+#include "comba/ops/comba.h"
 #include "kernel_inputs.h"
 #include "launchers.h"
 
@@ -17,10 +19,9 @@ namespace {
 
 namespace kc = comba::cuda;
 
-void check_launch(int err, const char* stage) {
-  TORCH_CHECK(err == 0, "chunk_comba: CUDA kernel ", stage, " failed: ",
-              cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
+// The kernels' chunk length is the host's: chunk counts, workspace shapes and the ATen
+// reference all use kChunkSize.
+static_assert(kc::kChunk == kChunkSize, "kernel chunk length (kChunk) != kChunkSize");
 
 // Global chunk numbering: the first chunk of each packed sequence on the device
 // (undefined when dense) and the number of chunks.
@@ -87,7 +88,7 @@ PrepWorkspace run_prep(const CombaProblem& pb, const Prepared& in, kc::ChunkPara
   p.kf = ws.kf.data_ptr<float>();
   p.gamma = ws.gamma.data_ptr<float>();
   p.t_inv = ws.t_inv.data_ptr();
-  check_launch(kc::launch_chunk_prep(p, stream), "prep");
+  core::check_launch(kc::launch_chunk_prep(p, stream), "chunk_comba", "prep");
   return ws;
 }
 
@@ -151,7 +152,7 @@ CombaForward chunk_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_b
     p.states = states.data_ptr();
     p.v_new = v_new.data_ptr();
   }
-  check_launch(kc::launch_chunk_scan_fwd(p, stream), "scan (forward)");
+  core::check_launch(kc::launch_chunk_scan_fwd(p, stream), "chunk_comba", "scan (forward)");
   if (for_backward) {
     out.saved = SavedWorkspace{ws.w,     ws.qf,  ws.kf,  ws.mqk, ws.gamma,
                                ws.t_inv, states, v_new, prep.chunk_offsets}
@@ -186,7 +187,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.d_states = d_states.data_ptr();
   p.dv_new = dv_new.data_ptr();
   p.grad_initial = d_initial.data_ptr<float>();
-  check_launch(kc::launch_chunk_scan_bwd(p, stream), "scan (backward)");
+  core::check_launch(kc::launch_chunk_scan_bwd(p, stream), "chunk_comba", "scan (backward)");
   workspace.release_scan_operands();
 
   // Per-chunk gradients. The q, k, p gradients come per value head in fp32 when a GVA
@@ -209,7 +210,7 @@ InputGrads chunk_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Te
   p.dv = dv.data_ptr();
   p.dg = dg.data_ptr<float>();
   p.dbeta = dbeta.data_ptr<float>();
-  check_launch(kc::launch_chunk_grad(p, stream), "gradients");
+  core::check_launch(kc::launch_chunk_grad(p, stream), "chunk_comba", "gradients");
 
   // fp32 per value head -> per query head, through the l2norm when the kernel left it.
   auto per_head = [&](const at::Tensor& x) {

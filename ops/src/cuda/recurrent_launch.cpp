@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../../cuda/recurrent/recurrent_params.h"
+#include "comba/core/cuda_launch.h"
 #include "kernel_inputs.h"
 #include "launchers.h"
 
@@ -16,11 +17,6 @@ namespace comba::detail::cuda {
 namespace {
 
 namespace kc = comba::cuda;
-
-void check_launch(int err, const char* pass) {
-  TORCH_CHECK(err == 0, "fused_recurrent_comba: CUDA kernel (", pass, ") launch failed: ",
-              cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
 
 kc::RecurrentFwdParams input_params(const CombaProblem& pb, const KernelInputs& in) {
   kc::RecurrentFwdParams params;
@@ -55,8 +51,8 @@ CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool f
     out.saved = {checkpoints};
   }
   if (pb.num_seqs > 0) {
-    check_launch(kc::launch_recurrent_fwd(params, at::cuda::getCurrentCUDAStream().stream()),
-                 "forward");
+    core::check_launch(kc::launch_recurrent_fwd(params, at::cuda::getCurrentCUDAStream().stream()),
+                       "fused_recurrent_comba", "forward");
   }
   return out;
 }
@@ -98,8 +94,8 @@ InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at
   params.grad_initial = d_initial.data_ptr<float>();
   params.tokens = B * T;
   if (pb.num_seqs > 0) {
-    check_launch(kc::launch_recurrent_bwd(params, at::cuda::getCurrentCUDAStream().stream()),
-                 "backward");
+    core::check_launch(kc::launch_recurrent_bwd(params, at::cuda::getCurrentCUDAStream().stream()),
+                       "fused_recurrent_comba", "backward");
   } else {
     for (auto* t : {&dq, &dk, &dp, &dg, &dbeta, &dv}) t->zero_();
   }

@@ -8,6 +8,7 @@
 #pragma once
 #include "comba/nn/cache.h"
 #include "comba/nn/config.h"
+#include "comba/nn/labels.h"
 #include "comba/nn/model.h"
 
 #include <torch/arg.h>
@@ -35,8 +36,6 @@ struct LMInputs {
   // Compute logits for the last `logits_to_keep` positions only (0 = all); for decoding.
   TORCH_ARG(int64_t, logits_to_keep) = 0;
 };
-
-inline constexpr int64_t kIgnoreIndex = -100;
 
 class CombaForCausalLMImpl : public torch::nn::Module {
  public:
@@ -66,8 +65,12 @@ class CombaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CombaForCausalLM);
 
-// Next-token cross entropy: logits [B, T, V] at t against labels[t + 1], in fp32, -100
-// ignored, mean over counted targets (0 when there are none).
+// Next-token cross entropy: logits [B, T, V] at t against labels[t + 1], -100 ignored,
+// summed over counted targets; in fp64 for fp64 logits, else fp32. The one shifted loss of
+// materialised logits: causal_lm_loss and the trainer's evaluation both use it.
+torch::Tensor summed_causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// summed_causal_lm_loss divided by the number of counted targets (0 when there are none).
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);
 
 // False for parameters that take no weight decay: A_log, dt_bias, D, decay, every norm

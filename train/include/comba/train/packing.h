@@ -10,7 +10,7 @@ namespace comba::train {
 
 struct PackedWindow {
   std::vector<int64_t> cu_seqlens;  // [N + 1]: 0, ends of documents..., tokens.size()
-  std::vector<int64_t> labels;      // tokens with kIgnoreIndex at every document start > 0
+  std::vector<int64_t> labels;      // tokens with nn::kIgnoreIndex at every document start > 0
 };
 
 PackedWindow pack_documents(const std::vector<int64_t>& tokens, int64_t eos_id);

@@ -11,16 +11,13 @@
 
 namespace comba::train {
 
-// Token value marking "no target" in labels (the loss ignores it).
-inline constexpr int64_t kIgnoreIndex = -100;
-
 struct TokenSequence {
   std::vector<int64_t> input_ids;  // [seq_len]
   std::vector<int64_t> labels;     // [seq_len]; labels[t + 1] is the target read at t
 };
 
 // One sequence: k1 v1 ... kP vP  q1 a1 ... qQ aQ  pad...; labels hold the answers a_i at
-// their own positions and kIgnoreIndex elsewhere. Needs 2 * (P + Q) <= seq_len.
+// their own positions and nn::kIgnoreIndex elsewhere. Needs 2 * (P + Q) <= seq_len.
 TokenSequence make_recall_sequence(const RecallOptions& options, int64_t seq_len,
                                    CounterRng& rng);
 

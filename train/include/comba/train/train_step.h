@@ -15,10 +15,6 @@
 
 namespace comba::train {
 
-// Sum of next-token cross entropy over scored targets (logits[t] vs labels[t + 1], -100
-// ignored), in fp32 (fp64 when the logits are fp64, so that exact checks stay exact).
-torch::Tensor summed_token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
-
 // What a data-parallel step adds to accumulation (see grad_reducer.h); the default is a
 // plain one-process step.
 struct StepSync {
@@ -38,11 +34,12 @@ struct StepSync {
 // step, this rank's part of it (the ranks' values add up to the step's mean).
 torch::Tensor accumulate_gradients(nn::CombaForCausalLM& model, const std::vector<Batch>& micro,
                                    const Precision& precision, const StepSync& sync = {});
-// The same for any model, given as "batch -> logits [B, T, vocab]".
+// The same for any model, given as "batch -> logits [B, T, vocab]" (loss:
+// nn::summed_causal_lm_loss, fp64 for fp64 logits so that exact checks stay exact).
 using LogitsFn = std::function<torch::Tensor(const Batch&)>;
 torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::vector<Batch>& micro,
                                    const Precision& precision, const StepSync& sync = {});
-// The same given as "batch -> summed next-token loss" (a scalar, as summed_token_loss).
+// The same given as "batch -> summed next-token loss" (a scalar, as nn::summed_causal_lm_loss).
 using SummedLossFn = std::function<torch::Tensor(const Batch&)>;
 torch::Tensor accumulate_summed_losses(const SummedLossFn& summed_loss_of, const std::vector<Batch>& micro,
                                        const Precision& precision, const StepSync& sync = {});
