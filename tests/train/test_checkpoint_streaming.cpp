@@ -18,6 +18,7 @@
 #include "comba/core/file_util.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
+#include "support/require.h"
 
 namespace comba::train {
 namespace {
@@ -265,7 +266,7 @@ TEST(CheckpointStreaming, PeakHostMemoryStaysNearOnePayload) {
 
 // A model on the GPU: each tensor passes through host memory alone, on save and on load.
 TEST(CheckpointStreaming, PeakHostMemoryOfAGpuModelIsOneTensor) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   if (!reset_peak_rss()) GTEST_SKIP() << "/proc/self/clear_refs cannot reset VmHWM here";
   const PeakMemory r = measure_save_and_load(torch::Device(torch::kCUDA, 0), "memory_cuda");
   EXPECT_LT(r.save_extra, r.largest + 64);

@@ -38,6 +38,7 @@
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"
+#include "support/require.h"
 
 extern char** environ;
 
@@ -488,7 +489,7 @@ TEST(DataParallel, GradAccumNotAMultipleOfTheWorldSizeIsRefused) {
 // NCCL path on a single GPU; two need two GPUs. fp32 and the CUDA kernels, so the
 // tolerances are fp32's.
 TEST(DataParallelOnGpu, OneNcclRankTrainsLikeAPlainProcess) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU";
+  COMBA_SKIP_WITHOUT_CUDA();
   const std::string out = fresh_dir("gpu1");
   const std::vector<std::string> gpu = {"device=cuda", "precision=fp32"};
   const Ranks ranks = run_ranks(1, out, train_args(out, testing::ddp_sets(out + "/run", gpu)), 300);
@@ -502,6 +503,8 @@ TEST(DataParallelOnGpu, OneNcclRankTrainsLikeAPlainProcess) {
 }
 
 TEST(DataParallelOnGpu, TwoNcclRanksTrainLikeOneGpu) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  // A one-GPU machine is a real configuration, not a broken run: still a skip.
   if (torch::cuda::device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA GPUs";
   const std::string out = fresh_dir("gpu2");
   const std::vector<std::string> gpu = {"device=cuda", "precision=fp32", "distributed.bucket_mb=0.01"};
