@@ -19,16 +19,12 @@
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "support/require.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_ckptstream_" + std::to_string(::getpid()) + "_" + name;
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("ckptstream_" + name); }
 
 // Plain parameters of the given shapes: the checkpoint code sees only a Module.
 std::shared_ptr<torch::nn::Module> make_params(const std::vector<std::vector<int64_t>>& shapes,

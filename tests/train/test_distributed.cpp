@@ -39,6 +39,7 @@
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"
 #include "support/require.h"
+#include "support/scratch_dir.h"
 
 extern char** environ;
 
@@ -50,12 +51,7 @@ constexpr int kTimedOut = 1000;
 #define EXPECT_THAT_TEXT(text, part) \
   EXPECT_NE((text).find(part), std::string::npos) << (text)
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_ddp_" + name + "_" + std::to_string(::getpid());
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("ddp_" + name); }
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

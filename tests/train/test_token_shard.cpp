@@ -10,6 +10,7 @@
 #include "comba/train/packing.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
@@ -17,10 +18,8 @@ namespace {
 class ShardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::string("/tmp/comba_shard_") +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    core::remove_tree(dir_);
-    core::make_directories(dir_);
+    dir_ = comba::testing::fresh_dir(std::string("shard_") +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   void TearDown() override { core::remove_tree(dir_); }
   std::string path(const std::string& name) const { return core::join_path(dir_, name); }
