@@ -13,7 +13,8 @@ status=0
 for step in "${steps[@]}"; do
   case "$step" in
     build) bash "$ROOT/scripts/build.sh" >"$LOGS/build.log" 2>&1 || { tail -40 "$LOGS/build.log"; exit 1; } ;;
-    test) (cd "$COMBA_BUILD_DIR" && ctest --output-on-failure -j 8 >"$LOGS/ctest.log" 2>&1) || status=1
+    # A GPU or Python skip here means a broken machine or build: make it a failure.
+    test) (cd "$COMBA_BUILD_DIR" && export COMBA_REQUIRE_GPU=1 COMBA_REQUIRE_PYTHON=1 && ctest --output-on-failure -j 8 >"$LOGS/ctest.log" 2>&1) || status=1
           grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)" "$LOGS/ctest.log" | tail -15 ;;
     check) PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/check_cuda.py" "$COMBA_BUILD_DIR" >"$LOGS/check.log" 2>&1 || status=1
            tail -1 "$LOGS/check.log" ;;

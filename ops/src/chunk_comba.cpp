@@ -6,7 +6,7 @@
 
 namespace comba::detail {
 
-// On CUDA: the chunk kernels (tensor cores; 16-bit inputs, K <= 128), else the fused
+// On CUDA: the chunk kernels (tensor cores; 16-bit inputs, K <= 256), else the fused
 // recurrent kernels, the same recurrence token by token in fp32 (fp32 inputs, K <= 256).
 CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
 #ifdef COMBA_WITH_CUDA

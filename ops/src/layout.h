@@ -36,7 +36,6 @@ class TokenLayout {
  public:
   TokenLayout(const CombaProblem& pb, const at::Tensor& cu_seqlens, int64_t pad_multiple);
 
-  int64_t padded_len() const { return padded_len_; }
   at::Tensor pack(const at::Tensor& x) const;    // [B, T, X, D] -> [N, X, Tp, D]
   at::Tensor unpack(const at::Tensor& x) const;  // [N, X, Tp, D] -> [B, T, X, D]
   at::Tensor pack_gate(const at::Tensor& x) const { return pack(x.unsqueeze(-1)).squeeze(-1); }

@@ -2,7 +2,8 @@
 // Each dispatches on the device: the CUDA kernels where they exist for the problem,
 // else (or with CombaOptions::use_reference_path) the ATen reference path (any device,
 // any float dtype). On CUDA the chunked form runs the tensor-core chunk kernels for
-// 16-bit inputs with K <= 128, and the exact fused recurrent kernels otherwise.
+// 16-bit inputs with K <= 256 (K, V multiples of 8), and the exact fused recurrent kernels
+// otherwise.
 #pragma once
 #include "layout.h"
 #include "reference/reference_path.h"

@@ -1,38 +1,13 @@
-// A scratch directory per test, removed at the end (RAII), so that tests running in
-// parallel under ctest never share files. POSIX helpers, not std::filesystem (file_util.h
-// says why).
+// File helpers of the io tests; their scratch directory (TempDir) is tests/support's.
 #pragma once
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdlib>
 #include <fstream>
 #include <string>
 
-#include "comba/core/file_util.h"
+#include "support/scratch_dir.h"
 
 namespace comba::io::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const char* tmp = std::getenv("TMPDIR");
-    path_ = core::join_path(tmp && *tmp ? tmp : "/tmp",
-                      "comba_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    core::remove_tree(path_);
-    core::make_directories(path_);
-  }
-  ~TempDir() { core::remove_tree(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return core::join_path(path_, name); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using comba::testing::TempDir;
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -9,6 +9,7 @@
 #include "comba/core/element_type_of.h"
 #include "comba/nn.h"
 #include "fused_reference.h"
+#include "support/require.h"
 
 #ifdef COMBA_NN_KERNEL_EMULATION
 #include "nn/cuda/short_conv/short_conv_traits.h"
@@ -170,7 +171,7 @@ TEST(ShortConvCpuChecks, BadArgumentsNameTheArgument) {
 class ShortConvCuda : public ::testing::TestWithParam<ConvCase> {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+    COMBA_SKIP_WITHOUT_CUDA();
   }
 };
 
@@ -218,7 +219,7 @@ TEST_P(ShortConvCuda, MisalignedInputTakesTheScalarKernel) {
 INSTANTIATE_TEST_SUITE_P(Cases, ShortConvCuda, ::testing::ValuesIn(kConvCases), conv_case_name);
 
 TEST(ShortConvCudaRepro, WeightGradsAreBitwiseReproducible) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const ConvCase c{"big", 2, 2048, 1536, 4, true, true, false, {}};
   const auto in = make_conv_inputs(c, torch::kBFloat16, torch::kFloat, torch::Device(torch::kCUDA, 0), 23);
   const auto a = run_conv(conv_fn(/*fused=*/true, c, in.cu), in);
@@ -229,7 +230,7 @@ TEST(ShortConvCudaRepro, WeightGradsAreBitwiseReproducible) {
 }
 
 TEST(ShortConvCudaModule, ModuleOnCudaEqualsAtenPath) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   torch::manual_seed(24);
   ShortConvolution conv(ShortConvolutionOptions(64, 4).bias(true));
   conv->to(torch::Device(torch::kCUDA, 0), torch::kBFloat16);
@@ -437,7 +438,7 @@ const std::vector<NormCase> kNormCases = {
 class RMSNormCuda : public ::testing::TestWithParam<NormCase> {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+    COMBA_SKIP_WITHOUT_CUDA();
   }
 };
 
@@ -474,7 +475,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, RMSNormCuda, ::testing::ValuesIn(kNormCases),
                          [](const ::testing::TestParamInfo<NormCase>& info) { return info.param.name; });
 
 TEST(RMSNormCudaRepro, WeightGradsAreBitwiseReproducible) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const auto in = make_norm_inputs({16384, 6, 256}, torch::kBFloat16, torch::kFloat, GateKind::kSameDtype,
                                    torch::Device(torch::kCUDA, 0), 42);
   const auto a = run_norm(norm_fn(/*fused=*/true), in);

@@ -7,6 +7,7 @@
 // identical bits; the margin only covers a non-deterministic reduction order), while a
 // leak of a changed token moves them by O(1).
 #include "nn_test_utils.h"
+#include "support/require.h"
 
 #include <ATen/autocast_mode.h>
 
@@ -24,7 +25,7 @@ constexpr double kCausalTolerance = 1e-3;
 class NnOnGpu : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+    COMBA_SKIP_WITHOUT_CUDA();
   }
   const torch::Device cuda{torch::kCUDA, 0};
 };

@@ -7,6 +7,7 @@
 
 #include "comba/nn/model_size.h"
 #include "expect_error.h"
+#include "support/require.h"
 
 #include <unistd.h>
 
@@ -141,7 +142,7 @@ TEST(ModelSize, MemoryCheckComparesWithTheDevice) {
 }
 
 TEST(ModelSize, CudaMemoryIsTheFreeMemory) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  COMBA_SKIP_WITHOUT_CUDA();
   const torch::Device cuda(torch::kCUDA, 0);
   const int64_t before = device_memory_bytes(cuda);
   EXPECT_GT(before, 0);

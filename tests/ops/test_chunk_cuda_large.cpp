@@ -16,6 +16,7 @@
 
 #include "comba/ops/comba.h"
 #include "support/comba_case.h"
+#include "support/require.h"
 
 namespace comba::test {
 namespace {
@@ -91,18 +92,18 @@ void check(const LargeCase& c, at::ScalarType dtype) {
 }
 
 TEST_P(ChunkCudaLarge, BFloat16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check(GetParam(), at::kBFloat16);
 }
 
 TEST_P(ChunkCudaLarge, Float16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check(GetParam(), at::kHalf);
 }
 
 // fp32 inputs run the exact fused recurrent kernels (the chunk kernels are 16-bit only).
 TEST_P(ChunkCudaLarge, Float32) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check(GetParam(), at::kFloat);
 }
 

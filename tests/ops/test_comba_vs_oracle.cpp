@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "support/comba_case.h"
+#include "support/require.h"
 
 namespace comba::test {
 namespace {
@@ -242,31 +243,31 @@ TEST_P(CombaVsOracle, Float16) {
 }
 
 TEST_P(CombaVsOracle, CudaFloat32) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   compare(cuda_run(at::kFloat, at::kFloat, at::kFloat), fixed(kFloat32Tolerance));
 }
 
 TEST_P(CombaVsOracle, CudaBFloat16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   compare(cuda_run(at::kBFloat16, at::kFloat, at::kBFloat16), tensor_cores(at::kBFloat16));
 }
 
 TEST_P(CombaVsOracle, CudaFloat16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   compare(cuda_run(at::kHalf, at::kHalf, at::kFloat), tensor_cores(at::kHalf));
 }
 
 // Inputs that need no gradient take the inference kernels (no saved workspace or
 // checkpoints; at T = 1 the recurrent form's decode kernel): forward results only.
 TEST_P(CombaVsOracle, CudaInferenceFloat32) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   RunConfig run = cuda_run(at::kFloat, at::kFloat, at::kFloat);
   run.inference = true;
   compare(run, fixed(kFloat32Tolerance));
 }
 
 TEST_P(CombaVsOracle, CudaInferenceBFloat16) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   RunConfig run = cuda_run(at::kBFloat16, at::kFloat, at::kBFloat16);
   run.inference = true;
   compare(run, tensor_cores(at::kBFloat16));

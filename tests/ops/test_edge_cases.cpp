@@ -18,6 +18,7 @@
 
 #include "comba/ops/comba.h"
 #include "support/comba_case.h"
+#include "support/require.h"
 
 namespace comba::test {
 namespace {
@@ -104,13 +105,13 @@ TEST_P(EdgeCases, StrongDecayGateGradientExact) {
 }
 
 TEST_P(EdgeCases, CudaStrongDecayStaysFiniteAndExact) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const at::Device cuda(at::kCUDA);
   check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, false);
 }
 
 TEST_P(EdgeCases, CudaStrongDecayGateGradientExact) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const at::Device cuda(at::kCUDA);
   check_strong_decay(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda)}, true);
 }
@@ -219,7 +220,7 @@ TEST(HardReset, ChunkEqualsRecurrent) {
 }
 
 TEST_P(EdgeCases, CudaHardResetMatchesOracle) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const at::Device cuda(at::kCUDA);
   check_hard_reset(GetParam(), {on(kFloat32, cuda), on(kBFloat16, cuda),
                                 with_reference_path(on(kFloat32, cuda)),
@@ -228,7 +229,7 @@ TEST_P(EdgeCases, CudaHardResetMatchesOracle) {
 }
 
 TEST(HardReset, CudaChunkEqualsRecurrent) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const at::Device cuda(at::kCUDA);
   check_hard_reset_forms_agree({on(kFloat32, cuda), on(kBFloat16, cuda)});
 }
@@ -251,7 +252,7 @@ void check_non_finite_gate(Fn fn, const at::Device& device) {
 TEST_P(EdgeCases, PositiveInfinityOrNaNGateReturns) { check_non_finite_gate(GetParam(), at::kCPU); }
 
 TEST_P(EdgeCases, CudaPositiveInfinityOrNaNGateReturns) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check_non_finite_gate(GetParam(), at::Device(at::kCUDA));
 }
 
@@ -283,7 +284,7 @@ TEST_P(EdgeCases, ZeroLengthSegmentsPassTheStateThrough) {
 }
 
 TEST_P(EdgeCases, CudaZeroLengthSegmentsPassTheStateThrough) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check_zero_length_segments(GetParam(), {on(kFloat32, at::Device(at::kCUDA))});
 }
 
@@ -306,7 +307,7 @@ void check_reference_path(Fn fn, const RunConfig& run) {
 TEST_P(EdgeCases, ReferencePathOption) { check_reference_path(GetParam(), kFloat32); }
 
 TEST_P(EdgeCases, CudaReferencePathOption) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check_reference_path(GetParam(), on(kFloat32, at::Device(at::kCUDA)));
 }
 
@@ -348,7 +349,7 @@ TEST_P(EdgeCases, OmittedPIsK) {
 
 // The CUDA kernels take p = k and beta = 1 from null pointers: check both on the GPU.
 TEST_P(EdgeCases, CudaOmittedPAndBeta) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const CaseConfig cfg = small_dense_case();
   const CaseTensors t = make_case(cfg);
   for (const bool omit_p : {true, false}) {
@@ -481,7 +482,7 @@ void check_backward_twice(Fn fn, const RunConfig& run) {
 TEST_P(EdgeCases, RetainedGraphBackwardTwice) { check_backward_twice(GetParam(), kFloat64); }
 
 TEST_P(EdgeCases, CudaRetainedGraphBackwardTwice) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check_backward_twice(GetParam(), on(kBFloat16, at::Device(at::kCUDA)));
 }
 
@@ -519,7 +520,7 @@ TEST_P(EdgeCases, DoubleBackwardIsAClearError) {
 }
 
 TEST_P(EdgeCases, CudaDoubleBackwardIsAClearError) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   const at::Device cuda(at::kCUDA);
   check_double_backward_rejected(GetParam(), on(kBFloat16, cuda));
   check_double_backward_rejected(GetParam(), on(kFloat32, cuda));

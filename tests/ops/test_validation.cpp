@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "comba/ops/comba.h"
+#include "support/require.h"
 
 namespace comba {
 namespace {
@@ -209,7 +210,7 @@ TEST_P(Validation, InitialStateOnAnotherDevice) {
 }
 
 TEST_P(Validation, CudaVOnCpuQ) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   Call c;
   c.v = c.v.cuda();
   expect_error(c, {"`v`", "expected to be on cpu like `q`", "got cuda:0"});

@@ -2,7 +2,7 @@
 
 Compared with a naive fp64 token loop written here (SPEC section 1). Run by ctest as
 `python test_torch_ops.py <path to libcomba_ops.so>`; exits 77 (ctest: skipped) when
-torch cannot be imported.
+torch cannot be imported, or 1 when COMBA_REQUIRE_PYTHON=1 says it must be.
 """
 import os
 import sys
@@ -10,7 +10,10 @@ import unittest
 
 try:
     import torch
-except ImportError:
+except ImportError as error:
+    if os.environ.get("COMBA_REQUIRE_PYTHON", "") not in ("", "0"):
+        print(f"COMBA_REQUIRE_PYTHON=1 but torch is not importable with {sys.executable}: {error}")
+        sys.exit(1)
     print("torch is not importable with", sys.executable, "- skipping")
     sys.exit(77)
 

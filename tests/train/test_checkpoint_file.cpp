@@ -14,16 +14,12 @@
 #include "comba/core/file_util.h"
 #include "comba/train/loss_plot.h"
 #include "comba/train/metrics_log.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_ckptfile_" + name;
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("ckptfile_" + name); }
 
 std::optional<std::string> read_payload(const std::string& path, std::string* why) {
   const auto file = CheckpointReader::open(path, why);

@@ -18,16 +18,13 @@
 #include "comba/core/file_util.h"
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
+#include "support/require.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_ckptstream_" + std::to_string(::getpid()) + "_" + name;
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("ckptstream_" + name); }
 
 // Plain parameters of the given shapes: the checkpoint code sees only a Module.
 std::shared_ptr<torch::nn::Module> make_params(const std::vector<std::vector<int64_t>>& shapes,
@@ -265,7 +262,7 @@ TEST(CheckpointStreaming, PeakHostMemoryStaysNearOnePayload) {
 
 // A model on the GPU: each tensor passes through host memory alone, on save and on load.
 TEST(CheckpointStreaming, PeakHostMemoryOfAGpuModelIsOneTensor) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   if (!reset_peak_rss()) GTEST_SKIP() << "/proc/self/clear_refs cannot reset VmHWM here";
   const PeakMemory r = measure_save_and_load(torch::Device(torch::kCUDA, 0), "memory_cuda");
   EXPECT_LT(r.save_extra, r.largest + 64);

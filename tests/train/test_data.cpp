@@ -16,18 +16,14 @@
 #include "comba/train/prefetcher.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
 using nn::kIgnoreIndex;
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_data_" + name;
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("data_" + name); }
 
 bool same(const Batch& a, const Batch& b) {
   return torch::equal(a.input_ids, b.input_ids) && torch::equal(a.labels, b.labels);

@@ -38,6 +38,8 @@
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"
+#include "support/require.h"
+#include "support/scratch_dir.h"
 
 extern char** environ;
 
@@ -49,12 +51,7 @@ constexpr int kTimedOut = 1000;
 #define EXPECT_THAT_TEXT(text, part) \
   EXPECT_NE((text).find(part), std::string::npos) << (text)
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_ddp_" + name + "_" + std::to_string(::getpid());
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("ddp_" + name); }
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -488,7 +485,7 @@ TEST(DataParallel, GradAccumNotAMultipleOfTheWorldSizeIsRefused) {
 // NCCL path on a single GPU; two need two GPUs. fp32 and the CUDA kernels, so the
 // tolerances are fp32's.
 TEST(DataParallelOnGpu, OneNcclRankTrainsLikeAPlainProcess) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU";
+  COMBA_SKIP_WITHOUT_CUDA();
   const std::string out = fresh_dir("gpu1");
   const std::vector<std::string> gpu = {"device=cuda", "precision=fp32"};
   const Ranks ranks = run_ranks(1, out, train_args(out, testing::ddp_sets(out + "/run", gpu)), 300);
@@ -502,6 +499,8 @@ TEST(DataParallelOnGpu, OneNcclRankTrainsLikeAPlainProcess) {
 }
 
 TEST(DataParallelOnGpu, TwoNcclRanksTrainLikeOneGpu) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  // A one-GPU machine is a real configuration, not a broken run: still a skip.
   if (torch::cuda::device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA GPUs";
   const std::string out = fresh_dir("gpu2");
   const std::vector<std::string> gpu = {"device=cuda", "precision=fp32", "distributed.bucket_mb=0.01"};

@@ -13,6 +13,7 @@
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
 #include "tiny_model.h"
+#include "support/require.h"
 
 namespace comba::train {
 namespace {
@@ -126,7 +127,7 @@ void check_fused_adamw(const torch::Device& device) {
 TEST(FusedAdamW, StepsLikeLibTorchAdamW) { check_fused_adamw(torch::kCPU); }
 
 TEST(FusedAdamW, StepsLikeLibTorchAdamWOnGpu) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  COMBA_SKIP_WITHOUT_CUDA();
   check_fused_adamw(torch::Device(torch::kCUDA, 0));
 }
 

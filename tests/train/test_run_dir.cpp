@@ -13,16 +13,12 @@
 
 #include "comba/core/file_util.h"
 #include "comba/train/run_dir.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_run_dir_" + name;
-  core::remove_tree(dir);
-  core::make_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("run_dir_" + name); }
 
 std::string message_of(const std::function<void()>& f) {
   try {

@@ -11,6 +11,7 @@
 #include "comba/nn/labels.h"
 #include "comba/train/recall_task.h"
 #include "comba/train/token_shard.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
@@ -20,10 +21,8 @@ using nn::kIgnoreIndex;
 class ShardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::string("/tmp/comba_shard_") +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    core::remove_tree(dir_);
-    core::make_directories(dir_);
+    dir_ = comba::testing::fresh_dir(std::string("shard_") +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   void TearDown() override { core::remove_tree(dir_); }
   std::string path(const std::string& name) const { return core::join_path(dir_, name); }

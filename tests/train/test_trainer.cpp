@@ -23,15 +23,13 @@
 #include "comba/train/trainer.h"
 #include "comba/nn/causal_lm.h"
 #include "tiny_model.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = "/tmp/comba_trainer_" + name;
-  core::remove_tree(dir);
-  return dir;
-}
+// Removed, not created: the trainer creates its run directory.
+std::string fresh_dir(const std::string& name) { return comba::testing::scratch_path("trainer_" + name); }
 
 // A tiny recall run: hidden 32, 2 layers, 8 steps, a log line and loss every step.
 TrainConfig tiny(const std::string& run_dir, std::vector<std::string> extra = {}) {

@@ -362,8 +362,6 @@ void DistributedContext::announce_failure(const std::string& what) noexcept {
   impl_->announce(what);
 }
 
-void DistributedContext::check_peers() const { impl_->notice->throw_if_raised(); }
-
 void DistributedContext::finish() {
   Impl& s = *impl_;
   all_gather("", "the end of the run");

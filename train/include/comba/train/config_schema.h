@@ -28,7 +28,6 @@ struct Bounds {
   static Bounds non_negative() { return {0.0, std::numeric_limits<double>::infinity(), true, true}; }
   static Bounds at_least(double v) { return {v, std::numeric_limits<double>::infinity(), true, true}; }
   static Bounds closed(double lo, double hi) { return {lo, hi, true, true}; }
-  static Bounds open_closed(double lo, double hi) { return {lo, hi, false, true}; }
   static Bounds closed_open(double lo, double hi) { return {lo, hi, true, false}; }
   bool contains(double v) const;
   // "a positive number", "an integer >= 1", "a number in [0, 1)", ...

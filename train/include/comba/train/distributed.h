@@ -77,8 +77,6 @@ class DistributedContext {
   // Tells the other ranks that this one fails with `what` (the first announcement wins;
   // none is made once another rank's failure is known). Never throws.
   void announce_failure(const std::string& what) noexcept;
-  // Throws PeerFailureError when another rank has announced a failure.
-  void check_peers() const;
 
   // The clean end: waits for every rank, shuts the backend down, and lets rank 0 (the
   // store host) leave last.
