@@ -29,6 +29,21 @@ bool same(const Batch& a, const Batch& b) {
   return torch::equal(a.input_ids, b.input_ids) && torch::equal(a.labels, b.labels);
 }
 
+DataOptions shard_options(const std::string& train_files, const std::string& val_files) {
+  DataOptions o;
+  o.kind = "shards";
+  o.train_files = train_files;
+  o.val_files = val_files;
+  return o;
+}
+
+BatchOptions batch_shape(int64_t micro_batch_size, int64_t seq_len) {
+  BatchOptions shape;
+  shape.micro_batch_size = micro_batch_size;
+  shape.seq_len = seq_len;
+  return shape;
+}
+
 TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
   const auto dir = fresh_dir("split");
   // Train tokens are 10..59 (uint16 and uint32 files mixed), val tokens 100..149.
@@ -41,13 +56,8 @@ TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
   write_token_shard(core::join_path(dir, "d_train_000.bin"), train_a, 2);
   write_token_shard(core::join_path(dir, "d_train_001.bin"), train_b, 4);
   write_token_shard(core::join_path(dir, "d_val_000.bin"), val, 2);
-  DataOptions o;
-  o.kind = "shards";
-  o.train_files = core::join_path(dir, "d_train_*.bin");
-  o.val_files = core::join_path(dir, "d_val_*.bin");
-  BatchOptions shape;
-  shape.micro_batch_size = 3;
-  shape.seq_len = 16;
+  DataOptions o = shard_options(core::join_path(dir, "d_train_*.bin"), core::join_path(dir, "d_val_*.bin"));
+  const BatchOptions shape = batch_shape(3, 16);
   const auto source = make_data_source(o, shape, 11, 200, 2);
   for (int64_t i = 0; i < 20; ++i) {
     const Batch b = source->train_batch(i);
@@ -79,14 +89,9 @@ TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
   }
   write_token_shard(core::join_path(dir, "p_train.bin"), tokens, 2);
   write_token_shard(core::join_path(dir, "p_val.bin"), tokens, 2);
-  DataOptions o;
-  o.kind = "shards";
-  o.train_files = core::join_path(dir, "p_train.bin");
-  o.val_files = core::join_path(dir, "p_val.bin");
+  DataOptions o = shard_options(core::join_path(dir, "p_train.bin"), core::join_path(dir, "p_val.bin"));
   o.pack_documents = true;
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 20;
+  const BatchOptions shape = batch_shape(2, 20);
   const auto source = make_data_source(o, shape, 1, 64, /*eos_id=*/eos);
   const Batch b = source->train_batch(3);
   ASSERT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{1, 40}));
@@ -115,9 +120,7 @@ TEST(ByteSource, TextAsBytesWithHeldOutTail) {
   o.kind = "bytes";
   o.text_files = core::join_path(dir, "*.txt");
   o.val_fraction = 0.25;
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 8;
+  const BatchOptions shape = batch_shape(2, 8);
   EXPECT_THROW(make_data_source(o, shape, 0, 128, 2), std::invalid_argument);  // vocab < 259
   const auto source = make_data_source(o, shape, 0, ByteVocab::kSize, 2);
   const Batch b = source->train_batch(0);
@@ -172,10 +175,7 @@ TEST(ShardSource, FifoRefusedNamingItsKey) {
   write_token_shard(core::join_path(dir, "t.bin"), std::vector<uint32_t>(100, 5), 2);
   const std::string fifo = core::join_path(dir, "v.bin");
   comba::testing::make_fifo(fifo);
-  DataOptions o;
-  o.kind = "shards";
-  o.train_files = core::join_path(dir, "t.bin");
-  o.val_files = fifo;
+  DataOptions o = shard_options(core::join_path(dir, "t.bin"), fifo);
   BatchOptions shape;
   const auto r = comba::testing::call_without_hang([&] { make_data_source(o, shape, 0, 64, 2); }, fifo);
   EXPECT_FALSE(r.hung);
@@ -194,13 +194,8 @@ TEST(ShardSource, TokenIdsPastTheVocabularyNamedWhereTheyAre) {
   std::vector<uint32_t> edge(20, 255);  // the largest id that fits a vocabulary of 256
   write_token_shard(core::join_path(dir, "bad.bin"), bad, 2);
   write_token_shard(core::join_path(dir, "edge.bin"), edge, 4);
-  DataOptions o;
-  o.kind = "shards";
-  o.train_files = core::join_path(dir, "edge.bin");
-  o.val_files = core::join_path(dir, "bad.bin");
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 32;
+  DataOptions o = shard_options(core::join_path(dir, "edge.bin"), core::join_path(dir, "bad.bin"));
+  const BatchOptions shape = batch_shape(2, 32);
   const auto source = make_data_source(o, shape, 0, 256, 2);
   EXPECT_EQ(source->train_batch(0).input_ids.max().item<int64_t>(), 255);
   const std::string expected = "data.val_files: " + core::join_path(dir, "bad.bin") +
@@ -256,9 +251,7 @@ TEST(RandomSource, PackedDocumentsOfTheGivenLength) {
 
 TEST(Prefetcher, BatchesInIndexOrderFromStart) {
   DataOptions o;
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 40;
+  const BatchOptions shape = batch_shape(2, 40);
   const auto source = make_data_source(o, shape, 3, 128, 2);
   Prefetcher prefetch(*source, /*start=*/5, /*depth=*/3, /*pin_memory=*/false);
   for (int64_t i = 5; i < 12; ++i) {
@@ -269,9 +262,7 @@ TEST(Prefetcher, BatchesInIndexOrderFromStart) {
 
 TEST(RecallSource, AnswersAreScoredOnlyAtValuePositions) {
   DataOptions o;
-  BatchOptions shape;
-  shape.micro_batch_size = 4;
-  shape.seq_len = 40;
+  const BatchOptions shape = batch_shape(4, 40);
   const auto source = make_data_source(o, shape, 3, 128, 2);
   const Batch b = source->train_batch(0);
   EXPECT_EQ(b.num_targets, 4 * o.recall.num_queries);
