@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: build, run the whole test suite (GPU tests included), the
 # CUDA workbench check and the operator benchmark. Logs go to $OUT (or ./gpu-logs).
-# Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench]...   (default: all four)
+# Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench|compare]...   (default: the first four)
+# compare: the training step beside fla and a Transformer (benchmarks/compare_train.py),
+# their wheels installed from ./.whl (pip download, see that script); COMPARE_ARGS passes options.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export COMBA_BUILD_DIR="${COMBA_BUILD_DIR:-$ROOT/build-gpu}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
@@ -20,6 +22,8 @@ for step in "${steps[@]}"; do
            tail -1 "$LOGS/check.log" ;;
     bench) "$COMBA_BUILD_DIR/benchmarks/bench_ops" --iters 50 | tee "$LOGS/bench_ops.jsonl" | cut -c1-220
            "$COMBA_BUILD_DIR/benchmarks/bench_decode_kernel" | tee "$LOGS/bench_decode_kernel.jsonl" | cut -c1-220 ;;
+    compare) python3 -m pip install -q --no-index --find-links "$ROOT/.whl" flash-linear-attention >"$LOGS/pip.log" 2>&1 || { tail -5 "$LOGS/pip.log"; status=1; }
+             PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/compare_train.py" "$COMBA_BUILD_DIR" ${COMPARE_ARGS:-} | tee "$LOGS/compare_train.jsonl" || status=1 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done

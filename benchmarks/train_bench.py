@@ -49,6 +49,52 @@ def read_model(config_path):
     return model
 
 
+def run_case(build_dir, config, case, recompute, steps=12, warmup=4, accum=1, peak_tflops=989.0,
+             logs=None):
+    """One comba-train benchmark run; returns its JSON line as a dict."""
+    logs = logs or os.environ.get("OUT", "gpu-logs")
+    os.makedirs(logs, exist_ok=True)
+    m = re.fullmatch(r"(\d+)x(\d+)(?:p(\d+))?", case)
+    if not m:
+        sys.exit(f"--cases: expected TxB or TxBpN, got {case!r}")
+    seq_len, micro, docs = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    run_dir = tempfile.mkdtemp(prefix="comba_train_bench_")
+    sets = {"data.kind": "random", "train.benchmark": "true", "train.benchmark_warmup": warmup,
+            "train.max_steps": steps, "logging.interval": steps, "logging.progress_bar": "false",
+            "batch.seq_len": seq_len, "batch.micro_batch_size": micro,
+            "batch.grad_accum_steps": accum, "train.recompute": recompute,
+            "logging.run_dir": run_dir}
+    if docs:
+        sets["data.pack_documents"] = "true"
+        sets["data.random_doc_len"] = seq_len * micro // docs
+    cmd = [os.path.join(build_dir, "bin", "comba-train"), config, "--no-resume"]
+    for key, value in sets.items():
+        cmd += ["--set", f"{key}={value}"]
+    name = f"{case}_{recompute}"
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with open(os.path.join(logs, f"train_{name}.log"), "w") as f:
+        f.write(proc.stdout + proc.stderr)
+    line = {"case": name, "config": os.path.basename(config), "seq_len": seq_len,
+            "micro_batch": micro, "docs_per_row": docs, "recompute": recompute}
+    summary = None
+    for out_line in reversed(proc.stdout.splitlines()):
+        if out_line.startswith("{") and '"summary"' in out_line:
+            summary = json.loads(out_line)
+            break
+    params = re.search(r"\| (\d+) parameters \|", proc.stdout + proc.stderr)
+    if proc.returncode != 0 or summary is None:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        line.update({"error": f"exit {proc.returncode}", "tail": tail})
+        return line
+    tps = summary["tokens_per_s"]
+    n = int(params.group(1)) if params else 0
+    flops = 6 * n + comba_flops_per_token(read_model(config))
+    line.update({"tokens_per_s": round(tps, 1), "step_ms": round(summary["step_time_ms"], 2),
+                 "peak_gib": round(summary["peak_memory_gib"], 2), "parameters": n,
+                 "flops_per_token": flops, "mfu": round(flops * tps / (peak_tflops * 1e12), 4)})
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
@@ -60,54 +106,14 @@ def main():
     ap.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     args = ap.parse_args()
-    logs = os.environ.get("OUT", "gpu-logs")
-    os.makedirs(logs, exist_ok=True)
-    binary = os.path.join(args.build_dir, "bin", "comba-train")
-    model = read_model(args.config)
     status = 0
     for case in args.cases.split(","):
-        m = re.fullmatch(r"(\d+)x(\d+)(?:p(\d+))?", case)
-        if not m:
-            sys.exit(f"--cases: expected TxB or TxBpN, got {case!r}")
-        seq_len, micro, docs = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
         for recompute in args.recompute.split(","):
-            run_dir = tempfile.mkdtemp(prefix="comba_train_bench_")
-            sets = {"data.kind": "random", "train.benchmark": "true", "train.benchmark_warmup": args.warmup,
-                    "train.max_steps": args.steps, "logging.interval": args.steps, "logging.progress_bar": "false",
-                    "batch.seq_len": seq_len, "batch.micro_batch_size": micro,
-                    "batch.grad_accum_steps": args.accum, "train.recompute": recompute,
-                    "logging.run_dir": run_dir}
-            if docs:
-                sets["data.pack_documents"] = "true"
-                sets["data.random_doc_len"] = seq_len * micro // docs
-            cmd = [binary, args.config, "--no-resume"]
-            for key, value in sets.items():
-                cmd += ["--set", f"{key}={value}"]
-            name = f"{case}_{recompute}"
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            with open(os.path.join(logs, f"train_{name}.log"), "w") as f:
-                f.write(proc.stdout + proc.stderr)
-            line = {"case": name, "config": os.path.basename(args.config), "seq_len": seq_len,
-                    "micro_batch": micro, "docs_per_row": docs, "recompute": recompute}
-            summary = None
-            for out_line in reversed(proc.stdout.splitlines()):
-                if out_line.startswith("{") and '"summary"' in out_line:
-                    summary = json.loads(out_line)
-                    break
-            params = re.search(r"\| (\d+) parameters \|", proc.stdout + proc.stderr)
-            if proc.returncode != 0 or summary is None:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-                line.update({"error": f"exit {proc.returncode}", "tail": tail})
-                status = 1
-            else:
-                tps = summary["tokens_per_s"]
-                n = int(params.group(1)) if params else 0
-                flops = 6 * n + comba_flops_per_token(model)
-                line.update({"tokens_per_s": round(tps, 1), "step_ms": round(summary["step_time_ms"], 2),
-                             "peak_gib": round(summary["peak_memory_gib"], 2), "parameters": n,
-                             "flops_per_token": flops, "mfu": round(flops * tps / (args.peak_tflops * 1e12), 4)})
+            line = run_case(args.build_dir, args.config, case, recompute, steps=args.steps,
+                            warmup=args.warmup, accum=args.accum, peak_tflops=args.peak_tflops)
+            status |= "error" in line
             print(json.dumps(line), flush=True)
-    sys.exit(status)
+    sys.exit(1 if status else 0)
 
 
 if __name__ == "__main__":
