@@ -28,7 +28,7 @@ using detail::CombaInputs;
 using detail::CombaProblem;
 
 // Every field of a stage within its tolerance (support/chunk_stage_check.h).
-void expect_fields(const std::vector<FieldError>& fields) {
+[[maybe_unused]] void expect_fields(const std::vector<FieldError>& fields) {
   ASSERT_FALSE(fields.empty());
   for (const auto& f : fields) {
     EXPECT_TRUE(f.problem.empty()) << f.field << ": " << f.problem;
@@ -105,7 +105,7 @@ struct GpuInputs {
   at::Tensor grad_o, grad_final;
 };
 
-GpuInputs gpu_inputs(const CaseConfig& cfg) {
+[[maybe_unused]] GpuInputs gpu_inputs(const CaseConfig& cfg) {
   const CaseTensors t = make_case(cfg);
   const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
   const auto f32 = bf16.dtype(at::kFloat);
