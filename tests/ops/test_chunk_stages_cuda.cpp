@@ -133,6 +133,7 @@ class ChunkStagesCuda : public ::testing::TestWithParam<GpuCase> {
   void SetUp() override {
     COMBA_SKIP_WITHOUT_CUDA();
 #ifndef COMBA_WITH_CUDA
+    if (env_switch_on("COMBA_REQUIRE_GPU")) FAIL() << "COMBA_REQUIRE_GPU=1 but built without CUDA";
     GTEST_SKIP() << "built without the CUDA stages";
 #endif
   }
