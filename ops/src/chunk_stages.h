@@ -9,8 +9,9 @@
 //   backward: chunk_scan_bwd -> chunk_grads -> finish_chunk_grads (shared q/k/p epilogue)
 //
 // Shapes: C = kChunkSize rows per chunk. Chunks are numbered globally, sequence by
-// sequence (NC in all); a sequence's last chunk may be short and its missing rows are zero
-// in every workspace tensor. KP = the key dim rounded up to 64, 128 or 256. "OT" is the
+// sequence (NC in all); a sequence's last chunk may be short: its missing rows are zero in
+// w, tu, mqk, states' chunk rows, v_new and the gradients; qf and kf there hold the row
+// factors of zero rows (harmless: they scale zero tiles) and t_inv is the identity. KP = the key dim rounded up to 64, 128 or 256. "OT" is the
 // workspace dtype: the inputs' 16-bit dtype in the kernels, the compute dtype (fp32, fp64
 // for fp64 inputs) in the twins. Hats are l2-normalised vectors when use_l2norm (r_x: the
 // l2norm's row factor 1 / |x|), G the inclusive in-chunk cumsum of g, G0 = G - g.
