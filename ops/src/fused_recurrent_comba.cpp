@@ -1,7 +1,7 @@
 #include "reference/recurrent_ref.h"
 #include "stages.h"
 #ifdef COMBA_WITH_CUDA
-#include "cuda/launchers.h"
+#include "launch/launchers.h"
 #endif
 
 namespace comba::detail {
