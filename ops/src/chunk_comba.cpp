@@ -1,34 +1,87 @@
+// The chunk form below autograd, as the algorithm's list of stages (chunk_stages.h) on the
+// CUDA kernels; the fused recurrent kernels or the ATen reference path where those do not
+// take the problem (backend.h).
+#include "backend.h"
+#include "chunk_stages.h"
+#include "functions.h"
 #include "reference/chunk_ref.h"
-#include "stages.h"
-#ifdef COMBA_WITH_CUDA
-#include "cuda/launchers.h"
-#endif
+#include "reference/reference_path.h"
 
 namespace comba::detail {
 
-// On CUDA: the chunk kernels (tensor cores; 16-bit inputs, K <= 256), else the fused
-// recurrent kernels, the same recurrence token by token in fp32 (fp32 inputs, K <= 256).
-CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
 #ifdef COMBA_WITH_CUDA
-  if (!pb.reference_path) {
-    if (cuda::chunk_supported(pb, in)) return cuda::chunk_fwd(pb, in, for_backward);
-    if (cuda::recurrent_supported(pb, in)) return cuda::recurrent_fwd(pb, in, for_backward);
-  }
+namespace {
+
+// A training forward's workspace as CombaForward::saved carries it through autograd, and
+// back. Tu is not kept: only the forward scan reads it, and dropping it here frees it
+// before the backward.
+constexpr size_t kSavedTensors = 9;
+std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
+  return {std::move(ws.w),     std::move(ws.mqk),    std::move(ws.qf),
+          std::move(ws.kf),    std::move(ws.gamma),  std::move(ws.t_inv),
+          std::move(ws.states), std::move(ws.v_new), std::move(ws.chunk_offsets)};
+}
+
+// Takes the buffers over: the backward owns them alone, so that releasing frees them.
+ChunkWorkspace from_saved(std::vector<at::Tensor> saved) {
+  ChunkWorkspace ws;
+  ws.w = std::move(saved[0]);
+  ws.mqk = std::move(saved[1]);
+  ws.qf = std::move(saved[2]);
+  ws.kf = std::move(saved[3]);
+  ws.gamma = std::move(saved[4]);
+  ws.t_inv = std::move(saved[5]);
+  ws.states = std::move(saved[6]);
+  ws.v_new = std::move(saved[7]);
+  ws.chunk_offsets = std::move(saved[8]);
+  ws.num_chunks = ws.t_inv.size(0);
+  ws.padded_key_dim = ws.states.size(2);
+  return ws;
+}
+
+}  // namespace
 #endif
+
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
+  const auto backend = select_backend(pb, in, /*chunk_form=*/true);
+#ifdef COMBA_WITH_CUDA
+  if (backend == Backend::kChunkKernels) {
+    const auto kin = cuda::kernel_ready(in);  // laid out once for both stages
+    auto ws = cuda::chunk_prep(pb, kin);
+    auto out = cuda::chunk_scan_fwd(pb, kin, ws, /*keep_states=*/for_backward);
+    if (for_backward) out.saved = to_saved(std::move(ws));
+    return out;
+  }
+  if (backend == Backend::kRecurrentKernels) return cuda::recurrent_fwd(pb, in, for_backward);
+#endif
+  (void)backend;
   return reference_forward(pb, in, kChunkSize, chunk_fwd_ref);
 }
 
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                            const at::Tensor& grad_o, const at::Tensor& grad_final,
                            std::vector<at::Tensor> saved) {
+  const auto backend = select_backend(pb, in, /*chunk_form=*/true);
 #ifdef COMBA_WITH_CUDA
-  if (!pb.reference_path) {
-    if (cuda::chunk_supported(pb, in)) return cuda::chunk_bwd(pb, in, grad_o, grad_final, std::move(saved));
-    if (cuda::recurrent_supported(pb, in)) {
-      return cuda::recurrent_bwd(pb, in, grad_o, grad_final, std::move(saved));
+  if (backend == Backend::kChunkKernels) {
+    const auto kin = cuda::kernel_ready(in);  // laid out once for every stage
+    // Not after a training forward (no workspace saved): run one now.
+    if (saved.size() != kSavedTensors) {
+      saved = chunk_comba_fwd(pb, kin, /*for_backward=*/true).saved;
     }
+    auto ws = from_saved(std::move(saved));
+    const auto state_grads = cuda::chunk_scan_bwd(pb, kin, ws, grad_o, grad_final);
+    // Nothing reads W, Mqk, the row factors and the decays again: the gradients' outputs
+    // can reuse their memory (the caching allocator reuses it in this stream's order).
+    ws.release_scan_operands();
+    const auto grads = cuda::chunk_grads(pb, kin, ws, state_grads, grad_o);
+    return finish_chunk_grads(pb, kin, grads);
+  }
+  if (backend == Backend::kRecurrentKernels) {
+    return cuda::recurrent_bwd(pb, in, grad_o, grad_final, std::move(saved));
   }
 #endif
+  (void)backend;
   return reference_backward(pb, in, kChunkSize, grad_o, grad_final, chunk_bwd_ref);
 }
 

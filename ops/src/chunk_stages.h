@@ -1,12 +1,15 @@
 // The chunk form's stage contract: the stages of SPEC section 2 in the kernels'
 // decomposition, and the one workspace they pass along. Each stage has two
-// implementations with this same contract, selected in one place (chunk_comba.cpp):
-//   the CUDA kernels     namespace comba::detail::cuda   (ops/src/launch/)
+// implementations with this same contract:
+//   the CUDA kernels     namespace comba::detail::cuda   (ops/src/launch/chunk_stages_cuda.h)
 //   the ATen twins       namespace comba::detail::twin   (ops/src/reference/chunk_stages_ref.cpp)
-// GPU tests run each CUDA stage and its twin on the same inputs.
+// GPU tests run each CUDA stage and its twin on the same inputs. The operator runs the
+// CUDA stages where the kernels take the problem (chunk_comba.cpp, the stage list), else
+// the recurrent kernels or the reference path (backend.h chooses, once).
 //
 //   forward:  chunk_prep -> chunk_scan_fwd              o, final state (+ states, V' to keep)
-//   backward: chunk_scan_bwd -> chunk_grads -> finish_chunk_grads (shared q/k/p epilogue)
+//   backward: chunk_scan_bwd -> ws.release_scan_operands() -> chunk_grads
+//             -> finish_chunk_grads (the q/k/p epilogue, shared by every implementation)
 //
 // Shapes: C = kChunkSize rows per chunk. Chunks are numbered globally, sequence by
 // sequence (NC in all); a sequence's last chunk may be short: its missing rows are zero in
@@ -18,7 +21,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include "reference/reference_path.h"
+#include "layout.h"
 
 namespace comba::detail {
 
@@ -85,5 +88,11 @@ struct ChunkGrads {
 //                          const at::Tensor& grad_o);
 // `in` is as the caller gave it (caller layout [B, T, H, K], p / beta / initial_state /
 // cu_seqlens possibly undefined).
+
+// What chunk_grads leaves, done once for every implementation (and for the fused recurrent
+// kernels' gradients): the GVA group sum, the l2norm backward, the p = k merge when p was
+// not given, each gradient in its input's dtype. Defined in chunk_stages.cpp.
+InputGrads finish_chunk_grads(const CombaProblem& pb, const CombaInputs& in,
+                              const ChunkGrads& grads);
 
 }  // namespace comba::detail

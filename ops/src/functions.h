@@ -1,11 +1,47 @@
-// Autograd Functions of the operator: save the inputs, call the *_fwd / *_bwd stages.
-// Inputs arrive validated; p, beta, initial_state and cu_seqlens may be undefined.
+// The operator below the public functions: each form's forward and backward (defined in
+// chunk_comba.cpp and fused_recurrent_comba.cpp), and the autograd Function that saves the
+// inputs and calls them. Inputs arrive validated; p, beta, initial_state and cu_seqlens
+// may be undefined.
 #pragma once
 #include <torch/autograd.h>
 
-#include "stages.h"
+#include <vector>
+
+#include "layout.h"
 
 namespace comba::detail {
+
+// for_backward: also return in CombaForward::saved what the backward can reuse, and the
+// backward takes it back, by value so that it can free each buffer once its kernels are
+// done with it (empty: recompute).
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward);
+InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
+                           const at::Tensor& grad_o, const at::Tensor& grad_final,
+                           std::vector<at::Tensor> saved);
+CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
+                                       bool for_backward);
+InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
+                                     const at::Tensor& grad_o, const at::Tensor& grad_final,
+                                     std::vector<at::Tensor> saved);
+
+// A form, as the Function's policy: its name in messages, the gate it runs on, its forward
+// and backward.
+struct ChunkForm {
+  static constexpr const char* kName = "chunk_comba";
+  // In-chunk sums of g turn -inf into -inf - (-inf) = NaN: clamp first (comba.h,
+  // kMinLogDecay). clamp_min is recorded by autograd, so g's gradient below the floor is
+  // 0, the recurrence's exp(g) <dS, S_{t-1}> at exp(g) = 0.
+  static at::Tensor gate(const at::Tensor& g) { return g.clamp_min(kMinLogDecay); }
+  static constexpr auto fwd = &chunk_comba_fwd;
+  static constexpr auto bwd = &chunk_comba_bwd;
+};
+
+struct FusedRecurrentForm {
+  static constexpr const char* kName = "fused_recurrent_comba";
+  static at::Tensor gate(const at::Tensor& g) { return g; }  // exp(-inf) = 0 is exact here
+  static constexpr auto fwd = &fused_recurrent_comba_fwd;
+  static constexpr auto bwd = &fused_recurrent_comba_bwd;
+};
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -22,33 +58,6 @@ class CombaFunction : public torch::autograd::Function<CombaFunction<Form>> {
                                const OptTensor& beta, const OptTensor& initial_state,
                                const OptTensor& cu_seqlens, const CombaOptions& options);
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
-};
-
-struct ChunkForm {
-  static constexpr const char* kName = "chunk_comba";
-  // In-chunk sums of g turn -inf into -inf - (-inf) = NaN: clamp first (comba.h,
-  // kMinLogDecay). clamp_min is recorded by autograd, so g's gradient below the floor is
-  // 0, the recurrence's exp(g) <dS, S_{t-1}> at exp(g) = 0.
-  static at::Tensor gate(const at::Tensor& g) { return g.clamp_min(kMinLogDecay); }
-  static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
-    return chunk_comba_fwd(pb, in, for_backward);
-  }
-  static InputGrads bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& d_o,
-                        const at::Tensor& d_final, std::vector<at::Tensor> saved) {
-    return chunk_comba_bwd(pb, in, d_o, d_final, std::move(saved));
-  }
-};
-
-struct FusedRecurrentForm {
-  static constexpr const char* kName = "fused_recurrent_comba";
-  static at::Tensor gate(const at::Tensor& g) { return g; }  // exp(-inf) = 0 is exact here
-  static CombaForward fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
-    return fused_recurrent_comba_fwd(pb, in, for_backward);
-  }
-  static InputGrads bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& d_o,
-                        const at::Tensor& d_final, std::vector<at::Tensor> saved) {
-    return fused_recurrent_comba_bwd(pb, in, d_o, d_final, std::move(saved));
-  }
 };
 
 using ChunkCombaFunction = CombaFunction<ChunkForm>;

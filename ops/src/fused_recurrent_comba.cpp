@@ -1,15 +1,16 @@
+// The fused recurrent form below autograd: the fused recurrent kernels where they take the
+// problem, else the ATen reference path (backend.h).
+#include "backend.h"
+#include "functions.h"
 #include "reference/recurrent_ref.h"
-#include "stages.h"
-#ifdef COMBA_WITH_CUDA
-#include "cuda/launchers.h"
-#endif
+#include "reference/reference_path.h"
 
 namespace comba::detail {
 
 CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
                                        bool for_backward) {
 #ifdef COMBA_WITH_CUDA
-  if (!pb.reference_path && cuda::recurrent_supported(pb, in)) {
+  if (select_backend(pb, in, /*chunk_form=*/false) == Backend::kRecurrentKernels) {
     return cuda::recurrent_fwd(pb, in, for_backward);
   }
 #endif
@@ -20,7 +21,7 @@ InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& 
                                      const at::Tensor& grad_o, const at::Tensor& grad_final,
                                      std::vector<at::Tensor> saved) {
 #ifdef COMBA_WITH_CUDA
-  if (!pb.reference_path && cuda::recurrent_supported(pb, in)) {
+  if (select_backend(pb, in, /*chunk_form=*/false) == Backend::kRecurrentKernels) {
     return cuda::recurrent_bwd(pb, in, grad_o, grad_final, std::move(saved));
   }
 #endif

@@ -13,13 +13,6 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 at::Tensor expand_groups(const at::Tensor& x, int64_t group) {
   return group == 1 ? x : x.repeat_interleave(group, /*dim=*/1);
 }
-
-// Backward of expand_groups: sum each group.
-at::Tensor reduce_groups(const at::Tensor& dx, int64_t group) {
-  if (group == 1) return dx;
-  const auto n = dx.size(0), hv = dx.size(1), t = dx.size(2), d = dx.size(3);
-  return dx.view({n, hv / group, group, t, d}).sum(2);
-}
 }  // namespace
 
 at::ScalarType compute_dtype(const CombaProblem& pb) {
@@ -88,6 +81,19 @@ at::Tensor l2norm_bwd(const at::Tensor& x, const at::Tensor& grad_y) {
   return (grad_y - y * (y * grad_y).sum(-1, /*keepdim=*/true)) * rinv;
 }
 
+at::Tensor sum_head_groups(const at::Tensor& dx, int64_t dim, int64_t group) {
+  if (group == 1) return dx;
+  auto sizes = dx.sizes().vec();
+  sizes[dim] /= group;
+  sizes.insert(sizes.begin() + dim + 1, group);
+  return dx.view(sizes).sum(dim + 1);
+}
+
+at::Tensor qk_grad_to_input(const at::Tensor& x, const at::Tensor& dx, bool through_l2norm,
+                            at::ScalarType compute) {
+  return (through_l2norm ? l2norm_bwd(x.to(compute), dx) : dx).to(x.scalar_type());
+}
+
 CanonicalInputs to_canonical(const CombaProblem& pb, const CombaInputs& in,
                              const TokenLayout& layout, bool use_l2norm) {
   const auto dt = compute_dtype(pb);
@@ -115,10 +121,11 @@ InputGrads from_canonical(const CombaProblem& pb, const CombaInputs& in,
                           const CanonicalGrads& grads, const TokenLayout& layout,
                           bool use_l2norm) {
   const auto dt = compute_dtype(pb);
+  // The kernels' epilogue (finish_chunk_grads) shares these steps; here the group sum runs
+  // on the canonical layout, before the unpack.
   auto back_qk = [&](const at::Tensor& x, const at::Tensor& dx) {
-    auto d = layout.unpack(reduce_groups(dx, pb.group()));
-    if (use_l2norm) d = l2norm_bwd(x.to(dt), d);
-    return d.to(x.scalar_type());
+    return qk_grad_to_input(x, layout.unpack(sum_head_groups(dx, /*dim=*/1, pb.group())),
+                            use_l2norm, dt);
   };
   InputGrads out;
   out.q = back_qk(in.q, grads.q);
@@ -127,7 +134,7 @@ InputGrads from_canonical(const CombaProblem& pb, const CombaInputs& in,
   if (in.p.defined()) {
     out.k = back_qk(in.k, grads.k);
     out.p = back_qk(in.p, grads.p);
-  } else {  // p = k inside the operator
+  } else {  // p = k inside the operator (merged before the group sum, unlike the kernels')
     out.k = back_qk(in.k, grads.k + grads.p);
   }
   if (in.beta.defined()) out.beta = layout.unpack_gate(grads.beta).to(in.beta.scalar_type());

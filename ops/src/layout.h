@@ -6,8 +6,12 @@
 // row and every row is zero-padded at the end to Tp (a multiple of `pad_multiple`):
 // a padded step has g = 0 and beta = 0, so it leaves the state unchanged and the final
 // state at Tp is the state after the sequence's last real token.
+// Also here: the operator's inputs, forward result and input gradients as every backend
+// (CUDA launchers, reference path) passes them.
 #pragma once
 #include <ATen/ATen.h>
+
+#include <vector>
 
 #include "problem.h"
 
@@ -27,6 +31,14 @@ struct CanonicalGrads {  // same shapes as CanonicalInputs
 
 struct InputGrads {  // shapes and dtypes of CombaInputs; undefined where no input was given
   at::Tensor q, k, v, p, g, beta, initial_state;
+};
+
+struct CombaForward {
+  at::Tensor o;            // [B, T, HV, V] in the inputs' dtype
+  at::Tensor final_state;  // [N, HV, K, V] in the state dtype
+  // Work the backward may reuse instead of recomputing (kernel workspaces; empty on the
+  // reference path). Only asked for when a backward will follow.
+  std::vector<at::Tensor> saved;
 };
 
 at::ScalarType compute_dtype(const CombaProblem& pb);
@@ -53,6 +65,15 @@ class TokenLayout {
 // x / sqrt(sum(x^2) + kL2NormEps) over the last dim (ops/cuda/l2norm_eps.h), and its backward.
 at::Tensor l2norm_fwd(const at::Tensor& x);
 at::Tensor l2norm_bwd(const at::Tensor& x, const at::Tensor& grad_y);
+
+// Backward of repeating each query / key head over its GVA group of `group` value heads:
+// sums each group's gradients; `dim` is the head dim (HV there, HV / group after).
+at::Tensor sum_head_groups(const at::Tensor& dx, int64_t dim, int64_t group);
+
+// The last step of a q / k / p gradient: through the l2norm backward (computed in
+// `compute`, against the input x as given) when `through_l2norm`, then in x's dtype.
+at::Tensor qk_grad_to_input(const at::Tensor& x, const at::Tensor& dx, bool through_l2norm,
+                            at::ScalarType compute);
 
 CanonicalInputs to_canonical(const CombaProblem& pb, const CombaInputs& in,
                              const TokenLayout& layout, bool use_l2norm);

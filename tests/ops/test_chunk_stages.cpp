@@ -22,31 +22,6 @@ using detail::CombaInputs;
 using detail::CombaProblem;
 using detail::InputGrads;
 
-// What finish_chunk_grads does, kept local to this test: the GVA group sum, the l2norm
-// backward when pending, p = k's two roles merged, each gradient in its input's dtype.
-InputGrads finish(const CombaProblem& pb, const CombaInputs& in, const ChunkGrads& g) {
-  auto per_query_head = [&](const at::Tensor& d, const at::Tensor& x) {
-    auto y = g.per_value_head && pb.group() > 1
-                 ? d.view({pb.batch, pb.seq_len, pb.heads, pb.group(), pb.key_dim}).sum(3)
-                 : d;
-    return g.l2norm_pending && pb.use_l2norm ? detail::l2norm_bwd(x.to(y.scalar_type()), y) : y;
-  };
-  InputGrads out;
-  out.q = per_query_head(g.dq, in.q).to(pb.dtype);
-  if (in.p.defined()) {
-    out.k = per_query_head(g.dk, in.k).to(pb.dtype);
-    out.p = per_query_head(g.dp, in.p).to(pb.dtype);
-  } else {
-    out.k = (per_query_head(g.dk, in.k) + per_query_head(g.dp, in.k)).to(pb.dtype);
-  }
-  out.v = g.dv.to(pb.dtype);
-  out.g = g.dg.to(in.g.scalar_type());
-  if (in.beta.defined()) out.beta = g.dbeta.to(in.beta.scalar_type());
-  if (in.initial_state.defined())
-    out.initial_state = g.d_initial.to(in.initial_state.scalar_type());
-  return out;
-}
-
 struct StageCase {
   CaseConfig cfg;
   bool omit_p = false, omit_beta = false;
@@ -145,7 +120,7 @@ TwinRun run_twins(const StageCase& c, const CaseTensors& t) {
   r.sg = detail::twin::chunk_scan_bwd(r.pb, r.in, r.ws, t.d_o,
                                       c.cfg.final_state ? t.d_final_state : at::Tensor());
   r.chunk_grads = detail::twin::chunk_grads(r.pb, r.in, r.ws, r.sg, t.d_o);
-  r.grads = finish(r.pb, r.in, r.chunk_grads);
+  r.grads = detail::finish_chunk_grads(r.pb, r.in, r.chunk_grads);
   return r;
 }
 

@@ -2,20 +2,9 @@
 // (l2norm, GVA, packing, padding) -> core -> caller layout, and the same in reverse for
 // the backward. Shared by the chunked and the recurrent forms.
 #pragma once
-#include <utility>
-#include <vector>
-
 #include "../layout.h"
 
 namespace comba::detail {
-
-struct CombaForward {
-  at::Tensor o;            // [B, T, HV, V] in the inputs' dtype
-  at::Tensor final_state;  // [N, HV, K, V] in the state dtype
-  // Work the backward may reuse instead of recomputing (kernel workspaces; empty on the
-  // reference path). Only asked for when a backward will follow.
-  std::vector<at::Tensor> saved;
-};
 
 // core(const CanonicalInputs&, double scale) -> {o [N, HV, Tp, V], final_state}
 template <typename Core>

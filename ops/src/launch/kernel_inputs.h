@@ -23,6 +23,20 @@ inline at::Tensor tile_ready(const at::Tensor& x) {
   return reinterpret_cast<uintptr_t>(y.data_ptr()) % 16 == 0 ? y : y.clone();
 }
 
+// The caller's inputs laid out as the kernels read them, dtypes and undefined inputs
+// unchanged: a list of stages given these builds each stage's KernelInputs without a copy.
+inline CombaInputs kernel_ready(const CombaInputs& in) {
+  auto contiguous = [](const at::Tensor& t) { return t.defined() ? t.contiguous() : t; };
+  return {tile_ready(in.q),
+          tile_ready(in.k),
+          in.p.defined() ? tile_ready(in.p) : at::Tensor(),
+          tile_ready(in.v),
+          in.g.contiguous(),
+          contiguous(in.beta),
+          contiguous(in.initial_state),
+          in.cu_seqlens};
+}
+
 // q, k, p, v tile-ready (p = k when absent), gates contiguous, the initial state fp32,
 // cu_seqlens on q's device.
 struct KernelInputs {

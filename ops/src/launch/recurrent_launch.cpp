@@ -2,15 +2,17 @@
 //   forward:  one kernel (o, final state; in training also a state checkpoint every
 //             kRecurrentSegment tokens);
 //   backward: one kernel on those checkpoints (a backward without them runs the training
-//             forward first), then the sums over column blocks and GVA groups and the
-//             l2norm backward in ATen.
+//             forward first), then the sum over column blocks here and the chunk form's
+//             q/k/p epilogue (finish_chunk_grads: GVA group sum, l2norm backward, cast).
+#include "recurrent_launch.h"
+
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../../cuda/recurrent/recurrent_params.h"
+#include "../chunk_stages.h"
 #include "comba/core/cuda_launch.h"
 #include "kernel_inputs.h"
-#include "launchers.h"
 
 namespace comba::detail::cuda {
 
@@ -100,28 +102,19 @@ InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at
     for (auto* t : {&dq, &dk, &dp, &dg, &dbeta, &dv}) t->zero_();
   }
 
-  // Column-block partials -> per query/key head (GVA) -> through the l2norm.
+  // Column-block partials -> totals; per value head, before the l2norm backward.
   auto total = [&](const at::Tensor& x) { return blocks == 1 ? x[0] : x.sum(0); };
-  auto per_head = [&](const at::Tensor& x) {
-    auto y = total(x);
-    return pb.group() == 1 ? y : y.view({B, T, pb.heads, pb.group(), K}).sum(3);
-  };
-  auto through_norm = [&](const at::Tensor& x, const at::Tensor& d) {
-    return (pb.use_l2norm ? l2norm_bwd(x.to(at::kFloat), d) : d).to(pb.dtype);
-  };
-  InputGrads out;
-  out.q = through_norm(c.q, per_head(dq));
-  if (in.p.defined()) {
-    out.k = through_norm(c.k, per_head(dk));
-    out.p = through_norm(c.p, per_head(dp));
-  } else {  // p = k inside the operator: one normalised vector, two uses
-    out.k = through_norm(c.k, per_head(dk) + per_head(dp));
-  }
-  out.v = dv;
-  out.g = total(dg).to(in.g.scalar_type());
-  if (in.beta.defined()) out.beta = total(dbeta).to(in.beta.scalar_type());
-  if (in.initial_state.defined()) out.initial_state = d_initial.to(in.initial_state.scalar_type());
-  return out;
+  ChunkGrads grads;
+  grads.per_value_head = true;
+  grads.l2norm_pending = pb.use_l2norm;
+  grads.dq = total(dq);
+  grads.dk = total(dk);
+  grads.dp = total(dp);
+  grads.dv = dv;
+  grads.dg = total(dg);
+  if (in.beta.defined()) grads.dbeta = total(dbeta);
+  grads.d_initial = d_initial;
+  return finish_chunk_grads(pb, in, grads);
 }
 
 }  // namespace comba::detail::cuda

@@ -1,0 +1,28 @@
+// The chunk form's stages on the CUDA kernels, with the contract of ../chunk_stages.h
+// (same signatures as the ATen twins in namespace twin). Each fills the kernel parameters
+// from the inputs and the workspace and launches on the current stream. Compiled only
+// when the build has CUDA (COMBA_WITH_CUDA).
+#pragma once
+#include "../chunk_stages.h"
+#include "kernel_inputs.h"  // kernel_ready: the stage list lays the inputs out once
+
+namespace comba::detail::cuda {
+
+// Whether the chunked kernels take this problem (CUDA, 16-bit inputs, K <= 256, K and V
+// multiples of 8).
+bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
+
+// Numbers the chunks (a host read of cu_seqlens when packed) and runs the prep kernel.
+ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in);
+// o and the final state; with keep_states also ws.states and ws.v_new for the backward.
+CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
+                            bool keep_states);
+// Reverse scan; reads the prep operands, states and V' (grad_final may be undefined).
+ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
+                               const ChunkWorkspace& ws, const at::Tensor& grad_o,
+                               const at::Tensor& grad_final);
+// Per-chunk gradients; reads t_inv, states and V' only (call after release_scan_operands).
+ChunkGrads chunk_grads(const CombaProblem& pb, const CombaInputs& in, const ChunkWorkspace& ws,
+                       const ChunkStateGrads& sg, const at::Tensor& grad_o);
+
+}  // namespace comba::detail::cuda
