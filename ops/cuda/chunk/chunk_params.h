@@ -8,11 +8,10 @@
 #pragma once
 #include <cstdint>
 
+#include "chunk_traits.h"
 #include "comba/core/element_type.h"
 
 namespace comba::cuda {
-
-inline constexpr int kChunk = 64;
 
 struct ChunkParams {
   // Inputs in the caller's layout, contiguous: q, k, p [B, T, H, K]; v [B, T, HV, V];
@@ -74,15 +73,5 @@ int launch_chunk_prep(const ChunkParams& params, void* stream);
 int launch_chunk_scan_fwd(const ChunkParams& params, void* stream);
 int launch_chunk_scan_bwd(const ChunkParams& params, void* stream);
 int launch_chunk_grad(const ChunkParams& params, void* stream);
-
-// Largest key head dim the chunked kernels take (KP in {64, 128, 256}).
-inline constexpr int kChunkMaxKeyDim = 256;
-inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : key_dim <= 128 ? 128 : 256; }
-
-// Wider key tiles are walked in halves of kChunkKeyHalf columns by the gradient kernel
-// (its [64 x K] accumulators would not fit the registers). It then writes the q / k / p
-// gradients in fp32 per value head and before the l2norm, which the host applies.
-inline constexpr int kChunkKeyHalf = 128;
-inline constexpr bool chunk_key_split(int kp) { return kp > kChunkKeyHalf; }
 
 }  // namespace comba::cuda

@@ -42,7 +42,7 @@ inline RecurrentTile recurrent_tile(int key_dim, int value_dim) {
   return {rows, wide ? 4 : 1};
 }
 
-inline bool recurrent_tile_compiled(int rows, int vec) {
+constexpr bool recurrent_tile_compiled(int rows, int vec) {
 #define COMBA_IS_TILE(ROWS, VEC) \
   if (rows == ROWS && vec == VEC) return true;
   COMBA_RECURRENT_TILES(COMBA_IS_TILE)
