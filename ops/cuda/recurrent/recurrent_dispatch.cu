@@ -81,7 +81,7 @@ int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream) {
 
 RecurrentBwdShape recurrent_bwd_shape(int key_dim, int value_dim) {
   const RecurrentTile tile = recurrent_bwd_tile(key_dim, value_dim);
-  const int columns = 32 * tile.vec;
+  const int columns = RecurrentTraits::kLanes * tile.vec;
   return {(value_dim + columns - 1) / columns,
           static_cast<int64_t>(kRecurrentSegment / kRecurrentSubSegment) * tile.rows *
               RecurrentTraits::kThreads * tile.vec};

@@ -5,14 +5,9 @@
 
 #include "comba/core/element_type.h"
 
-namespace comba::cuda {
+#include "recurrent_traits.h"
 
-// Tokens per checkpoint segment: a training forward stores the state entering every
-// segment, and the backward recomputes one segment's states at a time.
-inline constexpr int kRecurrentSegment = 32;
-// The backward keeps the state entering every kRecurrentSubSegment tokens of a segment
-// and recomputes the states in between (a power of two dividing kRecurrentSegment).
-inline constexpr int kRecurrentSubSegment = 8;
+namespace comba::cuda {
 
 #if defined(__CUDACC__)
 #define COMBA_HOST_DEVICE __host__ __device__
