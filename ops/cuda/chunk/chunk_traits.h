@@ -2,6 +2,7 @@
 // key tiles, the row padding of shared tiles, the blocks of the unit-lower inverse, and the
 // scans' state-column split. Plain C++: host launchers and kernels include the same file.
 #pragma once
+#include <initializer_list>
 
 namespace comba::cuda {
 

@@ -4,6 +4,7 @@
 // the fp32 state lives in registers and a warp touches whole 128- or 512-byte lines.
 // Reductions over K go through shared memory across warps, over V through shuffles.
 #pragma once
+#include <initializer_list>
 
 namespace comba::cuda {
 
