@@ -2,14 +2,23 @@
 // reductions over the accumulator layout, the gate loads. No torch headers.
 #pragma once
 #include "../common.cuh"
+#include "../smem_carve.h"
 #include "chunk_params.h"
+#include "chunk_traits.h"
 #include "tile_mma.cuh"
 
 namespace comba::cuda::chunk {
 
-inline constexpr int kThreads = 256;  // 8 warps in every chunked kernel
-inline constexpr int kPad = 8;        // 16 bytes of row padding: conflict-free ldmatrix
-inline constexpr int kMaxSmemBytes = 227 * 1024;  // dynamic shared memory of one CTA (sm_90)
+// Row and column of element idx of a row-major walk over a tile kCols wide, by shift and
+// mask (kCols a power of two; the walks' indices are never negative).
+template <int kCols>
+struct RowWalk {
+  static_assert(kCols > 0 && (kCols & (kCols - 1)) == 0, "RowWalk needs a power-of-two width");
+  static constexpr int kShift = log2_exact(kCols);
+  __device__ __forceinline__ static int row(int idx) { return idx >> kShift; }
+  __device__ __forceinline__ static int col(int idx) { return idx & (kCols - 1); }
+};
+static_assert(RowWalk<kChunk>::kShift == kChunkLog2, "a chunk row walk shifts by kChunkLog2");
 
 struct ChunkLoc {
   long long tok0;  // first token (row of the [B * T] or packed token axis)
@@ -168,7 +177,7 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
                                                 const T* sP, const float* s_g, float* s_rq,
                                                 float* s_rk, float* s_rp, float* s_G,
                                                 float* s_G0) {
-  constexpr int LDK = KP + kPad, kQuarter = KP / 4, kVec = 8;
+  constexpr int LDK = KP + kPad, kQuarter = KP / 4, kVec = kVec16;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   {  // four threads per row, 16-byte loads
     const int r = threadIdx.x >> 2, quarter = threadIdx.x & 3;
@@ -214,27 +223,30 @@ __device__ __forceinline__ void norms_and_decay(const ChunkParams& p, const T* s
 //   inv([[X, 0], [C, Y]]) = [[X^-1, 0], [-Y^-1 C X^-1, Y^-1]]
 // first for 16 -> 32 (two warps), then 32 -> 64 (four warps). Writes T in fp32 (sT) and
 // as a 16-bit operand (sTo, row stride ldc); both must be zeroed before. sAo: room for A
-// as 16-bit [64 x ldc]; scratch: 32 x 40 16-bit elements. Ends with a barrier.
+// as 16-bit [64 x ldc]; scratch: kInvScratchElems 16-bit elements. Ends with a barrier.
 template <typename T>
 __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, float* sT, T* sTo,
                                                    T* scratch, int ldf, int ldc) {
+  constexpr int B = kInvBlock;
+  using ChunkRow = RowWalk<kChunk>;
+  using BlockRow = RowWalk<B>;
   const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
   for (int idx = t; idx < kChunk * kChunk; idx += kThreads) {
-    const int i = idx >> 6, j = idx & 63;
+    const int i = ChunkRow::row(idx), j = ChunkRow::col(idx);
     sAo[i * ldc + j] = from_float<T>(sA[i * ldf + j]);
   }
   if (t < kChunk) {  // column j of its diagonal block
-    const int j = t, b0 = (j >> 4) << 4, jj = j - b0;
-    float col[16];
+    const int j = t, b0 = BlockRow::row(j) << BlockRow::kShift, jj = j - b0;
+    float col[B];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < B; ++i) {
       float s = 0.f;
 #pragma unroll
       for (int m = 0; m < i; ++m) s += sA[(b0 + i) * ldf + b0 + m] * col[m];
       col[i] = i < jj ? 0.f : (i == jj ? 1.f : -s);
     }
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < B; ++i) {
       sT[(b0 + i) * ldf + j] = col[i];
       sTo[(b0 + i) * ldc + j] = from_float<T>(col[i]);
     }
@@ -260,16 +272,17 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, floa
         tile::store_pair(dst + r * ld + c, acc.v[0][nt][2 * half], acc.v[0][nt][2 * half + 1]);
       }
   };
+  constexpr int H = 2 * B;  // the half of the chunk the second step fills
   if (warp < 2) {  // 16 -> 32: blocks (2w + 1, 2w) = -T11 A10 T00
-    const int b0 = warp * 32, b1 = b0 + 16;
-    T* x = scratch + warp * 16 * 24;
+    const int b0 = warp * H, b1 = b0 + B;
+    T* x = scratch + warp * B * kInvLdBlock;
     tile::Acc<1, 2> acc;
     acc.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + b1 * ldc + b0, ldc, sTo + b0 * ldc + b0, ldc, 0, 0, 16);
-    store_scratch(acc, x, 24);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + b1 * ldc + b0, ldc, sTo + b0 * ldc + b0, ldc, 0, 0, B);
+    store_scratch(acc, x, kInvLdBlock);
     __syncwarp();
     acc.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + b1 * ldc + b1, ldc, x, 24, 0, 0, 16);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + b1 * ldc + b1, ldc, x, kInvLdBlock, 0, 0, B);
     store_block(acc, b1, b0);
   }
   __syncthreads();
@@ -277,14 +290,14 @@ __device__ __forceinline__ void unit_lower_inverse(const float* sA, T* sAo, floa
   tile::Acc<1, 2> acc;
   if (warp < 4) {  // 32 -> 64: X = A[32:, :32] T[:32, :32], one 16 x 16 block per warp
     acc.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + (32 + 16 * rw) * ldc, ldc, sTo + 16 * cw, ldc, 0, 0, 32);
-    store_scratch(acc, scratch + (16 * rw) * 40 + 16 * cw, 40);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sAo + (H + B * rw) * ldc, ldc, sTo + B * cw, ldc, 0, 0, H);
+    store_scratch(acc, scratch + (B * rw) * kInvLdHalf + B * cw, kInvLdHalf);
   }
   __syncthreads();
   if (warp < 4) {  // T[32:, :32] = -T[32:, 32:] X
     acc.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + (32 + 16 * rw) * ldc + 32, ldc, scratch + 16 * cw, 40, 0, 0, 32);
-    store_block(acc, 32 + 16 * rw, 16 * cw);
+    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(acc, sTo + (H + B * rw) * ldc + H, ldc, scratch + B * cw, kInvLdHalf, 0, 0, H);
+    store_block(acc, H + B * rw, B * cw);
   }
   __syncthreads();
 }

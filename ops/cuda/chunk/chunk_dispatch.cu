@@ -1,10 +1,12 @@
 // Turns the runtime dtype and key dim into the compiled instantiation (one dispatch
-// point; tile choices live in chunk_traits.h).
+// point, in the operator's dispatch idiom: ../dispatch.cuh; tile choices live in
+// chunk_traits.h).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "../common.cuh"
+#include "../dispatch.cuh"
 #include "chunk_params.h"
 #include "chunk_traits.h"
 
@@ -31,27 +33,19 @@ int run(Stage stage, const ChunkParams& p, cudaStream_t s) {
     case Stage::kScanBwd: return chunk::launch_scan<T, KP>(p, true, bv, s);
     case Stage::kGrad: return chunk::launch_grad<T, KP>(p, s);
   }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return kNotCompiled;
 }
 
-template <typename T>
-int run_kp(Stage stage, const ChunkParams& p, cudaStream_t s) {
-  switch (chunk_padded_key_dim(p.key_dim)) {
-    case 64: return run<T, 64>(stage, p, s);
-    case 128: return run<T, 128>(stage, p, s);
-    case 256: return run<T, 256>(stage, p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
-}
-
+// 16-bit inputs only; key tiles of 64, 128 or 256 columns.
 int dispatch(Stage stage, const ChunkParams& p, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
-  if (p.key_dim > kChunkMaxKeyDim) return static_cast<int>(cudaErrorInvalidValue);
-  switch (p.dtype) {
-    case core::ElementType::kBFloat16: return run_kp<__nv_bfloat16>(stage, p, s);
-    case core::ElementType::kFloat16: return run_kp<__half>(stage, p, s);
-    default: return static_cast<int>(cudaErrorInvalidValue);
-  }
+  if (p.key_dim > kChunkMaxKeyDim) return kNotCompiled;
+  return dispatch_dtype<__nv_bfloat16, __half>(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    return dispatch_value<64, 128, 256>(chunk_padded_key_dim(p.key_dim), [&](auto kp) {
+      return run<T, decltype(kp)::value>(stage, p, s);
+    });
+  });
 }
 }  // namespace
 

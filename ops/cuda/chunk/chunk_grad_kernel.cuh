@@ -24,22 +24,30 @@ struct GradLayout {
   static constexpr bool kSplit = kHalves > 1;
   static constexpr int BV = kSplit ? 32 : 64;
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1, LDV = BV + kPad;
-  static constexpr int kQKP = 3 * kChunk * LDK * sizeof(T);
-  static constexpr int kVectors = 12 * kChunk * sizeof(float);
-  static constexpr int kTo = kChunk * LDC * sizeof(T);
-  static constexpr int kF = 2 * kChunk * LDC * sizeof(T);
-  static constexpr int kR = kChunk * LDF * sizeof(float);
-  static constexpr int kDW = kChunk * LDK * sizeof(T);  // -dW, from phase B to the end
-  // The shared region: the phase tiles (dO or V, V', dV' [64 x BV], S and dS rows of one
-  // key half [KH x BV]), then the epilogue's dTa (fp32) and dT, later Z over dTa, and last
-  // Ek, Ep over both.
-  static constexpr int kTiles = (3 * kChunk * LDV + 2 * KH * LDV) * sizeof(T);
-  static constexpr int kDTa = kChunk * LDF * sizeof(float);
-  static constexpr int kEpilogue = kDTa + kChunk * LDC * sizeof(T);
-  static constexpr int kRegion = kTiles > kEpilogue ? kTiles : kEpilogue;
-  static constexpr int kBytes = kQKP + kVectors + kTo + kF + kR + kDW + kRegion;
-  static_assert(2 * kChunk * LDC * sizeof(T) <= kEpilogue, "Ek, Ep must fit the epilogue");
-  static_assert(kBytes <= kMaxSmemBytes, "gradient tiles exceed shared memory");
+  // Tiles: [64 x KP] and [64 x 64] 16-bit, [64 x 64] fp32 (odd row stride), [64 x BV] and
+  // [KH x BV] 16-bit.
+  static constexpr int kTileK = kChunk * LDK * sizeof(T), kTileC = kChunk * LDC * sizeof(T),
+                       kTileF = kChunk * LDF * sizeof(float), kTileV = kChunk * LDV * sizeof(T),
+                       kTileS = KH * LDV * sizeof(T);
+  // g, beta, G, G0, r_q, r_k, r_p, red [2], dgamma partials, dbeta (11 used, one spare).
+  static constexpr int kVectorRows = 12;
+  // The shared region in turns: the phase tiles (dO or V, V', dV' [64 x BV], S and dS rows
+  // of one key half [KH x BV]), then the epilogue's dTa (fp32) and dT, later Z over dTa,
+  // and last Ek, Ep over both.
+  using Phase = SmemCarve<kTileV, kTileV, kTileV, kTileS, kTileS>;
+  using Epilogue = SmemCarve<kTileF, kTileC>;
+  static_assert(SmemCarve<kTileC, kTileC>::kBytes <= Epilogue::kBytes, "Ek, Ep must fit the epilogue");
+  // q, k, p [64 x KP]; the vectors; T; Fk, Fq; R (fp32); -dW (from phase B to the end);
+  // the region.
+  using Carve = SmemCarve<3 * kTileK, kVectorRows * kChunk * sizeof(float), kTileC, 2 * kTileC,
+                          kTileF, kTileK, smem_max(Phase::kBytes, Epilogue::kBytes)>;
+  static constexpr int kAtVectors = Carve::at(1), kAtTo = Carve::at(2), kAtF = Carve::at(3),
+                       kAtR = Carve::at(4), kAtDW = Carve::at(5), kAtRegion = Carve::at(6);
+  // Inside the region.
+  static constexpr int kAtVn = Phase::at(1), kAtDVn = Phase::at(2), kAtS = Phase::at(3),
+                       kAtDS = Phase::at(4), kAtDT = Epilogue::at(1);
+  static constexpr int kBytes = Carve::kBytes;
+  static_assert(sizeof(T) * kVec16 == 16, "16-bit element types only");
 };
 
 // Where the q / k / p gradient elements of this CTA's chunk live: fp32 per value head
@@ -113,12 +121,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   constexpr int C = kChunk, LDK = L::LDK, LDC = L::LDC, LDF = L::LDF, LDV = L::LDV, BV = L::BV;
   constexpr int KH = L::KH, NTK = KH / 16;  // [64 x KH] warp tiles: 16 rows x KH / 2 columns
   extern __shared__ __align__(16) unsigned char smem[];
-  unsigned char* cur = smem;
-  T* sQ = reinterpret_cast<T*>(cur);
+  T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + C * LDK;
   T* sP = sK + C * LDK;
-  cur += L::kQKP;
-  float* s_g = reinterpret_cast<float*>(cur);
+  float* s_g = reinterpret_cast<float*>(smem + L::kAtVectors);
   float* s_beta = s_g + C;
   float* s_G = s_beta + C;
   float* s_G0 = s_G + C;
@@ -128,26 +134,21 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   float* red = s_rp + C;     // [2][64]
   float* s_misc = red + 2 * C;  // [64]: dgamma partials
   float* s_dbeta = s_misc + C;  // [64]
-  cur += L::kVectors;
-  T* sTo = reinterpret_cast<T*>(cur);
-  cur += L::kTo;
-  T* sFk = reinterpret_cast<T*>(cur);
+  T* sTo = reinterpret_cast<T*>(smem + L::kAtTo);
+  T* sFk = reinterpret_cast<T*>(smem + L::kAtF);
   T* sFq = sFk + C * LDC;
-  cur += L::kF;
-  float* sR = reinterpret_cast<float*>(cur);
-  cur += L::kR;
-  T* sdW = reinterpret_cast<T*>(cur);
-  cur += L::kDW;
-  unsigned char* region = cur;
+  float* sR = reinterpret_cast<float*>(smem + L::kAtR);
+  T* sdW = reinterpret_cast<T*>(smem + L::kAtDW);
+  unsigned char* region = smem + L::kAtRegion;
   // phase tiles
   T* sX64a = reinterpret_cast<T*>(region);  // dO (A) / V (B)
-  T* sVn = sX64a + C * LDV;
-  T* sdVn = sVn + C * LDV;
-  T* sS = sdVn + C * LDV;  // rows of one key half
-  T* sdS = sS + KH * LDV;
+  T* sVn = reinterpret_cast<T*>(region + L::kAtVn);
+  T* sdVn = reinterpret_cast<T*>(region + L::kAtDVn);
+  T* sS = reinterpret_cast<T*>(region + L::kAtS);  // rows of one key half
+  T* sdS = reinterpret_cast<T*>(region + L::kAtDS);
   // epilogue
   float* sdTa = reinterpret_cast<float*>(region);
-  T* sdT = reinterpret_cast<T*>(region + L::kDTa);
+  T* sdT = reinterpret_cast<T*>(region + L::kAtDT);
   T* sZ = reinterpret_cast<T*>(region);
   T* sEk = reinterpret_cast<T*>(region);
   T* sEp = sEk + C * LDC;
@@ -271,14 +272,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
             }
           }
       }
-      for (int idx = tid; idx < KH * BV / 8; idx += kThreads) {  // <S, dS> on 8-element vectors
-        const int kd = idx / (BV / 8), col = (idx - kd * (BV / 8)) * 8;
+      for (int idx = tid; idx < KH * BV / kVec16; idx += kThreads) {  // <S, dS> on 16-byte vectors
+        const int kd = idx / (BV / kVec16), col = (idx - kd * (BV / kVec16)) * kVec16;
         const uint4 a = *reinterpret_cast<const uint4*>(sS + kd * LDV + col);
         const uint4 b = *reinterpret_cast<const uint4*>(sdS + kd * LDV + col);
         const T* x = reinterpret_cast<const T*>(&a);
         const T* y = reinterpret_cast<const T*>(&b);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) dgam += to_float(x[e]) * to_float(y[e]);
+        for (int e = 0; e < kVec16; ++e) dgam += to_float(x[e]) * to_float(y[e]);
       }
       __syncthreads();
     }

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "../common.cuh"
+#include "../dispatch.cuh"
 #include "chunk_grad_kernel.cuh"
 #include "chunk_prep_kernel.cuh"
 #include "chunk_scan_kernel.cuh"
@@ -33,13 +34,12 @@ int launch_scan_bv(const ChunkParams& p, bool backward, cudaStream_t stream) {
                   : launch_with_smem<chunk_scan_fwd_kernel<T, KP, BV>>(grid, kBytes, p, stream);
 }
 
+// bv: one of the widths ChunkTraits::scan_columns picks.
 template <typename T, int KP>
 int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream) {
-  switch (bv) {
-    case 64: return launch_scan_bv<T, KP, 64>(p, backward, stream);
-    case 32: return launch_scan_bv<T, KP, 32>(p, backward, stream);
-    default: return launch_scan_bv<T, KP, 16>(p, backward, stream);
-  }
+  return dispatch_value<64, 32, 16>(bv, [&](auto width) {
+    return launch_scan_bv<T, KP, decltype(width)::value>(p, backward, stream);
+  });
 }
 
 template <typename T, int KP>

@@ -8,33 +8,16 @@
 #pragma once
 #include <cstdint>
 
-#include "comba/core/element_type.h"
+#include "../comba_kernel_inputs.h"
+#include "chunk_traits.h"
 
 namespace comba::cuda {
 
-inline constexpr int kChunk = 64;
-
-struct ChunkParams {
-  // Inputs in the caller's layout, contiguous: q, k, p [B, T, H, K]; v [B, T, HV, V];
-  // g, beta [B, T, HV] (input dtype or float32); beta may be null (= 1).
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* p = nullptr;
-  const void* v = nullptr;
-  const void* g = nullptr;
-  const void* beta = nullptr;
-  bool g_fp32 = false;
-  bool beta_fp32 = false;
-  const float* initial_state = nullptr;  // [N, HV, K, V] or null (zeros)
-  const int64_t* cu_seqlens = nullptr;   // [N + 1] on the device, or null (dense)
-  const int* chunk_offsets = nullptr;    // [N + 1] first global chunk of each sequence (varlen)
-
-  core::ElementType dtype = core::ElementType::kBFloat16;
-  int64_t seq_len = 0;  // T (dense: tokens per sequence)
-  int heads = 0, value_heads = 0, key_dim = 0, value_dim = 0, num_seqs = 0;
-  int64_t num_chunks = 0;  // all sequences
-  float scale = 1.f;
-  bool use_l2norm = false;
+// The inputs and sizes (CombaKernelInputs: dtype bf16 or fp16), then the chunking and the
+// per-chunk workspace.
+struct ChunkParams : CombaKernelInputs {
+  const int* chunk_offsets = nullptr;  // [N + 1] first global chunk of each sequence (varlen)
+  int64_t num_chunks = 0;              // all sequences
 
   // Per-chunk workspace written by the prep kernel (OT):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
@@ -74,15 +57,5 @@ int launch_chunk_prep(const ChunkParams& params, void* stream);
 int launch_chunk_scan_fwd(const ChunkParams& params, void* stream);
 int launch_chunk_scan_bwd(const ChunkParams& params, void* stream);
 int launch_chunk_grad(const ChunkParams& params, void* stream);
-
-// Largest key head dim the chunked kernels take (KP in {64, 128, 256}).
-inline constexpr int kChunkMaxKeyDim = 256;
-inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : key_dim <= 128 ? 128 : 256; }
-
-// Wider key tiles are walked in halves of kChunkKeyHalf columns by the gradient kernel
-// (its [64 x K] accumulators would not fit the registers). It then writes the q / k / p
-// gradients in fp32 per value head and before the l2norm, which the host applies.
-inline constexpr int kChunkKeyHalf = 128;
-inline constexpr bool chunk_key_split(int kp) { return kp > kChunkKeyHalf; }
 
 }  // namespace comba::cuda

@@ -13,16 +13,22 @@ namespace comba::cuda::chunk {
 template <typename T, int KP>
 struct PrepLayout {
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1;
-  static constexpr int kQKP = 3 * kChunk * LDK * sizeof(T);
-  static constexpr int kTf = kChunk * LDF * sizeof(float);
-  // A (fp32 and 16-bit) early, then T-scaled operands and the V tile.
-  static constexpr int kRegionA = kChunk * LDF * sizeof(float) + kChunk * LDC * sizeof(T);
-  static constexpr int kRegionB = 2 * kChunk * LDC * sizeof(T);
-  static constexpr int kRegion = kRegionA > kRegionB ? kRegionA : kRegionB;
-  static constexpr int kScratch = 32 * 40 * sizeof(T);
-  static constexpr int kTo = kChunk * LDC * sizeof(T);
-  static constexpr int kVectors = 10 * kChunk * sizeof(float);
-  static constexpr int kBytes = kQKP + kTf + kTo + kRegion + kScratch + kVectors;
+  // [64 x 64] tiles: 16-bit operands, and fp32 (odd row stride).
+  static constexpr int kTileC = kChunk * LDC * sizeof(T), kTileF = kChunk * LDF * sizeof(float);
+  // One region in two turns: A (fp32, then its 16-bit copy) early, then the column-scaled
+  // T operands Tw, Tu.
+  using RegionA = SmemCarve<kTileF, kTileC>;
+  using RegionB = SmemCarve<kTileC, kTileC>;
+  static constexpr int kVectorRows = 10;  // g, beta, G, G0, r_q, r_k, r_p, qf, kf, wf
+  // q, k, p [64 x KP]; T (fp32, 16-bit); the region; the inverse's scratch; the vectors.
+  using Carve = SmemCarve<3 * kChunk * LDK * sizeof(T), kTileF, kTileC,
+                          smem_max(RegionA::kBytes, RegionB::kBytes), kInvScratchElems * sizeof(T),
+                          kVectorRows * kChunk * sizeof(float)>;
+  static constexpr int kAtT = Carve::at(1), kAtTo = Carve::at(2), kAtRegion = Carve::at(3),
+                       kAtScratch = Carve::at(4), kAtVectors = Carve::at(5);
+  static constexpr int kAtAo = RegionA::at(1), kAtTu = RegionB::at(1);  // inside the region
+  static constexpr int kBytes = Carve::kBytes;
+  static_assert(sizeof(T) * kVec16 == 16, "16-bit element types only");
 };
 
 template <typename T, int KP>
@@ -33,15 +39,15 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + C * LDK;
   T* sP = sK + C * LDK;
-  float* sT = reinterpret_cast<float*>(smem + L::kQKP);
-  T* sTo = reinterpret_cast<T*>(smem + L::kQKP + L::kTf);
-  unsigned char* region = smem + L::kQKP + L::kTf + L::kTo;
+  float* sT = reinterpret_cast<float*>(smem + L::kAtT);
+  T* sTo = reinterpret_cast<T*>(smem + L::kAtTo);
+  unsigned char* region = smem + L::kAtRegion;
   float* sA = reinterpret_cast<float*>(region);
-  T* sAo = reinterpret_cast<T*>(region + kChunk * LDF * sizeof(float));
+  T* sAo = reinterpret_cast<T*>(region + L::kAtAo);
   T* sTw = reinterpret_cast<T*>(region);
-  T* sTu = sTw + C * LDC;
-  T* scratch = reinterpret_cast<T*>(region + L::kRegion);
-  float* s_g = reinterpret_cast<float*>(region + L::kRegion + L::kScratch);
+  T* sTu = reinterpret_cast<T*>(region + L::kAtTu);
+  T* scratch = reinterpret_cast<T*>(smem + L::kAtScratch);
+  float* s_g = reinterpret_cast<float*>(smem + L::kAtVectors);
   float* s_beta = s_g + C;
   float* s_G = s_beta + C;
   float* s_G0 = s_G + C;
@@ -103,16 +109,18 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   __syncthreads();
   unit_lower_inverse<T>(sA, sAo, sT, sTo, scratch, LDF, LDC);
 
+  using VecRow = RowWalk<C / kVec16>;  // 16-byte vectors of a 64-wide 16-bit row
+  using PairRow = RowWalk<C / 2>;       // element pairs of a 64-wide row
   {  // T itself, for the gradient kernel
     T* g_t = static_cast<T*>(p.t_inv) + slot * C * C;
-    for (int idx = tid; idx < C * C / 8; idx += kThreads) {
-      const int i = idx >> 3, j0 = (idx & 7) * 8;
+    for (int idx = tid; idx < C * C / kVec16; idx += kThreads) {
+      const int i = VecRow::row(idx), j0 = VecRow::col(idx) * kVec16;
       *reinterpret_cast<uint4*>(g_t + i * C + j0) = *reinterpret_cast<const uint4*>(sTo + i * LDC + j0);
     }
   }
   // Column-scaled T as 16-bit operands (A is dead: same region).
   for (int idx = tid; idx < C * C / 2; idx += kThreads) {
-    const int i = idx >> 5, j = (idx & 31) * 2;
+    const int i = PairRow::row(idx), j = PairRow::col(idx) * 2;
     const float t0 = sT[i * LDF + j], t1 = sT[i * LDF + j + 1];
     tile::store_pair(sTw + i * LDC + j, t0 * s_wf[j], t1 * s_wf[j + 1]);
     tile::store_pair(sTu + i * LDC + j, t0 * s_beta[j], t1 * s_beta[j + 1]);
@@ -147,8 +155,8 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
 
   {  // Tu = T diag(beta): the scan forms U = Tu V itself
     T* g_tu = static_cast<T*>(p.tu) + slot * C * C;
-    for (int idx = tid; idx < C * C / 8; idx += kThreads) {
-      const int i = idx >> 3, j0 = (idx & 7) * 8;
+    for (int idx = tid; idx < C * C / kVec16; idx += kThreads) {
+      const int i = VecRow::row(idx), j0 = VecRow::col(idx) * kVec16;
       *reinterpret_cast<uint4*>(g_tu + i * C + j0) = *reinterpret_cast<const uint4*>(sTu + i * LDC + j0);
     }
   }

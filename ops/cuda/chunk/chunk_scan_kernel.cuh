@@ -19,19 +19,25 @@ namespace comba::cuda::chunk {
 template <typename T, int KP, int BV>
 struct ScanLayout {
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDV = BV + kPad;
+  static constexpr int kTileK = kChunk * LDK * sizeof(T), kTileC = kChunk * LDC * sizeof(T),
+                       kTileV = kChunk * LDV * sizeof(T);
   // One pipeline stage: W, Q, K [64 x KP], Mqk, Tu [64 x 64], V or dO [64 x BV], and the
-  // row factors qf, kf (fp32, 64 each, stored as 2 x 64 x 2 16-bit slots).
-  static constexpr int kW = kChunk * LDK, kQ = kChunk * LDK, kK = kChunk * LDK,
-                       kM = kChunk * LDC, kTu = kChunk * LDC, kX = kChunk * LDV,
-                       kF = 2 * kChunk * 2;
-  static constexpr int kStage = kW + kQ + kK + kM + kTu + kX + kF;  // elements
-  // + the state as an operand [KP x BV], V' and a row-scaled copy (kf V' or qf dO).
-  static constexpr int kFixed = KP * LDV + 2 * kChunk * LDV;
+  // row factors qf, kf (fp32, 64 each).
+  using Stage = SmemCarve<kTileK, kTileK, kTileK, kTileC, kTileC, kTileV, 2 * kChunk * sizeof(float)>;
+  static constexpr int kStage = Stage::kBytes / sizeof(T);  // elements
+  // Where each operand starts in a stage, in elements.
+  static constexpr int kAtQ = Stage::at(1) / sizeof(T), kAtK = Stage::at(2) / sizeof(T),
+                       kAtM = Stage::at(3) / sizeof(T), kAtTu = Stage::at(4) / sizeof(T),
+                       kAtX = Stage::at(5) / sizeof(T), kAtF = Stage::at(6) / sizeof(T);
+  // After the stages: the state as an operand [KP x BV], V' and a row-scaled copy (kf V'
+  // or qf dO), each [64 x BV].
+  static constexpr int kStateBytes = KP * LDV * sizeof(T);
   // Double-buffered where two stages fit (KP <= 128); at KP = 256 one stage, refilled
   // once the chunk's last product has read it.
-  static constexpr int kStages = (2 * kStage + kFixed) * sizeof(T) <= kMaxSmemBytes ? 2 : 1;
-  static constexpr int kBytes = (kStages * kStage + kFixed) * sizeof(T);
-  static_assert(kBytes <= kMaxSmemBytes, "scan tiles exceed shared memory");
+  static constexpr int kStages = 2 * Stage::kBytes + kStateBytes + 2 * kTileV <= kMaxSmemBytes ? 2 : 1;
+  using Carve = SmemCarve<kStages * Stage::kBytes, kStateBytes, kTileV, kTileV>;
+  static constexpr int kAtState = Carve::at(1), kAtVn = Carve::at(2), kAtVk = Carve::at(3);
+  static constexpr int kBytes = Carve::kBytes;
   __device__ static T* stage(T* base, long long it) { return base + (kStages == 2 ? (it & 1) : 0) * kStage; }
 };
 
@@ -42,12 +48,12 @@ struct ScanStage {
   __device__ ScanStage(T* base) {
     using L = ScanLayout<T, KP, BV>;
     w = base;
-    q = w + L::kW;
-    k = q + L::kQ;
-    m = k + L::kK;
-    tu = m + L::kM;
-    x = tu + L::kTu;
-    qf = reinterpret_cast<float*>(x + L::kX);
+    q = base + L::kAtQ;
+    k = base + L::kAtK;
+    m = base + L::kAtM;
+    tu = base + L::kAtTu;
+    x = base + L::kAtX;
+    qf = reinterpret_cast<float*>(base + L::kAtF);
     kf = qf + kChunk;
   }
 };
@@ -67,8 +73,9 @@ __device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const Scan
   tile::load_tile_async<T, kThreads, C, KP>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
   tile::load_tile_async<T, kThreads, C, KP>(s.q, L::LDK, static_cast<const T*>(p.q) + qk_off, qk_ld, loc.len, p.key_dim);
   tile::load_tile_async<T, kThreads, C, KP>(s.k, L::LDK, static_cast<const T*>(p.k) + qk_off, qk_ld, loc.len, p.key_dim);
-  if (threadIdx.x < 2 * C / 4) {  // qf, kf: 16 bytes per thread
-    const int which = threadIdx.x / (C / 4), e = (threadIdx.x % (C / 4)) * 4;
+  constexpr int kFloats16 = 16 / sizeof(float);  // per 16-byte copy
+  if (threadIdx.x < 2 * C / kFloats16) {  // qf, kf: 16 bytes per thread
+    const int which = threadIdx.x / (C / kFloats16), e = (threadIdx.x % (C / kFloats16)) * kFloats16;
     const float* src = (which == 0 ? p.qf : p.kf) + slot * C + e;
     tile::cp_async_16((which == 0 ? s.qf : s.kf) + e, src, 16);
   }
@@ -184,9 +191,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
   T* base = reinterpret_cast<T*>(smem);
-  T* sS = base + L::kStages * L::kStage;  // [KP x BV] state as an operand
-  T* sVn = sS + KP * LDV;        // [64 x BV] V'
-  T* sVk = sVn + kChunk * LDV;    // [64 x BV] diag(kf) V'
+  T* sS = reinterpret_cast<T*>(smem + L::kAtState);  // [KP x BV] state as an operand
+  T* sVn = reinterpret_cast<T*>(smem + L::kAtVn);    // [64 x BV] V'
+  T* sVk = reinterpret_cast<T*>(smem + L::kAtVk);    // [64 x BV] diag(kf) V'
 
   using Cta = ScanCta<KP, BV>;
   const Cta cta(p);
@@ -266,9 +273,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
   T* base = reinterpret_cast<T*>(smem);
-  T* sdS = base + L::kStages * L::kStage;  // [KP x BV] dS as an operand
-  T* sdVn = sdS + KP * LDV;       // [64 x BV] -dV'
-  T* sdOq = sdVn + kChunk * LDV;  // [64 x BV] diag(qf) dO
+  T* sdS = reinterpret_cast<T*>(smem + L::kAtState);  // [KP x BV] dS as an operand
+  T* sdVn = reinterpret_cast<T*>(smem + L::kAtVn);    // [64 x BV] -dV'
+  T* sdOq = reinterpret_cast<T*>(smem + L::kAtVk);    // [64 x BV] diag(qf) dO
 
   using Cta = ScanCta<KP, BV>;
   const Cta cta(p);

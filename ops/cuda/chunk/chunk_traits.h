@@ -1,7 +1,57 @@
-// Tile choices of the chunked kernels (one place): the scans' state-column split BV.
+// Tile constants of the chunked kernels (one place): the chunk length, the CTA shape, the
+// key tiles, the row padding of shared tiles, the blocks of the unit-lower inverse, and the
+// scans' state-column split. Plain C++: host launchers and kernels include the same file.
 #pragma once
+#include <initializer_list>
 
 namespace comba::cuda {
+
+// log2 of a power of two (compile-time shifts that replace divisions).
+constexpr int log2_exact(int n) {
+  int shift = 0;
+  while ((1 << shift) < n) ++shift;
+  return shift;
+}
+
+// Tokens per chunk. The kernels build in that it is 64: a CTA's 8 warps cover its rows as
+// 4 x 16 (mma tiles), the gate prefix sum gives warp 0's lanes two tokens each, the norms
+// four threads per row, and index walks over a chunk's rows shift by kChunkLog2.
+inline constexpr int kChunk = 64;
+inline constexpr int kChunkLog2 = log2_exact(kChunk);
+static_assert(kChunk == 64 && (1 << kChunkLog2) == kChunk, "the chunked kernels' tiling assumes chunks of 64 tokens");
+
+// Largest key head dim the chunked kernels take (KP in {64, 128, 256}).
+inline constexpr int kChunkMaxKeyDim = 256;
+inline int chunk_padded_key_dim(int key_dim) { return key_dim <= 64 ? 64 : key_dim <= 128 ? 128 : 256; }
+
+// Wider key tiles are walked in halves of kChunkKeyHalf columns by the gradient kernel
+// (its [64 x K] accumulators would not fit the registers). It then writes the q / k / p
+// gradients in fp32 per value head and before the l2norm, which the host applies.
+inline constexpr int kChunkKeyHalf = 128;
+inline constexpr bool chunk_key_split(int kp) { return kp > kChunkKeyHalf; }
+
+namespace chunk {
+
+inline constexpr int kThreads = 256;  // 8 warps in every chunked kernel
+inline constexpr int kPad = 8;        // 16 bytes of row padding: conflict-free ldmatrix
+static_assert(kThreads == 4 * kChunk, "norms_and_decay gives each chunk row four threads");
+static_assert(kChunk == 2 * 32, "the gate prefix sum gives each lane of one warp two tokens");
+
+// 16-bit elements per 16-byte vector (cp.async, uint4 copies).
+inline constexpr int kVec16 = 8;
+
+// The unit-lower inverse of a chunk: kInvBlock x kInvBlock diagonal blocks (one mma tile)
+// solved per thread, then doubled 16 -> 32 -> 64 on tensor cores. Its scratch holds
+// 16-bit products with rows padded by kPad: two 16 x 16 blocks (row stride kInvLdBlock)
+// in the first step, one 32 x 32 (row stride kInvLdHalf) in the second.
+inline constexpr int kInvBlock = 16;
+inline constexpr int kInvLdBlock = kInvBlock + kPad;      // 24
+inline constexpr int kInvLdHalf = 2 * kInvBlock + kPad;   // 40
+inline constexpr int kInvScratchElems = 2 * kInvBlock * kInvLdHalf;  // 32 x 40
+static_assert(2 * kInvBlock * kInvLdBlock <= kInvScratchElems, "two 16 x 16 blocks must fit the scratch");
+static_assert(4 * kInvBlock == kChunk, "the inverse doubles 16 -> 32 -> 64");
+
+}  // namespace chunk
 
 struct ChunkTraits {
   // The scans run one CTA per (sequence, value head, BV columns), one CTA per SM (their

@@ -28,9 +28,9 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads)
     recurrent_bwd_kernel(const __grid_constant__ RecurrentBwdParams params) {
   using Tr = RecurrentTraits;
   constexpr int kWarps = Tr::kWarps;
-  constexpr int kColumns = 32 * Vec;
+  constexpr int kColumns = Tr::kLanes * Vec;
   constexpr int kL = kRecurrentSegment;
-  constexpr int kLanesPerRow = 32 / Rows;  // lanes holding one row after a reduce-scatter
+  constexpr int kLanesPerRow = Tr::kLanes / Rows;  // lanes holding one row after a reduce-scatter
   constexpr int kSub = kRecurrentSubSegment;
   const RecurrentFwdParams& in = params.in;
   const int warp = threadIdx.x / 32;

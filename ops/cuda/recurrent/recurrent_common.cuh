@@ -162,8 +162,10 @@ struct SegmentSmem {
   float* inv_k;
   float* inv_p;
 
+  // q, k, p rows; v and do columns; alpha, beta and the three inverse norms.
+  static constexpr int kVectors = 5;
   static constexpr int floats(int key_dim, int columns) {
-    return kRecurrentSegment * (3 * key_dim + 2 * columns + 5);
+    return kRecurrentSegment * (3 * key_dim + 2 * columns + kVectors);
   }
   __device__ SegmentSmem(float* base, int key_dim, int columns)
       : q(base),
@@ -262,11 +264,12 @@ struct SegmentSmem {
 // per device for the tile's largest K. `sizes`: the problem's dims.
 template <auto Kernel, int Rows, int Vec, typename Params>
 int launch_segment_kernel(const Params& params, const RecurrentFwdParams& sizes, cudaStream_t stream) {
-  constexpr int kColumns = 32 * Vec;
-  const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * 4;
+  constexpr int kColumns = RecurrentTraits::kLanes * Vec;
+  constexpr int kFloatBytes = sizeof(float);
+  const int most = SegmentSmem::floats(RecurrentTraits::kWarps * Rows, kColumns) * kFloatBytes;
   if (const int err = allow_dynamic_smem<Kernel>(most); err != 0) return err;
   const dim3 grid((sizes.value_dim + kColumns - 1) / kColumns, sizes.value_heads, sizes.num_seqs);
-  const int bytes = SegmentSmem::floats(sizes.key_dim, kColumns) * 4;
+  const int bytes = SegmentSmem::floats(sizes.key_dim, kColumns) * kFloatBytes;
   const auto kernel = Kernel;
   kernel<<<grid, RecurrentTraits::kThreads, bytes, stream>>>(params);
   return static_cast<int>(cudaGetLastError());

@@ -5,7 +5,7 @@
 // each, from L1) and reads its own rows of q, k, p, so the only barriers are the two
 // cross-warp sums over K. The step is a stream of the fp32 state (read once, written
 // once), so what matters is that nothing sits between the state loads and the stores.
-// Grid: (ceil(V / (32 * Vec)), HV, N). Included by the per-dtype forward .cu files.
+// Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype forward .cu files.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -20,7 +20,7 @@ template <typename T, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_decode_kernel(const __grid_constant__ RecurrentFwdParams params) {
   constexpr int kWarps = RecurrentTraits::kWarps;
-  constexpr int kColumns = 32 * Vec;
+  constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hv = blockIdx.y, n = blockIdx.z;  // n: the sequence, and its only token
   const int K = params.key_dim, V = params.value_dim, HV = params.value_heads;
@@ -96,7 +96,8 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
 
 template <typename T, int Rows, int Vec>
 int launch_recurrent_decode_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
-  const dim3 grid((params.value_dim + 32 * Vec - 1) / (32 * Vec), params.value_heads, params.num_seqs);
+  constexpr int kColumns = RecurrentTraits::kLanes * Vec;
+  const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads, params.num_seqs);
   recurrent_decode_kernel<T, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
 }

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "../common.cuh"
+#include "../dispatch.cuh"
 #include "recurrent_params.h"
 #include "recurrent_traits.h"
 
@@ -18,18 +19,20 @@ template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream);
 
 namespace {
-constexpr int kBadTile = static_cast<int>(cudaErrorInvalidValue);
-
-// Calls visit(integral_constant<Rows>, integral_constant<Vec>) for the compiled tile.
+// Calls visit(integral_constant<Rows>, integral_constant<Vec>) for the compiled tile (the
+// operator's dispatch idiom, ../dispatch.cuh, over the tile list of recurrent_traits.h).
 template <typename Visit>
 int visit_tile(RecurrentTile tile, Visit&& visit) {
-#define COMBA_VISIT_TILE(ROWS, VEC)                                                 \
-  if (tile.rows == ROWS && tile.vec == VEC) {                                       \
-    return visit(std::integral_constant<int, ROWS>{}, std::integral_constant<int, VEC>{}); \
-  }
-  COMBA_RECURRENT_TILES(COMBA_VISIT_TILE)
-#undef COMBA_VISIT_TILE
-  return kBadTile;
+  return dispatch_value<2, 4, 8, 16, 32>(tile.rows, [&](auto rows) {
+    using Rows = decltype(rows);
+    return dispatch_value<1, 2, 4>(tile.vec, [&](auto vec) {
+      if constexpr (recurrent_tile_compiled(Rows::value, decltype(vec)::value)) {
+        return visit(Rows{}, vec);
+      } else {
+        return kNotCompiled;
+      }
+    });
+  });
 }
 
 // A dense single-token inference step (generation) takes the decode kernel: nothing to
@@ -65,20 +68,20 @@ int dispatch_bwd(const RecurrentBwdParams& params, cudaStream_t stream) {
 }  // namespace
 
 int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream) {
-  return core::dispatch_element_type(params.dtype, [&](auto tag) {
+  return dispatch_dtype<float, __half, __nv_bfloat16>(params.dtype, [&](auto tag) {
     return dispatch_fwd<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
   });
 }
 
 int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream) {
-  return core::dispatch_element_type(params.in.dtype, [&](auto tag) {
+  return dispatch_dtype<float, __half, __nv_bfloat16>(params.in.dtype, [&](auto tag) {
     return dispatch_bwd<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
   });
 }
 
 RecurrentBwdShape recurrent_bwd_shape(int key_dim, int value_dim) {
   const RecurrentTile tile = recurrent_bwd_tile(key_dim, value_dim);
-  const int columns = 32 * tile.vec;
+  const int columns = RecurrentTraits::kLanes * tile.vec;
   return {(value_dim + columns - 1) / columns,
           static_cast<int64_t>(kRecurrentSegment / kRecurrentSubSegment) * tile.rows *
               RecurrentTraits::kThreads * tile.vec};

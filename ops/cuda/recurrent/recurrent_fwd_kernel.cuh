@@ -5,7 +5,7 @@
 // so the serial per-token loop waits on no global load; one barrier per token (o of
 // token t is summed across warps at token t + 1's barrier). A training forward also
 // stores the state entering every segment for the backward.
-// Grid: (ceil(V / (32 * Vec)), HV, N). Included by the per-dtype .cu files only.
+// Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype .cu files only.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -21,7 +21,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_fwd_kernel(const __grid_constant__ RecurrentFwdParams params) {
   using Tr = RecurrentTraits;
   constexpr int kWarps = Tr::kWarps;
-  constexpr int kColumns = 32 * Vec;
+  constexpr int kColumns = Tr::kLanes * Vec;
   constexpr int kL = kRecurrentSegment;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;

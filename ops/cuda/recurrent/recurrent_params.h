@@ -3,16 +3,11 @@
 #pragma once
 #include <cstdint>
 
-#include "comba/core/element_type.h"
+#include "../comba_kernel_inputs.h"
+
+#include "recurrent_traits.h"
 
 namespace comba::cuda {
-
-// Tokens per checkpoint segment: a training forward stores the state entering every
-// segment, and the backward recomputes one segment's states at a time.
-inline constexpr int kRecurrentSegment = 32;
-// The backward keeps the state entering every kRecurrentSubSegment tokens of a segment
-// and recomputes the states in between (a power of two dividing kRecurrentSegment).
-inline constexpr int kRecurrentSubSegment = 8;
 
 #if defined(__CUDACC__)
 #define COMBA_HOST_DEVICE __host__ __device__
@@ -32,29 +27,12 @@ inline int64_t recurrent_checkpoint_slots(int64_t tokens, int64_t num_seqs) {
   return tokens / kRecurrentSegment + num_seqs + 1;
 }
 
-struct RecurrentFwdParams {
-  // Inputs, contiguous in the caller's layout: q, k, p [B, T, H, K]; v [B, T, HV, V];
-  // g, beta [B, T, HV] (input dtype or float32, see *_fp32); beta may be null (= 1).
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* p = nullptr;
-  const void* v = nullptr;
-  const void* g = nullptr;
-  const void* beta = nullptr;
-  bool g_fp32 = false;
-  bool beta_fp32 = false;
-  const float* initial_state = nullptr;  // [N, HV, K, V] or null (zeros)
-  const int64_t* cu_seqlens = nullptr;   // [N + 1] on the device, or null (dense)
-  void* o = nullptr;                     // [B, T, HV, V], input dtype
-  float* final_state = nullptr;          // [N, HV, K, V] or null
+// The inputs and sizes (CombaKernelInputs: dtype fp32, fp16 or bf16), then the outputs.
+struct RecurrentFwdParams : CombaKernelInputs {
+  void* o = nullptr;             // [B, T, HV, V], input dtype
+  float* final_state = nullptr;  // [N, HV, K, V] or null
   // [recurrent_checkpoint_slots, HV, K, V] or null: the state entering each segment.
   float* checkpoints = nullptr;
-
-  core::ElementType dtype = core::ElementType::kFloat32;
-  int64_t seq_len = 0;  // T
-  int heads = 0, value_heads = 0, key_dim = 0, value_dim = 0, num_seqs = 0;
-  float scale = 1.f;
-  bool use_l2norm = false;
 };
 
 // The backward reads the forward's inputs and checkpoints. q, k and p gradients are

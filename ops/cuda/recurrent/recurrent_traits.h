@@ -1,15 +1,27 @@
-// Tiling of the fused recurrent kernels. A CTA owns kWarps warps and 32 * Vec state
+// Tiling of the fused recurrent kernels (one place). A CTA owns kWarps warps and kLanes * Vec state
 // columns of one (sequence, value head): each lane keeps Vec adjacent columns (8- or
 // 16-byte state accesses when Vec = 2 or 4) and each warp a slab of Rows state rows, so
 // the fp32 state lives in registers and a warp touches whole 128- or 512-byte lines.
 // Reductions over K go through shared memory across warps, over V through shuffles.
 #pragma once
+#include <initializer_list>
 
 namespace comba::cuda {
 
+// Tokens per checkpoint segment: a training forward stores the state entering every
+// segment, and the backward recomputes one segment's states at a time.
+inline constexpr int kRecurrentSegment = 32;
+// The backward keeps the state entering every kRecurrentSubSegment tokens of a segment
+// and recomputes the states in between (a power of two dividing kRecurrentSegment).
+inline constexpr int kRecurrentSubSegment = 8;
+static_assert((kRecurrentSubSegment & (kRecurrentSubSegment - 1)) == 0 &&
+                  kRecurrentSegment % kRecurrentSubSegment == 0,
+              "a sub-segment is a power of two dividing the segment");
+
 struct RecurrentTraits {
   static constexpr int kWarps = 8;
-  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kLanes = 32;  // a warp's lanes: a CTA covers kLanes * Vec state columns
+  static constexpr int kThreads = kWarps * kLanes;
   // Largest Rows * Vec kept per thread without spilling: the forward holds the state,
   // the backward the state and its gradient.
   static constexpr int kMaxStatePerThread = 64;
@@ -42,7 +54,7 @@ inline RecurrentTile recurrent_tile(int key_dim, int value_dim) {
   return {rows, wide ? 4 : 1};
 }
 
-inline bool recurrent_tile_compiled(int rows, int vec) {
+constexpr bool recurrent_tile_compiled(int rows, int vec) {
 #define COMBA_IS_TILE(ROWS, VEC) \
   if (rows == ROWS && vec == VEC) return true;
   COMBA_RECURRENT_TILES(COMBA_IS_TILE)
@@ -58,7 +70,8 @@ inline RecurrentTile recurrent_decode_tile(int key_dim, int value_dim, long long
                                            int num_sms) {
   const int rows = recurrent_rows(key_dim);
   for (int vec : {4, 2}) {
-    const long long ctas = seqs_x_heads * ((value_dim + 32 * vec - 1) / (32 * vec));
+    const int columns = RecurrentTraits::kLanes * vec;
+    const long long ctas = seqs_x_heads * ((value_dim + columns - 1) / columns);
     if (value_dim % vec == 0 && rows * vec <= RecurrentTraits::kMaxStatePerThread &&
         recurrent_tile_compiled(rows, vec) && 2 * ctas >= num_sms) {
       return {rows, vec};
