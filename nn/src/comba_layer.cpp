@@ -5,6 +5,7 @@
 #include "comba/nn/comba_layer.h"
 
 #include "comba/core/checks.h"
+#include "comba/nn/comba_gates.h"
 #include "comba/nn/padding.h"
 #include "comba/ops/comba.h"
 
@@ -143,11 +144,11 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   if (options.use_inner_decay()) p = (k * torch::sigmoid(decay).view({1, 1, heads, 1})).to(dtype);
   if (options.use_output_correction()) q = (q - D.view({1, 1, heads, 1}) * p).to(dtype);
 
-  const auto gate_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);  // fp64 stays fp64
-  auto beta = torch::sigmoid(b_proj(x).to(gate_dtype));  // [B, T, HV]
-  if (options.allow_neg_eigval()) beta = beta * 2.0;
-  const auto g = -torch::exp(A_log.to(gate_dtype)) *
-                 torch::softplus(a_proj(x).to(gate_dtype) + dt_bias.to(gate_dtype));  // [B, T, HV]
+  // g and beta [B, T, HV] in fp32 (fp64 for fp64 x; the projections come out in x's dtype
+  // or the autocast dtype), both from one fused kernel on CUDA.
+  const auto gates = comba_gates(a_proj(x), b_proj(x), A_log, dt_bias);
+  const auto& g = gates.g;
+  auto beta = options.allow_neg_eigval() ? gates.beta * 2.0 : gates.beta;
 
   auto op_options = comba::CombaOptions()
                         .output_final_state(state != nullptr)

@@ -7,8 +7,8 @@
 #include <torch/torch.h>
 
 #ifdef COMBA_WITH_CUDA
-#include "cuda/functions.h"
-#include "cuda/launchers.h"
+#include "launch/functions.h"
+#include "launch/launchers.h"
 #endif
 
 namespace comba::nn {

@@ -1,6 +1,6 @@
 // ShortConvolution: the module, the checked functional form and its two paths.
 //   - CUDA: fused kernels on channels-last [B, T, C] (nn/cuda/short_conv, through the
-//     autograd Function in nn/src/cuda/functions.h).
+//     autograd Function in nn/src/launch/functions.h).
 //   - ATen (CPU, fp64, kernel sizes > 4): one valid (unpadded) conv1d over the input with
 //     each sequence's K - 1 previous inputs (the carried state, or zeros) placed in front
 //     of it. Packed sequences each get their own K - 1 slots, so no window reaches into
@@ -16,8 +16,8 @@
 #include <cmath>
 
 #ifdef COMBA_WITH_CUDA
-#include "cuda/functions.h"
-#include "cuda/launchers.h"
+#include "launch/functions.h"
+#include "launch/launchers.h"
 #endif
 
 namespace comba::nn {

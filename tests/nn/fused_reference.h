@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace comba::nn::testing {
@@ -71,6 +72,25 @@ inline torch::Tensor reference_rms_norm(const torch::Tensor& x_in, const torch::
   auto y = x / torch::sqrt((x * x).mean(-1, true) + eps) * w_in.to(torch::kDouble);
   if (gate_in.defined()) y = y * torch::sigmoid(gate_in.to(torch::kDouble));
   return y;
+}
+
+// y = a sigmoid(a) b in fp64, from the definition (no silu op).
+inline torch::Tensor reference_swiglu(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  const auto a = a_in.to(torch::kDouble), b = b_in.to(torch::kDouble);
+  return a / (1.0 + torch::exp(-a)) * b;
+}
+
+// g = -exp(A_log) softplus(a + dt_bias), beta = 1 / (1 + exp(-b)) in fp64, with torch's
+// softplus written out: z above the threshold 20, else log(1 + exp(z)).
+inline std::pair<torch::Tensor, torch::Tensor> reference_comba_gates(const torch::Tensor& a_in,
+                                                                     const torch::Tensor& b_in,
+                                                                     const torch::Tensor& A_log_in,
+                                                                     const torch::Tensor& dt_bias_in) {
+  const auto z = a_in.to(torch::kDouble) + dt_bias_in.to(torch::kDouble);
+  const auto softplus = torch::where(z > 20.0, z, torch::log1p(torch::exp(torch::clamp_max(z, 20.0))));
+  const auto g = -torch::exp(A_log_in.to(torch::kDouble)) * softplus;
+  const auto beta = 1.0 / (1.0 + torch::exp(-b_in.to(torch::kDouble)));
+  return {g, beta};
 }
 
 // max |a - ref| / max |ref| (0 for empty tensors).

@@ -244,7 +244,7 @@ TEST(ShortConvCudaModule, ModuleOnCudaEqualsAtenPath) {
 #ifdef COMBA_NN_KERNEL_EMULATION
 // The CUDA grid's per-thread code run on the CPU (short_conv_emulation.h): the tiling and
 // sequence-boundary logic checked where there is no GPU. Parameters are filled the way
-// nn/src/cuda/short_conv_cuda.cpp fills them.
+// nn/src/launch/short_conv_cuda.cpp fills them.
 namespace kernels = comba::nn::cuda;
 
 ConvRun emulate_conv(const ConvCase& c, const ConvInputs& in, bool vectorized) {

@@ -1,5 +1,5 @@
 // Arguments of the (gated) RMSNorm kernels, filled once by the host launcher
-// (nn/src/cuda/rms_norm_cuda.cpp). Plain data: no torch, shared by host and device.
+// (nn/src/launch/rms_norm_cuda.cpp). Plain data: no torch, shared by host and device.
 //
 //   y = x * rstd * weight * sigmoid(gate),  rstd = 1 / sqrt(mean(x^2) + eps)
 // over the last dim of [rows, dim] (no gate: plain RMSNorm); fp32 math, y in x's dtype.

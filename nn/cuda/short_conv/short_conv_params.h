@@ -1,5 +1,5 @@
 // Arguments of the causal depthwise short-convolution kernels, filled once by the host
-// launcher (nn/src/cuda/short_conv_cuda.cpp). Plain data: no torch, shared by host and
+// launcher (nn/src/launch/short_conv_cuda.cpp). Plain data: no torch, shared by host and
 // device (and by the CPU emulation in the tests).
 //
 // Tokens are rows of a [tokens, C] channels-last matrix: B * T rows of dense sequences of

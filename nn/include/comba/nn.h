@@ -4,6 +4,7 @@
 #include "comba/nn/block.h"
 #include "comba/nn/cache.h"
 #include "comba/nn/causal_lm.h"
+#include "comba/nn/comba_gates.h"
 #include "comba/nn/comba_layer.h"
 #include "comba/nn/config.h"
 #include "comba/nn/generate.h"
@@ -14,3 +15,4 @@
 #include "comba/nn/padding.h"
 #include "comba/nn/rms_norm.h"
 #include "comba/nn/short_conv.h"
+#include "comba/nn/swiglu.h"

@@ -1,4 +1,6 @@
 // CombaMLP: SwiGLU feed-forward, down(silu(gate(x)) * up(x)), no biases (fla's GatedMLP).
+// The forward runs gate and up as one GEMM by the concatenated weights, then the fused
+// SwiGLU (comba/nn/swiglu.h) on the two halves of its output.
 #pragma once
 #include <torch/arg.h>
 #include <torch/nn/module.h>

@@ -88,4 +88,82 @@ variable_list RMSNormFunction::backward(AutogradContext* ctx, variable_list grad
   return {grads.x.view(dy.sizes()), grads.weight.to(weight.scalar_type()), d_gate, at::Tensor()};
 }
 
+namespace {
+// [rows, last] contiguous view of t.
+at::Tensor rows_of(const at::Tensor& t) {
+  const int64_t last = t.size(-1);
+  return t.contiguous().view({last > 0 ? t.numel() / last : 0, last});
+}
+}  // namespace
+
+variable_list SwiGLUFunction::forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b) {
+  const auto a2 = rows_of(a), b2 = rows_of(b);
+  ctx->save_for_backward({a2, b2});
+  return {swiglu_fwd(a2, b2).view(a.sizes())};
+}
+
+variable_list SwiGLUFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& a2 = saved[0];
+  const auto& b2 = saved[1];
+  const auto& dy = grad_outputs[0];
+  if (!dy.defined()) return {at::Tensor(), at::Tensor()};
+  auto da = at::empty_like(a2), db = at::empty_like(b2);
+  swiglu_bwd(a2, b2, rows_of(dy.to(a2.scalar_type())), da, db);
+  return {da.view(dy.sizes()), db.view(dy.sizes())};
+}
+
+variable_list SwiGLUPackedFunction::forward(AutogradContext* ctx, const at::Tensor& gate_up) {
+  const auto gu = rows_of(gate_up);
+  const int64_t half = gu.size(1) / 2;
+  ctx->save_for_backward({gu});
+  auto sizes = gate_up.sizes().vec();
+  sizes.back() = half;
+  return {swiglu_fwd(gu.narrow(1, 0, half), gu.narrow(1, half, half)).view(sizes)};
+}
+
+variable_list SwiGLUPackedFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto gu = ctx->get_saved_variables()[0];
+  const auto& dy = grad_outputs[0];
+  if (!dy.defined()) return {at::Tensor()};
+  const int64_t half = gu.size(1) / 2;
+  auto d_gu = at::empty_like(gu);
+  swiglu_bwd(gu.narrow(1, 0, half), gu.narrow(1, half, half), rows_of(dy.to(gu.scalar_type())),
+             d_gu.narrow(1, 0, half), d_gu.narrow(1, half, half));
+  auto sizes = dy.sizes().vec();
+  sizes.back() = 2 * half;
+  return {d_gu.view(sizes)};
+}
+
+namespace {
+enum GatesSaved { kGatesA, kGatesB, kGatesALog, kGatesDtBias };
+
+// The kernels' form of a per-head parameter: [HV] fp32 contiguous.
+at::Tensor head_param(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
+}  // namespace
+
+variable_list CombaGatesFunction::forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                                          const at::Tensor& A_log, const at::Tensor& dt_bias) {
+  const auto a2 = rows_of(a), b2 = rows_of(b);
+  const auto out = comba_gates_fwd(a2, b2, head_param(A_log), head_param(dt_bias));
+  ctx->save_for_backward({a2, b2, A_log, dt_bias});
+  return {out.g.view(a.sizes()), out.beta.view(a.sizes())};
+}
+
+variable_list CombaGatesFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& a2 = saved[kGatesA];
+  const auto& A_log = saved[kGatesALog];
+  const auto& dt_bias = saved[kGatesDtBias];
+  const auto fp32_rows = [](const at::Tensor& t) { return t.defined() ? rows_of(t.to(at::kFloat)) : t; };
+  const auto& dg = grad_outputs[0];
+  const auto& dbeta = grad_outputs[1];
+  if (!dg.defined() && !dbeta.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  const auto grads = comba_gates_bwd(a2, saved[kGatesB], head_param(A_log), head_param(dt_bias), fp32_rows(dg),
+                                     fp32_rows(dbeta));
+  const auto sizes = dg.defined() ? dg.sizes() : dbeta.sizes();
+  return {grads.a.view(sizes), grads.b.view(sizes), grads.A_log.to(A_log.scalar_type()),
+          grads.dt_bias.to(dt_bias.scalar_type())};
+}
+
 }  // namespace comba::nn::detail::cuda

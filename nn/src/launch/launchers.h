@@ -1,7 +1,7 @@
 // Host side of the nn CUDA kernels (nn/cuda/): torch tensors in, kernel parameters filled
 // in one place, launch on the current stream, errors checked. Compiled only when the build
 // has CUDA (COMBA_WITH_CUDA). Arguments arrive checked by the public functions
-// (short_convolution, rms_norm); these only make layouts kernel-ready.
+// (short_convolution, rms_norm, swiglu, comba_gates); these only make layouts kernel-ready.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -60,5 +60,45 @@ struct RMSNormGrads {
 
 RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& gate,
                           const at::Tensor& rstd, const at::Tensor& dy);
+
+// ---- SwiGLU y = silu(a) * b ----
+
+// Whether the kernels take these inputs: CUDA tensors of one dtype among
+// float32/float16/bfloat16, last dim >= 1.
+bool swiglu_supported(const at::Tensor& a, const at::Tensor& b);
+
+// a, b [rows, dim] with unit column stride (rows may be strided, e.g. the two halves of one
+// [rows, 2 dim] tensor) -> y [rows, dim] contiguous, a's dtype.
+at::Tensor swiglu_fwd(const at::Tensor& a, const at::Tensor& b);
+
+// Writes da and db ([rows, dim], unit column stride, a's dtype: e.g. the two halves of one
+// [rows, 2 dim] gradient) from dy [rows, dim] contiguous in a's dtype.
+void swiglu_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& dy, const at::Tensor& da,
+                const at::Tensor& db);
+
+// ---- Comba gates g = -exp(A_log) softplus(a + dt_bias), beta = sigmoid(b) ----
+
+// Whether the kernels take these inputs: CUDA a and b of one dtype among
+// float32/float16/bfloat16, 1 <= heads (last dim) <= kMaxHeads.
+bool comba_gates_supported(const at::Tensor& a, const at::Tensor& b);
+
+struct CombaGatesFwd {
+  at::Tensor g;     // [rows, heads] fp32
+  at::Tensor beta;  // [rows, heads] fp32
+};
+
+// a, b [rows, heads] contiguous; A_log, dt_bias [heads] fp32 contiguous.
+CombaGatesFwd comba_gates_fwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& A_log,
+                              const at::Tensor& dt_bias);
+
+struct CombaGatesGrads {
+  at::Tensor a, b;            // [rows, heads], a's dtype
+  at::Tensor A_log, dt_bias;  // [heads] fp32, summed over rows in a fixed order
+};
+
+// Same arguments as the forward, plus dg and dbeta [rows, heads] fp32 contiguous (either
+// may be undefined = zero).
+CombaGatesGrads comba_gates_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& A_log,
+                                const at::Tensor& dt_bias, const at::Tensor& dg, const at::Tensor& dbeta);
 
 }  // namespace comba::nn::detail::cuda

@@ -27,4 +27,27 @@ class RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
 };
 
+// Output {y} like a = silu(a) * b; saves a and b, recomputes in the backward.
+class SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+// Output {y [..., I]} = silu(gate_up[..., :I]) * gate_up[..., I:] from one [..., 2I] GEMM
+// output; its gradient is written as one [..., 2I] tensor (no split, no concatenation).
+class SwiGLUPackedFunction : public torch::autograd::Function<SwiGLUPackedFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& gate_up);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+// Outputs {g, beta} fp32 like a [..., HV]; A_log, dt_bias [HV].
+class CombaGatesFunction : public torch::autograd::Function<CombaGatesFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               const at::Tensor& A_log, const at::Tensor& dt_bias);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
 }  // namespace comba::nn::detail::cuda

@@ -1,0 +1,49 @@
+// SwiGLU: the checked entry points dispatch to the fused CUDA kernels (nn/cuda/swiglu) or
+// the ATen composition.
+#include "comba/nn/swiglu.h"
+
+#include "comba/core/checks.h"
+
+#include <torch/torch.h>
+
+#ifdef COMBA_WITH_CUDA
+#include "launch/functions.h"
+#include "launch/launchers.h"
+#endif
+
+namespace comba::nn {
+
+torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b) {
+  const core::ArgChecker check("swiglu");
+  check.defined(a, "a").floating(a, "a");
+  check.defined(b, "b").floating(b, "b");
+  check.require(b.sizes() == a.sizes(), "argument `b` expected the shape of `a` ", a.sizes(), ", got ", b.sizes());
+  check.device(b, "b", a.device(), "a");
+#ifdef COMBA_WITH_CUDA
+  if (detail::cuda::swiglu_supported(a, b)) return detail::cuda::SwiGLUFunction::apply(a, b)[0];
+#endif
+  return swiglu_aten(a, b);
+}
+
+torch::Tensor swiglu_packed(const torch::Tensor& gate_up) {
+  const core::ArgChecker check("swiglu_packed");
+  check.defined(gate_up, "gate_up").floating(gate_up, "gate_up");
+  check.require(gate_up.dim() >= 1 && gate_up.size(-1) % 2 == 0,
+                "argument `gate_up` expected an even last dim [..., 2 * intermediate], got shape ", gate_up.sizes());
+#ifdef COMBA_WITH_CUDA
+  if (detail::cuda::swiglu_supported(gate_up, gate_up) && gate_up.size(-1) >= 2) {
+    return detail::cuda::SwiGLUPackedFunction::apply(gate_up)[0];
+  }
+#endif
+  const auto halves = gate_up.chunk(2, -1);
+  return swiglu_aten(halves[0], halves[1]);
+}
+
+torch::Tensor swiglu_aten(const torch::Tensor& a, const torch::Tensor& b) {
+  // fp32 for low-precision inputs, rounded once at the end like the kernel; fp64 stays fp64.
+  const auto out = torch::result_type(a, b);
+  const auto compute = torch::promote_types(out, torch::kFloat);
+  return (torch::silu(a.to(compute)) * b.to(compute)).to(out);
+}
+
+}  // namespace comba::nn
