@@ -1,5 +1,5 @@
 // Arguments of the chunked kernels, filled once by the host launcher
-// (ops/src/cuda/chunk_launch.cpp). Plain data: no torch, shared by host and device.
+// (ops/src/launch/chunk_stages_cuda.cpp). Plain data: no torch, shared by host and device.
 //
 // Chunks: every sequence is cut into chunks of kChunk tokens (the last may be short);
 // chunks are numbered globally, sequence by sequence. Workspace tensors are indexed

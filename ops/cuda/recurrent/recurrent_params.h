@@ -1,5 +1,5 @@
 // Arguments of the fused recurrent kernels, filled once by the host launcher
-// (ops/src/cuda/recurrent_launch.cpp). Plain data: no torch, shared by host and device.
+// (ops/src/launch/recurrent_launch.cpp). Plain data: no torch, shared by host and device.
 #pragma once
 #include <cstdint>
 
