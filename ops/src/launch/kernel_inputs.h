@@ -27,14 +27,16 @@ inline at::Tensor tile_ready(const at::Tensor& x) {
 // unchanged: a list of stages given these builds each stage's KernelInputs without a copy.
 inline CombaInputs kernel_ready(const CombaInputs& in) {
   auto contiguous = [](const at::Tensor& t) { return t.defined() ? t.contiguous() : t; };
-  return {tile_ready(in.q),
-          tile_ready(in.k),
-          in.p.defined() ? tile_ready(in.p) : at::Tensor(),
-          tile_ready(in.v),
-          in.g.contiguous(),
-          contiguous(in.beta),
-          contiguous(in.initial_state),
-          in.cu_seqlens};
+  CombaInputs out;  // by name: the struct's field order is q, k, v, p (not q, k, p, v)
+  out.q = tile_ready(in.q);
+  out.k = tile_ready(in.k);
+  out.v = tile_ready(in.v);
+  out.p = in.p.defined() ? tile_ready(in.p) : at::Tensor();
+  out.g = in.g.contiguous();
+  out.beta = contiguous(in.beta);
+  out.initial_state = contiguous(in.initial_state);
+  out.cu_seqlens = in.cu_seqlens;
+  return out;
 }
 
 // q, k, p, v tile-ready (p = k when absent), gates contiguous, the initial state fp32,
