@@ -1,5 +1,5 @@
 // Layer workbench: times every piece of one CombaLayer and one CombaBlock at a model shape
-// (default: comba-340m, B8 x T2048), the LM head + cross entropy and one AdamW step over
+// (default: configs/comba-340m.yaml, B8 x T2048), the LM head + cross entropy and one AdamW step over
 // the whole model, in each precision mode:
 //   bf16           bf16 weights and activations
 //   fp32_autocast  fp32 weights, fp32 residual stream, bf16 autocast (the trainer's "bf16")
@@ -17,7 +17,11 @@
 // JSON line per kernel name (calls, total and per-call time, share), the heaviest first:
 // where a layer's time goes, kernel by kernel. --trace DIR also writes Chrome traces.
 //
-// Usage: bench_layer [--device cuda|cpu] [--small] [--iters N] [--warmup N]
+// The model shape and B x T come from a training config (--config, default
+// configs/comba-340m.yaml of the source tree): its model.* keys, batch.micro_batch_size and
+// batch.seq_len, so that the bench times what that config trains.
+//
+// Usage: bench_layer [--device cuda|cpu] [--small] [--config yaml] [--iters N] [--warmup N]
 //                    [--filter substring] [--modes bf16,fp32_autocast,fp32] [--model]
 //                    [--profile case] [--trace dir] [--debug]
 #include <torch/torch.h>
@@ -45,6 +49,7 @@
 #include "comba/core/cli.h"
 #include "comba/nn.h"
 #include "comba/ops/comba.h"
+#include "comba/train/config.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/precision.h"
 
@@ -56,6 +61,7 @@ using Tensors = std::vector<torch::Tensor>;
 struct Options {
   torch::Device device = torch::kCUDA;
   bool small = false;
+  std::string config = COMBA_SOURCE_DIR "/configs/comba-340m.yaml";  // the shape (not with --small)
   int iters = 20;
   int warmup = 3;
   std::string filter;
@@ -84,18 +90,10 @@ struct Shape {
   CombaConfig config;
 };
 
-Shape shape_340m() {
-  CombaConfig c;  // configs/comba-340m.yaml
-  c.vocab_size = 32000;
-  c.hidden_size = 1024;
-  c.num_hidden_layers = 24;
-  c.num_heads = 6;
-  c.head_dim = 128;
-  c.expand_v = 2.0;
-  c.hidden_ratio = 4.0;
-  c.norm_eps = 1e-6;
-  c.tie_word_embeddings = true;
-  return {8, 2048, c};
+// The model and B x T that a training config describes.
+Shape shape_from_config(const std::string& path) {
+  const comba::train::TrainConfig config = comba::train::load_config(path);
+  return {config.batch.micro_batch_size, config.batch.seq_len, config.model};
 }
 
 Shape shape_small() {
@@ -570,7 +568,7 @@ int run(const Options& options) {
   }
 #endif
   if (options.device.is_cpu()) torch::set_num_threads(std::min(2, torch::get_num_threads()));
-  const Shape shape = options.small ? shape_small() : shape_340m();
+  const Shape shape = options.small ? shape_small() : shape_from_config(options.config);
   Bench bench(options);
   for (const auto& name : options.modes) {
     const Mode mode = mode_named(name);
@@ -591,7 +589,9 @@ int main(int argc, char** argv) {
                "bench_layer"};
   cli::configure(app);
   app.add_option("--device", device, "cuda, or cpu (with --small: a smoke test)")->check(cli::device_name());
-  app.add_flag("--small", options.small, "a tiny shape instead of comba-340m at B8 x T2048");
+  auto* small = app.add_flag("--small", options.small, "a tiny shape instead of the --config one");
+  app.add_option("--config", options.config, "training config whose model.* and batch sizes set the shape")
+      ->excludes(small);
   app.add_option("--iters", options.iters, "timed calls per case (median)")
       ->check(cli::integer_at_least(1, std::numeric_limits<int>::max()));
   app.add_option("--warmup", options.warmup, "untimed calls first")

@@ -1,5 +1,6 @@
-// config.json <-> CombaConfig (see hf_config.h). One table of keys drives both directions
-// so that a key cannot be read without being written, or the reverse.
+// config.json <-> CombaConfig (see hf_config.h). One table of keys, made from CombaConfig's
+// field list, drives both directions so that a key cannot be read without being written,
+// or the reverse.
 #include "comba/io/hf_config.h"
 
 #include "comba/io/safetensors.h"
@@ -51,75 +52,55 @@ bool as_bool(const ordered_json& v, const std::string& where) {
   throw FormatError(where + ": expected true or false, got " + v.dump());
 }
 
-// Integer fields where JSON null means "unset" (stored as `unset` here).
-Field nullable_int(const char* key, int64_t nn::CombaConfig::*member, int64_t unset) {
-  return {key,
-          [=](nn::CombaConfig& c, const ordered_json& v, const std::string& where) {
-            c.*member = v.is_null() ? unset : as_int(v, where);
-          },
-          [=](const nn::CombaConfig& c) { return c.*member == unset ? ordered_json(nullptr) : ordered_json(c.*member); }};
-}
-Field int_field(const char* key, int64_t nn::CombaConfig::*member) {
-  return {key, [=](nn::CombaConfig& c, const ordered_json& v, const std::string& where) { c.*member = as_int(v, where); },
-          [=](const nn::CombaConfig& c) { return ordered_json(c.*member); }};
-}
-Field double_field(const char* key, double nn::CombaConfig::*member) {
-  return {key,
-          [=](nn::CombaConfig& c, const ordered_json& v, const std::string& where) { c.*member = as_double(v, where); },
-          [=](const nn::CombaConfig& c) { return ordered_json(c.*member); }};
-}
-Field bool_field(const char* key, bool nn::CombaConfig::*member) {
-  return {key, [=](nn::CombaConfig& c, const ordered_json& v, const std::string& where) { c.*member = as_bool(v, where); },
-          [=](const nn::CombaConfig& c) { return ordered_json(c.*member); }};
-}
-
-// expand_v is an int in fla's signature but a float in its layer: write an integer when
-// it is one, so that Python reads back the same type it wrote.
+// expand_v is an int in fla's signature but a float in its layer: numbers are written as
+// integers when they are one, so that Python reads back the type it wrote.
 ordered_json number(double x) {
   if (x == static_cast<double>(static_cast<int64_t>(x))) return ordered_json(static_cast<int64_t>(x));
   return ordered_json(x);
 }
 
+// One Field per CombaConfig field (nn::for_each_field), by the field's type. JSON null
+// reads as the field's hf_null; an integer holding it is written as null.
+using C = nn::CombaConfig;
+Field make_field(const nn::ConfigField<int64_t>& f) {
+  const auto member = f.member;
+  const auto null = f.hf_null;
+  return {f.hf_key,
+          [=](C& c, const ordered_json& v, const std::string& where) {
+            c.*member = v.is_null() && null ? *null : as_int(v, where);
+          },
+          [=](const C& c) { return null && c.*member == *null ? ordered_json(nullptr) : ordered_json(c.*member); }};
+}
+Field make_field(const nn::ConfigField<double>& f) {
+  const auto member = f.member;
+  const auto null = f.hf_null;  // hidden_ratio: fla's MLP reads None as 4
+  return {f.hf_key,
+          [=](C& c, const ordered_json& v, const std::string& where) {
+            c.*member = v.is_null() && null ? *null : as_double(v, where);
+          },
+          [=](const C& c) { return number(c.*member); }};
+}
+Field make_field(const nn::ConfigField<bool>& f) {
+  const auto member = f.member;
+  return {f.hf_key, [=](C& c, const ordered_json& v, const std::string& where) { c.*member = as_bool(v, where); },
+          [=](const C& c) { return ordered_json(c.*member); }};
+}
+Field make_field(const nn::ConfigField<std::string>& f) {
+  const auto member = f.member;
+  return {f.hf_key,
+          [=](C& c, const ordered_json& v, const std::string& where) {
+            if (!v.is_string()) throw FormatError(where + ": expected a string, got " + v.dump());
+            c.*member = v.get<std::string>();
+          },
+          [=](const C& c) { return ordered_json(c.*member); }};
+}
+
 const std::vector<Field>& fields() {
-  using C = nn::CombaConfig;
-  static const std::vector<Field> table = {
-      {"attn_mode",
-       [](C& c, const ordered_json& v, const std::string& where) {
-         if (!v.is_string()) throw FormatError(where + ": expected a string, got " + v.dump());
-         c.attn_mode = v.get<std::string>();
-       },
-       [](const C& c) { return ordered_json(c.attn_mode); }},
-      int_field("hidden_size", &C::hidden_size),
-      {"expand_v", [](C& c, const ordered_json& v, const std::string& where) { c.expand_v = as_double(v, where); },
-       [](const C& c) { return number(c.expand_v); }},
-      bool_field("use_gate", &C::use_output_gate),
-      bool_field("use_short_conv", &C::use_short_conv),
-      bool_field("use_output_correction", &C::use_output_correction),
-      bool_field("use_inner_decay", &C::use_inner_decay),
-      {"correction_factor",
-       [](C& c, const ordered_json& v, const std::string& where) { c.correction_factor = as_double(v, where); },
-       [](const C& c) { return number(c.correction_factor); }},
-      int_field("conv_size", &C::conv_size),
-      bool_field("conv_bias", &C::conv_bias),
-      bool_field("allow_neg_eigval", &C::allow_neg_eigval),
-      int_field("head_dim", &C::head_dim),
-      int_field("num_heads", &C::num_heads),
-      nullable_int("num_v_heads", &C::num_v_heads, 0),
-      int_field("max_position_embeddings", &C::max_position_embeddings),
-      {"hidden_ratio",
-       // null: fla's MLP falls back to 4.
-       [](C& c, const ordered_json& v, const std::string& where) { c.hidden_ratio = v.is_null() ? 4.0 : as_double(v, where); },
-       [](const C& c) { return number(c.hidden_ratio); }},
-      nullable_int("intermediate_size", &C::intermediate_size, 0),
-      int_field("num_hidden_layers", &C::num_hidden_layers),
-      double_field("norm_eps", &C::norm_eps),
-      nullable_int("pad_token_id", &C::pad_token_id, -1),
-      nullable_int("bos_token_id", &C::bos_token_id, -1),
-      nullable_int("eos_token_id", &C::eos_token_id, -1),
-      bool_field("tie_word_embeddings", &C::tie_word_embeddings),
-      double_field("initializer_range", &C::initializer_range),
-      int_field("vocab_size", &C::vocab_size),
-  };
+  static const std::vector<Field> table = [] {
+    std::vector<Field> out;
+    nn::for_each_field([&](const auto& field) { out.push_back(make_field(field)); });
+    return out;
+  }();
   return table;
 }
 

@@ -131,35 +131,45 @@ void copy_into(torch::Tensor& dst, const SafetensorsFile& file, const TensorEntr
   dst.copy_(src);
 }
 
-// The folder's config.json must describe the same architecture as the model the weights
-// go into: a mismatch is reported by key, before tensor names and shapes would report it
-// less directly.
-void check_same_architecture(const nn::CombaConfig& model, const nn::CombaConfig& folder, const std::string& path) {
-  std::vector<std::string> differ;
-  const auto same = [&](const char* key, auto a, auto b) {
-    if (a != b) {
-      std::ostringstream line;
-      line << std::boolalpha << key << " = " << b << " in the folder, " << a << " in the model";
-      differ.push_back(line.str());
-    }
-  };
-  same("vocab_size", model.vocab_size, folder.vocab_size);
-  same("hidden_size", model.hidden_size, folder.hidden_size);
-  same("num_hidden_layers", model.num_hidden_layers, folder.num_hidden_layers);
-  same("num_heads", model.num_heads, folder.num_heads);
-  same("head_dim", model.head_dim, folder.head_dim);
-  same("num_v_heads", model.value_heads(), folder.value_heads());
-  same("head_dim * expand_v", model.head_v_dim(), folder.head_v_dim());
-  same("use_short_conv", model.use_short_conv, folder.use_short_conv);
-  if (model.use_short_conv && folder.use_short_conv) {
-    same("conv_size", model.conv_size, folder.conv_size);
-    same("conv_bias", model.conv_bias, folder.conv_bias);
+// `c` with its derived sizes spelled out, so that two configs describing the same tensors
+// compare equal: num_v_heads 0 = num_heads, intermediate_size 0 = the one hidden_ratio
+// gives, conv_* ignored where either side has no short convolution.
+nn::CombaConfig resolved(const nn::CombaConfig& c, bool both_conv) {
+  nn::CombaConfig r = c;
+  r.num_v_heads = c.value_heads();
+  r.intermediate_size = c.mlp_intermediate_size();
+  r.hidden_ratio = 0.0;  // folded into intermediate_size
+  if (!both_conv) {
+    r.conv_size = 0;
+    r.conv_bias = false;
   }
-  same("use_gate", model.use_output_gate, folder.use_output_gate);
-  same("use_output_correction", model.use_output_correction, folder.use_output_correction);
-  same("use_inner_decay", model.use_inner_decay, folder.use_inner_decay);
-  same("intermediate_size (derived)", model.mlp_intermediate_size(), folder.mlp_intermediate_size());
-  same("tie_word_embeddings", model.tie_word_embeddings, folder.tie_word_embeddings);
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> architecture_differences(const nn::CombaConfig& model, const nn::CombaConfig& folder) {
+  const bool both_conv = model.use_short_conv && folder.use_short_conv;
+  const nn::CombaConfig a = resolved(model, both_conv);
+  const nn::CombaConfig b = resolved(folder, both_conv);
+  std::vector<std::string> differ;
+  nn::for_each_field([&](const auto& field) {
+    if (field.role != nn::FieldRole::kShape || a.*field.member == b.*field.member) return;
+    std::ostringstream line;
+    line << std::boolalpha << field.hf_key << " = " << b.*field.member << " in the folder, " << a.*field.member
+         << " in the model";
+    differ.push_back(line.str());
+  });
+  return differ;
+}
+
+namespace {
+
+// The folder's config.json must describe the same architecture (the fields of role
+// kShape) as the model the weights go into: a mismatch is reported by key, before tensor
+// names and shapes would report it less directly.
+void check_same_architecture(const nn::CombaConfig& model, const nn::CombaConfig& folder, const std::string& path) {
+  const auto differ = architecture_differences(model, folder);
   if (!differ.empty()) {
     std::string text = path + ": describes another architecture than the model's:";
     for (const auto& d : differ) text += "\n  " + d;

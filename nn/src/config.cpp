@@ -5,6 +5,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace comba::nn {
@@ -52,9 +53,15 @@ void CombaConfig::validate() const {
   TORCH_CHECK(norm_eps > 0, "CombaConfig: field `norm_eps` expected > 0, got ", norm_eps);
   TORCH_CHECK(initializer_range >= 0, "CombaConfig: field `initializer_range` expected >= 0, got ",
               initializer_range);
-  TORCH_CHECK(attn_mode == "chunk" || attn_mode == "fused_recurrent",
+  TORCH_CHECK(std::any_of(kAttnModes.begin(), kAttnModes.end(), [&](const char* m) { return attn_mode == m; }),
               "CombaConfig: field `attn_mode` expected \"chunk\" or \"fused_recurrent\", got \"", attn_mode, "\"");
   count_parameters(*this);  // absurd sizes: products beyond int64 are errors naming the keys
+}
+
+bool operator==(const CombaConfig& a, const CombaConfig& b) {
+  bool same = true;
+  for_each_field([&](const auto& field) { same = same && a.*field.member == b.*field.member; });
+  return same;
 }
 
 }  // namespace comba::nn

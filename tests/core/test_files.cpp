@@ -14,6 +14,8 @@
 #include "comba/core/file_util.h"
 #include "comba/core/mapped_file.h"
 #include "core/fifo_guard.h"
+#include "support/file_bytes.h"
+#include "support/scratch_dir.h"
 
 namespace comba::core {
 namespace {
@@ -24,23 +26,13 @@ using comba::testing::make_fifo;
 class FilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = "/tmp/comba_core_files_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    remove_tree(dir_);
-    make_directories(dir_);
+    dir_ = comba::testing::fresh_dir(std::string("core_files_") +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   void TearDown() override { remove_tree(dir_); }
 
   std::string file(const std::string& name) const { return join_path(dir_, name); }
-  static std::string read(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  static void write_plain(const std::string& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-  }
+  static std::string read(const std::string& path) { return comba::testing::read_bytes(path); }
 
   std::string dir_;
 };
@@ -53,7 +45,7 @@ std::string pattern(size_t size, unsigned seed) {
 
 TEST_F(FilesTest, AtomicWriteReplacesTheTargetWhole) {
   const std::string p = file("config.json");
-  write_plain(p, std::string(10000, 'a'));
+  comba::testing::write_bytes(p, std::string(10000, 'a'));
   write_file_atomic(p, "new");
   EXPECT_EQ(read(p), "new");  // nothing of the longer old file remains
   EXPECT_EQ(list_directory(dir_), std::vector<std::string>{"config.json"});
@@ -83,7 +75,7 @@ TEST_F(FilesTest, StreamingWriteTakesLargeBlocksAndSeeks) {
 
 TEST_F(FilesTest, ThrowingWriterLeavesTheOldFileAndNoTemporary) {
   const std::string p = file("model.safetensors");
-  write_plain(p, "old contents");
+  comba::testing::write_bytes(p, "old contents");
   EXPECT_THROW(write_file_atomic(p,
                                  [&](std::ostream& out) {
                                    const std::string half = pattern(2 << 20, 1);
@@ -99,7 +91,7 @@ TEST_F(FilesTest, ThrowingWriterLeavesTheOldFileAndNoTemporary) {
 // full disk fails with ENOSPC.
 TEST_F(FilesTest, FailedWriteNamesTheReasonAndKeepsTheOldFile) {
   const std::string p = file("state.bin");
-  write_plain(p, "old contents");
+  comba::testing::write_bytes(p, "old contents");
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
   const auto previous = std::signal(SIGXFSZ, SIG_IGN);
@@ -146,7 +138,7 @@ TEST_F(FilesTest, UncommittedWriterLeavesNothing) {
 }
 
 TEST_F(FilesTest, FileTypesAreNamed) {
-  write_plain(file("r"), "x");
+  comba::testing::write_bytes(file("r"), "x");
   make_fifo(file("f"));
   EXPECT_EQ(describe_file_type(file("r")), "a regular file");
   EXPECT_EQ(describe_file_type(dir_), "a directory");
@@ -186,11 +178,11 @@ TEST_F(FilesTest, MappingADeviceNamesItWithoutStaleErrno) {
 TEST_F(FilesTest, CopyReplacesAtomicallyAndRefusesAFifo) {
   const std::string from = file("tok.model");
   const std::string to = file("out.model");
-  write_plain(from, pattern(3 << 20, 9));
-  write_plain(to, "old");
+  comba::testing::write_bytes(from, pattern(3 << 20, 9));
+  comba::testing::write_bytes(to, "old");
   copy_file(from, to);
   EXPECT_EQ(read(to), read(from));
-  write_plain(from, "");  // an empty file copies as empty
+  comba::testing::write_bytes(from, "");  // an empty file copies as empty
   copy_file(from, to);
   EXPECT_EQ(read(to), "");
   make_fifo(file("pipe"));

@@ -17,7 +17,8 @@
 #include "comba/train/checkpoint.h"
 #include "comba/train/checkpoint_file.h"
 #include "comba/train/config.h"
-#include "io/temp_dir.h"
+#include "support/file_bytes.h"
+#include "support/scratch_dir.h"
 
 namespace comba::io {
 namespace {

@@ -21,8 +21,12 @@
 #include <functional>
 #include <set>
 
-#include "io/temp_dir.h"
+#include "support/file_bytes.h"
+#include "support/scratch_dir.h"
 #include "io/text_gen.h"
+#include "support/config_variants.h"
+#include "support/expect_error.h"
+#include "support/tiny_config.h"
 
 namespace comba::io {
 namespace {
@@ -30,23 +34,11 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TempDir;
 
-nn::CombaConfig tiny_config(bool tied = false) {
-  nn::CombaConfig c;
-  c.vocab_size = 61;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_heads = 2;
-  c.head_dim = 8;
-  c.num_v_heads = 4;
-  c.expand_v = 1.5;
-  c.intermediate_size = 48;
-  c.tie_word_embeddings = tied;
-  return c;
-}
+using comba::testing::tiny_gva_config;  // the folders' model: grouped value heads, odd sizes
 
 nn::CombaForCausalLM tiny_model(bool tied = false, uint64_t seed = 3) {
   torch::manual_seed(seed);
-  nn::CombaForCausalLM model(tiny_config(tied));
+  nn::CombaForCausalLM model(tiny_gva_config(tied));
   model->eval();
   return model;
 }
@@ -61,14 +53,7 @@ torch::Tensor logits(nn::CombaForCausalLM& model, const torch::Tensor& input_ids
   return model->forward(input_ids).logits;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using comba::testing::error_of;
 
 void expect_same_parameters(const nn::CombaForCausalLM& a, const nn::CombaForCausalLM& b) {
   const auto pa = a->named_parameters();
@@ -81,8 +66,6 @@ void expect_same_parameters(const nn::CombaForCausalLM& a, const nn::CombaForCau
     EXPECT_TRUE(torch::equal(*other, item.value())) << item.key();
   }
 }
-
-std::string read_text(const std::string& path) { return testing::read_bytes(path); }
 
 // ---- config.json -------------------------------------------------------------------------
 
@@ -162,6 +145,51 @@ TEST(ConfigJson, BadConfigsNameTheKey) {
               HasSubstr("/nonexistent/config.json: cannot open"));
 }
 
+// ---- CombaConfig's field list -----------------------------------------------------------
+
+// Every field of the list (nn/config.h) is written under its config.json key and read back.
+TEST(ConfigJson, EveryFieldOfTheListRoundTripsUnderItsKey) {
+  const nn::CombaConfig base = tiny_gva_config();
+  const auto changed = comba::testing::changed_fields(base);
+  ASSERT_EQ(changed.size(), comba::testing::config_field_count());
+  const auto base_json = config_to_json(ModelConfigFile{base});
+  for (const auto& field : changed) {
+    SCOPED_TRACE(field.name);
+    const auto json = config_to_json(ModelConfigFile{field.config});
+    EXPECT_NE(json.at(field.hf_key), base_json.at(field.hf_key));
+    const auto back = config_from_json(json.dump());
+    EXPECT_TRUE(back.model == field.config);
+    EXPECT_TRUE(back.extra.empty()) << back.extra.dump();
+  }
+}
+
+// A folder whose config differs in a field of role kShape is flagged by that key; other
+// fields (init, compute path, token ids, and kFunction ones such as norm_eps) load.
+TEST(Pretrained, ArchitectureCheckFlagsEveryShapeField) {
+  nn::CombaConfig base = tiny_gva_config();
+  base.hidden_size = 384;  // hidden_ratio 4 -> 9 moves the 256-rounded MLP width
+  base.intermediate_size = 0;
+  ASSERT_TRUE(architecture_differences(base, base).empty());
+  for (const auto& field : comba::testing::changed_fields(base)) {
+    SCOPED_TRACE(field.name);
+    const auto differ = architecture_differences(base, field.config);
+    if (field.role == nn::FieldRole::kShape) {
+      ASSERT_FALSE(differ.empty());
+      // hidden_ratio is compared through the MLP width it gives.
+      const std::string key = field.name == "hidden_ratio" ? "intermediate_size" : field.hf_key;
+      EXPECT_THAT(differ.front(), ::testing::StartsWith(key + " = "));
+    } else {
+      EXPECT_TRUE(differ.empty()) << differ.front();
+    }
+  }
+  // Derived sizes compare as what they give: num_v_heads 0 is num_heads.
+  nn::CombaConfig spelled = base;
+  spelled.num_v_heads = 0;
+  nn::CombaConfig implicit = spelled;
+  implicit.num_v_heads = implicit.num_heads;
+  EXPECT_TRUE(architecture_differences(spelled, implicit).empty());
+}
+
 // ---- round trips -------------------------------------------------------------------------
 
 TEST(Pretrained, SaveLoadGivesIdenticalTensorsAndLogits) {
@@ -187,7 +215,7 @@ TEST(Pretrained, SaveLoadGivesIdenticalTensorsAndLogits) {
   EXPECT_NE(file.find("model.layers.1.attn.q_conv1d.weight"), nullptr);
   EXPECT_NE(file.find("lm_head.weight"), nullptr);
   EXPECT_EQ(file.metadata().at("format"), "pt");
-  const auto json = nlohmann::json::parse(read_text(dir.file("config.json")));
+  const auto json = nlohmann::json::parse(testing::read_bytes(dir.file("config.json")));
   EXPECT_EQ(json.at("torch_dtype"), "float32");
   EXPECT_EQ(json.at("num_v_heads"), 4);
 }
@@ -198,7 +226,7 @@ TEST(Pretrained, ShardedAndSingleFileFoldersLoadTheSame) {
   save_pretrained(model, single.path());
   save_pretrained(model, sharded.path(), SaveOptions().max_shard_bytes(8'000));
   EXPECT_FALSE(core::path_exists(sharded.file("model.safetensors")));
-  const auto index = nlohmann::json::parse(read_text(sharded.file("model.safetensors.index.json")));
+  const auto index = nlohmann::json::parse(testing::read_bytes(sharded.file("model.safetensors.index.json")));
   const auto& map = index.at("weight_map");
   EXPECT_EQ(map.size(), model->named_parameters().size());
   std::set<std::string> shards;
@@ -233,7 +261,7 @@ TEST(Pretrained, TiedEmbeddingsAreWrittenAsFlaWritesThem) {
     EXPECT_EQ(file.find("lm_head.weight"), nullptr);
     EXPECT_NE(file.find("model.embeddings.weight"), nullptr);
   }
-  const auto json = nlohmann::json::parse(read_text(dir.file("config.json")));
+  const auto json = nlohmann::json::parse(testing::read_bytes(dir.file("config.json")));
   EXPECT_EQ(json.at("tie_word_embeddings"), true);
   auto loaded = load_pretrained(dir.path());
   const auto input = ids();
@@ -254,7 +282,7 @@ TEST(Pretrained, Bf16FoldersKeepTheirDtypeOrLoadAsFp32) {
   save_pretrained(model, dir.path(), SaveOptions().dtype(torch::kBFloat16));
   const SafetensorsFile file(dir.file("model.safetensors"));
   for (const auto& e : file.tensors()) EXPECT_EQ(e.dtype, Dtype::BF16) << e.name;
-  EXPECT_EQ(nlohmann::json::parse(read_text(dir.file("config.json"))).at("torch_dtype"), "bfloat16");
+  EXPECT_EQ(nlohmann::json::parse(testing::read_bytes(dir.file("config.json"))).at("torch_dtype"), "bfloat16");
 
   auto as_stored = load_pretrained(dir.path(), LoadOptions().dtype(std::nullopt));
   auto as_fp32 = load_pretrained(dir.path());
@@ -275,7 +303,7 @@ TEST(Pretrained, LoadWeightsIntoAnExistingModel) {
   expect_same_parameters(source, target);
 
   // A model of another architecture is told which keys differ.
-  auto config = tiny_config();
+  auto config = tiny_gva_config();
   config.hidden_size = 40;
   config.use_output_gate = false;
   nn::CombaForCausalLM other(config);
@@ -293,7 +321,7 @@ TEST(Pretrained, FolderTooLargeForThisMachineSaysTheBytes) {
   TempDir dir;
   auto model = tiny_model();
   save_pretrained(model, dir.path());
-  auto json = nlohmann::ordered_json::parse(read_text(dir.file("config.json")));
+  auto json = nlohmann::ordered_json::parse(testing::read_bytes(dir.file("config.json")));
   json["vocab_size"] = int64_t{1'000'000'000'000};
   testing::write_bytes(dir.file("config.json"), json.dump());
   const std::string error = error_of([&] { load_pretrained(dir.path()); });
@@ -353,7 +381,7 @@ TEST(Pretrained, BrokenShardIndexesAreRejected) {
   auto model = tiny_model();
   save_pretrained(model, dir.path(), SaveOptions().max_shard_bytes(8'000));
   const std::string index_path = dir.file("model.safetensors.index.json");
-  const auto index = nlohmann::json::parse(read_text(index_path));
+  const auto index = nlohmann::json::parse(testing::read_bytes(index_path));
   auto target = tiny_model(false, 9);
 
   auto moved = index;
@@ -395,7 +423,7 @@ TEST(Pretrained, FolderWithTokenizerGeneratesText) {
     for (int i = 0; i < 1500; ++i) corpus << testing::sentence(rng) << '\n';
   }
   train_sentencepiece(dir.file("corpus.txt"), dir.file("sp"), /*vocab_size=*/80);
-  auto config = tiny_config();
+  auto config = tiny_gva_config();
   config.vocab_size = 80;
   torch::manual_seed(4);
   nn::CombaForCausalLM model(config);
@@ -459,8 +487,8 @@ TEST_P(PythonInterop, FlaFolderFromPythonLoadsAndMatchesTheReference) {
   const std::string folder = dir.file("fla");
   const int rc = run_script("write \"" + folder + "\" " + GetParam(), dir.file("write.log"));
   // 77: torch or safetensors missing there; 127: no such interpreter.
-  if (rc == 77 || rc == 127) GTEST_SKIP() << python() << ": " << read_text(dir.file("write.log"));
-  ASSERT_EQ(rc, 0) << read_text(dir.file("write.log"));
+  if (rc == 77 || rc == 127) GTEST_SKIP() << python() << ": " << testing::read_bytes(dir.file("write.log"));
+  ASSERT_EQ(rc, 0) << testing::read_bytes(dir.file("write.log"));
 
   auto loaded = load_pretrained(folder);
   const auto expected = load_safetensors(folder + "/expected.safetensors");
@@ -478,8 +506,8 @@ TEST_P(PythonInterop, FlaFolderFromPythonLoadsAndMatchesTheReference) {
   save_safetensors(exported + "/io.safetensors",
                    {{"input_ids", expected.at("input_ids")}, {"logits", got.contiguous()}});
   const int check = run_script("check \"" + exported + "\"", dir.file("check.log"));
-  EXPECT_EQ(check, 0) << read_text(dir.file("check.log"));
-  std::cout << "[python check " << GetParam() << "] " << read_text(dir.file("check.log"));
+  EXPECT_EQ(check, 0) << testing::read_bytes(dir.file("check.log"));
+  std::cout << "[python check " << GetParam() << "] " << testing::read_bytes(dir.file("check.log"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, PythonInterop, ::testing::Values("gva", "tied"));

@@ -10,7 +10,8 @@
 #include <cstring>
 #include <string>
 
-#include "io/temp_dir.h"
+#include "support/file_bytes.h"
+#include "support/scratch_dir.h"
 
 namespace comba::io {
 namespace {

@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "io/temp_dir.h"
+#include "support/file_bytes.h"
+#include "support/scratch_dir.h"
 #include "io/text_gen.h"
 
 namespace comba::io {

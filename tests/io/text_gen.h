@@ -4,7 +4,7 @@
 #include <random>
 #include <string>
 
-namespace comba::io::testing {
+namespace comba::testing {
 
 inline std::string sentence(std::mt19937& rng) {
   static const char* syllables[] = {"ka", "lo", "mi", "ne", "su", "ra", "to", "vi", "ba", "de", "qu", "ox"};
@@ -19,4 +19,4 @@ inline std::string sentence(std::mt19937& rng) {
   return s + ".";
 }
 
-}  // namespace comba::io::testing
+}  // namespace comba::testing

@@ -1,8 +1,9 @@
-// Shared pieces of the nn tests: tiny configs, tensor comparisons, and an independent fp64
+// Shared pieces of the nn tests: the tiny config, tensor comparisons, and an independent fp64
 // per-token implementation of the Comba layer written straight from SPEC section 3 (loops
 // over time, no operator call), used as the reference the layer is checked against.
 #pragma once
 #include "comba/nn.h"
+#include "support/tiny_config.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,19 +12,7 @@
 
 namespace comba::nn::testing {
 
-inline CombaConfig tiny_config() {
-  CombaConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_heads = 2;
-  c.head_dim = 16;
-  c.num_v_heads = 0;
-  c.expand_v = 1.0;
-  c.intermediate_size = 64;
-  c.initializer_range = 0.02;
-  return c;
-}
+using comba::testing::tiny_config;  // the tests' tiny model family (support/tiny_config.h)
 
 inline CombaLayerOptions tiny_layer(int64_t num_heads = 2, int64_t num_v_heads = 0) {
   return CombaLayerOptions(32).head_dim(16).num_heads(num_heads).num_v_heads(num_v_heads).expand_v(1.0);

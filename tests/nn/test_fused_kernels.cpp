@@ -5,7 +5,7 @@
 // kernels), every dtype. CPU cases check the ATen path and the argument checks; *Cuda*
 // cases check the kernels (skipped without a GPU), with the tolerance rule of
 // fused_reference.h, plus bitwise-reproducible weight grads.
-#include "expect_error.h"
+#include "support/expect_error.h"
 #include "comba/core/element_type_of.h"
 #include "comba/nn.h"
 #include "fused_reference.h"
@@ -23,6 +23,8 @@
 
 using namespace comba::nn;
 using namespace comba::nn::testing;
+// nn's checks are TORCH_CHECKs: their errors are c10::Errors.
+const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10::Error>;
 
 namespace {
 

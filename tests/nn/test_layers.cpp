@@ -1,7 +1,7 @@
 // ShortConvolution, RMSNorm and CombaLayer (CPU, fp32/fp64): closed forms, an fp64
 // per-token reference of SPEC section 3, chunk == step-by-step through the cache, padding
 // == each sequence alone, packed == each sequence alone, causality.
-#include "expect_error.h"
+#include "support/expect_error.h"
 #include "nn_test_utils.h"
 
 #include <map>
@@ -10,6 +10,8 @@
 
 using namespace comba::nn;
 using namespace comba::nn::testing;
+// nn's checks are TORCH_CHECKs: their errors are c10::Errors.
+const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10::Error>;
 
 namespace {
 

@@ -3,7 +3,7 @@
 // and both gradients: fp64 (to 1e-12), fp32, bf16 (to its rounding); several slice sizes,
 // ignored targets, tied and untied heads. The CUDA twin is in test_gpu.cpp.
 #include "comba/nn.h"
-#include "expect_error.h"
+#include "support/expect_error.h"
 #include "nn_test_utils.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +11,9 @@
 
 namespace comba::nn::testing {
 namespace {
+
+// nn's checks are TORCH_CHECKs: their errors are c10::Errors.
+const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10::Error>;
 
 struct LossAndGrads {
   torch::Tensor loss, d_hidden, d_weight;

@@ -62,12 +62,7 @@ TEST(CombaForCausalLM, ParameterNamesAndShapesMatchFla) {
 }
 
 TEST(CombaForCausalLM, OptionalPartsDisappearFromTheNames) {
-  auto config = tiny_config();
-  config.tie_word_embeddings = true;
-  config.use_short_conv = false;
-  config.use_output_gate = false;
-  config.use_output_correction = false;
-  config.use_inner_decay = false;
+  auto config = comba::testing::tiny_bare_config();
   config.num_hidden_layers = 1;
   CombaForCausalLM lm(config);
   const ShapeMap expected = {{"model.embeddings.weight", {64, 32}},

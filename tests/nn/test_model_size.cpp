@@ -6,7 +6,7 @@
 #include "nn_test_utils.h"
 
 #include "comba/nn/model_size.h"
-#include "expect_error.h"
+#include "support/expect_error.h"
 #include "support/require.h"
 
 #include <unistd.h>
@@ -15,6 +15,8 @@
 
 using namespace comba::nn;
 using namespace comba::nn::testing;
+// nn's checks are TORCH_CHECKs: their errors are c10::Errors.
+const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10::Error>;
 
 namespace {
 
@@ -37,12 +39,7 @@ TEST(ModelSize, CountsMatchTheModules) {
   gva.intermediate_size = 0;
   gva.hidden_ratio = 4;
   configs.push_back(gva);
-  auto bare = tiny_config();  // every optional part off, tied embeddings
-  bare.use_short_conv = false;
-  bare.use_output_gate = false;
-  bare.use_output_correction = false;
-  bare.use_inner_decay = false;
-  bare.tie_word_embeddings = true;
+  auto bare = comba::testing::tiny_bare_config();
   bare.num_hidden_layers = 3;
   configs.push_back(bare);
   auto biased = tiny_config();  // conv bias, odd sizes

@@ -10,13 +10,13 @@
 
 #include "comba/nn/causal_lm.h"
 #include "comba/train/data_source.h"
-#include "tiny_model.h"
+#include "support/tiny_config.h"
 
 namespace comba::train::testing {
 
 inline nn::CombaForCausalLM ddp_model() {
   torch::manual_seed(0);
-  nn::CombaForCausalLM model(tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   model->to(torch::kDouble);
   return model;
 }

@@ -8,6 +8,8 @@
 
 #include "comba/core/file_util.h"
 #include "comba/train/config.h"
+#include "support/config_variants.h"
+#include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
@@ -155,7 +157,8 @@ TEST(Config, DuplicateKeysAreRefusedWithBothLines) {
   ASSERT_EQ(p.size(), 1u);
   EXPECT_EQ(p[0], "train.max_steps: duplicate key (line 1, columns 9 and 23); keep one");
   // The file's path leads the message when it comes from load_config.
-  const std::string path = "/tmp/comba_config_duplicate.yaml";
+  const std::string dir = comba::testing::fresh_dir("config_duplicate");
+  const std::string path = dir + "/config.yaml";
   std::ofstream(path) << "seed: 1\nseed: 2\n";
   try {
     load_config(path);
@@ -163,13 +166,12 @@ TEST(Config, DuplicateKeysAreRefusedWithBothLines) {
   } catch (const ConfigError& e) {
     EXPECT_TRUE(contains(e.problems(), path + ": seed: duplicate key (lines 1 and 2)")) << e.what();
   }
-  core::remove_file(path);
+  core::remove_tree(dir);
 }
 
 // A directory opens as an empty stream: it used to train the defaults.
 TEST(Config, DirectoryAsConfigFileIsRefused) {
-  const std::string dir = "/tmp/comba_config_is_a_dir";
-  core::make_directories(dir);
+  const std::string dir = comba::testing::fresh_dir("config_is_a_dir");
   try {
     load_config(dir);
     ADD_FAILURE() << "expected a ConfigError";
@@ -198,6 +200,38 @@ TEST(Config, ModelArchitectureListsTheWeightDecidingKeys) {
   EXPECT_EQ(value_of("model.initializer_range"), "<absent>");
   EXPECT_EQ(value_of("model.init_from"), "<absent>");
   EXPECT_EQ(value_of("optimizer.lr"), "<absent>");
+}
+
+// Every field of CombaConfig's list (nn/config.h) is a model.* key: a config with that
+// field changed goes through YAML and back, and a checkpoint records it unless it is
+// free to change between runs (role kFree).
+TEST(Config, EveryModelFieldIsAKeyAndInTheArchitecture) {
+  const TrainConfig base;
+  const auto base_arch = model_architecture(base);
+  const auto changed = comba::testing::changed_fields(base.model);
+  ASSERT_EQ(changed.size(), comba::testing::config_field_count());
+  for (const auto& field : changed) {
+    SCOPED_TRACE(field.name);
+    TrainConfig c = base;
+    c.model = field.config;
+    const TrainConfig back = config_from_yaml(to_yaml(c));
+    EXPECT_TRUE(back.model == field.config);
+    EXPECT_FALSE(back.model == base.model);
+    // --set reaches the field too.
+    const std::string path = "model." + field.name;
+    const TrainConfig set = config_from_yaml("", {path + "=" + make_schema(c).value(path)});
+    EXPECT_TRUE(set.model == field.config);
+
+    const auto arch = model_architecture(c);
+    const auto recorded = std::find_if(arch.begin(), arch.end(), [&](const auto& kv) { return kv.first == path; });
+    if (field.role == nn::FieldRole::kFree) {
+      EXPECT_EQ(recorded, arch.end());
+      EXPECT_EQ(arch, base_arch);
+    } else {
+      ASSERT_NE(recorded, arch.end());
+      EXPECT_NE(arch, base_arch);
+    }
+  }
 }
 
 TEST(Config, ShippedConfigsLoad) {

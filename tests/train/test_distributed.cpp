@@ -38,6 +38,7 @@
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"
+#include "support/file_bytes.h"
 #include "support/require.h"
 #include "support/scratch_dir.h"
 
@@ -64,13 +65,6 @@ int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 struct Ranks {
@@ -144,7 +138,7 @@ Ranks run_ranks(int world, const std::string& out, const std::vector<std::string
     ::kill(pids[r], SIGKILL);
     ::waitpid(pids[r], nullptr, 0);
   }
-  for (int r = 0; r < world; ++r) result.logs.push_back(read_text(out + "/log_rank" + std::to_string(r) + ".txt"));
+  for (int r = 0; r < world; ++r) result.logs.push_back(comba::testing::read_bytes(out + "/log_rank" + std::to_string(r) + ".txt"));
   return result;
 }
 

@@ -12,7 +12,7 @@
 #include "comba/train/fused_adamw.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
-#include "tiny_model.h"
+#include "support/tiny_config.h"
 #include "support/require.h"
 
 namespace comba::train {
@@ -24,7 +24,7 @@ bool has(const std::vector<std::string>& v, const std::string& name) {
 
 TEST(ParameterGroups, NoDecayForDynamicsNormsBiasesAndEmbeddings) {
   torch::manual_seed(0);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   const ParameterSplit split = split_parameters(*model, /*decay_embeddings=*/false);
   for (const char* name : {"model.layers.0.attn.A_log", "model.layers.0.attn.dt_bias",
                            "model.layers.1.attn.D", "model.layers.0.attn_norm.weight",
@@ -49,7 +49,7 @@ TEST(ParameterGroups, NoDecayForDynamicsNormsBiasesAndEmbeddings) {
 
 TEST(ParameterGroups, EveryHyperParameterSetPerGroup) {
   torch::manual_seed(0);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   OptimizerOptions o;
   o.lr = 0.0123;
   o.weight_decay = 0.07;
@@ -246,7 +246,7 @@ TEST(GradientAccumulation, CombaModelAccumulatesLikeOneBatch) {
   // The Comba model computes norms and gates in fp32 even with fp64 weights (nn's
   // choice), so agreement is at fp32 rounding, not fp64: 1e-5 relative.
   torch::manual_seed(1);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   model->to(torch::kDouble);
   const auto logits_of = [&](const Batch& b) { return model->forward(b.input_ids).logits; };
   const auto micro = recall_micro_batches();
@@ -257,7 +257,7 @@ TEST(GradientAccumulation, CombaModelAccumulatesLikeOneBatch) {
 
 TEST(Loss, SummedTokenLossMatchesTheModelsMeanLoss) {
   torch::manual_seed(2);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   auto ids = torch::randint(0, 48, {2, 10}, torch::kLong);
   auto labels = ids.clone();
   labels.index_put_({1, torch::indexing::Slice(0, 5)}, -100);

@@ -13,21 +13,13 @@
 
 #include "comba/core/file_util.h"
 #include "comba/train/run_dir.h"
+#include "support/expect_error.h"
 #include "support/scratch_dir.h"
 
 namespace comba::train {
 namespace {
 
 std::string fresh_dir(const std::string& name) { return comba::testing::fresh_dir("run_dir_" + name); }
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
 
 bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -49,10 +41,10 @@ TEST(RunDir, RegularFileInTheWayIsNamedWithItsKey) {
   const std::string file = root + "/file";
   touch(file);
   // The file itself as the folder, and a folder under it (which stops root too).
-  const std::string as_dir = message_of([&] { check_writable_dir("checkpoint.dir", file); });
+  const std::string as_dir = comba::testing::error_of([&] { check_writable_dir("checkpoint.dir", file); });
   EXPECT_TRUE(has(as_dir, "checkpoint.dir: cannot use \"" + file + "\" as an output directory")) << as_dir;
   EXPECT_TRUE(has(as_dir, "not a directory")) << as_dir;
-  const std::string under = message_of([&] { check_writable_dir("logging.run_dir", file + "/sub"); });
+  const std::string under = comba::testing::error_of([&] { check_writable_dir("logging.run_dir", file + "/sub"); });
   EXPECT_TRUE(has(under, "logging.run_dir: cannot use \"" + file + "/sub\"")) << under;
   core::remove_tree(root);
 }
@@ -63,7 +55,7 @@ TEST(RunDir, ReadOnlyFolderIsNamedWithItsKey) {
   const std::string dir = root + "/ro";
   core::make_directories(dir);
   ASSERT_EQ(::chmod(dir.c_str(), 0555), 0);
-  const std::string text = message_of([&] { check_writable_dir("checkpoint.export_dir", dir); });
+  const std::string text = comba::testing::error_of([&] { check_writable_dir("checkpoint.export_dir", dir); });
   EXPECT_TRUE(has(text, "checkpoint.export_dir: cannot write in \"" + dir + "\": Permission denied")) << text;
   ::chmod(dir.c_str(), 0755);
   core::remove_tree(root);
@@ -74,7 +66,7 @@ TEST(RunDir, SecondLockOnTheSameDirIsRefusedWithThePid) {
   {
     const RunDirLock first("logging.run_dir", dir);
     ASSERT_TRUE(first.held());
-    const std::string text = message_of([&] { RunDirLock second("logging.run_dir", dir); });
+    const std::string text = comba::testing::error_of([&] { RunDirLock second("logging.run_dir", dir); });
     EXPECT_TRUE(has(text, "logging.run_dir \"" + dir + "\" is in use by another training run (pid " +
                               std::to_string(::getpid()) + ")"))
         << text;

@@ -22,7 +22,7 @@
 #include "comba/train/token_shard.h"
 #include "comba/train/trainer.h"
 #include "comba/nn/causal_lm.h"
-#include "tiny_model.h"
+#include "support/tiny_config.h"
 #include "support/scratch_dir.h"
 
 namespace comba::train {
@@ -246,13 +246,13 @@ TEST(Trainer, ResumeWithAnotherModelNamesTheKeyAndBothValues) {
 TEST(Trainer, CheckpointTensorOfAnotherShapeIsNamedWithBothShapes) {
   const std::string dir = fresh_dir("other_shape");
   torch::manual_seed(0);
-  nn::CombaForCausalLM saved(testing::tiny_model_config(48));
+  nn::CombaForCausalLM saved(comba::testing::tiny_train_config(48));
   const auto saved_optimizer = make_optimizer(*saved, OptimizerOptions{});
   TrainState state;
   state.step = 1;
   save_checkpoint(dir, state, *saved, *saved_optimizer, /*keep_last=*/3);
 
-  nn::CombaForCausalLM bigger(testing::tiny_model_config(64));
+  nn::CombaForCausalLM bigger(comba::testing::tiny_train_config(64));
   const auto bigger_optimizer = make_optimizer(*bigger, OptimizerOptions{});
   try {
     load_checkpoint(checkpoint_path(dir, 1), *bigger, *bigger_optimizer);
@@ -264,7 +264,7 @@ TEST(Trainer, CheckpointTensorOfAnotherShapeIsNamedWithBothShapes) {
   EXPECT_THROW(load_latest_checkpoint(dir, *bigger, *bigger_optimizer), CheckpointMismatch);
 
   torch::manual_seed(1);
-  nn::CombaForCausalLM same(testing::tiny_model_config(48));
+  nn::CombaForCausalLM same(comba::testing::tiny_train_config(48));
   const auto same_optimizer = make_optimizer(*same, OptimizerOptions{});
   EXPECT_EQ(load_checkpoint(checkpoint_path(dir, 1), *same, *same_optimizer).state.step, 1);
   const auto a = saved->named_parameters();
@@ -358,7 +358,7 @@ TEST(Trainer, PackedShardsAndBytesTrainEndToEnd) {
 TEST(Trainer, PackedDocumentsDoNotSeeEachOther) {
   // The model on a packed row with cu_seqlens gives each document the logits it gets alone.
   torch::manual_seed(4);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   model->to(torch::kDouble);
   const auto doc_a = torch::randint(3, 48, {1, 7}, torch::kLong);
   const auto doc_b = torch::randint(3, 48, {1, 9}, torch::kLong);

@@ -4,7 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
-#include <set>
+#include <limits>
 #include <sstream>
 
 #include "comba/core/file_util.h"
@@ -45,6 +45,22 @@ std::string join_lines(const std::vector<std::string>& problems) {
   return text;
 }
 
+Bounds to_bounds(const nn::FieldRange& range) {
+  return {range.min, std::numeric_limits<double>::infinity(), range.min_inclusive, true};
+}
+
+// model.<name> bound to one CombaConfig field, with the field's range and help.
+void add_model_field(ConfigSchema& s, const nn::ConfigField<bool>& f, nn::CombaConfig& m) {
+  s.add(std::string("model.") + f.name, &(m.*f.member), f.help);
+}
+void add_model_field(ConfigSchema& s, const nn::ConfigField<std::string>& f, nn::CombaConfig& m) {
+  s.add(std::string("model.") + f.name, &(m.*f.member), f.range.choices, f.help);
+}
+template <class T>
+void add_model_field(ConfigSchema& s, const nn::ConfigField<T>& f, nn::CombaConfig& m) {
+  s.add(std::string("model.") + f.name, &(m.*f.member), to_bounds(f.range), f.help);
+}
+
 }  // namespace
 
 ConfigError::ConfigError(std::vector<std::string> problems)
@@ -62,34 +78,10 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("precision", &c.precision, {"fp32", "bf16", "fp64"},
         "bf16: bf16 autocast compute, fp32 master weights and optimizer state");
 
-  auto& m = c.model;
+  auto& m = c.model;  // model.*: CombaConfig's field list, after init_from
   s.add("model.init_from", &c.model_init_from, {},
         "model folder (config.json + safetensors); its config replaces model.*");
-  s.add("model.vocab_size", &m.vocab_size, one_up, "");
-  s.add("model.hidden_size", &m.hidden_size, one_up, "");
-  s.add("model.num_hidden_layers", &m.num_hidden_layers, one_up, "");
-  s.add("model.num_heads", &m.num_heads, one_up, "query/key heads");
-  s.add("model.head_dim", &m.head_dim, one_up, "");
-  s.add("model.num_v_heads", &m.num_v_heads, nonneg, "value heads; 0 means num_heads");
-  s.add("model.expand_v", &m.expand_v, pos, "value head dim = head_dim * expand_v");
-  s.add("model.use_short_conv", &m.use_short_conv, "");
-  s.add("model.conv_size", &m.conv_size, one_up, "");
-  s.add("model.conv_bias", &m.conv_bias, "");
-  s.add("model.use_output_gate", &m.use_output_gate, "");
-  s.add("model.use_output_correction", &m.use_output_correction, "");
-  s.add("model.use_inner_decay", &m.use_inner_decay, "");
-  s.add("model.correction_factor", &m.correction_factor, any, "");
-  s.add("model.allow_neg_eigval", &m.allow_neg_eigval, "");
-  s.add("model.hidden_ratio", &m.hidden_ratio, pos, "");
-  s.add("model.intermediate_size", &m.intermediate_size, nonneg, "0: from hidden_ratio");
-  s.add("model.norm_eps", &m.norm_eps, pos, "");
-  s.add("model.tie_word_embeddings", &m.tie_word_embeddings, "");
-  s.add("model.initializer_range", &m.initializer_range, pos, "");
-  s.add("model.attn_mode", &m.attn_mode, {"chunk", "fused_recurrent"}, "");
-  s.add("model.max_position_embeddings", &m.max_position_embeddings, one_up, "");
-  s.add("model.bos_token_id", &m.bos_token_id, Bounds::at_least(-1), "");
-  s.add("model.eos_token_id", &m.eos_token_id, Bounds::at_least(-1), "");
-  s.add("model.pad_token_id", &m.pad_token_id, Bounds::at_least(-1), "-1: none");
+  nn::for_each_field([&](const auto& field) { add_model_field(s, field, m); });
 
   auto& d = c.data;
   s.add("data.kind", &d.kind, {"recall", "shards", "bytes", "random"}, "");
@@ -267,20 +259,16 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
 }
 
 std::vector<std::pair<std::string, std::string>> model_architecture(const TrainConfig& config) {
-  // Keys that only choose the initialisation, the compute path or token ids: a resumed
-  // run may change them without changing what the saved weights mean.
-  static const std::set<std::string> free_keys = {
-      "model.init_from",         "model.initializer_range", "model.correction_factor",
-      "model.attn_mode",         "model.max_position_embeddings", "model.bos_token_id",
-      "model.eos_token_id",      "model.pad_token_id"};
+  // Fields that only choose the initialisation, the compute path or token ids (role kFree):
+  // a resumed run may change them without changing what the saved weights mean.
   TrainConfig copy = config;
   const ConfigSchema schema = make_schema(copy);
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& path : schema.paths()) {
-    if (path.rfind("model.", 0) == 0 && free_keys.count(path) == 0) {
-      out.emplace_back(path, schema.value(path));
-    }
-  }
+  nn::for_each_field([&](const auto& field) {
+    if (field.role == nn::FieldRole::kFree) return;
+    const std::string path = std::string("model.") + field.name;
+    out.emplace_back(path, schema.value(path));
+  });
   return out;
 }
 

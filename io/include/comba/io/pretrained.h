@@ -79,6 +79,11 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
 // A folder's config.json (for a trainer's model.init_from: the folder decides the model).
 ModelConfigFile read_pretrained_config(const std::string& dir);
 
+// One line per field of role kShape (nn/config.h) on which a folder's config and a model's
+// differ once derived sizes are spelled out: "<config.json key> = <folder's> in the folder,
+// <model's> in the model". Empty: the folder's weights fit the model.
+std::vector<std::string> architecture_differences(const nn::CombaConfig& model, const nn::CombaConfig& folder);
+
 // Copies a folder's weights into an existing model (each parameter keeps its dtype and
 // device). Throws FormatError naming the folder and the key or tensor when config.json
 // describes another architecture, for a missing tensor, an extra one, a shape mismatch,

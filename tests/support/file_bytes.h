@@ -1,22 +1,22 @@
-// File helpers of the io tests; their scratch directory (TempDir) is tests/support's.
+// A file's whole content, read or written as bytes: for tests that inspect what code wrote
+// or hand it a file (see scratch_dir.h for where).
 #pragma once
 #include <fstream>
+#include <iterator>
 #include <string>
 
-#include "support/scratch_dir.h"
+namespace comba::testing {
 
-namespace comba::io::testing {
-
-using comba::testing::TempDir;
-
+// Replaces the file's content with `bytes`.
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+// The file's content; empty when it cannot be read.
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-}  // namespace comba::io::testing
+}  // namespace comba::testing
