@@ -139,11 +139,13 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   q = q.view({batch, seq_len, heads, head_dim});
   k = k.to(dtype).view({batch, seq_len, heads, head_dim});
   v = v.to(dtype).view({batch, seq_len, num_v_heads_, head_v_dim_});
-  auto p = k;
-  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay).view({1, 1, heads, 1})).to(dtype);
-  if (options.use_output_correction()) q = (q - D.view({1, 1, heads, 1}) * p).to(dtype);
-
+  // decay and D in fp32 (as the gates below): bf16 parameters (master_weights) would
+  // otherwise round these products and sum their gradients over every token in bf16.
   const auto gate_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);  // fp64 stays fp64
+  auto p = k;
+  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay.to(gate_dtype)).view({1, 1, heads, 1})).to(dtype);
+  if (options.use_output_correction()) q = (q - D.to(gate_dtype).view({1, 1, heads, 1}) * p).to(dtype);
+
   auto beta = torch::sigmoid(b_proj(x).to(gate_dtype));  // [B, T, HV]
   if (options.allow_neg_eigval()) beta = beta * 2.0;
   const auto g = -torch::exp(A_log.to(gate_dtype)) *
@@ -152,7 +154,8 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   auto op_options = comba::CombaOptions()
                         .output_final_state(state != nullptr)
                         .use_qk_l2norm_in_kernel(true)
-                        .cu_seqlens(cu_seqlens);
+                        .cu_seqlens(cu_seqlens)
+                        .keep_workspace(keep_workspace_);
   if (state && state->recurrent.defined()) op_options.initial_state(state->recurrent);
   torch::Tensor o, final_state;
   {
