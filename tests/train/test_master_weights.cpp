@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+
 #include "comba/core/file_util.h"
 #include "comba/nn/causal_lm.h"
 #include "comba/train/batch.h"
