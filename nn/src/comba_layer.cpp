@@ -140,9 +140,12 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   q = q.view({batch, seq_len, heads, head_dim});
   k = k.to(dtype).view({batch, seq_len, heads, head_dim});
   v = v.to(dtype).view({batch, seq_len, num_v_heads_, head_v_dim_});
+  // decay and D in fp32 (as the gates below): bf16 parameters (master_weights) would
+  // otherwise round these products and sum their gradients over every token in bf16.
+  const auto gate_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);  // fp64 stays fp64
   auto p = k;
-  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay).view({1, 1, heads, 1})).to(dtype);
-  if (options.use_output_correction()) q = (q - D.view({1, 1, heads, 1}) * p).to(dtype);
+  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay.to(gate_dtype)).view({1, 1, heads, 1})).to(dtype);
+  if (options.use_output_correction()) q = (q - D.to(gate_dtype).view({1, 1, heads, 1}) * p).to(dtype);
 
   // g and beta [B, T, HV] in fp32 (fp64 for fp64 x; the projections come out in x's dtype
   // or the autocast dtype), both from one fused kernel on CUDA.
@@ -153,7 +156,8 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   auto op_options = comba::CombaOptions()
                         .output_final_state(state != nullptr)
                         .use_qk_l2norm_in_kernel(true)
-                        .cu_seqlens(cu_seqlens);
+                        .cu_seqlens(cu_seqlens)
+                        .keep_workspace(keep_workspace_);
   if (state && state->recurrent.defined()) op_options.initial_state(state->recurrent);
   torch::Tensor o, final_state;
   {

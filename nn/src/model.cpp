@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include <stdexcept>
+
 namespace comba::nn {
 
 CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
@@ -21,6 +23,23 @@ CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(CombaBlock(config_, i));
   norm = register_module("norm", RMSNorm(RMSNormOptions(config_.hidden_size).eps(config_.norm_eps)));
   init_weights();
+}
+
+void CombaModelImpl::set_recompute(Recompute policy) {
+  recompute_ = policy;
+  // Only kChunkWorkspace drops the workspace: under kMixer and kBlock the operator runs
+  // again right before its backward, which then uses what that run kept.
+  for (const auto& block : *layers) {
+    block->as<CombaBlockImpl>()->attn->set_keep_workspace(policy != Recompute::kChunkWorkspace);
+  }
+}
+
+CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::string& key) {
+  if (name == "none") return CombaModelImpl::Recompute::kNone;
+  if (name == "chunk_workspace") return CombaModelImpl::Recompute::kChunkWorkspace;
+  if (name == "mixer") return CombaModelImpl::Recompute::kMixer;
+  if (name == "block") return CombaModelImpl::Recompute::kBlock;
+  throw std::invalid_argument(key + ": expected one of none, chunk_workspace, mixer, block, got \"" + name + "\"");
 }
 
 namespace {

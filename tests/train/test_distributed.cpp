@@ -5,6 +5,7 @@
 // - 2 ranks give the gradients of one process on the combined batch (fp64, to rounding),
 //   with several buckets, and identical gradients on both ranks;
 // - 2 ranks train like one process for k steps (parameters and losses), ranks identical;
+//   in bf16 too, reducing the fp32 master gradients;
 // - one rank launched alone behaves bit for bit like a plain process;
 // - a run resumes across a change of world size (2 -> 1 and 1 -> 2);
 // - an exception, a NaN or a killed process on one rank stops every rank, with a message
@@ -342,6 +343,26 @@ TEST(DataParallel, TwoRanksTrainLikeOneProcessOnTheCombinedBatch) {
   // Only rank 0 writes the run directory.
   EXPECT_TRUE(core::path_exists(out + "/run/metrics.jsonl"));
   EXPECT_TRUE(core::path_exists(checkpoint_path(out + "/run/checkpoints", 4)));
+  core::remove_tree(out);
+}
+
+// precision bf16: the reducer folds each rank's bf16 gradients into the fp32 master
+// gradients and all-reduces those. Each micro-batch's bf16 gradient is the same as in one
+// process (same batch, same weights); only the fp32 sum's order differs, so the weights
+// agree to a few bf16 roundings after 4 steps.
+TEST(DataParallel, TwoBf16RanksReduceFp32MasterGradientsLikeOneProcess) {
+  const std::string out = fresh_dir("train2_bf16");
+  const auto sets = testing::ddp_sets(out + "/run", {"precision=bf16"});
+  const Ranks ranks = run_ranks(2, out, train_args(out, sets));
+  ASSERT_EQ(ranks.status, (std::vector<int>{0, 0})) << all_logs(ranks);
+  const auto rank0 = load_tensors(out + "/params_rank0.pt");
+  expect_equal(rank0, load_tensors(out + "/params_rank1.pt"), "parameters of rank 0 vs rank 1");
+  const Reference ref = train_alone(testing::ddp_sets(out + "/alone", {"precision=bf16"}));
+  ASSERT_EQ(rank0.front().scalar_type(), torch::kBFloat16);
+  expect_close(rank0, ref.params, 2.0 / 256, 0, "2 bf16 ranks vs 1 process after 4 steps");
+  const auto losses = load_losses(out + "/losses_rank0.txt");
+  ASSERT_EQ(losses.size(), ref.losses.size());
+  for (const auto& [step, loss] : ref.losses) EXPECT_NEAR(losses.at(step), loss, 1e-2 * loss) << step;
   core::remove_tree(out);
 }
 

@@ -6,7 +6,10 @@
 // - a fresh start moves an earlier run aside; a resume with another model is refused
 //   naming the key; a second trainer on a run directory is refused; output folders that
 //   cannot be written stop the run before its first step;
-// - bf16 mixed precision keeps fp32 master weights and trains;
+// - bf16 (bf16 parameters, fp32 masters) tracks the fp32 loss curve, saves the fp32
+//   masters and resumes bit for bit;
+// - every train.recompute policy gives the fp32 loss curve of none; chunk_workspace
+//   reaches every layer;
 // - the built-in default config, shortened, learns recall well above chance.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -319,13 +322,57 @@ TEST(Trainer, UnwritableOutputFolderFailsBeforeTheFirstStep) {
   core::remove_tree(root);
 }
 
-TEST(Trainer, Bf16MixedPrecisionTrains) {
+// precision bf16: bf16 parameters (copies of fp32 masters made once per step), no
+// autocast. The loss curve tracks the fp32 run's within 0.02 per step (the bound
+// nn's Bf16WeightsAndBf16AutocastRunAndStayClose puts on a bf16 loss); the checkpoint
+// holds the fp32 masters (an fp32 model reads them, some beyond bf16's precision) and the
+// model's bf16 weights are those masters rounded.
+TEST(Trainer, Bf16TracksTheFp32LossCurveWithFp32MasterWeights) {
+  const std::string fp32_dir = fresh_dir("bf16_reference");
+  const TrainSummary fp32 = Trainer(tiny(fp32_dir, {"train.max_steps=4", "checkpoint.interval=0"})).run();
   const std::string dir = fresh_dir("bf16");
-  const TrainSummary s = Trainer(tiny(dir, {"precision=bf16", "train.max_steps=4",
-                                            "checkpoint.interval=0"})).run();
+  Trainer trainer(tiny(dir, {"precision=bf16", "train.max_steps=4", "checkpoint.interval=0"}));
+  const TrainSummary s = trainer.run();
   ASSERT_EQ(s.losses.size(), 4u);
-  for (const auto& [step, loss] : s.losses) EXPECT_TRUE(std::isfinite(loss));
+  const auto expected = losses(fp32);
+  for (const auto& [step, loss] : s.losses) EXPECT_NEAR(loss, expected.at(step), 0.02) << "step " << step;
+
+  TrainConfig config = tiny(dir);
+  nn::CombaForCausalLM saved(config.model);
+  auto optimizer = make_optimizer(*saved, config.optimizer);
+  load_checkpoint(checkpoint_path(config.checkpoint_dir(), 4), *saved, *optimizer);
+  const auto bf16_params = trainer.model()->named_parameters();
+  bool beyond_bf16 = false;
+  for (const auto& item : saved->named_parameters()) {
+    const auto& master = item.value();
+    ASSERT_EQ(master.scalar_type(), torch::kFloat) << item.key();
+    ASSERT_EQ(bf16_params[item.key()].scalar_type(), torch::kBFloat16) << item.key();
+    EXPECT_TRUE(torch::equal(bf16_params[item.key()], master.to(torch::kBFloat16))) << item.key();
+    beyond_bf16 = beyond_bf16 || !torch::equal(master, master.to(torch::kBFloat16).to(torch::kFloat));
+  }
+  EXPECT_TRUE(beyond_bf16) << "every saved weight is a bf16 value: the masters were not saved";
+  core::remove_tree(fp32_dir);
   core::remove_tree(dir);
+}
+
+// A bf16 run stopped and resumed continues bit for bit: the masters (not their bf16
+// copies) and AdamW state come back exactly.
+TEST(Trainer, Bf16ResumeAfterStopContinuesBitForBit) {
+  const std::string straight_dir = fresh_dir("bf16_straight");
+  const TrainSummary straight = Trainer(tiny(straight_dir, {"precision=bf16", "train.max_steps=4"})).run();
+  const std::string split_dir = fresh_dir("bf16_split");
+  const TrainSummary first =
+      Trainer(tiny(split_dir, {"precision=bf16", "train.max_steps=4", "train.stop_at_step=2"})).run();
+  ASSERT_EQ(first.final_step, 2);
+  const TrainSummary second = Trainer(tiny(split_dir, {"precision=bf16", "train.max_steps=4"})).run();
+  EXPECT_EQ(second.start_step, 2);
+  auto all = losses(first);
+  for (const auto& [step, loss] : second.losses) all[step] = loss;
+  const auto expected = losses(straight);
+  ASSERT_EQ(all.size(), expected.size());
+  for (const auto& [step, loss] : expected) EXPECT_EQ(all.at(step), loss) << "step " << step;
+  core::remove_tree(straight_dir);
+  core::remove_tree(split_dir);
 }
 
 TEST(Trainer, PackedShardsAndBytesTrainEndToEnd) {
@@ -390,20 +437,44 @@ TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
   core::remove_tree(dir);
 }
 
-// train.recompute: mixer / block (activation checkpointing) run each block's mixer branch
-// or the whole block again in backward: the same fp32 loss curve as keeping every
-// activation (the recompute repeats the same CPU kernels on the same shapes; the bound
-// allows a last-bit difference in a reduction).
+// train.recompute: chunk_workspace (the operator's backward recomputes its workspace),
+// mixer / block (activation checkpointing) run each block's mixer branch or the whole
+// block again in backward: the same fp32 loss curve as keeping every activation (the
+// recompute repeats the same CPU kernels on the same shapes; the bound allows a last-bit
+// difference in a reduction).
 TEST(Trainer, RecomputeGivesTheSameLossCurve) {
   const TrainSummary kept = Trainer(tiny(fresh_dir("recompute_none"), {"train.max_steps=4"})).run();
   ASSERT_EQ(kept.losses.size(), 4u);
   const auto expected = losses(kept);
-  for (const std::string policy : {"mixer", "block"}) {
+  for (const std::string policy : {"chunk_workspace", "mixer", "block"}) {
     const TrainSummary recomputed =
         Trainer(tiny(fresh_dir("recompute_" + policy), {"train.max_steps=4", "train.recompute=" + policy})).run();
     const auto got = losses(recomputed);
     ASSERT_EQ(got.size(), expected.size()) << policy;
     for (const auto& [step, loss] : expected) EXPECT_NEAR(got.at(step), loss, 1e-6 * loss) << policy << " step " << step;
+  }
+}
+
+// chunk_workspace reaches every layer's operator options (the operator test
+// KeepWorkspace.* checks what the option does there); the other policies keep it.
+TEST(Trainer, ChunkWorkspacePolicyReachesEveryLayer) {
+  for (const std::string policy : {"none", "chunk_workspace", "mixer", "block"}) {
+    const std::string dir = fresh_dir("recompute_layers_" + policy);
+    Trainer trainer(tiny(dir, {"train.max_steps=1", "train.recompute=" + policy}));
+    const auto model = trainer.model()->model;
+    EXPECT_EQ(model->recompute(), nn::parse_recompute(policy));
+    for (const auto& block : *model->layers) {
+      EXPECT_EQ(block->as<nn::CombaBlockImpl>()->attn->keep_workspace(), policy != "chunk_workspace") << policy;
+    }
+    core::remove_tree(dir);
+  }
+  EXPECT_EQ(nn::parse_recompute("block"), nn::CombaModelImpl::Recompute::kBlock);
+  try {
+    nn::parse_recompute("chunk", "train.recompute");
+    ADD_FAILURE() << "an unknown policy was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(has(e.what(), "train.recompute: expected one of none, chunk_workspace, mixer, block, got \"chunk\""))
+        << e.what();
   }
 }
 

@@ -76,7 +76,7 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("seed", &c.seed, nonneg, "seeds model init and data sampling");
   s.add("device", &c.device, {}, "auto | cpu | cuda | cuda:N");
   s.add("precision", &c.precision, {"fp32", "bf16", "fp64"},
-        "bf16: bf16 autocast compute, fp32 master weights and optimizer state");
+        "bf16: bf16 parameters and compute, fp32 master weights, gradients and optimizer state");
 
   auto& m = c.model;  // model.*: CombaConfig's field list, after init_from
   s.add("model.init_from", &c.model_init_from, {},
@@ -121,8 +121,9 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("train.benchmark", &c.train.benchmark, "");
   s.add("train.benchmark_warmup", &c.train.benchmark_warmup, nonneg, "");
   s.add("train.threads", &c.train.threads, nonneg, "0: LibTorch default");
-  s.add("train.recompute", &c.train.recompute, {"none", "mixer", "block"},
-        "run again in backward instead of keeping activations: mixer (the attn branch) or block");
+  s.add("train.recompute", &c.train.recompute, {"none", "chunk_workspace", "mixer", "block"},
+        "run again in backward instead of keeping activations: chunk_workspace (the operator's), "
+        "mixer (the attn branch) or block");
 
   s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
   s.add("eval.batches", &c.eval.batches, nonneg, "");

@@ -10,11 +10,14 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "comba/train/master_weights.h"
+
 namespace comba::train {
 
 struct GradientReducer::Impl {
   struct Slot {
     torch::Tensor param;
+    torch::Tensor reduced;  // whose .grad is reduced: param, or its master
     size_t bucket = 0;
     int64_t offset = 0;  // in the bucket's flat buffer
     bool ready = false;
@@ -59,7 +62,8 @@ void GradientReducer::Impl::on_gradient(size_t index) {
   if (slot.ready) return;  // a second backward before wait(): its gradient is already in .grad
   slot.ready = true;
   Bucket& bucket = buckets[slot.bucket];
-  const torch::Tensor grad = slot.param.grad();
+  if (!slot.reduced.is_same(slot.param)) fold_gradient(slot.param, slot.reduced);
+  const torch::Tensor grad = slot.reduced.grad();
   bucket.flat.narrow(0, slot.offset, grad.numel()).copy_(grad.reshape({-1}));
   if (--bucket.pending == 0) {
     const size_t before = next_launch;
@@ -77,22 +81,31 @@ void GradientReducer::Impl::launch_ready() {
 }
 
 GradientReducer::GradientReducer(const std::vector<torch::Tensor>& parameters,
-                                 c10::intrusive_ptr<c10d::Backend> backend, int64_t bucket_bytes)
+                                 c10::intrusive_ptr<c10d::Backend> backend, int64_t bucket_bytes,
+                                 const std::vector<torch::Tensor>& masters)
     : impl_(std::make_unique<Impl>()) {
+  if (!masters.empty() && masters.size() != parameters.size()) {
+    throw std::invalid_argument("GradientReducer: expected one master per parameter (" +
+                                std::to_string(parameters.size()) + "), got " +
+                                std::to_string(masters.size()));
+  }
   impl_->backend = std::move(backend);
   std::unordered_set<const void*> seen;
-  std::vector<torch::Tensor> unique;
-  for (const auto& p : parameters) {
-    if (p.requires_grad() && seen.insert(p.unsafeGetTensorImpl()).second) unique.push_back(p);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> unique;  // (param, reduced)
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const auto& p = parameters[i];
+    if (p.requires_grad() && seen.insert(p.unsafeGetTensorImpl()).second) {
+      unique.emplace_back(p, masters.empty() ? p : masters[i]);
+    }
   }
   // Reverse order: the last layers' gradients come first in backward.
   auto& buckets = impl_->buckets;
   int64_t bucket_numel = 0;
   for (auto it = unique.rbegin(); it != unique.rend(); ++it) {
-    const torch::Tensor& p = *it;
+    const torch::Tensor& p = it->second;
     bool start_new = buckets.empty();
     if (!start_new) {
-      const torch::Tensor& first = impl_->slots[buckets.back().members.front()].param;
+      const torch::Tensor& first = impl_->slots[buckets.back().members.front()].reduced;
       start_new = first.scalar_type() != p.scalar_type() || first.device() != p.device() ||
                   (bucket_numel + p.numel()) * p.element_size() > bucket_bytes;
     }
@@ -101,7 +114,8 @@ GradientReducer::GradientReducer(const std::vector<torch::Tensor>& parameters,
       bucket_numel = 0;
     }
     Impl::Slot slot;
-    slot.param = p;
+    slot.param = it->first;
+    slot.reduced = p;
     slot.bucket = buckets.size() - 1;
     slot.offset = bucket_numel;
     buckets.back().members.push_back(impl_->slots.size());
@@ -111,7 +125,7 @@ GradientReducer::GradientReducer(const std::vector<torch::Tensor>& parameters,
   for (auto& bucket : buckets) {
     int64_t numel = 0;
     for (size_t i : bucket.members) numel += impl_->slots[i].param.numel();
-    const auto& first = impl_->slots[bucket.members.front()].param;
+    const auto& first = impl_->slots[bucket.members.front()].reduced;
     bucket.flat = torch::zeros({numel}, first.options().requires_grad(false));
   }
   for (size_t i = 0; i < impl_->slots.size(); ++i) {
@@ -166,7 +180,7 @@ void GradientReducer::wait() {
   for (auto& bucket : s.buckets) {
     bucket.work->wait();
     for (size_t i : bucket.members) {
-      torch::Tensor& p = s.slots[i].param;
+      torch::Tensor& p = s.slots[i].reduced;
       const auto sum = bucket.flat.narrow(0, s.slots[i].offset, p.numel()).view(p.sizes());
       if (p.grad().defined()) {
         p.mutable_grad().copy_(sum);

@@ -12,9 +12,11 @@ bool is_embedding_parameter(const std::string& name) {
   return name.rfind("model.embeddings.", 0) == 0 || name.rfind("lm_head.", 0) == 0;
 }
 
-ParameterSplit split_parameters(const torch::nn::Module& model, bool decay_embeddings) {
+namespace {
+
+ParameterSplit split_names(const torch::OrderedDict<std::string, torch::Tensor>& named, bool decay_embeddings) {
   ParameterSplit split;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+  for (const auto& item : named) {
     const std::string& name = item.key();
     const bool decays = nn::takes_weight_decay(name) &&
                         (decay_embeddings || !is_embedding_parameter(name));
@@ -23,10 +25,20 @@ ParameterSplit split_parameters(const torch::nn::Module& model, bool decay_embed
   return split;
 }
 
+}  // namespace
+
+ParameterSplit split_parameters(const torch::nn::Module& model, bool decay_embeddings) {
+  return split_names(model.named_parameters(/*recurse=*/true), decay_embeddings);
+}
+
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const torch::nn::Module& model,
                                                     const OptimizerOptions& options) {
-  const ParameterSplit split = split_parameters(model, options.decay_embeddings);
-  const auto params = model.named_parameters(/*recurse=*/true);
+  return make_optimizer(model.named_parameters(/*recurse=*/true), options);
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const torch::OrderedDict<std::string, torch::Tensor>& params,
+                                                    const OptimizerOptions& options) {
+  const ParameterSplit split = split_names(params, options.decay_embeddings);
   const auto group_options = [&](double weight_decay) {
     return std::make_unique<torch::optim::AdamWOptions>(
         torch::optim::AdamWOptions(options.lr)

@@ -9,9 +9,9 @@
 namespace comba::train {
 
 Precision Precision::from_name(const std::string& name) {
-  if (name == "fp32") return {torch::kFloat, false};
-  if (name == "bf16") return {torch::kFloat, true};
-  if (name == "fp64") return {torch::kDouble, false};
+  if (name == "fp32") return {torch::kFloat, torch::kFloat};
+  if (name == "bf16") return {torch::kFloat, torch::kBFloat16};
+  if (name == "fp64") return {torch::kDouble, torch::kDouble};
   throw std::invalid_argument("precision: expected one of fp32, bf16, fp64, got \"" + name + "\"");
 }
 

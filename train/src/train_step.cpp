@@ -33,8 +33,10 @@ torch::Tensor accumulate_gradients_with(const LogitsFn& logits_of, const std::ve
       precision, sync);
 }
 
+// `precision` no longer changes anything here (the model's parameters carry the compute
+// dtype, see master_weights.h); kept so that callers say which precision they train in.
 torch::Tensor accumulate_summed_losses(const SummedLossFn& summed_loss_of, const std::vector<Batch>& micro,
-                                       const Precision& precision, const StepSync& sync) {
+                                       const Precision& /*precision*/, const StepSync& sync) {
   int64_t total_targets = sync.step_targets;
   if (total_targets == 0) {
     for (const auto& b : micro) total_targets += b.num_targets;
@@ -43,13 +45,10 @@ torch::Tensor accumulate_summed_losses(const SummedLossFn& summed_loss_of, const
   torch::Tensor step_loss;
   for (size_t i = 0; i < micro.size(); ++i) {
     const Batch& batch = micro[i];
-    torch::Tensor loss;
-    {
-      const AutocastScope autocast(batch.input_ids.device(), precision.bf16_autocast);
-      loss = summed_loss_of(batch) * scale;
-    }
+    const torch::Tensor loss = summed_loss_of(batch) * scale;
     if (i + 1 == micro.size() && sync.before_last_backward) sync.before_last_backward();
     loss.backward();
+    if (sync.after_backward) sync.after_backward();
     step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
   }
   return step_loss;
@@ -72,7 +71,7 @@ torch::Tensor clip_gradients(const std::vector<torch::Tensor>& parameters, doubl
 }
 
 EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
-                       const torch::Device& device, const Precision& precision, bool accuracy) {
+                       const torch::Device& device, const Precision& /*precision*/, bool accuracy) {
   const torch::NoGradGuard no_grad;
   model->eval();
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
@@ -80,7 +79,6 @@ EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& ba
   int64_t targets = 0;
   for (const auto& host_batch : batches) {
     const Batch batch = host_batch.to(device);
-    const AutocastScope autocast(device, precision.bf16_autocast);
     const auto out = model->forward(batch.input_ids, model_inputs(batch));
     loss_sum += nn::summed_causal_lm_loss(out.logits, batch.labels).to(torch::kDouble);
     targets += batch.num_targets;

@@ -22,6 +22,7 @@
 #include "comba/core/file_util.h"
 #include "comba/train/grad_reducer.h"
 #include "comba/train/loss_plot.h"
+#include "comba/train/master_weights.h"
 #include "comba/train/memory_stats.h"
 #include "comba/train/metrics_log.h"
 #include "comba/train/optimizer.h"
@@ -58,25 +59,32 @@ void add_log_file_once(const std::string& path) {
 }
 
 // Refuses, before allocating anything, a run whose model state and batch cannot fit the
-// device: the weights, their gradients and AdamW's two moments (all in the weight dtype)
-// and one micro-batch's logits. A lower bound (activations come on top), so a run that
-// would fit is never refused.
+// device: the weights, their gradients and AdamW's two moments (all in the weight dtype),
+// with master weights the compute copies of the weights and their gradients too, and one
+// micro-batch's logits. A lower bound (activations come on top), so a run that would fit
+// is never refused.
 void check_training_memory(const TrainConfig& config, const Precision& precision, const torch::Device& device) {
   const nn::ParameterCount count = nn::count_parameters(config.model);
   const auto weight = static_cast<int64_t>(c10::elementSize(precision.weight_dtype));
-  const int64_t state = nn::checked_mul(count.total(), 4 * weight,
-                                        "training state bytes (4 copies x parameters x element size)");
+  const auto compute = static_cast<int64_t>(c10::elementSize(precision.compute_dtype));
+  const int64_t per_parameter = 4 * weight + (precision.master_weights() ? 2 * compute : 0);
+  const int64_t state = nn::checked_mul(count.total(), per_parameter,
+                                        "training state bytes (copies x parameters x element size)");
   const auto& b = config.batch;
   const int64_t logits_elements = nn::checked_mul(
       nn::checked_mul(b.micro_batch_size, b.seq_len, "batch.micro_batch_size x batch.seq_len"),
       config.model.vocab_size, "batch.micro_batch_size x batch.seq_len x model.vocab_size");
-  const int64_t logit_bytes = precision.bf16_autocast ? 2 : weight;
+  const int64_t logit_bytes = compute;
   const int64_t logits = nn::checked_mul(logits_elements, logit_bytes, "the logits' bytes");
   const int64_t total = nn::checked_add(state, logits, "training bytes");
   nn::check_memory_fits(
       total, device, "training (" + config.precision + "): the weights, gradients, AdamW moments and logits",
       "weights, gradients and 2 AdamW moments: 4 x " + std::to_string(count.total()) + " parameters x " +
-          std::to_string(weight) + " bytes = " + std::to_string(state) + " bytes (the largest part is " +
+          std::to_string(weight) + " bytes" +
+          (precision.master_weights() ? " + their compute copies and gradients: 2 x " +
+                                            std::to_string(count.total()) + " x " + std::to_string(compute) + " bytes"
+                                      : std::string()) +
+          " = " + std::to_string(state) + " bytes (the largest part is " +
           nn::largest_part(config.model, count) + "); one micro-batch's logits: batch.micro_batch_size x " +
           "batch.seq_len x model.vocab_size = " + std::to_string(b.micro_batch_size) + " x " +
           std::to_string(b.seq_len) + " x " + std::to_string(config.model.vocab_size) + " x " +
@@ -112,6 +120,10 @@ struct Trainer::State {
   nn::CombaForCausalLM model{nullptr};
   Architecture architecture;  // recorded in every checkpoint, compared on resume
   std::vector<torch::Tensor> parameters;
+  // bf16: the fp32 masters of the bf16 parameters (null otherwise); the optimizer, the
+  // clipping and the reducer's sums work on `optimized`: the masters, or the parameters.
+  std::unique_ptr<MasterWeights> masters;
+  std::vector<torch::Tensor> optimized;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<GradientReducer> reducer;  // with dist; destroyed before it
   int64_t local_accum = 1;                   // this rank's micro-batches per step
@@ -239,11 +251,16 @@ void Trainer::State::setup() {
   model = nn::CombaForCausalLM(config.model);
   model->to(device, precision.weight_dtype);
   model->train();
-  model->model->set_recompute(config.train.recompute == "block"   ? nn::CombaModelImpl::Recompute::kBlock
-                              : config.train.recompute == "mixer" ? nn::CombaModelImpl::Recompute::kMixer
-                                                                  : nn::CombaModelImpl::Recompute::kNone);
+  model->model->set_recompute(nn::parse_recompute(config.train.recompute, "train.recompute"));
   parameters = model->parameters();
-  optimizer = make_optimizer(*model, config.optimizer);
+  if (precision.master_weights()) {
+    masters = std::make_unique<MasterWeights>(model->named_parameters(), precision.compute_dtype);
+    optimized = masters->masters();
+    optimizer = make_optimizer(masters->named_masters(), config.optimizer);
+  } else {
+    optimized = parameters;
+    optimizer = make_optimizer(*model, config.optimizer);
+  }
   data = make_data_source(config.data, config.batch, static_cast<uint64_t>(config.seed),
                           config.model.vocab_size, config.model.eos_token_id);
   int64_t n_params = 0;
@@ -263,15 +280,24 @@ void Trainer::State::setup() {
   const auto dtype = torch::TensorOptions().dtype(torch::kDouble).device(device);
   first_bad = torch::tensor({-1.0, 0.0, 0.0}, dtype);
   loss_since_log = torch::zeros({}, dtype);
-  resume_or_start();
+  {
+    // Checkpoints and model.init_from hold fp32 weights: with masters they are read into
+    // the masters (the bf16 parameters follow when the scope ends).
+    std::optional<MasterWeights::Exposed> exposed;
+    if (masters) exposed.emplace(*masters);
+    resume_or_start();
+  }
   DataShard shard;
   if (dist) {
     // Identical weights everywhere from the first step on (rank 0's), then the hooks.
-    std::vector<torch::Tensor> state = parameters;
+    std::vector<torch::Tensor> state = optimized;
     for (const auto& b : model->buffers()) state.push_back(b);
     dist->broadcast_tensors(state);
+    if (masters) masters->copy_to_model();
     const auto bucket_bytes = static_cast<int64_t>(config.distributed.bucket_mb * 1024 * 1024);
-    reducer = std::make_unique<GradientReducer>(parameters, dist->backend(), bucket_bytes);
+    reducer = masters ? std::make_unique<GradientReducer>(masters->parameters(), dist->backend(), bucket_bytes,
+                                                          masters->masters())
+                      : std::make_unique<GradientReducer>(parameters, dist->backend(), bucket_bytes);
     shard.offset = dist->rank() * local_accum;
     shard.block = local_accum;
     shard.stride = config.batch.grad_accum_steps;
@@ -486,6 +512,8 @@ void Trainer::State::write_checkpoint() {
   check_finite();
   train_state.data_position = prefetcher->position();
   if (!is_main()) return;
+  std::optional<MasterWeights::Exposed> exposed;  // the fp32 masters are what is saved
+  if (masters) exposed.emplace(*masters);
   save_checkpoint(config.checkpoint_dir(), train_state, *model, *optimizer,
                   config.checkpoint.keep_last, architecture);
   log::info("checkpoint " + checkpoint_path(config.checkpoint_dir(), train_state.step));
@@ -532,14 +560,16 @@ TrainSummary Trainer::State::run() {
       }
       sync.before_last_backward = [&s] { s.reducer->arm(); };
     }
+    if (s.masters) sync.after_backward = [&s] { s.masters->accumulate_gradients(); };
     const double lr = learning_rate_at(c.schedule, s.train_state.step, c.train.max_steps, c.optimizer.lr);
     const torch::Tensor loss = accumulate_gradients(s.model, micro, s.precision, sync);
     if (s.reducer) s.reducer->wait();  // every rank now holds the step's summed gradients
-    grad_norm = clip_gradients(s.parameters, c.train.grad_clip);
+    grad_norm = clip_gradients(s.optimized, c.train.grad_clip);
     s.track_finite(loss, grad_norm);
     set_learning_rate(*s.optimizer, lr);
     s.optimizer->step();
     s.optimizer->zero_grad(/*set_to_none=*/true);
+    if (s.masters) s.masters->copy_to_model();  // the step's one bf16 copy of the weights
     s.loss_since_log += loss.to(torch::kDouble);
     ++s.steps_since_log;
     ++s.train_state.step;
@@ -586,6 +616,8 @@ TrainSummary Trainer::State::run() {
   s.check_finite();
   if (s.device.is_cuda()) torch::cuda::synchronize();
   if (!c.checkpoint.export_dir.empty() && !benchmark && s.is_main()) {
+    std::optional<MasterWeights::Exposed> exposed;  // the fp32 masters are exported
+    if (s.masters) exposed.emplace(*s.masters);
     io::save_pretrained(s.model, c.checkpoint.export_dir);
     log::info("exported the model to " + c.checkpoint.export_dir);
   }

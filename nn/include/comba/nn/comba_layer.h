@@ -68,6 +68,10 @@ class CombaLayerImpl : public torch::nn::Module {
   int64_t value_dim() const { return value_dim_; }
   int64_t head_v_dim() const { return head_v_dim_; }
   int64_t value_heads() const { return num_v_heads_; }
+  // Whether the operator keeps its chunk workspace for backward (CombaOptions::
+  // keep_workspace); false: the backward recomputes it. Set by CombaModel::set_recompute.
+  void set_keep_workspace(bool keep) { keep_workspace_ = keep; }
+  bool keep_workspace() const { return keep_workspace_; }
 
   CombaLayerOptions options;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
@@ -84,6 +88,7 @@ class CombaLayerImpl : public torch::nn::Module {
   torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state);
 
   int64_t num_v_heads_ = 0, key_dim_ = 0, value_dim_ = 0, head_v_dim_ = 0;
+  bool keep_workspace_ = true;
 };
 TORCH_MODULE(CombaLayer);
 

@@ -12,6 +12,8 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
+#include <string>
+
 namespace comba::nn {
 
 struct ModelInputs {
@@ -35,12 +37,14 @@ class CombaModelImpl : public torch::nn::Module {
   // Activation recompute in training with gradients (activation_checkpoint.h): kBlock
   // keeps only each block's input and runs the whole block again in backward (Hugging
   // Face's gradient_checkpointing); kMixer runs only the mixer branch again (attn_norm ->
-  // attn: most of the activation memory for less of the compute). Same numbers either way.
-  // Off by default; never used with a decode cache.
-  enum class Recompute { kNone, kMixer, kBlock };
-  void set_recompute(Recompute policy) { recompute_ = policy; }
+  // attn: most of the activation memory for less of the compute); kChunkWorkspace keeps
+  // every activation but the operator's chunk workspace, which the operator's backward
+  // recomputes (CombaOptions::keep_workspace). Same numbers either way. Off by default;
+  // never used with a decode cache.
+  enum class Recompute { kNone, kChunkWorkspace, kMixer, kBlock };
+  void set_recompute(Recompute policy);
   Recompute recompute() const { return recompute_; }
-  void set_gradient_checkpointing(bool enabled) { recompute_ = enabled ? Recompute::kBlock : Recompute::kNone; }
+  void set_gradient_checkpointing(bool enabled) { set_recompute(enabled ? Recompute::kBlock : Recompute::kNone); }
   bool gradient_checkpointing() const { return recompute_ == Recompute::kBlock; }
 
   torch::nn::Embedding embeddings{nullptr};
@@ -52,6 +56,10 @@ class CombaModelImpl : public torch::nn::Module {
   Recompute recompute_ = Recompute::kNone;
 };
 TORCH_MODULE(CombaModel);
+
+// "none" | "chunk_workspace" | "mixer" | "block" -> the policy; anything else throws
+// std::invalid_argument naming `key` (the config key or argument the name came from).
+CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::string& key = "recompute");
 
 // SPEC section 3 initialisation of every Comba module under `root`: Linear, embedding and
 // short-conv weights normal(0, std) (fla's _init_weights treats the convs as nn.Conv1d),

@@ -44,6 +44,10 @@ struct CombaOptions {
   // Run the ATen reference implementation instead of the CUDA kernels: any device,
   // exact in the compute dtype, slow. For checking the kernels against it.
   TORCH_ARG(bool, use_reference_path) = false;
+  // Keep the forward's kernel workspace (per-chunk operands and states) for the backward.
+  // false: the backward recomputes it (same gradients; less memory between forward and
+  // backward, one more forward's work). The ATen reference path keeps none either way.
+  TORCH_ARG(bool, keep_workspace) = true;
 };
 
 // Chunked (training) form. `p` defaults to k, `beta` to ones. Returns (o, final_state).

@@ -25,9 +25,13 @@ namespace comba::train {
 
 class GradientReducer {
  public:
-  // `parameters` may repeat a tensor (tied weights): each is reduced once.
+  // `parameters` may repeat a tensor (tied weights): each is reduced once. `masters`:
+  // empty, or one per parameter (MasterWeights, bf16 training): then the gradient reduced
+  // and written back is the master's (fp32), into which each hook first folds the
+  // parameter's own (fold_gradient); buckets take the masters' dtype.
   GradientReducer(const std::vector<torch::Tensor>& parameters,
-                  c10::intrusive_ptr<c10d::Backend> backend, int64_t bucket_bytes);
+                  c10::intrusive_ptr<c10d::Backend> backend, int64_t bucket_bytes,
+                  const std::vector<torch::Tensor>& masters = {});
   ~GradientReducer();  // removes the hooks
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;

@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
+#include <torch/ordered_dict.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +26,9 @@ bool is_embedding_parameter(const std::string& name);
 ParameterSplit split_parameters(const torch::nn::Module& model, bool decay_embeddings);
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const torch::nn::Module& model,
+                                                    const OptimizerOptions& options);
+// The same for tensors named like the model's parameters (e.g. MasterWeights::named_masters).
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const torch::OrderedDict<std::string, torch::Tensor>& named,
                                                     const OptimizerOptions& options);
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);

@@ -15,8 +15,8 @@
 
 namespace comba::train {
 
-// What a data-parallel step adds to accumulation (see grad_reducer.h); the default is a
-// plain one-process step.
+// What a data-parallel step (see grad_reducer.h) or fp32 master weights
+// (master_weights.h) add to accumulation; the default is a plain one-process step.
 struct StepSync {
   // Scored targets of the whole step over all ranks; 0: those of `micro`. Each rank divides
   // its summed loss by this count, so the SUM of the ranks' gradients (the all-reduce) is
@@ -25,10 +25,12 @@ struct StepSync {
   // Runs just before the last micro-batch's backward (the reducer arms its hooks there,
   // so that earlier micro-batches accumulate locally and each step communicates once).
   std::function<void()> before_last_backward;
+  // Runs after each micro-batch's backward (MasterWeights::accumulate_gradients there).
+  std::function<void()> after_backward;
 };
 
-// Forward and backward over the micro-batches of one step (already on the device),
-// accumulating into .grad. Each micro-batch is weighted by its share of the step's
+// Forward and backward over the micro-batches of one step (already on the device), in
+// the model's own dtype (no autocast), accumulating into .grad. Each micro-batch is weighted by its share of the step's
 // scored targets, so N micro-batches of B give the gradient of one batch of N * B.
 // Returns the step's mean loss per target (detached, on the device); in a data-parallel
 // step, this rank's part of it (the ranks' values add up to the step's mean).

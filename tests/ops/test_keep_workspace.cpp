@@ -1,0 +1,93 @@
+// CombaOptions::keep_workspace: with false the training forward keeps no kernel workspace
+// for the backward (the autograd node's saved workspace list is empty) and the backward
+// recomputes it, giving the same gradients bit for bit (the same kernels on the same
+// shapes in one process). On the CPU the ATen reference path keeps none either way.
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/torch.h>
+
+#include "comba/ops/comba.h"
+#include "functions.h"  // ops/src: the autograd Function whose saved data is inspected
+#include "support/require.h"
+
+namespace comba {
+namespace {
+
+struct Leaves {
+  at::Tensor q, k, v, p, g, beta;
+  std::vector<at::Tensor> all() const { return {q, k, v, p, g, beta}; }
+};
+
+Leaves make_leaves(const at::Device& device, at::ScalarType dtype) {
+  torch::manual_seed(11);
+  const int64_t B = 1, T = 2 * kChunkSize + 7, H = 2, K = 32, V = 32;
+  const auto leaf = [&](const at::Tensor& x, at::ScalarType type) {
+    return x.to(device, type).detach().requires_grad_(true);
+  };
+  Leaves in;
+  in.q = leaf(torch::randn({B, T, H, K}), dtype);
+  in.k = leaf(torch::randn({B, T, H, K}), dtype);
+  in.v = leaf(torch::randn({B, T, H, V}), dtype);
+  in.p = leaf(torch::randn({B, T, H, K}), dtype);
+  in.g = leaf(-torch::rand({B, T, H}) * 0.5, at::kFloat);
+  in.beta = leaf(torch::rand({B, T, H}), at::kFloat);
+  return in;
+}
+
+// The number of workspace tensors the chunk form's node keeps for its backward.
+int64_t saved_workspace(const at::Tensor& o) {
+  using Node = torch::autograd::CppNode<detail::ChunkCombaFunction>;
+  const auto node = std::dynamic_pointer_cast<Node>(o.grad_fn());
+  EXPECT_NE(node, nullptr) << "o's grad_fn is not chunk_comba's node";
+  if (!node) return -1;
+  const auto found = node->ctx_.saved_data.find("workspace");
+  return found == node->ctx_.saved_data.end() ? 0 : static_cast<int64_t>(found->second.toTensorList().size());
+}
+
+struct Outcome {
+  int64_t workspace = 0;
+  std::vector<at::Tensor> grads;
+};
+
+Outcome run(const Leaves& in, bool keep) {
+  const auto options = CombaOptions().use_qk_l2norm_in_kernel(true).keep_workspace(keep);
+  const auto [o, final_state] = chunk_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options);
+  Outcome r;
+  r.workspace = saved_workspace(o);
+  torch::manual_seed(12);
+  const auto d_o = torch::randn(o.sizes(), o.options().requires_grad(false));
+  r.grads = torch::autograd::grad({o}, in.all(), {d_o});
+  return r;
+}
+
+void expect_same_grads(const Outcome& a, const Outcome& b) {
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    ASSERT_TRUE(a.grads[i].defined() && b.grads[i].defined()) << "gradient " << i;
+    EXPECT_TRUE(at::equal(a.grads[i], b.grads[i])) << "gradient " << i;
+  }
+}
+
+TEST(KeepWorkspace, DefaultsToKeeping) { EXPECT_TRUE(CombaOptions().keep_workspace()); }
+
+TEST(KeepWorkspace, ReferencePathKeepsNoneEitherWay) {
+  const Leaves in = make_leaves(at::Device(at::kCPU), at::kDouble);
+  const Outcome kept = run(in, true);
+  const Outcome dropped = run(in, false);
+  EXPECT_EQ(kept.workspace, 0);
+  EXPECT_EQ(dropped.workspace, 0);
+  expect_same_grads(kept, dropped);
+}
+
+TEST(KeepWorkspace, CudaFalseKeepsNoWorkspaceAndRecomputesTheSameGradients) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  const Leaves in = make_leaves(at::Device(at::kCUDA), at::kBFloat16);
+  const Outcome kept = run(in, true);
+  const Outcome dropped = run(in, false);
+  EXPECT_GT(kept.workspace, 0) << "the chunk kernels kept no workspace: nothing was tested";
+  EXPECT_EQ(dropped.workspace, 0);
+  expect_same_grads(kept, dropped);
+}
+
+}  // namespace
+}  // namespace comba
