@@ -4,6 +4,7 @@
 # Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench|compare]...   (default: the first four)
 # compare: the training step beside fla and a Transformer (benchmarks/compare_train.py),
 # their wheels installed from ./.whl (pip download, see that script); COMPARE_ARGS passes options.
+# CTEST_REGEX limits the test step to the tests it matches.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export COMBA_BUILD_DIR="${COMBA_BUILD_DIR:-$ROOT/build-gpu}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
@@ -16,7 +17,7 @@ for step in "${steps[@]}"; do
   case "$step" in
     build) bash "$ROOT/scripts/build.sh" >"$LOGS/build.log" 2>&1 || { tail -40 "$LOGS/build.log"; exit 1; } ;;
     # A GPU or Python skip here means a broken machine or build: make it a failure.
-    test) (cd "$COMBA_BUILD_DIR" && export COMBA_REQUIRE_GPU=1 COMBA_REQUIRE_PYTHON=1 && ctest --output-on-failure -j 8 >"$LOGS/ctest.log" 2>&1) || status=1
+    test) (cd "$COMBA_BUILD_DIR" && export COMBA_REQUIRE_GPU=1 COMBA_REQUIRE_PYTHON=1 && ctest --output-on-failure -j 8 ${CTEST_REGEX:+-R "$CTEST_REGEX"} >"$LOGS/ctest.log" 2>&1) || status=1
           grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)" "$LOGS/ctest.log" | tail -15 ;;
     check) PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/check_cuda.py" "$COMBA_BUILD_DIR" >"$LOGS/check.log" 2>&1 || status=1
            tail -1 "$LOGS/check.log" ;;
