@@ -6,9 +6,9 @@
 // kernels), halves of one GEMM output, misaligned inputs, large |a| (sigmoid saturation,
 // the softplus threshold), more heads than the gate kernel takes (ATen fallback), and
 // bitwise-reproducible gate parameter grads.
-#include "expect_error.h"
 #include "comba/nn.h"
 #include "fused_reference.h"
+#include "support/expect_error.h"
 #include "support/require.h"
 
 #include <algorithm>
@@ -22,6 +22,7 @@ using namespace comba::nn::testing;
 
 namespace {
 
+const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10::Error>;
 using Tensors = std::vector<torch::Tensor>;
 using Fn = std::function<Tensors(const Tensors&)>;
 
