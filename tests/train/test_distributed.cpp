@@ -28,13 +28,13 @@
 #include <sstream>
 #include <thread>
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 #include <torch/cuda.h>
 
-#include "comba/train/config.h"
-#include "comba/train/data_source.h"
-#include "comba/train/distributed.h"
-#include "comba/train/prefetcher.h"
+#include "comba/train/config/config.h"
+#include "comba/train/data/data_source.h"
+#include "comba/train/distributed/distributed.h"
+#include "comba/train/data/prefetcher.h"
 #include "comba/core/file_util.h"
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "comba/train/distributed_options.h"
-#include "comba/train/store_exchange.h"
+#include "comba/train/config/distributed_options.h"
+#include "comba/train/distributed/store_exchange.h"
 
 namespace comba::train {
 

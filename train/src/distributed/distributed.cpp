@@ -1,5 +1,5 @@
 // Process group setup, host-side agreements, failure propagation (see distributed.h).
-#include "comba/train/distributed.h"
+#include "comba/train/distributed/distributed.h"
 
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -16,7 +16,7 @@
 
 #include "comba/core/log.h"
 #include "comba/train/precision.h"
-#include "comba/train/store_backend.h"
+#include "comba/train/distributed/store_backend.h"
 #ifdef COMBA_WITH_NCCL
 #include "nccl_backend.h"
 #endif
