@@ -20,7 +20,7 @@
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
 #include "support/scratch_dir.h"
-#include "tiny_model.h"
+#include "support/tiny_config.h"
 
 namespace comba::train {
 namespace {
@@ -56,13 +56,13 @@ Batch joined(const std::vector<Batch>& parts) {
 
 // A tiny bf16 model with fp32 masters (the model's initial fp32 values) and its optimizer.
 struct Bf16Setup {
-  nn::CombaForCausalLM model{testing::tiny_model_config()};
+  nn::CombaForCausalLM model{comba::testing::tiny_train_config()};
   std::unique_ptr<MasterWeights> masters;
   std::unique_ptr<torch::optim::AdamW> optimizer;
 
   explicit Bf16Setup(uint64_t seed) {
     torch::manual_seed(seed);
-    model = nn::CombaForCausalLM(testing::tiny_model_config());
+    model = nn::CombaForCausalLM(comba::testing::tiny_train_config());
     masters = std::make_unique<MasterWeights>(model->named_parameters(), torch::kBFloat16);
     optimizer = make_optimizer(masters->named_masters(), OptimizerOptions());
   }
@@ -86,7 +86,7 @@ std::vector<torch::Tensor> master_grads(const MasterWeights& masters) {
 
 TEST(MasterWeights, ParametersBecomeBf16CopiesOfFp32Masters) {
   torch::manual_seed(3);
-  nn::CombaForCausalLM model(testing::tiny_model_config());
+  nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   std::map<std::string, torch::Tensor> before;
   for (const auto& item : model->named_parameters()) before[item.key()] = item.value().detach().clone();
   const MasterWeights masters(model->named_parameters(), torch::kBFloat16);
@@ -145,7 +145,7 @@ TEST(MasterWeights, CheckpointRoundTripIsExactForMastersAndReadsTheFp32Format) {
 
   // An fp32 run's checkpoint (the format as it was) loads into the masters unchanged.
   torch::manual_seed(5);
-  nn::CombaForCausalLM fp32_model(testing::tiny_model_config());
+  nn::CombaForCausalLM fp32_model(comba::testing::tiny_train_config());
   auto fp32_optimizer = make_optimizer(*fp32_model, OptimizerOptions());
   accumulate_gradients(fp32_model, micro, Precision::from_name("fp32"));
   fp32_optimizer->step();
