@@ -49,7 +49,7 @@
 #include "comba/core/cli.h"
 #include "comba/nn.h"
 #include "comba/ops/comba.h"
-#include "comba/train/config.h"
+#include "comba/train/config/config.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/precision.h"
 

@@ -21,7 +21,7 @@
 #include "comba/core/cli.h"
 #include "comba/core/file_util.h"
 #include "comba/io/tokenizer.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/token_shard.h"
 
 namespace {
 

@@ -14,9 +14,9 @@
 #include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
 #include "comba/io/tokenizer.h"
-#include "comba/train/checkpoint.h"
-#include "comba/train/checkpoint_file.h"
-#include "comba/train/config.h"
+#include "comba/train/checkpoint/checkpoint.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
+#include "comba/train/config/config.h"
 #include "support/file_bytes.h"
 #include "support/scratch_dir.h"
 

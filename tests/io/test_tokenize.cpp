@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "comba/io/tokenizer.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/token_shard.h"
 #include "support/file_bytes.h"
 #include "support/scratch_dir.h"
 #include "io/text_gen.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "comba/nn/causal_lm.h"
-#include "comba/train/data_source.h"
+#include "comba/train/data/data_source.h"
 #include "support/tiny_config.h"
 
 namespace comba::train::testing {

@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "comba/train/config.h"
-#include "comba/train/data_source.h"
-#include "comba/train/distributed.h"
-#include "comba/train/grad_reducer.h"
+#include "comba/train/config/config.h"
+#include "comba/train/data/data_source.h"
+#include "comba/train/distributed/distributed.h"
+#include "comba/train/distributed/grad_reducer.h"
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
 #include "ddp_test_config.h"

@@ -10,10 +10,10 @@
 
 #include "../core/fifo_guard.h"
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 #include "comba/core/file_util.h"
-#include "comba/train/loss_plot.h"
-#include "comba/train/metrics_log.h"
+#include "comba/train/metrics/loss_plot.h"
+#include "comba/train/metrics/metrics_log.h"
 #include "support/scratch_dir.h"
 
 namespace comba::train {

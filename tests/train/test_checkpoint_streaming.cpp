@@ -16,8 +16,8 @@
 #include <sstream>
 
 #include "comba/core/file_util.h"
-#include "comba/train/checkpoint.h"
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 #include "support/require.h"
 #include "support/scratch_dir.h"
 

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "comba/core/file_util.h"
-#include "comba/train/config.h"
+#include "comba/train/config/config.h"
 #include "support/config_variants.h"
 #include "support/scratch_dir.h"
 

@@ -10,12 +10,12 @@
 
 #include "../core/fifo_guard.h"
 
-#include "comba/train/data_source.h"
+#include "comba/train/data/data_source.h"
 #include "comba/core/file_util.h"
 #include "comba/nn/labels.h"
-#include "comba/train/prefetcher.h"
-#include "comba/train/recall_task.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/prefetcher.h"
+#include "comba/train/data/recall_task.h"
+#include "comba/train/data/token_shard.h"
 #include "support/scratch_dir.h"
 
 namespace comba::train {

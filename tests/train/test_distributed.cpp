@@ -28,13 +28,13 @@
 #include <sstream>
 #include <thread>
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 #include <torch/cuda.h>
 
-#include "comba/train/config.h"
-#include "comba/train/data_source.h"
-#include "comba/train/distributed.h"
-#include "comba/train/prefetcher.h"
+#include "comba/train/config/config.h"
+#include "comba/train/data/data_source.h"
+#include "comba/train/distributed/distributed.h"
+#include "comba/train/data/prefetcher.h"
 #include "comba/core/file_util.h"
 #include "comba/train/train_step.h"
 #include "comba/train/trainer.h"
@@ -264,6 +264,108 @@ TEST(DistributedEnv, TorchrunVariablesAreReadAndMissingOnesNamed) {
                    "MASTER_PORT: expected an integer");
   EXPECT_THROW(device_for_rank("cuda:1", DistributedEnv{true, 0, 2, 0, "h", 1}), std::invalid_argument);
   EXPECT_EQ(device_for_rank("cpu", DistributedEnv{true, 1, 2, 1, "h", 1}), torch::Device(torch::kCPU));
+}
+
+// The per-step agreement (the trainer's target count and stop flag) without the trainer:
+// ranks in threads of this process, each with its own DistributedContext.
+DistributedEnv rank_env(int rank, int world, int port) {
+  DistributedEnv env;
+  env.launched = true;
+  env.rank = rank;
+  env.world_size = world;
+  env.local_rank = rank;
+  env.master_addr = "127.0.0.1";
+  env.master_port = port;
+  return env;
+}
+
+// Runs `body(context)` for each rank of `world` in its own thread (rank 0 hosts the store)
+// and returns every rank's agreements; a rank's exception fails the test.
+std::vector<std::vector<StepAgreement>> agree_in_threads(
+    int world, const std::vector<torch::Device>& devices,
+    const std::function<std::vector<StepAgreement>(DistributedContext&, int rank)>& body) {
+  const int port = free_port();
+  DistributedOptions options;
+  options.timeout_s = 60;
+  std::vector<std::vector<StepAgreement>> out(world);
+  std::vector<std::string> errors(world);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < world; ++rank) {
+    threads.emplace_back([&, rank] {
+      try {
+        DistributedContext context(rank_env(rank, world, port), devices[rank], options);
+        out[rank] = body(context, rank);
+        context.finish();
+      } catch (const std::exception& e) {
+        errors[rank] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int rank = 0; rank < world; ++rank) EXPECT_EQ(errors[rank], "") << "rank " << rank;
+  return out;
+}
+
+TEST(StepAgreement, OneRankAgreesWithItself) {
+  const auto agreed = agree_in_threads(1, {torch::Device(torch::kCPU)}, [](DistributedContext& c, int) {
+    return std::vector<StepAgreement>{c.agree_on_step(7, false, 1), c.agree_on_step(3, true, 2)};
+  });
+  ASSERT_EQ(agreed[0].size(), 2u);
+  EXPECT_EQ(agreed[0][0].step_targets, 7);
+  EXPECT_FALSE(agreed[0][0].stop);
+  EXPECT_EQ(agreed[0][1].step_targets, 3);
+  EXPECT_TRUE(agreed[0][1].stop);
+}
+
+TEST(StepAgreement, TwoRanksSumTheirTargetsAndStopIfEitherAsks) {
+  const torch::Device cpu(torch::kCPU);
+  // Step 1: rank 1 asks to stop; step 2: nobody does; step 3: rank 0 does.
+  const auto agreed = agree_in_threads(2, {cpu, cpu}, [](DistributedContext& c, int rank) {
+    return std::vector<StepAgreement>{c.agree_on_step(rank == 0 ? 5 : 11, rank == 1, 1),
+                                      c.agree_on_step(rank == 0 ? 2 : 0, false, 2),
+                                      c.agree_on_step(1000000007, rank == 0, 3)};
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(agreed[rank].size(), 3u) << rank;
+    EXPECT_EQ(agreed[rank][0].step_targets, 16) << rank;
+    EXPECT_TRUE(agreed[rank][0].stop) << rank;
+    EXPECT_EQ(agreed[rank][1].step_targets, 2) << rank;
+    EXPECT_FALSE(agreed[rank][1].stop) << rank;
+    EXPECT_EQ(agreed[rank][2].step_targets, 2000000014) << rank;
+    EXPECT_TRUE(agreed[rank][2].stop) << rank;
+  }
+}
+
+// On a GPU the agreement is one all-reduce through NCCL, not the store.
+TEST(StepAgreementOnGpu, OneNcclRankAgreesOnTheDevice) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  const auto agreed = agree_in_threads(1, {torch::Device(torch::kCUDA, 0)}, [](DistributedContext& c, int) {
+    EXPECT_EQ(c.backend()->getBackendName(), "nccl");
+    return std::vector<StepAgreement>{c.agree_on_step(7, false, 1), c.agree_on_step(3, true, 2)};
+  });
+  ASSERT_EQ(agreed[0].size(), 2u);
+  EXPECT_EQ(agreed[0][0].step_targets, 7);
+  EXPECT_FALSE(agreed[0][0].stop);
+  EXPECT_EQ(agreed[0][1].step_targets, 3);
+  EXPECT_TRUE(agreed[0][1].stop);
+}
+
+TEST(StepAgreementOnGpu, TwoNcclRanksSumTheirTargetsAndStopIfEitherAsks) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA GPUs";
+  const auto agreed = agree_in_threads(
+      2, {torch::Device(torch::kCUDA, 0), torch::Device(torch::kCUDA, 1)},
+      [](DistributedContext& c, int rank) {
+        return std::vector<StepAgreement>{c.agree_on_step(rank == 0 ? 5 : 11, rank == 1, 1),
+                                          c.agree_on_step(rank == 0 ? 2 : 0, false, 2)};
+      });
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(agreed[rank].size(), 2u) << rank;
+    EXPECT_EQ(agreed[rank][0].step_targets, 16) << rank;
+    EXPECT_TRUE(agreed[rank][0].stop) << rank;
+    EXPECT_EQ(agreed[rank][1].step_targets, 2) << rank;
+    EXPECT_FALSE(agreed[rank][1].stop) << rank;
+  }
 }
 
 TEST(DataShard, RanksReadDisjointBlocksOfEveryStepAndCheckpointTheGlobalPosition) {

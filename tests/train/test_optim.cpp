@@ -7,8 +7,8 @@
 #include <torch/torch.h>
 
 #include "comba/nn/causal_lm.h"
-#include "comba/train/batch.h"
-#include "comba/train/data_source.h"
+#include "comba/train/data/batch.h"
+#include "comba/train/data/data_source.h"
 #include "comba/train/fused_adamw.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"

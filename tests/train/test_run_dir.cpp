@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "comba/core/file_util.h"
-#include "comba/train/run_dir.h"
+#include "comba/train/checkpoint/run_dir.h"
 #include "support/expect_error.h"
 #include "support/scratch_dir.h"
 

@@ -7,10 +7,10 @@
 #include <map>
 
 #include "comba/core/file_util.h"
-#include "comba/train/packing.h"
+#include "comba/train/data/packing.h"
 #include "comba/nn/labels.h"
-#include "comba/train/recall_task.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/recall_task.h"
+#include "comba/train/data/token_shard.h"
 #include "support/scratch_dir.h"
 
 namespace comba::train {

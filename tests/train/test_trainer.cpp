@@ -17,12 +17,12 @@
 
 #include <fstream>
 
-#include "comba/train/checkpoint.h"
-#include "comba/train/checkpoint_file.h"
-#include "comba/train/config.h"
+#include "comba/train/checkpoint/checkpoint.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
+#include "comba/train/config/config.h"
 #include "comba/core/file_util.h"
 #include "comba/train/optimizer.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/token_shard.h"
 #include "comba/train/trainer.h"
 #include "comba/nn/causal_lm.h"
 #include "support/tiny_config.h"

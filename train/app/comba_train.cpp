@@ -16,8 +16,8 @@
 
 #include "comba/core/cli.h"
 #include "comba/core/log.h"
-#include "comba/train/config.h"
-#include "comba/train/metrics_log.h"
+#include "comba/train/config/config.h"
+#include "comba/train/metrics/metrics_log.h"
 #include "comba/train/trainer.h"
 
 namespace {

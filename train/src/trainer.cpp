@@ -15,21 +15,21 @@
 #include "comba/io/pretrained.h"
 #include "comba/nn/causal_lm.h"
 #include "comba/nn/model_size.h"
-#include "comba/train/checkpoint.h"
-#include "comba/train/checkpoint_file.h"
-#include "comba/train/data_source.h"
-#include "comba/train/distributed.h"
+#include "comba/train/checkpoint/checkpoint.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
+#include "comba/train/data/data_source.h"
+#include "comba/train/distributed/distributed.h"
 #include "comba/core/file_util.h"
-#include "comba/train/grad_reducer.h"
-#include "comba/train/loss_plot.h"
+#include "comba/train/distributed/grad_reducer.h"
+#include "comba/train/metrics/loss_plot.h"
 #include "comba/train/master_weights.h"
-#include "comba/train/memory_stats.h"
-#include "comba/train/metrics_log.h"
+#include "comba/train/metrics/memory_stats.h"
+#include "comba/train/metrics/metrics_log.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/precision.h"
-#include "comba/train/prefetcher.h"
-#include "comba/train/progress.h"
-#include "comba/train/run_dir.h"
+#include "comba/train/data/prefetcher.h"
+#include "comba/train/metrics/progress.h"
+#include "comba/train/checkpoint/run_dir.h"
 #include "comba/train/schedule.h"
 #include "comba/train/stop_signal.h"
 
@@ -107,6 +107,15 @@ std::vector<double> sum_over_ranks(const std::vector<std::vector<double>>& all) 
   return total;
 }
 
+// The clocks and counters behind the log lines' speed and ETA and the benchmark's window.
+struct RunClock {
+  Clock::time_point run_start = Clock::now();
+  Clock::time_point log_start = run_start;
+  Clock::time_point timed_start = run_start;
+  int64_t timed_from = 0;     // the step the timed window starts after
+  int64_t tokens_at_log = 0;  // tokens seen at the last log line
+};
+
 }  // namespace
 
 struct Trainer::State {
@@ -151,6 +160,13 @@ struct Trainer::State {
   void resume_or_start();
   void choose_and_restore(const std::string& dir, bool has_any, bool want);
   std::vector<Batch> next_micro_batches();
+  StepAgreement agree_on_step(const std::vector<Batch>& micro, const StopSignal& stop);
+  torch::Tensor accumulate(const std::vector<Batch>& micro, const StepAgreement& agreed);
+  torch::Tensor reduce_clip_and_step(const torch::Tensor& loss, double lr);
+  int64_t count_step(const torch::Tensor& loss);
+  void log_and_evaluate(RunClock& clock, double lr, const torch::Tensor& grad_norm);
+  std::string stop_reason(const StepAgreement& agreed, const StopSignal& stop) const;
+  void checkpoint_if_due(bool stopping);
   void track_finite(const torch::Tensor& loss, const torch::Tensor& grad_norm);
   void check_finite();
   void log_step(double lr, const torch::Tensor& grad_norm, double interval_s,
@@ -528,86 +544,119 @@ TrainSummary Trainer::run() {
   }
 }
 
+StepAgreement Trainer::State::agree_on_step(const std::vector<Batch>& micro,
+                                             const StopSignal& stop) {
+  // One process needs no agreement: its loss counts its own targets, and it reads its stop
+  // signal at the end of the step (stop_reason).
+  if (!dist) return {};
+  int64_t targets = 0;
+  for (const auto& b : micro) targets += b.num_targets;
+  return dist->agree_on_step(targets, stop.requested(), train_state.step + 1);
+}
+
+torch::Tensor Trainer::State::accumulate(const std::vector<Batch>& micro,
+                                         const StepAgreement& agreed) {
+  StepSync sync;
+  if (dist) {
+    sync.step_targets = agreed.step_targets;
+    sync.before_last_backward = [this] { reducer->arm(); };
+  }
+  if (masters) sync.after_backward = [this] { masters->accumulate_gradients(); };
+  return accumulate_gradients(model, micro, precision, sync);
+}
+
+torch::Tensor Trainer::State::reduce_clip_and_step(const torch::Tensor& loss, double lr) {
+  if (reducer) reducer->wait();  // every rank now holds the step's summed gradients
+  const torch::Tensor grad_norm = clip_gradients(optimized, config.train.grad_clip);
+  track_finite(loss, grad_norm);
+  set_learning_rate(*optimizer, lr);
+  optimizer->step();
+  optimizer->zero_grad(/*set_to_none=*/true);
+  if (masters) masters->copy_to_model();  // the step's one bf16 copy of the weights
+  return grad_norm;
+}
+
+int64_t Trainer::State::count_step(const torch::Tensor& loss) {
+  loss_since_log += loss.to(torch::kDouble);
+  ++steps_since_log;
+  ++train_state.step;
+  train_state.tokens_seen += config.batch.tokens_per_step();
+  return train_state.step;
+}
+
+// Bookkeeping at its own cadences (each a host sync): the benchmark's timed window, the
+// log line, the evaluation.
+void Trainer::State::log_and_evaluate(RunClock& clock, double lr, const torch::Tensor& grad_norm) {
+  const TrainConfig& c = config;
+  const int64_t step = train_state.step;
+  const bool last = step == c.train.max_steps;
+  if (c.train.benchmark && step - summary.start_step == c.train.benchmark_warmup) {
+    check_finite();  // a sync: the timed window starts with an idle device
+    clock.timed_start = Clock::now();
+    clock.timed_from = step;
+  }
+  if (step % c.logging.interval == 0 || last) {
+    const double interval_s = seconds_since(clock.log_start);
+    const double per_step = seconds_since(clock.run_start) / static_cast<double>(step - summary.start_step);
+    log_step(lr, grad_norm, interval_s, train_state.tokens_seen - clock.tokens_at_log,
+             per_step * static_cast<double>(c.train.max_steps - step));
+    clock.log_start = Clock::now();
+    clock.tokens_at_log = train_state.tokens_seen;
+  }
+  if (!c.train.benchmark && ((c.eval.interval > 0 && step % c.eval.interval == 0) || last)) run_eval();
+}
+
+// Why the run stops after this step, or "" to go on. Ranks stop together: on a signal any
+// of them saw before this step (agreed); one process on a signal seen by now.
+std::string Trainer::State::stop_reason(const StepAgreement& agreed, const StopSignal& stop) const {
+  const int64_t step = train_state.step;
+  const bool signalled = dist ? agreed.stop : stop.requested();
+  if (!signalled) {
+    return step == config.train.stop_at_step
+               ? "stopping at train.stop_at_step " + std::to_string(step)
+               : std::string();
+  }
+  return stop.requested() ? "stopping on signal " + std::to_string(stop.signal_number()) +
+                                " after step " + std::to_string(step)
+                          : "stopping after step " + std::to_string(step) +
+                                ": another rank received a signal";
+}
+
+void Trainer::State::checkpoint_if_due(bool stopping) {
+  const TrainConfig& c = config;
+  const int64_t step = train_state.step;
+  const bool last = step == c.train.max_steps;
+  if (!c.train.benchmark && ((c.checkpoint.interval > 0 && step % c.checkpoint.interval == 0) ||
+                             last || stopping)) {
+    write_checkpoint();
+  }
+}
+
 TrainSummary Trainer::State::run() {
   State& s = *this;
   const TrainConfig& c = s.config;
   const StopSignal stop;
   const int64_t tokens_per_step = c.batch.tokens_per_step();
   const bool benchmark = c.train.benchmark;
-  const auto run_start = Clock::now();
-  auto log_start = run_start;
-  auto timed_start = run_start;
-  int64_t timed_from = s.train_state.step;
-  int64_t tokens_at_log = s.train_state.tokens_seen;
+  RunClock clock;
+  clock.timed_from = s.train_state.step;
+  clock.tokens_at_log = s.train_state.tokens_seen;
   torch::Tensor grad_norm = torch::zeros({});
   if (benchmark) reset_peak_memory(s.device);
 
   while (s.train_state.step < c.train.max_steps) {
     // One optimizer step.
     const std::vector<Batch> micro = s.next_micro_batches();
-    StepSync sync;
-    bool stop_agreed = false;
-    if (s.dist) {
-      // The step's target count (each rank's loss is divided by it) and any stop request.
-      int64_t targets = 0;
-      for (const auto& b : micro) targets += b.num_targets;
-      const auto all = s.dist->all_gather_doubles(
-          {static_cast<double>(targets), stop.requested() ? 1.0 : 0.0},
-          "step " + std::to_string(s.train_state.step + 1));
-      for (const auto& v : all) {
-        sync.step_targets += static_cast<int64_t>(v[0]);
-        stop_agreed = stop_agreed || v[1] != 0;
-      }
-      sync.before_last_backward = [&s] { s.reducer->arm(); };
-    }
-    if (s.masters) sync.after_backward = [&s] { s.masters->accumulate_gradients(); };
+    const StepAgreement agreed = s.agree_on_step(micro, stop);
     const double lr = learning_rate_at(c.schedule, s.train_state.step, c.train.max_steps, c.optimizer.lr);
-    const torch::Tensor loss = accumulate_gradients(s.model, micro, s.precision, sync);
-    if (s.reducer) s.reducer->wait();  // every rank now holds the step's summed gradients
-    grad_norm = clip_gradients(s.optimized, c.train.grad_clip);
-    s.track_finite(loss, grad_norm);
-    set_learning_rate(*s.optimizer, lr);
-    s.optimizer->step();
-    s.optimizer->zero_grad(/*set_to_none=*/true);
-    if (s.masters) s.masters->copy_to_model();  // the step's one bf16 copy of the weights
-    s.loss_since_log += loss.to(torch::kDouble);
-    ++s.steps_since_log;
-    ++s.train_state.step;
-    s.train_state.tokens_seen += tokens_per_step;
-    const int64_t step = s.train_state.step;
-    const bool last = step == c.train.max_steps;
-
-    // Bookkeeping at its own cadences (the only host syncs).
-    if (benchmark && step - s.summary.start_step == c.train.benchmark_warmup) {
-      s.check_finite();  // a sync: the timed window starts with an idle device
-      timed_start = Clock::now();
-      timed_from = step;
-    }
-    if (step % c.logging.interval == 0 || last) {
-      const double interval_s = seconds_since(log_start);
-      const double per_step = seconds_since(run_start) / static_cast<double>(step - s.summary.start_step);
-      s.log_step(lr, grad_norm, interval_s, s.train_state.tokens_seen - tokens_at_log,
-                 per_step * static_cast<double>(c.train.max_steps - step));
-      log_start = Clock::now();
-      tokens_at_log = s.train_state.tokens_seen;
-    }
-    if (!benchmark && ((c.eval.interval > 0 && step % c.eval.interval == 0) || last)) s.run_eval();
-    // Ranks stop together: on a signal any of them saw before this step (agreed above).
-    const bool signalled = s.dist ? stop_agreed : stop.requested();
-    const bool stop_now = signalled || step == c.train.stop_at_step;
-    if (!benchmark && ((c.checkpoint.interval > 0 && step % c.checkpoint.interval == 0) || last ||
-                       stop_now)) {
-      s.write_checkpoint();
-    }
+    const torch::Tensor loss = s.accumulate(micro, agreed);
+    grad_norm = s.reduce_clip_and_step(loss, lr);
+    const int64_t step = s.count_step(loss);
+    s.log_and_evaluate(clock, lr, grad_norm);
+    const std::string why = s.stop_reason(agreed, stop);
+    s.checkpoint_if_due(/*stopping=*/!why.empty());
     if (s.on_step) s.on_step(step);
-    if (stop_now) {
-      std::string why = "stopping at train.stop_at_step " + std::to_string(step);
-      if (signalled) {
-        why = stop.requested() ? "stopping on signal " + std::to_string(stop.signal_number()) +
-                                     " after step " + std::to_string(step)
-                               : "stopping after step " + std::to_string(step) +
-                                     ": another rank received a signal";
-      }
+    if (!why.empty()) {
       log::info(why);
       s.summary.stopped_early = true;
       break;
@@ -624,9 +673,9 @@ TrainSummary Trainer::State::run() {
   TrainSummary& out = s.summary;
   out.final_step = s.train_state.step;
   out.tokens_seen = s.train_state.tokens_seen;
-  out.elapsed_s = seconds_since(run_start);
-  const int64_t timed_steps = s.train_state.step - timed_from;
-  const double timed_s = seconds_since(timed_start);
+  out.elapsed_s = seconds_since(clock.run_start);
+  const int64_t timed_steps = s.train_state.step - clock.timed_from;
+  const double timed_s = seconds_since(clock.timed_start);
   if (timed_steps > 0 && timed_s > 0) {
     out.tokens_per_s = static_cast<double>(timed_steps * tokens_per_step) / timed_s;
     out.step_time_ms = 1000.0 * timed_s / static_cast<double>(timed_steps);

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "comba/train/optimizer_options.h"
+#include "comba/train/config/optimizer_options.h"
 
 namespace comba::train {
 

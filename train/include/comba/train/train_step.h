@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "comba/nn/causal_lm.h"
-#include "comba/train/batch.h"
+#include "comba/train/data/batch.h"
 #include "comba/train/precision.h"
 
 namespace comba::train {

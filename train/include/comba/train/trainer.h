@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "comba/nn/causal_lm.h"
-#include "comba/train/config.h"
+#include "comba/train/config/config.h"
 #include "comba/train/train_step.h"
 
 namespace comba::train {

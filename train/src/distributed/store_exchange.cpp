@@ -1,5 +1,5 @@
 // Store-based all-gather (see store_exchange.h).
-#include "comba/train/store_exchange.h"
+#include "comba/train/distributed/store_exchange.h"
 
 #include <c10/util/Exception.h>
 

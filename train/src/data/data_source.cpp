@@ -1,6 +1,6 @@
 // The four data sources: the built-in recall task, llm.c token shards, the user's text as
 // bytes, and uniform noise (benchmarks). Shards and bytes share one window sampler.
-#include "comba/train/data_source.h"
+#include "comba/train/data/data_source.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -9,10 +9,10 @@
 #include "comba/core/file_util.h"
 #include "comba/core/mapped_file.h"
 #include "comba/nn/labels.h"
-#include "comba/train/packing.h"
-#include "comba/train/recall_task.h"
+#include "comba/train/data/packing.h"
+#include "comba/train/data/recall_task.h"
 #include "comba/train/rng.h"
-#include "comba/train/token_shard.h"
+#include "comba/train/data/token_shard.h"
 
 namespace comba::train {
 namespace {

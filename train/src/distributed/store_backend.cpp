@@ -1,5 +1,5 @@
 // CPU collectives over the TCPStore (see store_backend.h).
-#include "comba/train/store_backend.h"
+#include "comba/train/distributed/store_backend.h"
 
 #include <ATen/ATen.h>
 

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "comba/train/distributed_options.h"
-#include "comba/train/store_exchange.h"
+#include "comba/train/config/distributed_options.h"
+#include "comba/train/distributed/store_exchange.h"
 
 namespace comba::train {
 
@@ -44,6 +44,13 @@ struct DistributedEnv {
 // The device of this rank: "auto" and "cuda" mean cuda:LOCAL_RANK when GPUs are present;
 // "cuda:N" is refused when WORLD_SIZE > 1 (every rank would pick the same GPU).
 torch::Device device_for_rank(const std::string& name, const DistributedEnv& env);
+
+// What the ranks agree on before each optimizer step: the step's target count over all
+// ranks (each rank's loss is divided by it) and whether any rank was asked to stop.
+struct StepAgreement {
+  int64_t step_targets = 0;
+  bool stop = false;
+};
 
 class DistributedContext {
  public:
@@ -73,6 +80,12 @@ class DistributedContext {
 
   // Device collectives (through the backend): every rank gets rank 0's values.
   void broadcast_tensors(const std::vector<torch::Tensor>& tensors);
+
+  // The agreement before optimizer step `step` from this rank's target count and stop
+  // request. On a GPU one small all-reduce on the device (no round trips to rank 0's store
+  // every step; reading the result waits for the device's queued work); on the CPU through
+  // the store, like the other host-side agreements.
+  StepAgreement agree_on_step(int64_t targets, bool stop_requested, int64_t step);
 
   // Tells the other ranks that this one fails with `what` (the first announcement wins;
   // none is made once another rank's failure is known). Never throws.

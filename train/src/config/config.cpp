@@ -1,5 +1,5 @@
 // YAML <-> TrainConfig: the single place where key paths meet struct fields.
-#include "comba/train/config.h"
+#include "comba/train/config/config.h"
 
 #include <yaml-cpp/yaml.h>
 

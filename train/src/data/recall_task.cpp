@@ -1,5 +1,5 @@
 // MQAR sequence generator (see recall_task.h).
-#include "comba/train/recall_task.h"
+#include "comba/train/data/recall_task.h"
 
 #include "comba/nn/labels.h"
 

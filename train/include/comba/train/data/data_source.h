@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "comba/train/batch.h"
-#include "comba/train/data_options.h"
+#include "comba/train/data/batch.h"
+#include "comba/train/config/data_options.h"
 
 namespace comba::train {
 

@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "comba/nn/config.h"
-#include "comba/train/checkpoint_options.h"
-#include "comba/train/config_schema.h"
-#include "comba/train/data_options.h"
-#include "comba/train/distributed_options.h"
-#include "comba/train/optimizer_options.h"
+#include "comba/train/config/checkpoint_options.h"
+#include "comba/train/config/config_schema.h"
+#include "comba/train/config/data_options.h"
+#include "comba/train/config/distributed_options.h"
+#include "comba/train/config/optimizer_options.h"
 #include "comba/train/schedule.h"
-#include "comba/train/trainer_options.h"
+#include "comba/train/config/trainer_options.h"
 
 namespace comba::train {
 

@@ -1,5 +1,5 @@
 // Process group setup, host-side agreements, failure propagation (see distributed.h).
-#include "comba/train/distributed.h"
+#include "comba/train/distributed/distributed.h"
 
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -16,7 +16,7 @@
 
 #include "comba/core/log.h"
 #include "comba/train/precision.h"
-#include "comba/train/store_backend.h"
+#include "comba/train/distributed/store_backend.h"
 #ifdef COMBA_WITH_NCCL
 #include "nccl_backend.h"
 #endif
@@ -356,6 +356,29 @@ void DistributedContext::broadcast_tensors(const std::vector<torch::Tensor>& ten
       offset += t.numel();
     }
   }
+}
+
+StepAgreement DistributedContext::agree_on_step(int64_t targets, bool stop_requested,
+                                                int64_t step) {
+  StepAgreement agreed;
+  if (impl_->device.is_cuda()) {
+    // [targets, stop requests] summed over the ranks in one all-reduce; any request stops.
+    std::vector<torch::Tensor> votes = {
+        torch::tensor(std::vector<int64_t>{targets, stop_requested ? 1 : 0}, torch::kLong)
+            .to(impl_->device)};
+    impl_->backend->allreduce(votes)->wait();
+    const torch::Tensor sums = votes[0].cpu();
+    agreed.step_targets = sums[0].item<int64_t>();
+    agreed.stop = sums[1].item<int64_t>() > 0;
+    return agreed;
+  }
+  const auto all = all_gather_doubles(
+      {static_cast<double>(targets), stop_requested ? 1.0 : 0.0}, "step " + std::to_string(step));
+  for (const auto& v : all) {
+    agreed.step_targets += static_cast<int64_t>(v[0]);
+    agreed.stop = agreed.stop || v[1] != 0;
+  }
+  return agreed;
 }
 
 void DistributedContext::announce_failure(const std::string& what) noexcept {

@@ -1,5 +1,5 @@
 // llm.c-style token shards: writer, header validation, token access.
-#include "comba/train/token_shard.h"
+#include "comba/train/data/token_shard.h"
 
 #include <glob.h>
 

@@ -1,7 +1,7 @@
 // ConfigSchema: YAML / --set text -> typed struct fields, with one error per problem
 // naming the key path, what was expected and what came. The emitter is hand-written
 // (maps and scalars only) so that the saved config reads back to the same values.
-#include "comba/train/config_schema.h"
+#include "comba/train/config/config_schema.h"
 
 #include <yaml-cpp/yaml.h>
 

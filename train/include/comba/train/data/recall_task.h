@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "comba/train/data_options.h"
+#include "comba/train/config/data_options.h"
 #include "comba/train/rng.h"
 
 namespace comba::train {

@@ -1,5 +1,5 @@
 // Bucketed, overlapped gradient all-reduce (see grad_reducer.h).
-#include "comba/train/grad_reducer.h"
+#include "comba/train/distributed/grad_reducer.h"
 
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>

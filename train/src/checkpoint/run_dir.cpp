@@ -1,5 +1,5 @@
 // The run directory's checks, lock and move-aside (see run_dir.h).
-#include "comba/train/run_dir.h"
+#include "comba/train/checkpoint/run_dir.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,5 +1,5 @@
 // Progress line formatting (see progress.h).
-#include "comba/train/progress.h"
+#include "comba/train/metrics/progress.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // Batch construction and transfer.
-#include "comba/train/batch.h"
+#include "comba/train/data/batch.h"
 
 #include <torch/torch.h>
 

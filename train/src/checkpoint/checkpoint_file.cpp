@@ -1,5 +1,5 @@
 // Atomic, self-checking checkpoint files (see checkpoint_file.h).
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 
 #include "comba/core/file_util.h"
 

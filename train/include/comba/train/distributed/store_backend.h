@@ -20,7 +20,7 @@
 #include <mutex>
 #include <thread>
 
-#include "comba/train/store_exchange.h"
+#include "comba/train/distributed/store_exchange.h"
 
 namespace comba::train {
 

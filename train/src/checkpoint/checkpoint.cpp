@@ -2,7 +2,7 @@
 // sub-archives "model" and "optimizer" and scalars for the loop state; RNG states are
 // the raw generator states of the CPU and of every visible GPU; "architecture" (optional,
 // absent in older files) is the model's Architecture as "key=value" lines.
-#include "comba/train/checkpoint.h"
+#include "comba/train/checkpoint/checkpoint.h"
 
 #include <ATen/Context.h>
 #include <torch/cuda.h>
@@ -14,7 +14,7 @@
 #include <map>
 #include <sstream>
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 
 namespace comba::train {
 namespace {

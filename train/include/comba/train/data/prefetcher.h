@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include "comba/train/batch.h"
-#include "comba/train/data_source.h"
+#include "comba/train/data/batch.h"
+#include "comba/train/data/data_source.h"
 
 namespace comba::train {
 

@@ -1,5 +1,5 @@
 // Document boundaries for packed training (see packing.h).
-#include "comba/train/packing.h"
+#include "comba/train/data/packing.h"
 
 #include "comba/nn/labels.h"
 

@@ -1,5 +1,5 @@
 // Peak memory (see memory_stats.h). CUDA statistics only in CUDA builds.
-#include "comba/train/memory_stats.h"
+#include "comba/train/metrics/memory_stats.h"
 
 #include <sys/resource.h>
 

@@ -1,5 +1,5 @@
 // Background batch building (see prefetcher.h).
-#include "comba/train/prefetcher.h"
+#include "comba/train/data/prefetcher.h"
 
 #include <torch/torch.h>
 

@@ -1,12 +1,12 @@
 // SVG rendering of the loss curves (see loss_plot.h).
-#include "comba/train/loss_plot.h"
+#include "comba/train/metrics/loss_plot.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 
 namespace comba::train {
 namespace {

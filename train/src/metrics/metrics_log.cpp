@@ -1,12 +1,12 @@
 // JSONL metrics (see metrics_log.h).
-#include "comba/train/metrics_log.h"
+#include "comba/train/metrics/metrics_log.h"
 
 #include <charconv>
 #include <cstdlib>
 #include <cmath>
 #include <sstream>
 
-#include "comba/train/checkpoint_file.h"
+#include "comba/train/checkpoint/checkpoint_file.h"
 #include "comba/core/file_util.h"
 
 namespace comba::train {
