@@ -20,6 +20,7 @@
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
 #include "support/scratch_dir.h"
+#include "joined_batch.h"
 #include "support/tiny_config.h"
 
 namespace comba::train {
@@ -38,20 +39,6 @@ std::vector<Batch> micro_batches(int64_t count) {
   std::vector<Batch> micro;
   for (int64_t i = 0; i < count; ++i) micro.push_back(source->train_batch(i));
   return micro;
-}
-
-// The micro-batches as one batch (rows stacked).
-Batch joined(const std::vector<Batch>& parts) {
-  std::vector<torch::Tensor> ids, labels;
-  Batch out;
-  for (const auto& b : parts) {
-    ids.push_back(b.input_ids);
-    labels.push_back(b.labels);
-    out.num_targets += b.num_targets;
-  }
-  out.input_ids = torch::cat(ids);
-  out.labels = torch::cat(labels);
-  return out;
 }
 
 // A tiny bf16 model with fp32 masters (the model's initial fp32 values) and its optimizer.
@@ -110,7 +97,7 @@ TEST(MasterWeights, TwoMicroBatchesAccumulateLikeOneBatchOfTwiceTheSize) {
   const auto accumulated = master_grads(*setup.masters);
   for (const auto& p : setup.model->parameters()) EXPECT_FALSE(p.grad().defined());  // folded, dropped
   for (const auto& m : setup.masters->masters()) m.mutable_grad().reset();
-  accumulate_gradients(setup.model, {joined(micro)}, Precision::from_name("bf16"), sync);
+  accumulate_gradients(setup.model, {testing::joined_batch(micro)}, Precision::from_name("bf16"), sync);
   const auto whole = master_grads(*setup.masters);
   // bf16's unit roundoff is 2^-8 = 3.9e-3; the two sides round activations and gradients
   // of differently shaped batches in bf16: about one roundoff of the largest entry for

@@ -12,6 +12,7 @@
 #include "comba/train/fused_adamw.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
+#include "joined_batch.h"
 #include "support/tiny_config.h"
 #include "support/require.h"
 
@@ -157,19 +158,6 @@ TEST(Clipping, MatchesLibTorchClipGradNorm) {
   EXPECT_DOUBLE_EQ(p.grad()[1].item<double>(), 4.0);
 }
 
-Batch concat(const std::vector<Batch>& parts) {
-  std::vector<torch::Tensor> ids, labels;
-  Batch out;
-  for (const auto& b : parts) {
-    ids.push_back(b.input_ids);
-    labels.push_back(b.labels);
-    out.num_targets += b.num_targets;
-  }
-  out.input_ids = torch::cat(ids);
-  out.labels = torch::cat(labels);
-  return out;
-}
-
 // A small fp64 causal LM with nothing but fp64 inside: embedding -> running mean over
 // time (so that positions interact) -> tanh -> linear.
 struct RunningMeanLMImpl : torch::nn::Module {
@@ -230,13 +218,13 @@ TEST(GradientAccumulation, NMicroBatchesOfBEqualOneBatchOfNB_fp64) {
   const auto logits_of = [&](const Batch& b) { return model->forward(b.input_ids); };
   const auto micro = recall_micro_batches();
   const auto accumulated = grads_of(*model, logits_of, micro);
-  const auto whole = grads_of(*model, logits_of, {concat(micro)});
+  const auto whole = grads_of(*model, logits_of, {testing::joined_batch(micro)});
   EXPECT_LT(worst_relative(accumulated, whole), 1e-12);
 
   // The loss returned is the mean over all targets of the big batch.
   model->zero_grad();
   const auto loss = accumulate_gradients_with(logits_of, micro, Precision::from_name("fp64"));
-  const Batch all = concat(micro);
+  const Batch all = testing::joined_batch(micro);
   const double reference = nn::summed_causal_lm_loss(model->forward(all.input_ids), all.labels).item<double>() /
                            static_cast<double>(all.num_targets);
   EXPECT_NEAR(loss.item<double>(), reference, 1e-14 * reference);
@@ -251,7 +239,7 @@ TEST(GradientAccumulation, CombaModelAccumulatesLikeOneBatch) {
   const auto logits_of = [&](const Batch& b) { return model->forward(b.input_ids).logits; };
   const auto micro = recall_micro_batches();
   const auto accumulated = grads_of(*model, logits_of, micro);
-  const auto whole = grads_of(*model, logits_of, {concat(micro)});
+  const auto whole = grads_of(*model, logits_of, {testing::joined_batch(micro)});
   EXPECT_LT(worst_relative(accumulated, whole), 1e-5);
 }
 
