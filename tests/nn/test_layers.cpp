@@ -203,7 +203,9 @@ TEST_P(CombaLayerVariants, PrefillOf65ThenStepsEqualsOnePass) {
   layer->eval();
   std::vector<torch::Tensor> outs = {prefill};
   for (int64_t t = 65; t < 72; ++t) outs.push_back(layer(x.slice(1, t, t + 1), CombaLayerInputs().state(&state)));
-  EXPECT_LT(rel_diff(torch::cat(outs, 1), full), 1e-5);
+  // fp32 through differently shaped chunks and GEMMs (65 + 7 single steps against one pass
+  // of 72): rounding, not equality; a wrong carried state is off by orders more.
+  EXPECT_LT(rel_diff(torch::cat(outs, 1), full), 5e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(
