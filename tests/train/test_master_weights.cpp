@@ -20,26 +20,11 @@
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
 #include "support/scratch_dir.h"
-#include "joined_batch.h"
+#include "micro_batches.h"
 #include "support/tiny_config.h"
 
 namespace comba::train {
 namespace {
-
-std::vector<Batch> micro_batches(int64_t count) {
-  DataOptions data;
-  data.recall.num_pairs = 4;
-  data.recall.num_queries = 6;
-  data.recall.key_vocab = 16;
-  data.recall.value_vocab = 16;
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 24;
-  const auto source = make_data_source(data, shape, 5, 48, 2);
-  std::vector<Batch> micro;
-  for (int64_t i = 0; i < count; ++i) micro.push_back(source->train_batch(i));
-  return micro;
-}
 
 // A tiny bf16 model with fp32 masters (the model's initial fp32 values) and its optimizer.
 struct Bf16Setup {
@@ -89,7 +74,7 @@ TEST(MasterWeights, ParametersBecomeBf16CopiesOfFp32Masters) {
 }
 
 TEST(MasterWeights, TwoMicroBatchesAccumulateLikeOneBatchOfTwiceTheSize) {
-  const auto micro = micro_batches(2);
+  const auto micro = testing::recall_micro_batches(2);
   Bf16Setup setup(4);
   StepSync sync;
   sync.after_backward = [&] { setup.masters->accumulate_gradients(); };
@@ -128,7 +113,7 @@ std::vector<torch::Tensor> first_moments(torch::optim::Optimizer& optimizer) {
 TEST(MasterWeights, CheckpointRoundTripIsExactForMastersAndReadsTheFp32Format) {
   const std::string dir = comba::testing::scratch_path("master_weights_checkpoint");
   core::remove_tree(dir);
-  const auto micro = micro_batches(2);
+  const auto micro = testing::recall_micro_batches(2);
 
   // An fp32 run's checkpoint (the format as it was) loads into the masters unchanged.
   torch::manual_seed(5);

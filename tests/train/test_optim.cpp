@@ -12,7 +12,7 @@
 #include "comba/train/fused_adamw.h"
 #include "comba/train/optimizer.h"
 #include "comba/train/train_step.h"
-#include "joined_batch.h"
+#include "micro_batches.h"
 #include "support/tiny_config.h"
 #include "support/require.h"
 
@@ -176,18 +176,8 @@ struct RunningMeanLMImpl : torch::nn::Module {
 };
 TORCH_MODULE(RunningMeanLM);
 
-std::vector<Batch> recall_micro_batches() {
-  DataOptions data;
-  data.recall.num_pairs = 4;
-  data.recall.num_queries = 6;
-  data.recall.key_vocab = 16;
-  data.recall.value_vocab = 16;
-  BatchOptions shape;
-  shape.micro_batch_size = 2;
-  shape.seq_len = 24;
-  const auto source = make_data_source(data, shape, 5, 48, 2);
-  std::vector<Batch> micro;
-  for (int i = 0; i < 3; ++i) micro.push_back(source->train_batch(i));
+std::vector<Batch> unequal_micro_batches() {
+  auto micro = testing::recall_micro_batches(3);
   // Unequal target counts per micro-batch make the weighting matter: blank some labels.
   micro[1].labels.index_put_({0, torch::indexing::Slice(12, 18)}, -100);
   micro[1].num_targets = (micro[1].labels.slice(1, 1) != -100).sum().item<int64_t>();
@@ -216,7 +206,7 @@ TEST(GradientAccumulation, NMicroBatchesOfBEqualOneBatchOfNB_fp64) {
   torch::manual_seed(1);
   RunningMeanLM model;
   const auto logits_of = [&](const Batch& b) { return model->forward(b.input_ids); };
-  const auto micro = recall_micro_batches();
+  const auto micro = unequal_micro_batches();
   const auto accumulated = grads_of(*model, logits_of, micro);
   const auto whole = grads_of(*model, logits_of, {testing::joined_batch(micro)});
   EXPECT_LT(worst_relative(accumulated, whole), 1e-12);
@@ -237,7 +227,7 @@ TEST(GradientAccumulation, CombaModelAccumulatesLikeOneBatch) {
   nn::CombaForCausalLM model(comba::testing::tiny_train_config());
   model->to(torch::kDouble);
   const auto logits_of = [&](const Batch& b) { return model->forward(b.input_ids).logits; };
-  const auto micro = recall_micro_batches();
+  const auto micro = unequal_micro_batches();
   const auto accumulated = grads_of(*model, logits_of, micro);
   const auto whole = grads_of(*model, logits_of, {testing::joined_batch(micro)});
   EXPECT_LT(worst_relative(accumulated, whole), 1e-5);
