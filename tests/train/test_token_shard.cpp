@@ -1,5 +1,6 @@
-// Shard reader on shards written here: header checks, bad magic / version / size rejected
-// with the file named, uint16 and uint32 tokens, and document packing with cu_seqlens.
+// Shard reader on shards written here: llm.c's header ints read back raw, our legacy
+// version-2 files, header-less raw uint16 files, bad magic / version / size rejected with
+// the file named, uint16 and uint32 tokens, and document packing with cu_seqlens.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -38,12 +39,40 @@ std::string error_of(const std::string& p) {
   return "";
 }
 
+// The 256 int32 of a shard's header, read back as raw ints (independent of the reader).
+std::vector<int32_t> raw_header(const std::string& p) {
+  std::vector<int32_t> header(256, -1);
+  std::ifstream in(p, std::ios::binary);
+  in.read(reinterpret_cast<char*>(header.data()), 1024);
+  EXPECT_EQ(in.gcount(), 1024);
+  return header;
+}
+
+// A header written by hand: magic, version, count, then zeros.
+void write_raw_shard(const std::string& p, int32_t magic, int32_t version,
+                     const std::vector<uint32_t>& tokens) {
+  std::vector<int32_t> header(256, 0);
+  header[0] = magic;
+  header[1] = version;
+  header[2] = static_cast<int32_t>(tokens.size());
+  std::ofstream out(p, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(header.data()), 1024);
+  out.write(reinterpret_cast<const char*>(tokens.data()), static_cast<std::streamsize>(4 * tokens.size()));
+}
+
 TEST_F(ShardTest, Uint16RoundTrip) {
   const std::vector<uint32_t> tokens = {0, 1, 65535, 300, 7, 12345};
   write_token_shard(path("a.bin"), tokens, 2);
   EXPECT_EQ(core::file_size(path("a.bin")), static_cast<int64_t>(1024 + 2 * tokens.size()));
+  // llm.c's uint16 header: magic 20240520, version 1, the count, 253 zeros.
+  std::vector<int32_t> want(256, 0);
+  want[0] = 20240520;
+  want[1] = 1;
+  want[2] = 6;
+  EXPECT_EQ(raw_header(path("a.bin")), want);
   const TokenShard shard(path("a.bin"));
   EXPECT_EQ(shard.version(), 1);
+  EXPECT_EQ(shard.header_bytes(), 1024);
   ASSERT_EQ(shard.tokens().size, 6);
   for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(shard.tokens().at(i), tokens[i]);
   std::vector<int64_t> window(3);
@@ -54,10 +83,83 @@ TEST_F(ShardTest, Uint16RoundTrip) {
 TEST_F(ShardTest, Uint32RoundTrip) {
   const std::vector<uint32_t> tokens = {70000, 5, 4000000000u};
   write_token_shard(path("b.bin"), tokens, 4);
+  EXPECT_EQ(core::file_size(path("b.bin")), static_cast<int64_t>(1024 + 4 * tokens.size()));
+  // llm.c's uint32 header: magic 20240801, version 7.
+  std::vector<int32_t> want(256, 0);
+  want[0] = 20240801;
+  want[1] = 7;
+  want[2] = 3;
+  EXPECT_EQ(raw_header(path("b.bin")), want);
   const TokenShard shard(path("b.bin"));
-  EXPECT_EQ(shard.version(), 2);
+  EXPECT_EQ(shard.magic(), 20240801);
+  EXPECT_EQ(shard.version(), 7);
+  ASSERT_EQ(shard.tokens().size, 3);
   EXPECT_EQ(shard.tokens().at(0), 70000);
+  EXPECT_EQ(shard.tokens().at(1), 5);
   EXPECT_EQ(shard.tokens().at(2), 4000000000ll);
+}
+
+TEST_F(ShardTest, LlmcUint32ShardWrittenByHandIsRead) {
+  write_raw_shard(path("llmc.bin"), 20240801, 7, {100000, 1, 65536});
+  const TokenShard shard(path("llmc.bin"));
+  ASSERT_EQ(shard.tokens().size, 3);
+  EXPECT_EQ(shard.tokens().at(0), 100000);
+  EXPECT_EQ(shard.tokens().at(2), 65536);
+}
+
+TEST_F(ShardTest, LegacyVersion2Uint32StillRead) {
+  // Our uint32 files before llm.c's header: magic 20240520, version 2.
+  write_raw_shard(path("old.bin"), 20240520, 2, {70000, 9, 123456789});
+  const TokenShard shard(path("old.bin"));
+  EXPECT_EQ(shard.magic(), 20240520);
+  EXPECT_EQ(shard.version(), 2);
+  ASSERT_EQ(shard.tokens().size, 3);
+  EXPECT_EQ(shard.tokens().at(0), 70000);
+  EXPECT_EQ(shard.tokens().at(1), 9);
+  EXPECT_EQ(shard.tokens().at(2), 123456789);
+}
+
+TEST_F(ShardTest, MagicVersionMismatchRejected) {
+  // llm.c's uint32 magic with the uint16 version, and the reverse pairing.
+  write_raw_shard(path("mv.bin"), 20240801, 1, {1});
+  std::string e = error_of(path("mv.bin"));
+  EXPECT_NE(e.find("mv.bin"), std::string::npos) << e;
+  EXPECT_NE(e.find("version expected 7 (uint32 tokens) with magic 20240801, got 1"), std::string::npos) << e;
+  write_raw_shard(path("vm.bin"), 20240520, 7, {1});
+  e = error_of(path("vm.bin"));
+  EXPECT_NE(e.find("vm.bin: header version expected 1 (uint16 tokens) or 2"), std::string::npos) << e;
+  EXPECT_NE(e.find("with magic 20240520, got 7"), std::string::npos) << e;
+}
+
+TEST_F(ShardTest, RawUint16ReadsTheSameTokensAsTheHeaderedShard) {
+  const std::vector<uint32_t> tokens = {3, 65535, 0, 42, 7};
+  write_token_shard(path("h.bin"), tokens, 2);
+  {
+    std::ofstream raw(path("raw.bin"), std::ios::binary);
+    for (const uint32_t t : tokens) {
+      const auto v = static_cast<uint16_t>(t);
+      raw.write(reinterpret_cast<const char*>(&v), 2);
+    }
+  }
+  const TokenShard headered(path("h.bin"));
+  const TokenShard raw(path("raw.bin"), ShardFormat::kRawUint16);
+  EXPECT_EQ(raw.header_bytes(), 0);
+  ASSERT_EQ(raw.tokens().size, headered.tokens().size);
+  for (int64_t i = 0; i < raw.tokens().size; ++i) {
+    EXPECT_EQ(raw.tokens().at(i), headered.tokens().at(i));
+    EXPECT_EQ(raw.tokens().at(i), tokens[i]);
+  }
+  std::ofstream(path("odd.bin")) << "abc";
+  std::string e;
+  try {
+    TokenShard odd(path("odd.bin"), ShardFormat::kRawUint16);
+  } catch (const std::exception& ex) {
+    e = ex.what();
+  }
+  EXPECT_NE(e.find("odd.bin: data.format raw_uint16 expects an even number of bytes"), std::string::npos) << e;
+  EXPECT_EQ(parse_shard_format("raw_uint16", "data.format"), ShardFormat::kRawUint16);
+  EXPECT_EQ(parse_shard_format("llm.c", "data.format"), ShardFormat::kLlmc);
+  EXPECT_THROW(parse_shard_format("nanogpt", "data.format"), std::invalid_argument);
 }
 
 TEST_F(ShardTest, Uint16RejectsLargeTokens) {
@@ -73,7 +175,8 @@ TEST_F(ShardTest, BadMagicRejected) {
   }
   const std::string e = error_of(path("m.bin"));
   EXPECT_NE(e.find("m.bin"), std::string::npos) << e;
-  EXPECT_NE(e.find("magic expected 20240520, got 12345"), std::string::npos) << e;
+  EXPECT_NE(e.find("magic expected 20240520 (uint16 tokens) or 20240801 (uint32 tokens), got 12345"),
+            std::string::npos) << e;
 }
 
 TEST_F(ShardTest, BadVersionRejected) {
@@ -84,8 +187,9 @@ TEST_F(ShardTest, BadVersionRejected) {
     const int32_t version = 7;
     f.write(reinterpret_cast<const char*>(&version), 4);
   }
-  EXPECT_NE(error_of(path("v.bin")).find("version expected 1 (uint16 tokens) or 2"),
-            std::string::npos);
+  const std::string e = error_of(path("v.bin"));
+  EXPECT_NE(e.find("v.bin: header version expected 1 (uint16 tokens) or 2"), std::string::npos) << e;
+  EXPECT_NE(e.find("got 7"), std::string::npos) << e;
 }
 
 TEST_F(ShardTest, SizeMismatchAndShortFileRejected) {

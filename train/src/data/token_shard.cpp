@@ -43,7 +43,7 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
                                 std::to_string(token_bytes));
   }
   std::vector<int32_t> header(kShardHeaderInts, 0);
-  header[0] = kShardMagic;
+  header[0] = token_bytes == 2 ? kShardMagic : kShardMagicU32;
   header[1] = token_bytes == 2 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
   core::write_file_atomic(path, [&](std::ostream& out) {
@@ -63,8 +63,23 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   });
 }
 
-TokenShard::TokenShard(const std::string& path)
+ShardFormat parse_shard_format(const std::string& name, const std::string& key) {
+  if (name == "llm.c") return ShardFormat::kLlmc;
+  if (name == "raw_uint16") return ShardFormat::kRawUint16;
+  throw std::invalid_argument(key + ": expected llm.c (1024-byte header) or raw_uint16 (no header, "
+                              "uint16 tokens), got \"" + name + "\"");
+}
+
+TokenShard::TokenShard(const std::string& path, ShardFormat format)
     : file_(path, core::MappedFile::Access::kRandom) {  // windows at random offsets
+  if (format == ShardFormat::kRawUint16) {
+    if (file_.size() % 2 != 0) {
+      throw std::runtime_error(path + ": data.format raw_uint16 expects an even number of bytes "
+                               "(uint16 tokens), got " + std::to_string(file_.size()) + " bytes");
+    }
+    tokens_ = {file_.data(), 2, static_cast<int64_t>(file_.size() / 2)};
+    return;
+  }
   if (file_.size() < static_cast<size_t>(kShardHeaderBytes)) {
     throw std::runtime_error(path + ": not a token shard: " + std::to_string(file_.size()) +
                              " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
@@ -72,16 +87,29 @@ TokenShard::TokenShard(const std::string& path)
   }
   int32_t header[3];
   std::memcpy(header, file_.data(), sizeof(header));
-  if (header[0] != kShardMagic) {
-    throw std::runtime_error(path + ": header magic expected " + std::to_string(kShardMagic) +
-                             ", got " + std::to_string(header[0]));
-  }
+  magic_ = header[0];
   version_ = header[1];
-  if (version_ != kShardVersionU16 && version_ != kShardVersionU32) {
-    throw std::runtime_error(path + ": header version expected 1 (uint16 tokens) or 2 (uint32 "
-                             "tokens), got " + std::to_string(version_));
+  if (magic_ != kShardMagic && magic_ != kShardMagicU32) {
+    throw std::runtime_error(path + ": header magic expected " + std::to_string(kShardMagic) +
+                             " (uint16 tokens) or " + std::to_string(kShardMagicU32) +
+                             " (uint32 tokens), got " + std::to_string(magic_));
   }
-  const int width = version_ == kShardVersionU16 ? 2 : 4;
+  int width = 0;
+  if (magic_ == kShardMagic) {
+    if (version_ != kShardVersionU16 && version_ != kShardVersionU32Legacy) {
+      throw std::runtime_error(path + ": header version expected 1 (uint16 tokens) or 2 (our earlier "
+                               "uint32 tokens) with magic " + std::to_string(kShardMagic) + ", got " +
+                               std::to_string(version_));
+    }
+    width = version_ == kShardVersionU16 ? 2 : 4;
+  } else {
+    if (version_ != kShardVersionU32) {
+      throw std::runtime_error(path + ": header version expected 7 (uint32 tokens) with magic " +
+                               std::to_string(kShardMagicU32) + ", got " + std::to_string(version_));
+    }
+    width = 4;
+  }
+  header_bytes_ = kShardHeaderBytes;
   const int64_t count = header[2];
   const auto expected = static_cast<size_t>(kShardHeaderBytes + count * width);
   if (count < 0 || file_.size() != expected) {

@@ -1,7 +1,9 @@
-// Pre-tokenized shards in the llm.c / nanoGPT layout: a header of 256 little-endian int32
-// (magic 20240520, version, token count, rest zero) followed by the tokens. Version 1
-// holds uint16 tokens (llm.c's); version 2 holds uint32 tokens, for vocabularies past
-// 65535. Files are memory-mapped and read window by window.
+// Pre-tokenized shards in llm.c's layout: a header of 256 little-endian int32 (magic,
+// version, token count, rest zero) followed by the tokens. llm.c's two kinds are written
+// and read: magic 20240520 version 1 holds uint16 tokens, magic 20240801 version 7 holds
+// uint32 tokens (vocabularies past 65535). Our earlier uint32 files (magic 20240520
+// version 2) are still read. Also read: nanoGPT's header-less train.bin, a flat array of
+// uint16 tokens (ShardFormat::kRawUint16). Files are memory-mapped, read window by window.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,11 +13,21 @@
 
 namespace comba::train {
 
-inline constexpr int32_t kShardMagic = 20240520;
+inline constexpr int32_t kShardMagic = 20240520;  // llm.c's uint16 shards
+inline constexpr int32_t kShardVersionU16 = 1;
+inline constexpr int32_t kShardMagicU32 = 20240801;  // llm.c's uint32 shards
+inline constexpr int32_t kShardVersionU32 = 7;
+inline constexpr int32_t kShardVersionU32Legacy = 2;  // ours before llm.c's; magic 20240520
 inline constexpr int64_t kShardHeaderInts = 256;
 inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;
-inline constexpr int32_t kShardVersionU16 = 1;
-inline constexpr int32_t kShardVersionU32 = 2;
+
+// How a file lays out its tokens (config key data.format).
+enum class ShardFormat {
+  kLlmc,       // "llm.c": the 1024-byte header above, then the tokens
+  kRawUint16,  // "raw_uint16": no header, the whole file is uint16 tokens (nanoGPT's .bin)
+};
+// "llm.c" or "raw_uint16"; anything else throws naming `key`.
+ShardFormat parse_shard_format(const std::string& name, const std::string& key);
 
 // A read-only view of tokens stored `width` bytes each (1: bytes, 2: uint16, 4: uint32).
 struct TokenSpan {
@@ -29,23 +41,29 @@ struct TokenSpan {
   TokenSpan slice(int64_t begin, int64_t end) const;
 };
 
-// Writes a shard atomically (core/atomic_file.h), for tests and tools.
-// token_bytes: 2 (version 1) or 4 (version 2); values must fit.
+// Writes a shard atomically (core/atomic_file.h), for tests and tools, with llm.c's header
+// values. token_bytes: 2 (magic 20240520 version 1) or 4 (magic 20240801 version 7); values
+// must fit.
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,
                        int token_bytes = 2);
 
 class TokenShard {
  public:
   // Maps `path` and checks the header: every failure names the file and the field.
-  explicit TokenShard(const std::string& path);
+  explicit TokenShard(const std::string& path, ShardFormat format = ShardFormat::kLlmc);
   const TokenSpan& tokens() const { return tokens_; }
-  int32_t version() const { return version_; }
+  int32_t magic() const { return magic_; }      // 0 for raw files
+  int32_t version() const { return version_; }  // 0 for raw files
+  // Where the tokens start in the file: kShardHeaderBytes, or 0 for raw files.
+  int64_t header_bytes() const { return header_bytes_; }
   const std::string& path() const { return file_.path(); }
 
  private:
   core::MappedFile file_;
   TokenSpan tokens_;
+  int32_t magic_ = 0;
   int32_t version_ = 0;
+  int64_t header_bytes_ = 0;
 };
 
 // Files matching a glob pattern, sorted; an empty list when nothing matches.
