@@ -68,6 +68,11 @@ TEST(Config, RangesAndChoices) {
                        "precision: expected one of fp32, bf16, fp64, got \"fp16\""));
   EXPECT_TRUE(contains(problems_of("optimizer: {weight_decay: .nan}"),
                        "optimizer.weight_decay: expected a non-negative number"));
+  EXPECT_TRUE(contains(problems_of("data: {format: nanogpt}"),
+                       "data.format: expected one of llm.c, raw_uint16, got \"nanogpt\""));
+  EXPECT_TRUE(contains(problems_of("data: {format: raw_uint16}"),
+                       "data.format: only data.kind shards reads files of a format, got data.format "
+                       "\"raw_uint16\" with data.kind \"recall\""));
 }
 
 TEST(Config, CrossSectionChecksNameTheKey) {

@@ -79,6 +79,69 @@ TEST(ShardSource, WindowsFromTheirSplitAndPureInIndex) {
   core::remove_tree(dir);
 }
 
+// data.format raw_uint16 (nanoGPT's header-less train.bin): the same tokens as a headered
+// shard give the same batches, and a bad id is placed at its byte offset without a header.
+TEST(ShardSource, RawUint16FilesGiveTheSameBatchesAsHeaderedShards) {
+  const auto dir = fresh_dir("raw");
+  std::vector<uint32_t> train, val;
+  for (uint32_t i = 0; i < 300; ++i) {
+    train.push_back((i * 13) % 97);
+    val.push_back(100 + i % 50);
+  }
+  const auto write_raw = [](const std::string& path, const std::vector<uint32_t>& tokens) {
+    std::ofstream out(path, std::ios::binary);
+    for (const uint32_t t : tokens) {
+      const auto v = static_cast<uint16_t>(t);
+      out.write(reinterpret_cast<const char*>(&v), 2);
+    }
+  };
+  write_token_shard(core::join_path(dir, "h_train.bin"), train, 2);
+  write_token_shard(core::join_path(dir, "h_val.bin"), val, 2);
+  write_raw(core::join_path(dir, "train.bin"), train);
+  write_raw(core::join_path(dir, "val.bin"), val);
+  const BatchOptions shape = batch_shape(2, 24);
+  DataOptions headered = shard_options(core::join_path(dir, "h_train.bin"), core::join_path(dir, "h_val.bin"));
+  DataOptions raw = shard_options(core::join_path(dir, "train.bin"), core::join_path(dir, "val.bin"));
+  raw.format = "raw_uint16";
+  const auto a = make_data_source(headered, shape, 5, 200, 2);
+  const auto b = make_data_source(raw, shape, 5, 200, 2);
+  for (int64_t i = 0; i < 10; ++i) {
+    EXPECT_TRUE(same(a->train_batch(i), b->train_batch(i))) << i;
+    EXPECT_TRUE(same(a->eval_batch(i), b->eval_batch(i))) << i;
+  }
+  // Windows are real file contents: consecutive val tokens in the raw file.
+  const auto row = b->eval_batch(0).input_ids[0];
+  for (int t = 1; t < 24; ++t) {
+    EXPECT_EQ(row[t].item<int64_t>() - 100, (row[t - 1].item<int64_t>() - 100 + 1) % 50);
+  }
+  // Read as llm.c shards, the header-less files are refused naming the file.
+  raw.format = "llm.c";
+  try {
+    make_data_source(raw, shape, 5, 200, 2);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(core::join_path(dir, "train.bin") +
+                                         ": not a token shard: 600 bytes, shorter than the 1024-byte header "
+                                         "(header-less uint16 tokens are read with data.format: raw_uint16)"),
+              std::string::npos)
+        << e.what();
+  }
+  // An id past the vocabulary: byte offset 2 * index, no header to skip.
+  std::vector<uint32_t> bad(20, 7);
+  bad[13] = 300;
+  write_raw(core::join_path(dir, "bad.bin"), bad);
+  raw = shard_options(core::join_path(dir, "bad.bin"), core::join_path(dir, "bad.bin"));
+  raw.format = "raw_uint16";
+  try {
+    make_data_source(raw, batch_shape(1, 32), 0, 256, 2)->train_batch(0);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.bin: token 13 (byte offset 26) is id 300"), std::string::npos)
+        << e.what();
+  }
+  core::remove_tree(dir);
+}
+
 TEST(ShardSource, PackedDocumentsGetCuSeqlens) {
   const auto dir = fresh_dir("packed");
   const uint32_t eos = 2;

@@ -91,6 +91,8 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("data.recall.value_vocab", &d.recall.value_vocab, one_up, "");
   s.add("data.train_files", &d.train_files, {}, "shards: glob of training .bin files");
   s.add("data.val_files", &d.val_files, {}, "shards: glob of validation .bin files");
+  s.add("data.format", &d.format, {"llm.c", "raw_uint16"},
+        "shards: llm.c (256-int32 header) or raw_uint16 (header-less uint16, nanoGPT's train.bin)");
   s.add("data.pack_documents", &d.pack_documents, "shards, random: pack EOS-separated documents");
   s.add("data.random_doc_len", &d.random_doc_len, nonneg, "random: an EOS every N tokens (0: none)");
   s.add("data.eos_id", &d.eos_id, nonneg, "shards: document separator; null: model.eos_token_id");
@@ -206,6 +208,10 @@ std::vector<std::string> check_config(const TrainConfig& c) {
       add("model.vocab_size: byte-level data needs at least " + std::to_string(ByteVocab::kSize) +
           " (256 bytes + BOS, EOS, PAD), got " + std::to_string(c.model.vocab_size));
     }
+  }
+  if (d.format != "llm.c" && d.kind != "shards") {
+    add("data.format: only data.kind shards reads files of a format, got data.format \"" + d.format +
+        "\" with data.kind \"" + d.kind + "\"");
   }
   if (d.pack_documents && d.kind != "shards" && d.kind != "random") {
     add("data.pack_documents: only data.kind shards or random packs documents, got data.kind \"" + d.kind + "\"");

@@ -1,4 +1,4 @@
-// The four data sources: the built-in recall task, llm.c token shards, the user's text as
+// The four data sources: the built-in recall task, token shards (llm.c's or raw uint16), the user's text as
 // bytes, and uniform noise (benchmarks). Shards and bytes share one window sampler.
 #include "comba/train/data/data_source.h"
 
@@ -225,6 +225,7 @@ std::unique_ptr<DataSource> make_shard_source(const DataOptions& options,
   if (val_paths.empty()) {
     throw std::runtime_error("data.val_files: no file matches \"" + options.val_files + "\"");
   }
+  const ShardFormat format = parse_shard_format(options.format, "data.format");
   std::vector<TokenShard> shards;
   std::vector<TokenSpan> train_spans;
   std::vector<TokenSpan> val_spans;
@@ -232,16 +233,16 @@ std::unique_ptr<DataSource> make_shard_source(const DataOptions& options,
   std::vector<SpanOrigin> val_origins;
   for (const auto& p : train_paths) {
     core::require_regular_file(p, "data.train_files");
-    shards.emplace_back(p);
+    shards.emplace_back(p, format);
   }
   for (const auto& p : val_paths) {
     core::require_regular_file(p, "data.val_files");
-    shards.emplace_back(p);
+    shards.emplace_back(p, format);
   }
   for (size_t i = 0; i < shards.size(); ++i) {
     const bool is_train = i < train_paths.size();
     (is_train ? train_spans : val_spans).push_back(shards[i].tokens());
-    (is_train ? train_origins : val_origins).push_back({shards[i].path(), 0, kShardHeaderBytes});
+    (is_train ? train_origins : val_origins).push_back({shards[i].path(), 0, shards[i].header_bytes()});
   }
   WindowSampler train("data.train_files", train_spans, train_origins);
   WindowSampler eval("data.val_files", val_spans, val_origins);
@@ -249,7 +250,8 @@ std::unique_ptr<DataSource> make_shard_source(const DataOptions& options,
     throw std::runtime_error("data: the shards of data.train_files and data.val_files must hold "
                              "tokens; one set is empty");
   }
-  const std::string what = "token shards: " + std::to_string(train_paths.size()) + " train files (" +
+  const std::string what = std::string(format == ShardFormat::kRawUint16 ? "raw uint16 token files: " : "token shards: ") +
+                           std::to_string(train_paths.size()) + " train files (" +
                            std::to_string(train.total()) + " tokens), " +
                            std::to_string(val_paths.size()) + " val files (" +
                            std::to_string(eval.total()) + " tokens)" +

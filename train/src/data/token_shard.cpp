@@ -70,6 +70,11 @@ ShardFormat parse_shard_format(const std::string& name, const std::string& key) 
                               "uint16 tokens), got \"" + name + "\"");
 }
 
+namespace {
+// A file without llm.c's header may be nanoGPT's header-less uint16 tokens.
+constexpr const char* kRawHint = " (header-less uint16 tokens are read with data.format: raw_uint16)";
+}  // namespace
+
 TokenShard::TokenShard(const std::string& path, ShardFormat format)
     : file_(path, core::MappedFile::Access::kRandom) {  // windows at random offsets
   if (format == ShardFormat::kRawUint16) {
@@ -83,7 +88,7 @@ TokenShard::TokenShard(const std::string& path, ShardFormat format)
   if (file_.size() < static_cast<size_t>(kShardHeaderBytes)) {
     throw std::runtime_error(path + ": not a token shard: " + std::to_string(file_.size()) +
                              " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
-                             "-byte header");
+                             "-byte header" + kRawHint);
   }
   int32_t header[3];
   std::memcpy(header, file_.data(), sizeof(header));
@@ -92,7 +97,7 @@ TokenShard::TokenShard(const std::string& path, ShardFormat format)
   if (magic_ != kShardMagic && magic_ != kShardMagicU32) {
     throw std::runtime_error(path + ": header magic expected " + std::to_string(kShardMagic) +
                              " (uint16 tokens) or " + std::to_string(kShardMagicU32) +
-                             " (uint32 tokens), got " + std::to_string(magic_));
+                             " (uint32 tokens), got " + std::to_string(magic_) + kRawHint);
   }
   int width = 0;
   if (magic_ == kShardMagic) {

@@ -21,9 +21,12 @@ struct RecallOptions {
 struct DataOptions {
   std::string kind = "recall";  // recall | shards | bytes | random
   RecallOptions recall;
-  // shards: glob patterns of llm.c-style .bin files for training and evaluation.
+  // shards: glob patterns of .bin files for training and evaluation.
   std::string train_files;
   std::string val_files;
+  // shards: "llm.c" (1024-byte header: uint16 or uint32 tokens) or "raw_uint16" (no
+  // header, uint16 tokens: nanoGPT's train.bin / val.bin).
+  std::string format = "llm.c";
   // shards: pack documents separated by eos_id with cu_seqlens so that none sees another.
   bool pack_documents = false;
   std::optional<int64_t> eos_id;  // null: the model's eos_token_id
