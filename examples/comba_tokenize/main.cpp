@@ -22,6 +22,7 @@
 #include "comba/core/file_util.h"
 #include "comba/io/tokenizer.h"
 #include "comba/train/data/token_shard.h"
+#include "train_tokenizer.h"
 
 namespace {
 
@@ -134,6 +135,8 @@ class Progress {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Training a tokenizer is a mode of its own, with its own flags (train_tokenizer.cpp).
+  if (comba::tokenize::wants_tokenizer_training(argc, argv)) return comba::tokenize::train_tokenizer_main(argc, argv);
   Options o;
   if (const auto status = parse(argc, argv, o)) return *status;
   try {
