@@ -32,6 +32,7 @@
 #include "comba/core/file_util.h"
 #include "comba/io/tokenizer.h"
 #include "comba/train/data/token_shard.h"
+#include "train_tokenizer.h"
 
 namespace {
 
@@ -236,6 +237,8 @@ std::vector<std::vector<int>> encode_all(const std::vector<Document>& docs, int6
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Training a tokenizer is a mode of its own, with its own flags (train_tokenizer.cpp).
+  if (comba::tokenize::wants_tokenizer_training(argc, argv)) return comba::tokenize::train_tokenizer_main(argc, argv);
   Options o;
   if (const auto status = parse(argc, argv, o)) return *status;
   try {

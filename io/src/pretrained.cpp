@@ -294,9 +294,63 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
   config.model = model->config();
   config.extra = extra.is_object() ? extra : ordered_json::object();
   write_config(core::join_path(dir, kConfigFile), config, dtype_label(stored));
+  core::write_file_atomic(core::join_path(dir, kGenerationConfigFile),
+                          hf_generation_config(config.model).dump(2) + "\n");
   if (!options.tokenizer_model().empty()) {
+    // Pieces first: a model that does not load fails before anything is copied.
+    const SpecialPieces pieces = special_pieces(options.tokenizer_model());
     core::copy_file(options.tokenizer_model(), core::join_path(dir, kTokenizerFile));
+    core::write_file_atomic(core::join_path(dir, kTokenizerConfigFile),
+                            hf_tokenizer_config(pieces, config.model).dump(2) + "\n");
+    core::write_file_atomic(core::join_path(dir, kSpecialTokensFile), hf_special_tokens_map(pieces).dump(2) + "\n");
   }
+}
+
+SpecialPieces special_pieces(const std::string& tokenizer_model) {
+  if (!Tokenizer::available()) return {"<unk>", "<s>", "</s>", ""};
+  const Tokenizer tok(tokenizer_model);
+  const auto piece = [&](int id) { return id >= 0 ? tok.id_to_piece(id) : std::string(); };
+  return {piece(tok.unk_id()), piece(tok.bos_id()), piece(tok.eos_id()), piece(tok.pad_id())};
+}
+
+namespace {
+
+ordered_json piece_or_null(const std::string& piece) { return piece.empty() ? ordered_json(nullptr) : ordered_json(piece); }
+
+ordered_json id_or_null(int64_t id) { return id >= 0 ? ordered_json(id) : ordered_json(nullptr); }
+
+}  // namespace
+
+ordered_json hf_tokenizer_config(const SpecialPieces& pieces, const nn::CombaConfig& model) {
+  return {{"tokenizer_class", "LlamaTokenizer"},
+          // comba-tokenize and Tokenizer::encode add neither; the ids must match ours.
+          {"add_bos_token", false},
+          {"add_eos_token", false},
+          {"bos_token", piece_or_null(pieces.bos)},
+          {"eos_token", piece_or_null(pieces.eos)},
+          {"unk_token", piece_or_null(pieces.unk)},
+          {"pad_token", piece_or_null(pieces.pad)},
+          {"model_max_length", model.max_position_embeddings},
+          // SentencePiece's own encoding of plain text (no prefix-space rewriting).
+          {"legacy", true},
+          {"clean_up_tokenization_spaces", false},
+          {"sp_model_kwargs", ordered_json::object()}};
+}
+
+ordered_json hf_special_tokens_map(const SpecialPieces& pieces) {
+  ordered_json out = ordered_json::object();
+  if (!pieces.bos.empty()) out["bos_token"] = pieces.bos;
+  if (!pieces.eos.empty()) out["eos_token"] = pieces.eos;
+  if (!pieces.unk.empty()) out["unk_token"] = pieces.unk;
+  if (!pieces.pad.empty()) out["pad_token"] = pieces.pad;
+  return out;
+}
+
+ordered_json hf_generation_config(const nn::CombaConfig& model) {
+  return {{"_from_model_config", true},
+          {"bos_token_id", id_or_null(model.bos_token_id)},
+          {"eos_token_id", id_or_null(model.eos_token_id)},
+          {"pad_token_id", id_or_null(model.pad_token_id)}};
 }
 
 ModelConfigFile read_pretrained_config(const std::string& dir) {

@@ -4,6 +4,7 @@
 #include "comba/io/tokenizer.h"
 
 #include <new>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
@@ -125,17 +126,75 @@ int Tokenizer::eos_id() const { return impl_->lib->special_id(impl_->model.get()
 int Tokenizer::pad_id() const { return impl_->lib->special_id(impl_->model.get(), COMBA_SPM_PAD); }
 int Tokenizer::unk_id() const { return impl_->lib->special_id(impl_->model.get(), COMBA_SPM_UNK); }
 
+namespace {
+
+void check_option(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("train_sentencepiece: " + message);
+}
+
+// SentencePieceTrainer::Train splits its argument string at spaces, and --input at commas.
+void check_path(const std::string& path, const char* option, bool list) {
+  check_option(!path.empty(), std::string(option) + ": expected a path, got an empty one");
+  for (const char c : path) {
+    const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    check_option(!space && !(list && c == ','), std::string(option) + ": \"" + path + "\": SentencePiece's trainer " +
+                                                   "cannot take a path with " + (space ? "whitespace" : "a comma"));
+  }
+}
+
+}  // namespace
+
+void train_sentencepiece(const TrainTokenizerOptions& o) {
+  check_option(!o.input_files.empty(), "input_files: expected at least one file");
+  for (const auto& f : o.input_files) check_path(f, "input_files", /*list=*/true);
+  check_path(o.model_prefix, "model_prefix", /*list=*/false);
+  check_option(o.vocab_size > 0, "vocab_size: expected > 0, got " + std::to_string(o.vocab_size));
+  check_option(o.model_type == "unigram" || o.model_type == "bpe" || o.model_type == "char" || o.model_type == "word",
+               "model_type: expected one of unigram, bpe, char, word, got \"" + o.model_type + "\"");
+  check_option(o.input_sentence_size >= 0,
+               "input_sentence_size: expected >= 0 (0: all), got " + std::to_string(o.input_sentence_size));
+  check_option(o.character_coverage > 0.0 && o.character_coverage <= 1.0,
+               "character_coverage: expected in (0, 1], got " + std::to_string(o.character_coverage));
+  check_option(o.unk_id >= 0, "unk_id: expected >= 0 (SentencePiece needs <unk>), got " + std::to_string(o.unk_id));
+  check_option(o.num_threads >= 1, "num_threads: expected >= 1, got " + std::to_string(o.num_threads));
+  const std::vector<std::pair<const char*, int>> ids = {
+      {"unk_id", o.unk_id}, {"bos_id", o.bos_id}, {"eos_id", o.eos_id}, {"pad_id", o.pad_id}};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    check_option(ids[i].second >= -1 && ids[i].second < o.vocab_size,
+                 std::string(ids[i].first) + ": expected -1 (none) or an id below vocab_size " +
+                     std::to_string(o.vocab_size) + ", got " + std::to_string(ids[i].second));
+    for (size_t j = 0; j < i; ++j) {
+      check_option(ids[i].second < 0 || ids[i].second != ids[j].second,
+                   std::string(ids[i].first) + " and " + ids[j].first + ": both " + std::to_string(ids[i].second) +
+                       "; special ids must differ");
+    }
+  }
+  const auto& lib = library("train_sentencepiece(" + o.model_prefix + ")");
+  std::string inputs;
+  for (const auto& f : o.input_files) inputs += (inputs.empty() ? "" : ",") + f;
+  std::ostringstream args;
+  args << "--input=" << inputs << " --model_prefix=" << o.model_prefix << " --vocab_size=" << o.vocab_size
+       << " --model_type=" << o.model_type << " --character_coverage=" << o.character_coverage
+       << " --byte_fallback=" << (o.byte_fallback ? "true" : "false") << " --unk_id=" << o.unk_id
+       << " --bos_id=" << o.bos_id << " --eos_id=" << o.eos_id << " --pad_id=" << o.pad_id
+       << " --num_threads=" << o.num_threads << " --minloglevel=2";
+  // A sample of the corpus, drawn at random from all of it (SentencePiece reservoir-samples).
+  if (o.input_sentence_size > 0) {
+    args << " --input_sentence_size=" << o.input_sentence_size << " --shuffle_input_sentence=true";
+  }
+  if (lib.train(args.str().c_str()) != 0) {
+    throw std::runtime_error("train_sentencepiece(" + o.model_prefix + "): " + lib.last_error());
+  }
+}
+
 void train_sentencepiece(const std::string& input_file, const std::string& model_prefix, int vocab_size,
                          const std::string& model_type) {
-  const auto& lib = library("train_sentencepiece(" + input_file + ")");
-  // Llama-style ids (unk 0, bos 1, eos 2), which is what fla's configs assume.
-  const std::string args = "--input=" + input_file + " --model_prefix=" + model_prefix +
-                           " --vocab_size=" + std::to_string(vocab_size) + " --model_type=" + model_type +
-                           " --character_coverage=1.0 --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1"
-                           " --minloglevel=2 --num_threads=1";
-  if (lib.train(args.c_str()) != 0) {
-    throw std::runtime_error("train_sentencepiece(" + input_file + "): " + lib.last_error());
-  }
+  TrainTokenizerOptions options;
+  options.input_files = {input_file};
+  options.model_prefix = model_prefix;
+  options.vocab_size = vocab_size;
+  options.model_type = model_type;
+  train_sentencepiece(options);
 }
 
 Tokenizer::~Tokenizer() = default;

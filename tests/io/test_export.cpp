@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "comba/core/file_util.h"
@@ -19,6 +22,7 @@
 #include "comba/train/config/config.h"
 #include "support/file_bytes.h"
 #include "support/scratch_dir.h"
+#include "io/text_gen.h"
 
 namespace comba::io {
 namespace {
@@ -56,6 +60,14 @@ TEST(Export, RunDirectoryBecomesAModelFolder) {
       << testing::read_bytes(dir.file("log"));
   EXPECT_THAT(testing::read_bytes(dir.file("log")), HasSubstr("\"step\":20"));
   EXPECT_TRUE(core::path_exists(out + "/model.safetensors.index.json"));
+  // generation_config.json always, with the config's special ids; no tokenizer files
+  // without --tokenizer.
+  const auto generation = nlohmann::json::parse(testing::read_bytes(out + "/generation_config.json"));
+  EXPECT_EQ(generation.at("bos_token_id"), config.model.bos_token_id);
+  EXPECT_EQ(generation.at("eos_token_id"), config.model.eos_token_id);
+  if (config.model.pad_token_id < 0) EXPECT_TRUE(generation.at("pad_token_id").is_null());
+  EXPECT_FALSE(core::path_exists(out + "/tokenizer_config.json"));
+  EXPECT_FALSE(core::path_exists(out + "/special_tokens_map.json"));
   auto loaded = load_pretrained(out);
   EXPECT_EQ(loaded.config.model.hidden_size, config.model.hidden_size);
   EXPECT_EQ(loaded.config.extra.at("comba_export").at("step"), 20);
@@ -111,6 +123,75 @@ TEST(Export, TokenizerMustBeASentencePieceModel) {
   ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --tokenizer \"" + dir.file("sp.model") + "\"", dir.file("log")), 0)
       << testing::read_bytes(dir.file("log"));
   EXPECT_EQ(testing::read_bytes(out + "/tokenizer.model"), testing::read_bytes(dir.file("sp.model")));
+}
+
+// Issue 19: an export with --tokenizer once held tokenizer.model alone, which
+// transformers.AutoTokenizer cannot open. Now tokenizer_config.json and
+// special_tokens_map.json name the class and the tokenizer's own special pieces, and the
+// Python side (tests/python/test_hf_tokenizer.py) checks that transformers encodes a few
+// strings to our ids (skipped where transformers or sentencepiece is not importable).
+TEST(Export, TokenizerFilesTransformersOpens) {
+  if (!Tokenizer::available()) GTEST_SKIP() << "built without SentencePiece";
+  testing::TempDir dir;
+  const std::string run_dir = dir.file("run");
+  train::TrainConfig config;
+  config.logging.run_dir = run_dir;
+  config.model.max_position_embeddings = 777;
+  torch::manual_seed(4);
+  nn::CombaForCausalLM model(config.model);
+  write_run(run_dir, config, model, 3);
+  {
+    std::ofstream corpus(dir.file("corpus.txt"));
+    std::mt19937 rng(19);
+    for (int i = 0; i < 400; ++i) corpus << testing::sentence(rng) << "\n";
+  }
+  train_sentencepiece(dir.file("corpus.txt"), dir.file("sp"), /*vocab_size=*/120, "bpe");
+  const Tokenizer tok(dir.file("sp.model"));
+  const std::string out = dir.file("exported");
+  ASSERT_EQ(run("\"" + run_dir + "\" \"" + out + "\" --tokenizer \"" + dir.file("sp.model") + "\"", dir.file("log")), 0)
+      << testing::read_bytes(dir.file("log"));
+
+  const auto tc = nlohmann::json::parse(testing::read_bytes(out + "/tokenizer_config.json"));
+  EXPECT_EQ(tc.at("tokenizer_class"), "LlamaTokenizer");
+  EXPECT_EQ(tc.at("bos_token"), tok.id_to_piece(tok.bos_id()));
+  EXPECT_EQ(tc.at("eos_token"), tok.id_to_piece(tok.eos_id()));
+  EXPECT_EQ(tc.at("unk_token"), tok.id_to_piece(tok.unk_id()));
+  EXPECT_EQ(tc.at("bos_token"), "<s>");  // train_sentencepiece's pieces, independently
+  EXPECT_EQ(tc.at("eos_token"), "</s>");
+  EXPECT_TRUE(tc.at("pad_token").is_null());  // the model has no pad id
+  EXPECT_EQ(tc.at("add_bos_token"), false);   // comba-tokenize adds BOS only with --bos
+  EXPECT_EQ(tc.at("add_eos_token"), false);
+  EXPECT_EQ(tc.at("model_max_length"), 777);
+  const auto special = nlohmann::json::parse(testing::read_bytes(out + "/special_tokens_map.json"));
+  EXPECT_EQ(special, nlohmann::json({{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}}));
+  const auto generation = nlohmann::json::parse(testing::read_bytes(out + "/generation_config.json"));
+  EXPECT_EQ(generation.at("bos_token_id"), config.model.bos_token_id);
+  EXPECT_EQ(generation.at("eos_token_id"), config.model.eos_token_id);
+
+  // What our tokenizer makes of a few strings, for transformers to match.
+  nlohmann::json expected = {{"texts", nlohmann::json::array()}, {"ids", nlohmann::json::array()},
+                             {"bos_id", tok.bos_id()}, {"eos_id", tok.eos_id()}, {"unk_id", tok.unk_id()},
+                             {"model_max_length", 777}, {"config_bos_id", config.model.bos_token_id},
+                             {"config_eos_id", config.model.eos_token_id}};
+  std::mt19937 rng(7);
+  for (int i = 0; i < 5; ++i) {
+    const std::string text = testing::sentence(rng);
+    expected["texts"].push_back(text);
+    expected["ids"].push_back(tok.encode(text));
+  }
+  {
+    std::ofstream f(dir.file("expected.json"));
+    f << expected.dump();
+  }
+  const char* env = std::getenv("COMBA_PYTHON");
+  const std::string python = env && *env ? env : COMBA_PYTHON;
+  const std::string cmd = "\"" + python + "\" \"" COMBA_HF_TOKENIZER_SCRIPT "\" \"" + out + "\" \"" +
+                          dir.file("expected.json") + "\" > \"" + dir.file("py.log") + "\" 2>&1";
+  const int status = std::system(cmd.c_str());
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  // 77: transformers or sentencepiece missing there; 127: no such interpreter.
+  if (rc == 77 || rc == 127) GTEST_SKIP() << python << ": " << testing::read_bytes(dir.file("py.log"));
+  EXPECT_EQ(rc, 0) << testing::read_bytes(dir.file("py.log"));
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 //   model.safetensors                all tensors, or, past SaveOptions::max_shard_bytes:
 //   model.safetensors.index.json     {"metadata": {"total_size": N}, "weight_map": {name: shard}}
 //   model-00001-of-0000K.safetensors ...
-//   tokenizer.model                  optional SentencePiece model (tokenizer.h)
+//   generation_config.json           bos/eos/pad ids of the config (transformers' generate)
+//   tokenizer.model                  optional SentencePiece model (tokenizer.h), with
+//   tokenizer_config.json            what transformers.AutoTokenizer needs to open it as a
+//   special_tokens_map.json          LlamaTokenizer (hf_tokenizer_files below)
 //
 // Tensor names are fla's checkpoint names, which are CombaForCausalLM's named_parameters().
 // Tied embeddings are written as fla (transformers) writes them: model.embeddings.weight
@@ -34,6 +37,28 @@ inline constexpr const char* kConfigFile = "config.json";
 inline constexpr const char* kWeightsFile = "model.safetensors";
 inline constexpr const char* kIndexFile = "model.safetensors.index.json";
 inline constexpr const char* kTokenizerFile = "tokenizer.model";
+inline constexpr const char* kTokenizerConfigFile = "tokenizer_config.json";
+inline constexpr const char* kSpecialTokensFile = "special_tokens_map.json";
+inline constexpr const char* kGenerationConfigFile = "generation_config.json";
+
+// The special pieces of a SentencePiece model, as transformers names them; "" where the
+// model has no such id.
+struct SpecialPieces {
+  std::string unk, bos, eos, pad;
+};
+// Read from the model file when SentencePiece is available; otherwise SentencePiece's
+// trainer defaults (<unk>, <s>, </s>, no pad), which is what train_sentencepiece writes.
+SpecialPieces special_pieces(const std::string& tokenizer_model);
+
+// The bodies of tokenizer_config.json and special_tokens_map.json for a SentencePiece
+// tokenizer beside a model of config `model`: tokenizer_class LlamaTokenizer (which
+// AutoTokenizer opens from tokenizer.model), no BOS/EOS added by encode (comba-tokenize
+// adds BOS only with --bos, and encode() never does), model_max_length from
+// max_position_embeddings.
+nlohmann::ordered_json hf_tokenizer_config(const SpecialPieces& pieces, const nn::CombaConfig& model);
+nlohmann::ordered_json hf_special_tokens_map(const SpecialPieces& pieces);
+// generation_config.json: the config's bos/eos/pad ids (null where -1: none).
+nlohmann::ordered_json hf_generation_config(const nn::CombaConfig& model);
 
 // safetensors dtype <-> torch dtype (throws FormatError for dtypes torch lacks here).
 c10::ScalarType to_scalar_type(Dtype dtype);
@@ -69,8 +94,9 @@ struct LoadOptions {
 // lm_head.weight when tied). Views of the parameters: no copy.
 std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors(const nn::CombaForCausalLM& model);
 
-// Writes config.json (the model's config plus `extra` keys), the weights (single file or
-// shards) and optionally tokenizer.model into `dir` (created if missing). Weight files
+// Writes config.json (the model's config plus `extra` keys), generation_config.json, the
+// weights (single file or shards) and optionally tokenizer.model with its
+// tokenizer_config.json and special_tokens_map.json into `dir` (created if missing). Weight files
 // of an earlier save that the new layout does not use are removed, so that a folder never
 // mixes two saves.
 void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, const SaveOptions& options = {},

@@ -6,6 +6,7 @@
 // exists, available() is false and constructing one throws saying why, so that programs
 // and tests decide at run time instead of through #ifdefs of their own.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +50,35 @@ class Tokenizer {
   std::string path_;
 };
 
-// Trains a SentencePiece model on a text file (one sentence per line) with SentencePiece's
-// own trainer, writing <model_prefix>.model and .vocab. `model_type`: unigram, bpe, char,
-// word. Throws when SentencePiece is unavailable or training fails.
+// What SentencePiece's trainer is asked for (train_sentencepiece below).
+struct TrainTokenizerOptions {
+  std::vector<std::string> input_files;  // text, one sentence per line
+  std::string model_prefix;              // writes <model_prefix>.model and .vocab
+  int vocab_size = 8000;
+  std::string model_type = "unigram";    // unigram, bpe, char or word
+  // Train on this many sentences sampled from the input (0: every sentence), so that a
+  // corpus larger than memory can be used.
+  int64_t input_sentence_size = 0;
+  // Characters outside the vocabulary become their UTF-8 bytes (<0x..> pieces) instead
+  // of <unk>: every text round-trips.
+  bool byte_fallback = false;
+  double character_coverage = 1.0;
+  // Special ids; Llama-style defaults (unk 0, bos 1, eos 2, no pad), which fla's configs
+  // (bos_token_id 1, eos_token_id 2) assume. -1: none (not for unk).
+  int unk_id = 0;
+  int bos_id = 1;
+  int eos_id = 2;
+  int pad_id = -1;
+  int num_threads = 1;
+};
+
+// Trains a SentencePiece model with SentencePiece's own trainer. Throws
+// std::invalid_argument naming the option for bad options (SentencePiece's argument string
+// cannot carry whitespace in paths, or commas in input paths), std::runtime_error when
+// SentencePiece is unavailable or training fails.
+void train_sentencepiece(const TrainTokenizerOptions& options);
+
+// One input file, Llama-style ids, one thread.
 void train_sentencepiece(const std::string& input_file, const std::string& model_prefix, int vocab_size,
                          const std::string& model_type = "unigram");
 
