@@ -1,13 +1,17 @@
 // comba-eval: the loss of a model over a whole validation set, as one JSON line
-// {tokens, loss, perplexity, bits_per_byte (byte data only), seconds}.
+// {tokens, loss, perplexity, bits_per_byte (byte data only), seconds}; or, with --choices,
+// multiple-choice accuracy {items, accuracy, accuracy_norm, seconds}.
 //
 //   comba-eval (--run-dir DIR | --model FOLDER) [--data 'glob'] [--seq-len N] [--batch N]
-//              [--max-tokens N] [--packed] [--device DEV] [--debug]
+//              [--max-tokens N] [--packed] [--choices FILE.jsonl] [--device DEV] [--debug]
 //
 // --run-dir: the run's config.yaml and its newest readable checkpoint; without --data, the
 // run's own validation data (data.val_files, or the held-out bytes of data.text_files).
 // --model: a save_pretrained / comba-export folder; --data (llm.c token shards) is needed.
 // The windows are the trainer's eval.full_pass ones (train/src/evaluate.cpp).
+// --choices: lines {"context": [ids] or "text", "choices": [...], "label": i}; each choice
+// scored by the summed log-likelihood of its tokens (train/src/choice_scorer.cpp); text
+// needs the folder's tokenizer.model.
 #include <torch/serialize/input-archive.h>
 #include <torch/torch.h>
 
@@ -20,8 +24,10 @@
 #include "comba/core/cli.h"
 #include "comba/core/file_util.h"
 #include "comba/io/pretrained.h"
+#include "comba/io/tokenizer.h"
 #include "comba/train/checkpoint/checkpoint.h"
 #include "comba/train/checkpoint/checkpoint_file.h"
+#include "comba/train/choice_scorer.h"
 #include "comba/train/config/config.h"
 #include "comba/train/data/data_source.h"
 #include "comba/train/evaluate.h"
@@ -33,7 +39,7 @@ namespace cli = comba::cli;
 namespace train = comba::train;
 
 struct Args {
-  std::string run_dir, model_dir, data, device = "auto";
+  std::string run_dir, model_dir, data, choices, device = "auto";
   int64_t seq_len = 0, batch = 1, max_tokens = 0;
   bool packed = false, debug = false;
 };
@@ -46,17 +52,20 @@ std::optional<int> parse(int argc, char** argv, Args& a) {
   auto* run = app.add_option("--run-dir", a.run_dir, "a comba-train run directory (config.yaml + checkpoints)");
   auto* model = app.add_option("--model", a.model_dir, "a model folder written by save_pretrained / comba-export");
   run->excludes(model);
-  app.add_option("--data", a.data, "glob of llm.c token shards (default with --run-dir: the run's validation data)");
+  auto* data = app.add_option("--data", a.data, "glob of llm.c token shards (default with --run-dir: the run's validation data)");
   app.add_option("--seq-len", a.seq_len, "tokens per window (default: the run's batch.seq_len; 1024 with --model)")
       ->check(cli::integer_at_least(2));
   app.add_option("--batch", a.batch, "windows per forward")->check(cli::integer_at_least(1));
   app.add_option("--max-tokens", a.max_tokens, "read at most N tokens (0: all)")->check(cli::integer_at_least(0));
+  auto* choices = app.add_option("--choices", a.choices, "score a JSONL file of {context, choices, label} instead")
+      ->check(CLI::ExistingFile);
+  choices->excludes(data);
   app.add_flag("--packed", a.packed, "split documents at EOS and run each alone (cu_seqlens) instead of windows across them");
   app.add_option("--device", a.device, "auto, cpu, cuda or cuda:N")->check(cli::one_of({"auto"}) | cli::device_name());
   cli::add_debug_flag(app, a.debug);
   if (const auto status = cli::parse(app, argc, argv)) return status;
   if (a.run_dir.empty() && a.model_dir.empty()) return cli::usage_error(app, "--run-dir or --model: one is required");
-  if (!a.model_dir.empty() && a.data.empty()) return cli::usage_error(app, "--data: required with --model");
+  if (!a.model_dir.empty() && a.data.empty() && a.choices.empty()) return cli::usage_error(app, "--data: required with --model");
   return std::nullopt;
 }
 
@@ -99,6 +108,7 @@ int main(int argc, char** argv) {
     const torch::Device device = train::resolve_device(args.device);
     comba::nn::CombaForCausalLM model{nullptr};
     std::optional<train::TrainConfig> config;
+    std::shared_ptr<comba::io::Tokenizer> tokenizer;
     int64_t eos = -1;
     if (!args.run_dir.empty()) {
       const std::string config_path = comba::core::join_path(args.run_dir, "config.yaml");
@@ -109,11 +119,29 @@ int main(int argc, char** argv) {
       model = load_run_model(args.run_dir, *config);
       eos = config->data.eos_id.value_or(config->model.eos_token_id);
     } else {
-      auto loaded = comba::io::load_pretrained(args.model_dir, comba::io::LoadOptions().load_tokenizer(false));
+      auto loaded =
+          comba::io::load_pretrained(args.model_dir, comba::io::LoadOptions().load_tokenizer(!args.choices.empty()));
       model = loaded.model;
+      tokenizer = loaded.tokenizer;
       eos = model->config().eos_token_id;
     }
     model->to(device);
+
+    if (!args.choices.empty()) {
+      train::EncodeFn encode;
+      if (tokenizer) {
+        encode = [&](const std::string& text) {
+          const auto ids = tokenizer->encode(text);
+          return std::vector<int64_t>(ids.begin(), ids.end());
+        };
+      }
+      const auto items = train::read_choices(args.choices, encode, model->config().vocab_size, "--choices");
+      const train::ChoiceResult r = train::score_choices(model, items, device);
+      nlohmann::ordered_json line = {{"items", r.items}, {"accuracy", r.accuracy}, {"accuracy_norm", r.accuracy_norm}};
+      line["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::cout << line.dump() << std::endl;
+      return 0;
+    }
 
     // The tokens: --data's shards, or the run's own validation data.
     std::vector<train::TokenShard> shards;  // kept mapped while evaluating

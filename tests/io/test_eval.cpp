@@ -1,12 +1,15 @@
 // comba-eval end to end: the JSON line it prints parses and carries the loss of the shared
 // full-pass function (train/src/evaluate.cpp) for a model folder over token shards (dense
-// and packed) and for a run directory over its own held-out bytes (with bits per byte).
+// and packed) and for a run directory over its own held-out bytes (with bits per byte);
+// --choices: accuracy and length-normalised accuracy equal those of log-likelihoods the
+// test computes token by token (each token from its own prefix, in fp64).
 #include <sys/wait.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +19,7 @@
 #include "comba/io/pretrained.h"
 #include "comba/train/checkpoint/checkpoint.h"
 #include "comba/train/checkpoint/checkpoint_file.h"
+#include "comba/train/choice_scorer.h"
 #include "comba/train/config/config.h"
 #include "comba/train/data/data_source.h"
 #include "comba/train/data/token_shard.h"
@@ -122,6 +126,83 @@ TEST(CombaEval, RunDirectoryOverItsHeldOutBytesReportsBitsPerByte) {
   EXPECT_EQ(line["tokens"].get<int64_t>(), sums.targets);
   EXPECT_NEAR(line["loss"].get<double>(), loss, 1e-6 * loss) << out;
   EXPECT_NEAR(line["bits_per_byte"].get<double>(), line["loss"].get<double>() / std::log(2.0), 1e-9) << out;
+}
+
+// log p(choice | context) summed token by token, each token predicted from a forward of
+// its own prefix alone.
+double choice_ll(nn::CombaForCausalLM& model, std::vector<int64_t> ids, const std::vector<int64_t>& choice) {
+  const torch::NoGradGuard no_grad;
+  model->eval();
+  double sum = 0;
+  for (const int64_t t : choice) {
+    const auto logits = model->forward(torch::tensor(ids).unsqueeze(0)).logits[0][-1].to(torch::kDouble);
+    sum += torch::log_softmax(logits, -1)[t].item<double>();
+    ids.push_back(t);
+  }
+  return sum;
+}
+
+TEST(CombaEval, ChoicesScoredByTheLogLikelihoodOfEachChoice) {
+  testing::TempDir dir("comba_eval_choices");
+  torch::manual_seed(7);
+  nn::CombaForCausalLM model(testing::tiny_config());
+  const std::string folder = dir.file("model");
+  save_pretrained(model, folder);
+  auto loaded = load_pretrained(folder);
+  // Items of 2-4 choices of 1-3 tokens; labels alternate between the raw and the
+  // length-normalised best (and a wrong one) so that the two accuracies differ.
+  std::ofstream file(dir.file("choices.jsonl"));
+  int right = 0, right_norm = 0, items = 0;
+  for (int i = 0; i < 6; ++i) {
+    const std::vector<int64_t> context = {1 + i, 7, 3 + 2 * i};
+    std::vector<std::vector<int64_t>> choices;
+    for (int c = 0; c < 2 + i % 3; ++c) {
+      std::vector<int64_t> choice;
+      for (int t = 0; t <= (c + i) % 3; ++t) choice.push_back((11 * i + 5 * c + 3 * t) % 64);
+      choices.push_back(choice);
+    }
+    std::vector<double> ll, norm;
+    for (const auto& c : choices) {
+      ll.push_back(choice_ll(loaded.model, context, c));
+      norm.push_back(ll.back() / static_cast<double>(c.size()));
+    }
+    const auto best = std::max_element(ll.begin(), ll.end()) - ll.begin();
+    const auto best_norm = std::max_element(norm.begin(), norm.end()) - norm.begin();
+    const int64_t label = i % 3 == 0 ? best : i % 3 == 1 ? best_norm : (best + 1) % static_cast<int64_t>(choices.size());
+    right += label == best;
+    right_norm += label == best_norm;
+    ++items;
+    file << nlohmann::json({{"context", context}, {"choices", choices}, {"label", label}}).dump() << "\n";
+  }
+  file.close();
+  std::string out;
+  ASSERT_EQ(run("--model " + folder + " --choices " + dir.file("choices.jsonl") + " --device cpu", dir.path(), &out), 0)
+      << out;
+  const auto line = nlohmann::json::parse(out);
+  EXPECT_EQ(line["items"].get<int64_t>(), items);
+  EXPECT_DOUBLE_EQ(line["accuracy"].get<double>(), static_cast<double>(right) / items) << out;
+  EXPECT_DOUBLE_EQ(line["accuracy_norm"].get<double>(), static_cast<double>(right_norm) / items) << out;
+
+  // The scorer's own log-likelihoods against the token-by-token ones.
+  train::ChoiceItem item;
+  item.context = {4, 9};
+  item.choices = {{5}, {6, 7, 8}};
+  const auto ll = train::choice_log_likelihoods(loaded.model, item, torch::kCPU);
+  ASSERT_EQ(ll.size(), 2u);
+  EXPECT_NEAR(ll[0], choice_ll(loaded.model, item.context, item.choices[0]), 1e-5);
+  EXPECT_NEAR(ll[1], choice_ll(loaded.model, item.context, item.choices[1]), 1e-5);
+
+  // Bad lines are named with the flag, the file and the line.
+  std::ofstream(dir.file("bad.jsonl")) << R"({"context": [1], "choices": [[2], [3]], "label": 0})" "\n"
+                                       << R"({"context": [1], "choices": [[2], [3]], "label": 2})" "\n";
+  ASSERT_EQ(run("--model " + folder + " --choices " + dir.file("bad.jsonl"), dir.path(), &out), 1);
+  EXPECT_THAT(out, ::testing::HasSubstr("--choices: " + dir.file("bad.jsonl") + " line 2: label: expected an index in [0, 2), got 2"));
+  std::ofstream(dir.file("text.jsonl")) << R"({"context": "a cat", "choices": ["sat", "ran"], "label": 0})" "\n";
+  ASSERT_EQ(run("--model " + folder + " --choices " + dir.file("text.jsonl"), dir.path(), &out), 1);
+  EXPECT_THAT(out, ::testing::HasSubstr("line 1: context is text, which needs a tokenizer"));
+  std::ofstream(dir.file("vocab.jsonl")) << R"({"context": [1], "choices": [[64]], "label": 0})" "\n";
+  ASSERT_EQ(run("--model " + folder + " --choices " + dir.file("vocab.jsonl"), dir.path(), &out), 1);
+  EXPECT_THAT(out, ::testing::HasSubstr("choices[0]: expected token ids (integers in [0, 64)"));
 }
 
 }  // namespace
