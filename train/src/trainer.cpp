@@ -21,6 +21,7 @@
 #include "comba/train/distributed/distributed.h"
 #include "comba/core/file_util.h"
 #include "comba/train/distributed/grad_reducer.h"
+#include "comba/train/evaluate.h"
 #include "comba/train/metrics/loss_plot.h"
 #include "comba/train/master_weights.h"
 #include "comba/train/metrics/memory_stats.h"
@@ -139,6 +140,7 @@ struct Trainer::State {
   std::unique_ptr<DataSource> data;
   std::unique_ptr<Prefetcher> prefetcher;
   std::vector<Batch> eval_batches;  // host copies, the same every evaluation (this rank's share)
+  ValidationSet val_set;            // eval.full_pass: every validation token
   bool evaluates = false;
   MetricsLog metrics;
   LossCurves curves;
@@ -286,8 +288,14 @@ void Trainer::State::setup() {
             std::to_string(config.batch.tokens_per_step()) + " tokens per step");
   log::info("data: " + data->describe());
 
-  evaluates = !config.train.benchmark && config.eval.batches > 0;
-  if (evaluates) {
+  evaluates = !config.train.benchmark && (config.eval.batches > 0 || config.eval.full_pass);
+  if (evaluates && config.eval.full_pass) {
+    val_set = data->validation_set();
+    if (val_set.spans.empty()) {
+      throw std::invalid_argument("eval.full_pass: data.kind \"" + config.data.kind +
+                                  "\" has no validation files (expected shards or bytes)");
+    }
+  } else if (evaluates) {
     // Each rank evaluates every world_size-th batch; the sums are added at eval time.
     const int world = dist ? dist->world_size() : 1;
     const int rank = dist ? dist->rank() : 0;
@@ -496,8 +504,23 @@ void Trainer::State::log_step(double lr, const torch::Tensor& grad_norm, double 
 void Trainer::State::run_eval() {
   if (!evaluates) return;
   check_finite();
-  const bool accuracy = data->reports_accuracy();
-  EvalSums sums = evaluate_sums(model, eval_batches, device, precision, accuracy);
+  const bool full = config.eval.full_pass;
+  const bool accuracy = !full && data->reports_accuracy();
+  EvalSums sums;
+  if (full) {
+    FullPassOptions o;
+    o.seq_len = config.batch.seq_len;
+    o.rows = config.batch.micro_batch_size;
+    o.packed = config.data.pack_documents;
+    o.eos_id = config.data.eos_id.value_or(config.model.eos_token_id);
+    o.vocab_size = config.model.vocab_size;
+    o.rank = dist ? dist->rank() : 0;
+    o.world = dist ? dist->world_size() : 1;
+    o.key = "data.val_files";
+    sums = full_pass_sums(model, val_set, o, device);
+  } else {
+    sums = evaluate_sums(model, eval_batches, device, precision, accuracy);
+  }
   if (dist) {
     const auto total = sum_over_ranks(dist->all_gather_doubles(
         {sums.loss_sum, static_cast<double>(sums.correct), static_cast<double>(sums.targets)},
@@ -512,6 +535,16 @@ void Trainer::State::run_eval() {
   const int64_t step = train_state.step;
   JsonLine line = JsonLine().add("type", "eval").add("step", step).add("loss", r.loss);
   std::string text = "eval step " + std::to_string(step) + ": loss " + fixed(r.loss, 4);
+  if (full) {
+    const FullPassResult f = full_pass_result(sums, val_set.bytes);
+    line.add("perplexity", f.perplexity).add("tokens", f.tokens);
+    text += ", perplexity " + fixed(f.perplexity, 3);
+    if (f.bits_per_byte >= 0) {
+      line.add("bits_per_byte", f.bits_per_byte);
+      text += ", " + fixed(f.bits_per_byte, 4) + " bits per byte";
+    }
+    text += " over all " + std::to_string(f.tokens) + " validation targets";
+  }
   if (r.accuracy >= 0) {
     line.add("accuracy", r.accuracy);
     text += ", accuracy " + fixed(100 * r.accuracy, 1) + "% over " + std::to_string(r.targets) +

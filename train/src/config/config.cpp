@@ -129,6 +129,8 @@ ConfigSchema make_schema(TrainConfig& c) {
 
   s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
   s.add("eval.batches", &c.eval.batches, nonneg, "");
+  s.add("eval.full_pass", &c.eval.full_pass,
+        "true: the whole validation set once (loss, perplexity, bits per byte) instead of eval.batches");
 
   s.add("checkpoint.interval", &c.checkpoint.interval, nonneg, "0: end and stop only");
   s.add("checkpoint.keep_last", &c.checkpoint.keep_last, one_up, "");

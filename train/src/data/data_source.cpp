@@ -117,6 +117,8 @@ class WindowSampler {
     for (const auto& s : spans_) total_ += s.size;
   }
   int64_t total() const { return total_; }
+  const std::vector<TokenSpan>& spans() const { return spans_; }
+  const std::vector<SpanOrigin>& origins() const { return origins_; }
 
   // `length` tokens from one span; short spans are padded with `pad`.
   Window sample(CounterRng& rng, int64_t length, int64_t pad, int64_t* out) const {
@@ -169,6 +171,14 @@ class CorpusSource final : public DataSource {
     return make(train_, DataStream::train, index);
   }
   Batch eval_batch(int64_t index) const override { return make(eval_, DataStream::eval, index); }
+  ValidationSet validation_set() const override {
+    ValidationSet set;
+    set.spans = eval_.spans();
+    for (const auto& o : eval_.origins()) set.names.push_back(o.file);
+    // One-byte spans are text read as bytes (shards hold 2 or 4 bytes per token).
+    set.bytes = std::all_of(set.spans.begin(), set.spans.end(), [](const TokenSpan& t) { return t.width == 1; });
+    return set;
+  }
   std::string describe() const override { return what_; }
 
  private:

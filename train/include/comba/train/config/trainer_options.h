@@ -26,6 +26,9 @@ struct RunOptions {
 struct EvalOptions {
   int64_t interval = 100;  // steps between evaluations; 0 only at the end
   int64_t batches = 8;     // micro-batches per evaluation (the same ones every time)
+  // Every validation token once, in consecutive seq_len windows (evaluate.h), instead of
+  // `batches` random windows; also reports perplexity (and bits per byte for bytes).
+  bool full_pass = false;
 };
 
 struct LoggingOptions {

@@ -6,11 +6,22 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comba/train/data/batch.h"
 #include "comba/train/config/data_options.h"
+#include "comba/train/data/token_shard.h"
 
 namespace comba::train {
+
+// The validation tokens: spans (a shard, or a held-out byte range of a text file) and the
+// file each came from (for messages). `bytes`: each token is one byte of text, so bits per
+// byte is the mean loss / ln 2.
+struct ValidationSet {
+  std::vector<TokenSpan> spans;
+  std::vector<std::string> names;
+  bool bytes = false;
+};
 
 class DataSource {
  public:
@@ -20,6 +31,8 @@ class DataSource {
   virtual Batch eval_batch(int64_t index) const = 0;
   // Whether eval should report answer accuracy (tasks with one right answer per target).
   virtual bool reports_accuracy() const { return false; }
+  // Every validation token, for a full pass (evaluate.h); empty for generated tasks.
+  virtual ValidationSet validation_set() const { return {}; }
   virtual std::string describe() const = 0;
 };
 
