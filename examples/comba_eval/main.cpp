@@ -87,14 +87,7 @@ comba::nn::CombaForCausalLM load_run_model(const std::string& run_dir, const tra
   if (!config.checkpoint.dir.empty() && comba::core::is_directory(config.checkpoint.dir)) ckpt_dir = config.checkpoint.dir;
   const train::CheckpointReader file = newest_checkpoint(ckpt_dir);
   comba::nn::CombaForCausalLM model(config.model);
-  torch::serialize::InputArchive archive;
-  archive.load_from([&](uint64_t pos, void* buf, size_t n) { return file.read(pos, buf, n); },
-                    [&] { return static_cast<size_t>(file.payload_size()); }, torch::kCPU);
-  torch::serialize::InputArchive model_archive;
-  if (!archive.try_read("model", model_archive)) {
-    throw std::runtime_error(file.path() + ": no \"model\" archive in the checkpoint payload");
-  }
-  train::load_module_state(*model, model_archive);
+  train::load_model_weights(file, *model);
   return model;
 }
 

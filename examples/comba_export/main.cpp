@@ -115,17 +115,8 @@ int main(int argc, char** argv) {
     const std::string& ckpt_path = file.path();
 
     comba::nn::CombaForCausalLM model(config.model);
-    torch::serialize::InputArchive archive;
-    archive.load_from([&](uint64_t pos, void* buf, size_t n) { return file.read(pos, buf, n); },
-                      [&] { return static_cast<size_t>(file.payload_size()); }, torch::kCPU);
-    torch::serialize::InputArchive model_archive;
-    if (!archive.try_read("model", model_archive)) {
-      throw std::runtime_error(ckpt_path + ": no \"model\" archive in the checkpoint payload");
-    }
     // Shape-checked (Module::load takes any shape): config.yaml and the weights must agree.
-    comba::train::load_module_state(*model, model_archive);
-    c10::IValue step(int64_t{-1});
-    archive.try_read("step", step);
+    const int64_t step = comba::train::load_model_weights(file, *model);
 
     comba::io::SaveOptions options;
     options.max_shard_bytes(args.max_shard_bytes).tokenizer_model(args.tokenizer);
@@ -133,10 +124,10 @@ int main(int argc, char** argv) {
     if (args.dtype == "float16") options.dtype(torch::kHalf);
     if (args.dtype == "float32") options.dtype(torch::kFloat);
     const nlohmann::ordered_json extra = {
-        {"comba_export", {{"checkpoint", comba::core::absolute_path(ckpt_path)}, {"step", step.isInt() ? step.toInt() : -1}}}};
+        {"comba_export", {{"checkpoint", comba::core::absolute_path(ckpt_path)}, {"step", step}}}};
     comba::io::save_pretrained(model, args.out_dir, options, extra);
     std::cout << nlohmann::json({{"out_dir", args.out_dir}, {"checkpoint", ckpt_path},
-                                 {"step", step.isInt() ? step.toInt() : -1},
+                                 {"step", step},
                                  {"parameters", model->parameters().size()}})
                      .dump()
               << "\n";

@@ -118,6 +118,20 @@ void load_module_state(torch::nn::Module& module, torch::serialize::InputArchive
   for (auto& [target, saved] : pairs) target.copy_(saved);
 }
 
+int64_t load_model_weights(const CheckpointReader& file, torch::nn::Module& module) {
+  torch::serialize::InputArchive archive;
+  archive.load_from([&](uint64_t pos, void* buf, size_t n) { return file.read(pos, buf, n); },
+                    [&] { return static_cast<size_t>(file.payload_size()); }, torch::kCPU);
+  torch::serialize::InputArchive model_archive;
+  if (!archive.try_read("model", model_archive)) {
+    throw std::runtime_error(file.path() + ": no \"model\" archive in the checkpoint payload");
+  }
+  load_module_state(module, model_archive);
+  c10::IValue step(int64_t{-1});
+  archive.try_read("step", step);
+  return step.isInt() ? step.toInt() : -1;
+}
+
 void save_checkpoint(const std::string& dir, const TrainState& state,
                      const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
                      int64_t keep_last, const Architecture& architecture) {

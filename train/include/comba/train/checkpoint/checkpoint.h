@@ -47,6 +47,12 @@ void save_checkpoint(const std::string& dir, const TrainState& state,
 // which swaps in whatever shape the archive holds.
 void load_module_state(torch::nn::Module& module, torch::serialize::InputArchive& archive);
 
+class CheckpointReader;
+// The model weights of an open checkpoint file into `module` (shape-checked as above; the
+// tensors are read onto the CPU); throws naming the file when it holds no model archive.
+// Returns the step the checkpoint was written at (-1 when it records none).
+int64_t load_model_weights(const CheckpointReader& file, torch::nn::Module& module);
+
 struct LoadedCheckpoint {
   TrainState state;
   std::string path;
