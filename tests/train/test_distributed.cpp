@@ -306,8 +306,10 @@ std::vector<std::vector<StepAgreement>> agree_in_threads(
   return out;
 }
 
-TEST(StepAgreement, OneRankAgreesWithItself) {
-  const auto agreed = agree_in_threads(1, {torch::Device(torch::kCPU)}, [](DistributedContext& c, int) {
+// One rank on `device`: each step's agreement is its own count and stop request.
+void expect_one_rank_agrees_with_itself(const torch::Device& device, const char* backend) {
+  const auto agreed = agree_in_threads(1, {device}, [backend](DistributedContext& c, int) {
+    if (backend) EXPECT_EQ(c.backend()->getBackendName(), backend);
     return std::vector<StepAgreement>{c.agree_on_step(7, false, 1), c.agree_on_step(3, true, 2)};
   });
   ASSERT_EQ(agreed[0].size(), 2u);
@@ -315,6 +317,10 @@ TEST(StepAgreement, OneRankAgreesWithItself) {
   EXPECT_FALSE(agreed[0][0].stop);
   EXPECT_EQ(agreed[0][1].step_targets, 3);
   EXPECT_TRUE(agreed[0][1].stop);
+}
+
+TEST(StepAgreement, OneRankAgreesWithItself) {
+  expect_one_rank_agrees_with_itself(torch::Device(torch::kCPU), nullptr);
 }
 
 TEST(StepAgreement, TwoRanksSumTheirTargetsAndStopIfEitherAsks) {
@@ -339,15 +345,7 @@ TEST(StepAgreement, TwoRanksSumTheirTargetsAndStopIfEitherAsks) {
 // On a GPU the agreement is one all-reduce through NCCL, not the store.
 TEST(StepAgreementOnGpu, OneNcclRankAgreesOnTheDevice) {
   COMBA_SKIP_WITHOUT_CUDA();
-  const auto agreed = agree_in_threads(1, {torch::Device(torch::kCUDA, 0)}, [](DistributedContext& c, int) {
-    EXPECT_EQ(c.backend()->getBackendName(), "nccl");
-    return std::vector<StepAgreement>{c.agree_on_step(7, false, 1), c.agree_on_step(3, true, 2)};
-  });
-  ASSERT_EQ(agreed[0].size(), 2u);
-  EXPECT_EQ(agreed[0][0].step_targets, 7);
-  EXPECT_FALSE(agreed[0][0].stop);
-  EXPECT_EQ(agreed[0][1].step_targets, 3);
-  EXPECT_TRUE(agreed[0][1].stop);
+  expect_one_rank_agrees_with_itself(torch::Device(torch::kCUDA, 0), "nccl");
 }
 
 TEST(StepAgreementOnGpu, TwoNcclRanksSumTheirTargetsAndStopIfEitherAsks) {
