@@ -58,8 +58,20 @@ void CombaConfig::validate() const {
   count_parameters(*this);  // absurd sizes: products beyond int64 are errors naming the keys
 }
 
+const AttentionSpec* CombaConfig::attention_for_layer(int64_t layer) const {
+  for (const auto& spec : attn) {
+    if (std::find(spec.layers.begin(), spec.layers.end(), layer) != spec.layers.end()) return &spec;
+  }
+  return nullptr;
+}
+
+bool operator==(const AttentionSpec& a, const AttentionSpec& b) {
+  return a.layers == b.layers && a.num_heads == b.num_heads && a.kv_heads() == b.kv_heads() &&
+         a.qkv_bias == b.qkv_bias && a.window_size == b.window_size && a.rope_theta == b.rope_theta;
+}
+
 bool operator==(const CombaConfig& a, const CombaConfig& b) {
-  bool same = true;
+  bool same = a.attn == b.attn;
   for_each_field([&](const auto& field) { same = same && a.*field.member == b.*field.member; });
   return same;
 }

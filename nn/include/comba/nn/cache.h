@@ -1,5 +1,6 @@
-// Decode cache: per layer the short-convolution states (the last conv_size - 1 inputs of
-// each of q/k/v conv, [N, C, conv_size - 1]) and the recurrent state [N, HV, K, V] fp32.
+// Decode cache: per Comba layer the short-convolution states (the last conv_size - 1 inputs
+// of each of q/k/v conv, [N, C, conv_size - 1]) and the recurrent state [N, HV, K, V] fp32;
+// per attention layer its key/value cache.
 // Undefined tensors mean "start from zeros"; a layer given a LayerState reads it and
 // writes the state after its last token back into it.
 #pragma once
@@ -16,7 +17,15 @@ struct LayerState {
   at::Tensor conv_v;     // [N, value_dim, conv_size - 1]
   at::Tensor recurrent;  // [N, HV, K, V] float32
 
-  bool empty() const { return !recurrent.defined(); }
+  // Attention layers (attention.h): keys (after RoPE) and values [N, HKV, L, D], right
+  // aligned (a row's cached tokens are its last columns; key_valid [N, L] bool marks them),
+  // and positions [N] int64, the RoPE position of each row's next token.
+  at::Tensor key;
+  at::Tensor value;
+  at::Tensor key_valid;
+  at::Tensor positions;
+
+  bool empty() const { return !recurrent.defined() && !key.defined(); }
 };
 
 class CombaCache {

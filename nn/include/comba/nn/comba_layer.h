@@ -5,6 +5,7 @@
 #pragma once
 #include "comba/nn/cache.h"
 #include "comba/nn/config.h"
+#include "comba/nn/layer_inputs.h"
 #include "comba/nn/rms_norm.h"
 #include "comba/nn/short_conv.h"
 
@@ -38,16 +39,6 @@ struct CombaLayerOptions {
   TORCH_ARG(bool, allow_neg_eigval) = false;
   TORCH_ARG(double, norm_eps) = 1e-5;
   TORCH_ARG(int64_t, layer_idx) = 0;  // which LayerState of a CombaCache it uses
-};
-
-struct CombaLayerInputs {
-  // [B, T_mask] with T_mask >= T (its last T columns are used, like fla/HF during
-  // decoding): nonzero = token, 0 = padding; left or right padding.
-  TORCH_ARG(torch::Tensor, attention_mask);
-  // int64 [N + 1] boundaries of packed sequences (B must be 1).
-  TORCH_ARG(torch::Tensor, cu_seqlens);
-  // Decode state to read (if defined) and overwrite with the state after the last token.
-  TORCH_ARG(LayerStatePtr, state) = nullptr;
 };
 
 // Above this length, eval-mode inputs take the chunk path (fla switches at 64 as well).

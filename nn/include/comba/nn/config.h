@@ -92,10 +92,36 @@ struct FieldRange {
   X(int64_t, eos_token_id, 2, "eos_token_id", int64_t{-1}, FieldRange::at_least(-1), FieldRole::kFree, "-1: none") \
   X(int64_t, pad_token_id, -1, "pad_token_id", int64_t{-1}, FieldRange::at_least(-1), FieldRole::kFree, "-1: none")
 
+// One entry of fla's `attn` config: the layers that use softmax attention (class
+// Attention, attention.h) in place of the Comba mixer; norms and MLP are unchanged.
+// fla's defaults: num_kv_heads = num_heads, no qkv bias, no window, rope_theta 10000.
+struct AttentionSpec {
+  std::vector<int64_t> layers;  // layer indices, each in at most one spec of a config
+  int64_t num_heads = 0;        // head_dim = hidden_size / num_heads
+  int64_t num_kv_heads = 0;     // 0 (fla's missing or null) = num_heads; num_heads % it == 0
+  bool qkv_bias = false;
+  int64_t window_size = 0;  // 0 = fla's null (full causal); w > 0: a query sees its last w keys, itself included
+  double rope_theta = 10000.0;
+
+  int64_t kv_heads() const { return num_kv_heads > 0 ? num_kv_heads : num_heads; }
+};
+bool operator==(const AttentionSpec& a, const AttentionSpec& b);
+inline bool operator!=(const AttentionSpec& a, const AttentionSpec& b) { return !(a == b); }
+
 struct CombaConfig {
 #define COMBA_CONFIG_MEMBER(type, name, default_value, ...) type name = default_value;
   COMBA_CONFIG_FIELDS(COMBA_CONFIG_MEMBER)
 #undef COMBA_CONFIG_MEMBER
+
+  // fla's `attn`: empty = a pure Comba model. Outside COMBA_CONFIG_FIELDS (not a scalar):
+  // validate, operator==, config.json and YAML handle it by name. attn_is_list keeps
+  // fla's spelling (one object or a list of objects) for writing back.
+  std::vector<AttentionSpec> attn;
+  bool attn_is_list = false;
+
+  // The spec that makes `layer` an attention layer, or nullptr for a Comba layer.
+  const AttentionSpec* attention_for_layer(int64_t layer) const;
+  bool is_hybrid() const { return !attn.empty(); }
 
   int64_t value_heads() const { return num_v_heads > 0 ? num_v_heads : num_heads; }
   int64_t head_v_dim() const;
