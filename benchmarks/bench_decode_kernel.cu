@@ -1,5 +1,6 @@
 // Kernel-only time of one decode step (T = 1, H16 K=V=128, bf16, l2norm, initial and final
-// state) per batch size and state tile, for the decode kernel and the segment-staged
+// state) per batch size and state tile, for the decode kernel (separate state buffers; in
+// place with the chosen tile, fp32 and bf16 state, as comba_decode_step_ runs it) and the segment-staged
 // forward kernel, beside a device copy of the same state bytes (the floor). Time per step
 // is the mean over back-to-back launches between two CUDA events, so no host time is in
 // it (bench_ops times the whole C++ call instead). One JSON line per case; no torch.
@@ -42,8 +43,11 @@ float us_per_step(Launch&& launch, int iters) {
          }) * 1000.f / iters;
 }
 
-void print(const char* kernel, int batch, int rows, int vec, bool chosen, float us) {
-  const double state_bytes = 2.0 * batch * kHeads * kDim * kDim * sizeof(float);  // read + write
+// state_scale: the state's bytes per entry over fp32's (0.5 for a bf16 state).
+void print(const char* kernel, int batch, int rows, int vec, bool chosen, float us,
+           double state_scale = 1.0) {
+  const double state_bytes =
+      state_scale * 2.0 * batch * kHeads * kDim * kDim * sizeof(float);  // read + write
   std::printf("{\"case\": \"decode_kernel_B%d_H%d_K%d_V%d\", \"B\": %d, \"dtype\": \"bf16\", "
               "\"kernel\": \"%s\", \"rows\": %d, \"vec\": %d, \"chosen_tile\": %s, "
               "\"us_per_step\": %.2f, \"state_tb_per_s\": %.3f, \"error\": \"%s\"}\n",
@@ -95,14 +99,48 @@ int main(int argc, char** argv) {
               us_per_step([&] { cudaMemcpyAsync(params.final_state, initial_state, copy_bytes,
                                                 cudaMemcpyDeviceToDevice); }, iters));
   using namespace comba::cuda;
+  // The decode kernel's own parameters: the same inputs; state from initial_state to
+  // final_state ("decode"), or updated in place ("decode_inplace", comba_decode_step_),
+  // fp32 or bf16 ("decode_inplace_bf16state": half the state bytes).
+  RecurrentDecodeParams decode;
+  static_cast<comba::cuda::CombaKernelInputs&>(decode) = params;
+  decode.initial_state = nullptr;
+  decode.o = params.o;
+  float* inplace_state = device_copy(initial);
+  std::vector<__nv_bfloat16> initial_bf16(state);
+  for (size_t i = 0; i < state; ++i) initial_bf16[i] = __float2bfloat16(initial[i]);
+  __nv_bfloat16* bf16_state = device_copy(initial_bf16);
+  auto with_state = [&](const void* in, void* out, bool bf16) {
+    RecurrentDecodeParams p = decode;
+    p.state_in = in, p.state_out = out, p.state_bf16 = bf16;
+    return p;
+  };
+  const auto separate = with_state(initial_state, params.final_state, false);
+  const auto in_place = with_state(inplace_state, inplace_state, false);
+  const auto in_place_bf16 = with_state(bf16_state, bf16_state, true);
   for (const int batch : {1, 4, 16, 64, 256}) {
     params.num_seqs = batch;
     const int steps = batch >= 64 ? iters : 5 * iters;
     const int chosen = recurrent_decode_tile(kDim, kDim, static_cast<long long>(batch) * kHeads,
                                              current_device_sms()).vec;
-    print("decode", batch, 16, 4, chosen == 4, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 4>(params, 0); }, steps));
-    print("decode", batch, 16, 2, chosen == 2, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 2>(params, 0); }, steps));
-    print("decode", batch, 16, 1, chosen == 1, us_per_step([&] { launch_recurrent_decode_typed<Element, 16, 1>(params, 0); }, steps));
+    auto sized = [&](RecurrentDecodeParams p) {
+      p.num_seqs = batch;
+      return p;
+    };
+    print("decode", batch, 16, 4, chosen == 4, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 4>(sized(separate), 0); }, steps));
+    print("decode", batch, 16, 2, chosen == 2, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 2>(sized(separate), 0); }, steps));
+    print("decode", batch, 16, 1, chosen == 1, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 1>(sized(separate), 0); }, steps));
+    // The chosen tile, as recurrent_dispatch.cu launches it.
+    auto chosen_tile = [&](auto state_tag, const RecurrentDecodeParams& p) {
+      using S = decltype(state_tag);
+      if (chosen == 4) return launch_recurrent_decode_typed<Element, S, 16, 4>(p, 0);
+      if (chosen == 2) return launch_recurrent_decode_typed<Element, S, 16, 2>(p, 0);
+      return launch_recurrent_decode_typed<Element, S, 16, 1>(p, 0);
+    };
+    print("decode_inplace", batch, 16, chosen, true,
+          us_per_step([&] { chosen_tile(float{}, sized(in_place)); }, steps));
+    print("decode_inplace_bf16state", batch, 16, chosen, true,
+          us_per_step([&] { chosen_tile(__nv_bfloat16{}, sized(in_place_bf16)); }, steps), 0.5);
     print("segment", batch, 16, 4, false, us_per_step([&] { launch_recurrent_fwd_typed<Element, 16, 4>(params, 0); }, steps));
   }
   return 0;

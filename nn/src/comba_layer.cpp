@@ -8,6 +8,7 @@
 #include "comba/nn/comba_gates.h"
 #include "comba/nn/padding.h"
 #include "comba/ops/comba.h"
+#include "comba/ops/decode_step.h"
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
@@ -113,17 +114,46 @@ torch::Tensor CombaLayerImpl::forward(const torch::Tensor& x, const CombaLayerIn
   return unpadding.unpack(mix(unpadding.pack(x), unpadding.cu_seqlens, inputs.state()));
 }
 
+bool CombaLayerImpl::decode_state_in_place(LayerState& state, const torch::Tensor& q, const torch::Tensor& v) const {
+  auto& s = state.recurrent;
+  if (!s.defined()) return false;
+  const auto dtype = s.scalar_type();
+  const bool dtype_ok = q.scalar_type() == torch::kDouble ? dtype == torch::kDouble
+                                                          : dtype == torch::kFloat || dtype == torch::kBFloat16;
+  const bool fits = s.dim() == 4 && s.size(0) == q.size(0) && s.size(1) == num_v_heads_ &&
+                    s.size(2) == q.size(3) && s.size(3) == v.size(3) && s.device() == q.device();
+  if (!dtype_ok || !fits) return false;
+  // Once (the first step after a prefill), so that every later step finds it dense.
+  if (!s.is_contiguous()) s = s.contiguous();
+  return true;
+}
+
 torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state) {
   const int64_t batch = x.size(0), seq_len = x.size(1);
   const int64_t heads = options.num_heads(), head_dim = options.head_dim();
   const bool recurrent =
       options.mode() == "fused_recurrent" || (!is_training() && seq_len <= kRecurrentMaxLenInEval);
 
+  // A decode step (one token per sequence, a carried state, inference) updates the cache's
+  // tensors in place: the same storage every step, so that a CUDA graph of the model's step
+  // (generate's cuda_graph) replays it.
+  const bool decode_step = state != nullptr && seq_len == 1 && !cu_seqlens.defined() && recurrent &&
+                           !torch::GradMode::is_enabled();
+
   auto q = q_proj(x), k = k_proj(x), v = v_proj(x);
   if (options.use_short_conv()) {
     const auto run = [&](ShortConvolution& conv, const torch::Tensor& input, at::Tensor* carried) {
       auto out = conv(input, carried ? *carried : torch::Tensor(), cu_seqlens);
-      if (carried) *carried = out.final_state;
+      if (carried) {
+        const bool in_place = decode_step && carried->defined() &&
+                              carried->sizes() == out.final_state.sizes() &&
+                              carried->scalar_type() == out.final_state.scalar_type();
+        if (in_place) {
+          carried->copy_(out.final_state);
+        } else {
+          *carried = out.final_state;
+        }
+      }
       return out.output;
     };
     q = run(q_conv1d, q, state ? &state->conv_q : nullptr);
@@ -153,21 +183,36 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   const auto& g = gates.g;
   auto beta = options.allow_neg_eigval() ? gates.beta * 2.0 : gates.beta;
 
-  auto op_options = comba::CombaOptions()
-                        .output_final_state(state != nullptr)
-                        .use_qk_l2norm_in_kernel(true)
-                        .cu_seqlens(cu_seqlens)
-                        .keep_workspace(keep_workspace_);
-  if (state && state->recurrent.defined()) op_options.initial_state(state->recurrent);
-  torch::Tensor o, final_state;
-  {
-    // The operator has its own dtype policy (fp32 state and accumulation); keep autocast
-    // from re-casting inside it.
+  torch::Tensor o;
+  if (decode_step && decode_state_in_place(*state, q, v)) {
+    // The cache's recurrent state is read and written in place by the step (fp32, or bf16
+    // when the caller keeps it so: see generate's bf16_decode_state).
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    std::tie(o, final_state) = recurrent ? comba::fused_recurrent_comba(q, k, v, p, g, beta, op_options)
-                                         : comba::chunk_comba(q, k, v, p, g, beta, op_options);
+    o = torch::empty({batch, 1, num_v_heads_, head_v_dim_}, q.options());
+    comba::comba_decode_step_(q.contiguous(), k.contiguous(), v.contiguous(), p.contiguous(), g.contiguous(),
+                              beta.contiguous(), state->recurrent, o,
+                              comba::DecodeStepOptions().use_qk_l2norm_in_kernel(true));
+  } else {
+    // A state kept in bf16 (a decode-only choice) enters and leaves the operator as fp32.
+    const bool bf16_state = state && state->recurrent.defined() && state->recurrent.scalar_type() == torch::kBFloat16;
+    auto op_options = comba::CombaOptions()
+                          .output_final_state(state != nullptr)
+                          .use_qk_l2norm_in_kernel(true)
+                          .cu_seqlens(cu_seqlens)
+                          .keep_workspace(keep_workspace_);
+    if (state && state->recurrent.defined()) {
+      op_options.initial_state(bf16_state ? state->recurrent.to(torch::kFloat) : state->recurrent);
+    }
+    torch::Tensor final_state;
+    {
+      // The operator has its own dtype policy (fp32 state and accumulation); keep autocast
+      // from re-casting inside it.
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+      std::tie(o, final_state) = recurrent ? comba::fused_recurrent_comba(q, k, v, p, g, beta, op_options)
+                                           : comba::chunk_comba(q, k, v, p, g, beta, op_options);
+    }
+    if (state) state->recurrent = bf16_state ? final_state.to(torch::kBFloat16) : final_state;
   }
-  if (state) state->recurrent = final_state;
 
   torch::Tensor gate;
   if (options.use_output_gate()) gate = g_proj(x).view({batch, seq_len, num_v_heads_, head_v_dim_});

@@ -7,7 +7,12 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <memory>
 #include <vector>
+
+#ifdef COMBA_WITH_CUDA
+#include "launch/decode_graph.h"
+#endif
 
 namespace comba::nn {
 
@@ -40,6 +45,50 @@ torch::Tensor select_next_tokens(const torch::Tensor& logits, const GenerationOp
   return torch::multinomial(scores.softmax(-1), 1, /*replacement=*/false, options.generator()).squeeze(1);
 }
 
+namespace {
+
+// The model's decode steps (one token per sequence, with the cache): eager forwards, or
+// replays of a CUDA graph of one step (GenerationOptions::cuda_graph).
+class DecodeSteps {
+ public:
+  DecodeSteps(CombaForCausalLM& model, CombaCache& cache, const torch::Tensor& input_ids,
+              const GenerationOptions& options)
+      : model_(model), cache_(cache) {
+#ifdef COMBA_WITH_CUDA
+    if (options.cuda_graph() && input_ids.is_cuda() && !model->config().is_hybrid()) {
+      graph_ = std::make_unique<detail::DecodeGraph>(model, cache);
+    }
+#else
+    (void)input_ids, (void)options;
+#endif
+  }
+
+  // Logits [B, vocab] after ids [B, 1] (valid until the next call).
+  torch::Tensor next_logits(const torch::Tensor& ids) {
+#ifdef COMBA_WITH_CUDA
+    if (graph_) return graph_->step(ids);
+#endif
+    return model_->forward(ids, LMInputs().cache(&cache_)).logits.select(1, -1);
+  }
+
+ private:
+  CombaForCausalLM& model_;
+  CombaCache& cache_;
+#ifdef COMBA_WITH_CUDA
+  std::unique_ptr<detail::DecodeGraph> graph_;
+#endif
+};
+
+// GenerationOptions::bf16_decode_state: the prefill's fp32 recurrent states to bf16.
+void recurrent_states_to_bf16(CombaCache& cache) {
+  for (int64_t i = 0; i < cache.num_layers(); ++i) {
+    auto& state = cache.layer(i).recurrent;
+    if (state.defined() && state.scalar_type() == torch::kFloat) state = state.to(torch::kBFloat16);
+  }
+}
+
+}  // namespace
+
 GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_ids,
                           const torch::Tensor& attention_mask, const GenerationOptions& options) {
   const core::ArgChecker check("generate");
@@ -65,6 +114,8 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
     auto cache = model->make_cache();
     auto logits = model->forward(input_ids, LMInputs().attention_mask(attention_mask).cache(&cache).logits_to_keep(1))
                       .logits.select(1, -1);
+    if (options.bf16_decode_state()) recurrent_states_to_bf16(cache);
+    DecodeSteps steps(model, cache, input_ids, options);
     auto finished = torch::zeros({batch}, input_ids.options().dtype(torch::kBool));
     for (int64_t step = 0; step < options.max_new_tokens(); ++step) {
       auto next = select_next_tokens(logits, options).to(input_ids.device());
@@ -75,7 +126,7 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
       produced.push_back(next);
       if (step + 1 == options.max_new_tokens() || (eos >= 0 && finished.all().item<bool>())) break;
       // New tokens are real for every row, so no mask is needed after the prefill.
-      logits = model->forward(next.unsqueeze(1), LMInputs().cache(&cache)).logits.select(1, -1);
+      logits = steps.next_logits(next.unsqueeze(1));
     }
   }
   out.steps = static_cast<int64_t>(produced.size());

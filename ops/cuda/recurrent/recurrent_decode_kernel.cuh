@@ -3,10 +3,14 @@
 //   u = v - S^T p^,  S' = exp(g) S + beta k^ u^T,  o = scale S'^T q^,
 // without its staged segment: every warp computes the three l2 norms itself (K elements
 // each, from L1) and reads its own rows of q, k, p, so the only barriers are the two
-// cross-warp sums over K. The step is a stream of the fp32 state (read once, written
-// once), so what matters is that nothing sits between the state loads and the stores.
-// Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype forward .cu files.
+// cross-warp sums over K. The step is a stream of the state (read once, written once, in
+// vectors of Vec columns per lane: a warp touches whole 128- to 512-byte lines), so what
+// matters is that nothing sits between the state loads and the stores. The state is fp32
+// or bf16 in memory (S), fp32 in registers; it may be updated in place (state_in ==
+// state_out): every thread reads all its entries before it writes any.
+// Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype recurrent_decode_*.cu.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "../common.cuh"
@@ -16,9 +20,50 @@
 
 namespace comba::cuda {
 
-template <typename T, int Rows, int Vec>
+// Vec adjacent state entries of a row in one access, from / to fp32 or bf16 memory.
+template <int Vec>
+__device__ __forceinline__ void load_state(StateVec<Vec>& dst, const float* src) {
+  dst.load(src);
+}
+template <int Vec>
+__device__ __forceinline__ void store_state(const StateVec<Vec>& src, float* dst) {
+  src.store(dst);
+}
+
+template <int Vec>
+__device__ __forceinline__ void load_state(StateVec<Vec>& dst, const __nv_bfloat16* src) {
+  if constexpr (Vec == 1) {
+    dst.x[0] = __bfloat162float(*src);
+  } else if constexpr (Vec == 2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src));
+    dst.x[0] = f.x, dst.x[1] = f.y;
+  } else {
+    static_assert(Vec == 4, "1, 2 or 4 columns per lane");
+    const uint2 raw = *reinterpret_cast<const uint2*>(src);  // 8 bytes: four bf16
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    dst.x[0] = lo.x, dst.x[1] = lo.y, dst.x[2] = hi.x, dst.x[3] = hi.y;
+  }
+}
+template <int Vec>
+__device__ __forceinline__ void store_state(const StateVec<Vec>& src, __nv_bfloat16* dst) {
+  if constexpr (Vec == 1) {
+    *dst = __float2bfloat16_rn(src.x[0]);
+  } else if constexpr (Vec == 2) {
+    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(src.x[0], src.x[1]);
+  } else {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(src.x[0], src.x[1]);
+    const __nv_bfloat162 hi = __floats2bfloat162_rn(src.x[2], src.x[3]);
+    uint2 raw;
+    raw.x = *reinterpret_cast<const unsigned*>(&lo);
+    raw.y = *reinterpret_cast<const unsigned*>(&hi);
+    *reinterpret_cast<uint2*>(dst) = raw;
+  }
+}
+
+template <typename T, typename S, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
-    recurrent_decode_kernel(const __grid_constant__ RecurrentFwdParams params) {
+    recurrent_decode_kernel(const __grid_constant__ RecurrentDecodeParams params) {
   constexpr int kWarps = RecurrentTraits::kWarps;
   constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -31,10 +76,20 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   __shared__ float pred_red[kWarps][kColumns];  // partial S^T p over each warp's rows
   __shared__ float out_red[kWarps][kColumns];   // partial S'^T q
 
-  StateVec<Vec> state[Rows];
+  // [Rows, Vec] slice of this (sequence, value head)'s [K, V] state; rows past K and
+  // columns past V are zeros and never stored.
   const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
-  load_slice(state, params.initial_state == nullptr ? nullptr : params.initial_state + mat, K, V,
-             row0, col0, cols_ok);
+  const S* state_in = static_cast<const S*>(params.state_in);
+  StateVec<Vec> state[Rows];
+#pragma unroll
+  for (int i = 0; i < Rows; ++i) {
+    if (state_in != nullptr && row0 + i < K && cols_ok) {
+      load_state(state[i], state_in + mat + static_cast<long long>(row0 + i) * V + col0);
+    } else {
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) state[i].x[c] = 0.f;
+    }
+  }
 
   const long long qk_row = (static_cast<long long>(n) * params.heads + h) * K;
   const T* q = static_cast<const T*>(params.q) + qk_row;
@@ -76,8 +131,12 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
       dot_q[c] += qi * state[i].x[c];
     }
   }
-  if (params.final_state != nullptr) {
-    store_slice(state, params.final_state + mat, K, V, row0, col0, cols_ok);
+  if (params.state_out != nullptr && cols_ok) {
+    S* state_out = static_cast<S*>(params.state_out) + mat;
+#pragma unroll
+    for (int i = 0; i < Rows; ++i) {
+      if (row0 + i < K) store_state(state[i], state_out + static_cast<long long>(row0 + i) * V + col0);
+    }
   }
 #pragma unroll
   for (int c = 0; c < Vec; ++c) out_red[warp][my_col + c] = dot_q[c];
@@ -94,17 +153,21 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   }
 }
 
-template <typename T, int Rows, int Vec>
-int launch_recurrent_decode_typed(const RecurrentFwdParams& params, cudaStream_t stream) {
+template <typename T, typename S, int Rows, int Vec>
+int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStream_t stream) {
   constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads, params.num_seqs);
-  recurrent_decode_kernel<T, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
+  recurrent_decode_kernel<T, S, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
 }
 
-#define COMBA_INSTANTIATE_RECURRENT_DECODE_TILE(ROWS, VEC)                               \
-  template int launch_recurrent_decode_typed<COMBA_ELEMENT, ROWS, VEC>(const RecurrentFwdParams&, \
-                                                                      cudaStream_t);
+// Instantiates the decode launcher for every tile and both state types, for the input
+// dtype the including .cu file names COMBA_ELEMENT.
+#define COMBA_INSTANTIATE_RECURRENT_DECODE_TILE(ROWS, VEC)                                          \
+  template int launch_recurrent_decode_typed<COMBA_ELEMENT, float, ROWS, VEC>(                      \
+      const RecurrentDecodeParams&, cudaStream_t);                                                  \
+  template int launch_recurrent_decode_typed<COMBA_ELEMENT, __nv_bfloat16, ROWS, VEC>(              \
+      const RecurrentDecodeParams&, cudaStream_t);
 #define COMBA_INSTANTIATE_RECURRENT_DECODE() COMBA_RECURRENT_TILES(COMBA_INSTANTIATE_RECURRENT_DECODE_TILE)
 
 }  // namespace comba::cuda

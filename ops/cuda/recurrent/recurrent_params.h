@@ -35,6 +35,17 @@ struct RecurrentFwdParams : CombaKernelInputs {
   float* checkpoints = nullptr;
 };
 
+// One decode step (T = 1, dense): the inputs (CombaKernelInputs::initial_state unused),
+// the state read from state_in and written to state_out, fp32 or bf16 (math in fp32 either
+// way). state_out may be state_in: each thread reads its own state entries before it
+// writes them, so the update is safe in place (comba_decode_step_).
+struct RecurrentDecodeParams : CombaKernelInputs {
+  const void* state_in = nullptr;  // [N, HV, K, V] or null (zeros)
+  void* state_out = nullptr;       // [N, HV, K, V] or null; may equal state_in
+  bool state_bf16 = false;         // both state buffers bf16, else fp32
+  void* o = nullptr;               // [N, 1, HV, V], input dtype
+};
+
 // The backward reads the forward's inputs and checkpoints. q, k and p gradients are
 // with respect to the l2-normalised vectors, per value head and per block of state
 // columns (fp32 partial sums the host adds up, with the l2norm backward and the GVA
@@ -58,6 +69,7 @@ struct RecurrentBwdParams {
 // Launch on `stream` (a cudaStream_t); return the launch's cudaError_t.
 int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream);
 int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream);
+int launch_recurrent_decode(const RecurrentDecodeParams& params, void* stream);
 
 // Backward tiling, for the host's buffer sizes: column blocks and scratch floats.
 struct RecurrentBwdShape {

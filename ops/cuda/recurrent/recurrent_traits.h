@@ -66,13 +66,14 @@ constexpr bool recurrent_tile_compiled(int rows, int vec) {
 // The widest columns per lane whose CTAs still fill half the GPU, else 1 (H100, bf16,
 // H16 K=V=128, kernel time: B1 4.5 us with 64 CTAs of 1 column per lane against 6.3
 // with 16 of 4; B4 5.1 us with 2 columns against 6.6 with 4; from B16 on 4 columns).
+// max_vec: the most columns per lane the state buffers' alignment allows.
 inline RecurrentTile recurrent_decode_tile(int key_dim, int value_dim, long long seqs_x_heads,
-                                           int num_sms) {
+                                           int num_sms, int max_vec = 4) {
   const int rows = recurrent_rows(key_dim);
   for (int vec : {4, 2}) {
     const int columns = RecurrentTraits::kLanes * vec;
     const long long ctas = seqs_x_heads * ((value_dim + columns - 1) / columns);
-    if (value_dim % vec == 0 && rows * vec <= RecurrentTraits::kMaxStatePerThread &&
+    if (vec <= max_vec && value_dim % vec == 0 && rows * vec <= RecurrentTraits::kMaxStatePerThread &&
         recurrent_tile_compiled(rows, vec) && 2 * ctas >= num_sms) {
       return {rows, vec};
     }

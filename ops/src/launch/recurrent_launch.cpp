@@ -59,6 +59,27 @@ CombaForward recurrent_fwd(const CombaProblem& pb, const CombaInputs& in, bool f
   return out;
 }
 
+void recurrent_decode_step(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& state,
+                           const at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  kc::RecurrentDecodeParams params;
+  params.q = in.q.data_ptr();
+  params.k = in.k.data_ptr();
+  params.p = in.p.defined() ? in.p.data_ptr() : params.k;
+  params.v = in.v.data_ptr();
+  params.g = in.g.data_ptr();
+  params.g_fp32 = in.g.scalar_type() == at::kFloat;
+  params.beta = in.beta.defined() ? in.beta.data_ptr() : nullptr;
+  params.beta_fp32 = in.beta.defined() && in.beta.scalar_type() == at::kFloat;
+  bind_sizes(params, pb);
+  params.state_in = state.data_ptr();
+  params.state_out = state.data_ptr();
+  params.state_bf16 = state.scalar_type() == at::kBFloat16;
+  params.o = out.data_ptr();
+  core::check_launch(kc::launch_recurrent_decode(params, at::cuda::getCurrentCUDAStream().stream()),
+                     "comba_decode_step_", "decode step");
+}
+
 InputGrads recurrent_bwd(const CombaProblem& pb, const CombaInputs& in, const at::Tensor& grad_o,
                          const at::Tensor& grad_final, std::vector<at::Tensor> saved) {
   if (saved.size() != 1) {  // not after a training forward: run one now for its checkpoints

@@ -77,6 +77,10 @@ class CombaLayerImpl : public torch::nn::Module {
  private:
   // The mixer on unpadded input: x [B, T, hidden]; cu_seqlens optional.
   torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state);
+  // Whether a decode step can update state.recurrent in place (comba_decode_step_): [B, HV,
+  // K, V] on q's device, fp32 / bf16 (fp64 for fp64 inputs); makes it contiguous if needed.
+  // q [B, 1, H, K], v [B, 1, HV, V].
+  bool decode_state_in_place(LayerState& state, const torch::Tensor& q, const torch::Tensor& v) const;
 
   int64_t num_v_heads_ = 0, key_dim_ = 0, value_dim_ = 0, head_v_dim_ = 0;
   bool keep_workspace_ = true;

@@ -21,6 +21,17 @@ struct GenerationOptions {
   TORCH_ARG(int64_t, eos_token_id) = -1;  // -1 = never stop early
   TORCH_ARG(int64_t, pad_token_id) = -1;  // written after EOS; -1 = eos_token_id (or 0)
   TORCH_ARG(c10::optional<at::Generator>, generator) = c10::nullopt;  // for sampling
+  // On CUDA, replay the model's decode step from a CUDA graph: the first step after the
+  // prefill runs eagerly, the next is captured, every later one replays it (token selection
+  // stays outside the graph). Same tokens and logits as eager steps. Ignored on the CPU, in
+  // builds without CUDA, and for hybrid models (config.attn: their key/value cache grows
+  // every step).
+  TORCH_ARG(bool, cuda_graph) = true;
+  // Keep every Comba layer's recurrent state in bfloat16 during the decode steps (the
+  // prefill still produces it in fp32): half the state's memory and traffic; the math stays
+  // fp32 and each step rounds the stored state (the error this adds: tests/nn/test_gpu.cpp,
+  // Bf16DecodeStateErrorOverSteps).
+  TORCH_ARG(bool, bf16_decode_state) = false;
 };
 
 struct GenerationOutput {

@@ -1,0 +1,8 @@
+// Instantiations of the decode step (fp32 and bf16 state) for __half inputs.
+#include "recurrent_decode_kernel.cuh"
+
+namespace comba::cuda {
+#define COMBA_ELEMENT __half
+COMBA_INSTANTIATE_RECURRENT_DECODE()
+#undef COMBA_ELEMENT
+}  // namespace comba::cuda
