@@ -109,7 +109,7 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
   const int64_t pad = options.pad_token_id() >= 0 ? options.pad_token_id() : (eos >= 0 ? eos : 0);
 
   GenerationOutput out;
-  std::vector<torch::Tensor> produced;
+  std::vector<torch::Tensor> produced, step_logits;
   if (options.max_new_tokens() > 0) {
     auto cache = model->make_cache();
     auto logits = model->forward(input_ids, LMInputs().attention_mask(attention_mask).cache(&cache).logits_to_keep(1))
@@ -124,6 +124,8 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
         finished = finished | next.eq(eos);
       }
       produced.push_back(next);
+      // A copy: with cuda_graph the logits are the graph's buffer, overwritten next step.
+      if (options.output_logits()) step_logits.push_back(logits.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true));
       if (step + 1 == options.max_new_tokens() || (eos >= 0 && finished.all().item<bool>())) break;
       // New tokens are real for every row, so no mask is needed after the prefill.
       logits = steps.next_logits(next.unsqueeze(1));
@@ -132,6 +134,10 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
   out.steps = static_cast<int64_t>(produced.size());
   out.new_tokens = produced.empty() ? torch::empty({batch, 0}, input_ids.options()) : torch::stack(produced, 1);
   out.sequences = torch::cat({input_ids, out.new_tokens}, 1);
+  if (options.output_logits()) {
+    out.logits = step_logits.empty() ? torch::empty({batch, 0, model->config().vocab_size}, input_ids.options().dtype(torch::kFloat))
+                                : torch::stack(step_logits, 1);
+  }
   return out;
 }
 

@@ -151,3 +151,90 @@ TEST(Generate, RejectsRightPadding) {
   mask[0][3] = 0;
   EXPECT_THROW(generate(lm, torch::zeros({1, 4}, torch::kLong), mask), c10::Error);
 }
+
+namespace {
+
+// Every cache tensor's address, layer by layer (undefined: nullptr).
+std::vector<const void*> cache_addresses(const CombaCache& cache) {
+  std::vector<const void*> out;
+  for (int64_t i = 0; i < cache.num_layers(); ++i) {
+    const auto& s = cache.layer(i);
+    for (const auto* t : {&s.conv_q, &s.conv_k, &s.conv_v, &s.recurrent}) {
+      out.push_back(t->defined() ? t->data_ptr() : nullptr);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Generate, DecodeStepsUpdateTheCacheInPlace) {
+  // What lets generate replay a CUDA graph of the step: after the prefill, every step reads
+  // and writes the same cache storage, and still equals the full forward.
+  for (bool conv : {true, false}) {
+    torch::manual_seed(8);
+    auto config = tiny_config();
+    config.num_v_heads = 4;
+    config.use_short_conv = conv;
+    CombaForCausalLM lm(config);
+    lm->eval();
+    torch::NoGradGuard no_grad;
+    const auto ids = torch::randint(0, 64, {2, 14}, torch::kLong);
+    const auto full = lm(ids, LMInputs()).logits;
+    auto cache = lm->make_cache();
+    std::vector<torch::Tensor> parts = {lm(ids.slice(1, 0, 10), LMInputs().cache(&cache)).logits};
+    const auto before = cache_addresses(cache);
+    for (int64_t t = 10; t < 14; ++t) {
+      parts.push_back(lm(ids.slice(1, t, t + 1), LMInputs().cache(&cache)).logits);
+      EXPECT_EQ(cache_addresses(cache), before) << "step " << t << " conv " << conv;
+    }
+    EXPECT_LT(rel_diff(torch::cat(parts, 1), full), 1e-5) << conv;
+    EXPECT_EQ(cache.seen_tokens(), 14);
+  }
+}
+
+TEST(Generate, CudaGraphOptionIsIgnoredOnTheCpu) {
+  auto lm = make_lm(9);
+  const auto prompt = torch::randint(0, 64, {2, 6}, torch::kLong);
+  const auto on = generate(lm, prompt, {}, GenerationOptions().max_new_tokens(6).cuda_graph(true).output_logits(true));
+  const auto off = generate(lm, prompt, {}, GenerationOptions().max_new_tokens(6).cuda_graph(false).output_logits(true));
+  EXPECT_TRUE(on.sequences.equal(off.sequences));
+  EXPECT_TRUE(on.logits.equal(off.logits));
+  EXPECT_EQ(on.logits.sizes(), torch::IntArrayRef({2, 6, 64}));
+}
+
+TEST(Generate, OutputLogitsAreTheLogitsEachTokenWasChosenFrom) {
+  auto lm = make_lm(10);
+  const auto prompt = torch::randint(0, 64, {2, 5}, torch::kLong);
+  const auto out = generate(lm, prompt, {}, GenerationOptions().max_new_tokens(4).output_logits(true));
+  EXPECT_TRUE(out.logits.argmax(-1).equal(out.new_tokens));
+  torch::NoGradGuard no_grad;
+  const auto full = lm(out.sequences.slice(1, 0, 8), LMInputs()).logits.slice(1, 4);  // positions 4..7 predict 5..8
+  EXPECT_LT(rel_diff(out.logits, full), 1e-5);
+  EXPECT_FALSE(generate(lm, prompt, {}, GenerationOptions().max_new_tokens(2)).logits.defined());
+}
+
+TEST(Generate, Bf16DecodeStateStaysBf16InPlaceAndCloseToFp32) {
+  auto lm = make_lm(11);
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::randint(0, 64, {2, 16}, torch::kLong);
+  const auto full = lm(ids, LMInputs()).logits;
+  auto cache = lm->make_cache();
+  std::vector<torch::Tensor> parts = {lm(ids.slice(1, 0, 8), LMInputs().cache(&cache)).logits};
+  for (int64_t i = 0; i < cache.num_layers(); ++i) {
+    auto& s = cache.layer(i).recurrent;
+    s = s.to(torch::kBFloat16);
+  }
+  const auto before = cache_addresses(cache);
+  for (int64_t t = 8; t < 16; ++t) parts.push_back(lm(ids.slice(1, t, t + 1), LMInputs().cache(&cache)).logits);
+  EXPECT_EQ(cache_addresses(cache), before);
+  for (int64_t i = 0; i < cache.num_layers(); ++i) EXPECT_EQ(cache.layer(i).recurrent.scalar_type(), torch::kBFloat16);
+  // bf16 rounding of the state (3.9e-3 relative) reaches the logits damped by the layers.
+  const double err = rel_diff(torch::cat(parts, 1), full);
+  EXPECT_LT(err, 2e-2);
+  // A multi-token call on a bf16 state runs the operator in fp32 and keeps the cache's dtype.
+  lm(ids.slice(1, 0, 3), LMInputs().cache(&cache));
+  EXPECT_EQ(cache.layer(0).recurrent.scalar_type(), torch::kBFloat16);
+  const auto gen = generate(lm, ids.slice(1, 0, 8), {}, GenerationOptions().max_new_tokens(4).bf16_decode_state(true));
+  EXPECT_EQ(gen.steps, 4);
+}

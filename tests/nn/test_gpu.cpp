@@ -189,3 +189,57 @@ TEST_F(NnOnGpu, LinearCrossEntropyUnderAutocastFollowsTheUnfusedComposition) {
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(std::isnan(linear_cross_entropy(hidden, weight, bad).item<double>()));
 }
+
+// generate's CUDA graph of the decode step against eager steps: the same greedy tokens and
+// logits (the graph replays the same kernels; cuBLAS may pick other algorithms under
+// capture, hence a tolerance rather than bit equality). fp32 and bf16 models, GVA, a
+// left-padded batch, and an EOS that stops rows early.
+TEST_F(NnOnGpu, GenerateWithCudaGraphEqualsEagerSteps) {
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    torch::manual_seed(35);
+    CombaForCausalLM lm(gpu_config());
+    lm->to(cuda, dtype);
+    lm->eval();
+    const auto long_opts = torch::TensorOptions(cuda).dtype(torch::kLong);
+    const auto ids = torch::randint(0, 64, {3, 20}, long_opts);
+    auto mask = torch::ones({3, 20}, long_opts);
+    mask[1].slice(0, 0, 7).fill_(0);
+    for (const bool padded : {false, true}) {
+      const auto options = GenerationOptions().max_new_tokens(12).output_logits(true);
+      const auto eager = generate(lm, ids, padded ? mask : torch::Tensor(), GenerationOptions(options).cuda_graph(false));
+      const auto graph = generate(lm, ids, padded ? mask : torch::Tensor(), GenerationOptions(options).cuda_graph(true));
+      EXPECT_TRUE(graph.sequences.equal(eager.sequences)) << dtype << " padded " << padded;
+      EXPECT_LT(rel_diff(graph.logits, eager.logits), dtype == torch::kFloat ? 1e-5 : kBf16Tolerance)
+          << dtype << " padded " << padded;
+    }
+    // EOS: the graph keeps stepping finished rows (they get pad tokens), as eager does.
+    const auto first = generate(lm, ids, {}, GenerationOptions().max_new_tokens(3).cuda_graph(false));
+    const int64_t eos = first.new_tokens[0][1].item<int64_t>();
+    const auto options = GenerationOptions().max_new_tokens(10).eos_token_id(eos);
+    EXPECT_TRUE(generate(lm, ids, {}, GenerationOptions(options).cuda_graph(true))
+                    .sequences.equal(generate(lm, ids, {}, GenerationOptions(options).cuda_graph(false)).sequences))
+        << dtype;
+  }
+}
+
+// The bf16 decode state at the model level: tokens of a short greedy run mostly agree with
+// the fp32 state's, and the logits stay within bf16's tolerance.
+TEST_F(NnOnGpu, GenerateWithBf16DecodeStateIsCloseToFp32State) {
+  torch::manual_seed(36);
+  CombaForCausalLM lm(gpu_config());
+  lm->to(cuda, torch::kFloat);
+  lm->eval();
+  const auto ids = torch::randint(0, 64, {4, 24}, torch::TensorOptions(cuda).dtype(torch::kLong));
+  const auto options = GenerationOptions().max_new_tokens(16).output_logits(true);
+  const auto fp32 = generate(lm, ids, {}, GenerationOptions(options).bf16_decode_state(false));
+  const auto bf16 = generate(lm, ids, {}, GenerationOptions(options).bf16_decode_state(true));
+  // Compare the logits of the steps before the first differing token (after it, inputs differ).
+  const auto same = fp32.new_tokens.eq(bf16.new_tokens).all(0);
+  int64_t agree = 0;
+  while (agree < same.size(0) && same[agree].item<bool>()) ++agree;
+  ASSERT_GT(agree, 0);
+  const double err = rel_diff(bf16.logits.slice(1, 0, agree), fp32.logits.slice(1, 0, agree));
+  std::printf("{\"case\": \"generate_bf16_decode_state\", \"steps_equal\": %lld, \"logits_rel\": %.3e}\n",
+              static_cast<long long>(agree), err);
+  EXPECT_LT(err, kBf16Tolerance);
+}

@@ -61,6 +61,32 @@ __device__ __forceinline__ void store_state(const StateVec<Vec>& src, __nv_bfloa
   }
 }
 
+// A Rows x Vec slice of one [K, V] state matrix (rows row0.., columns col0..), zeros where
+// the source is null or the slice leaves the matrix (as load_slice / store_slice, for S).
+template <int Rows, int Vec, typename S>
+__device__ __forceinline__ void load_state_slice(StateVec<Vec> (&dst)[Rows], const S* src, int K, int V,
+                                                 int row0, int col0, bool cols_ok) {
+#pragma unroll
+  for (int i = 0; i < Rows; ++i) {
+    if (src != nullptr && row0 + i < K && cols_ok) {
+      load_state(dst[i], src + static_cast<long long>(row0 + i) * V + col0);
+    } else {
+#pragma unroll
+      for (int c = 0; c < Vec; ++c) dst[i].x[c] = 0.f;
+    }
+  }
+}
+
+template <int Rows, int Vec, typename S>
+__device__ __forceinline__ void store_state_slice(const StateVec<Vec> (&src)[Rows], S* dst, int K, int V,
+                                                  int row0, int col0, bool cols_ok) {
+  if (!cols_ok) return;
+#pragma unroll
+  for (int i = 0; i < Rows; ++i) {
+    if (row0 + i < K) store_state(src[i], dst + static_cast<long long>(row0 + i) * V + col0);
+  }
+}
+
 template <typename T, typename S, int Rows, int Vec>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_decode_kernel(const __grid_constant__ RecurrentDecodeParams params) {
@@ -79,17 +105,9 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   // [Rows, Vec] slice of this (sequence, value head)'s [K, V] state; rows past K and
   // columns past V are zeros and never stored.
   const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
-  const S* state_in = static_cast<const S*>(params.state_in);
   StateVec<Vec> state[Rows];
-#pragma unroll
-  for (int i = 0; i < Rows; ++i) {
-    if (state_in != nullptr && row0 + i < K && cols_ok) {
-      load_state(state[i], state_in + mat + static_cast<long long>(row0 + i) * V + col0);
-    } else {
-#pragma unroll
-      for (int c = 0; c < Vec; ++c) state[i].x[c] = 0.f;
-    }
-  }
+  load_state_slice(state, params.state_in == nullptr ? nullptr : static_cast<const S*>(params.state_in) + mat, K,
+                   V, row0, col0, cols_ok);
 
   const long long qk_row = (static_cast<long long>(n) * params.heads + h) * K;
   const T* q = static_cast<const T*>(params.q) + qk_row;
@@ -131,12 +149,8 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
       dot_q[c] += qi * state[i].x[c];
     }
   }
-  if (params.state_out != nullptr && cols_ok) {
-    S* state_out = static_cast<S*>(params.state_out) + mat;
-#pragma unroll
-    for (int i = 0; i < Rows; ++i) {
-      if (row0 + i < K) store_state(state[i], state_out + static_cast<long long>(row0 + i) * V + col0);
-    }
+  if (params.state_out != nullptr) {
+    store_state_slice(state, static_cast<S*>(params.state_out) + mat, K, V, row0, col0, cols_ok);
   }
 #pragma unroll
   for (int c = 0; c < Vec; ++c) out_red[warp][my_col + c] = dot_q[c];

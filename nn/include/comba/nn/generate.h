@@ -32,12 +32,15 @@ struct GenerationOptions {
   // fp32 and each step rounds the stored state (the error this adds: tests/nn/test_gpu.cpp,
   // Bf16DecodeStateErrorOverSteps).
   TORCH_ARG(bool, bf16_decode_state) = false;
+  // Also return the logits each new token was selected from (GenerationOutput::logits).
+  TORCH_ARG(bool, output_logits) = false;
 };
 
 struct GenerationOutput {
   torch::Tensor sequences;   // int64 [B, T + steps]: prompt followed by the new tokens
   torch::Tensor new_tokens;  // int64 [B, steps]
   int64_t steps = 0;         // tokens generated per sequence (<= max_new_tokens)
+  torch::Tensor logits;      // fp32 [B, steps, vocab] with output_logits, else undefined
 };
 
 // One next token per row of logits [B, V] (fp32 math) under the options' rule.
