@@ -55,6 +55,7 @@ TEST(ChunkTraits, NamedConstantsKeepTheTiling) {
 TEST(KernelInputs, BothFamiliesStartWithTheOneInputStruct) {
   static_assert(std::is_base_of_v<CombaKernelInputs, ChunkParams>);
   static_assert(std::is_base_of_v<CombaKernelInputs, RecurrentFwdParams>);
+  static_assert(std::is_base_of_v<CombaKernelInputs, RecurrentDecodeParams>);
   // The recurrent forward's size, hence every RecurrentBwdParams offset, is unchanged.
   EXPECT_EQ(sizeof(RecurrentFwdParams), 144u);
   RecurrentFwdParams r;

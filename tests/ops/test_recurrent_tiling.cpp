@@ -57,6 +57,14 @@ TEST(RecurrentTiling, DecodeTileIsCompiledAndFillsTheGpu) {
   EXPECT_EQ(recurrent_decode_tile(128, 128, 16, 132).vec, 1);    // B1 H16: 64 CTAs
   EXPECT_EQ(recurrent_decode_tile(128, 128, 64, 132).vec, 2);    // B4 H16: 128 CTAs
   EXPECT_EQ(recurrent_decode_tile(128, 128, 4096, 132).vec, 4);  // B256 H16
+  // State buffers aligned to fewer bytes than a 4-column vector cap the columns per lane.
+  for (const int max_vec : {1, 2}) {
+    for (const long long pairs : {1LL, 4096LL}) {
+      const RecurrentTile t = recurrent_decode_tile(128, 128, pairs, 132, max_vec);
+      EXPECT_LE(t.vec, max_vec);
+      EXPECT_TRUE(tiles.count({t.rows, t.vec}));
+    }
+  }
 }
 
 // Packed sequences of random lengths (empty ones included): the slots of all segments of
