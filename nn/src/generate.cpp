@@ -63,6 +63,14 @@ class DecodeSteps {
 #endif
   }
 
+  bool used_graph() const {
+#ifdef COMBA_WITH_CUDA
+    return graph_ && graph_->captured();
+#else
+    return false;
+#endif
+  }
+
   // Logits [B, vocab] after ids [B, 1] (valid until the next call).
   torch::Tensor next_logits(const torch::Tensor& ids) {
 #ifdef COMBA_WITH_CUDA
@@ -130,6 +138,7 @@ GenerationOutput generate(CombaForCausalLM& model, const torch::Tensor& input_id
       // New tokens are real for every row, so no mask is needed after the prefill.
       logits = steps.next_logits(next.unsqueeze(1));
     }
+    out.used_cuda_graph = steps.used_graph();
   }
   out.steps = static_cast<int64_t>(produced.size());
   out.new_tokens = produced.empty() ? torch::empty({batch, 0}, input_ids.options()) : torch::stack(produced, 1);

@@ -200,6 +200,7 @@ TEST(Generate, CudaGraphOptionIsIgnoredOnTheCpu) {
   const auto off = generate(lm, prompt, {}, GenerationOptions().max_new_tokens(6).cuda_graph(false).output_logits(true));
   EXPECT_TRUE(on.sequences.equal(off.sequences));
   EXPECT_TRUE(on.logits.equal(off.logits));
+  EXPECT_FALSE(on.used_cuda_graph);
   EXPECT_EQ(on.logits.sizes(), torch::IntArrayRef({2, 6, 64}));
 }
 

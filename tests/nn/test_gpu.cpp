@@ -208,6 +208,8 @@ TEST_F(NnOnGpu, GenerateWithCudaGraphEqualsEagerSteps) {
       const auto options = GenerationOptions().max_new_tokens(12).output_logits(true);
       const auto eager = generate(lm, ids, padded ? mask : torch::Tensor(), GenerationOptions(options).cuda_graph(false));
       const auto graph = generate(lm, ids, padded ? mask : torch::Tensor(), GenerationOptions(options).cuda_graph(true));
+      EXPECT_TRUE(graph.used_cuda_graph) << dtype << " padded " << padded;
+      EXPECT_FALSE(eager.used_cuda_graph);
       EXPECT_TRUE(graph.sequences.equal(eager.sequences)) << dtype << " padded " << padded;
       EXPECT_LT(rel_diff(graph.logits, eager.logits), dtype == torch::kFloat ? 1e-5 : kBf16Tolerance)
           << dtype << " padded " << padded;

@@ -5,7 +5,10 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
 #include <torch/torch.h>
+
+#include <exception>
 
 #include <vector>
 
@@ -68,18 +71,25 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
     const c10::cuda::CUDAStreamGuard stream_guard(side);
     // cuBLAS takes a workspace per stream on first use: take it outside the capture.
     at::cuda::getCurrentCUDABlasHandle();
-    graph->capture_begin();
     try {
+      graph->capture_begin();
       logits_ = eager(ids_);
-    } catch (...) {
-      try {
-        graph->capture_end();
-      } catch (...) {  // the capture is broken already; the first error is the one to report
+      graph->capture_end();
+    } catch (const std::exception& e) {
+      // Something in the step cannot be captured (a host synchronisation, say): end the
+      // capture if it is still open, clear the error it left, decode eagerly from here on.
+      cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(side.stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+        cudaGraph_t broken = nullptr;
+        if (cudaStreamEndCapture(side.stream(), &broken) == cudaSuccess && broken != nullptr) cudaGraphDestroy(broken);
       }
+      (void)cudaGetLastError();
+      TORCH_WARN("generate: the decode step could not be captured in a CUDA graph (", e.what(),
+                 "); decoding eagerly");
       restore_cache_tensors(cache_, before);
-      throw;
+      logits_ = torch::Tensor();
+      return false;
     }
-    graph->capture_end();
   }
   at::cuda::CUDAEvent captured;
   captured.record(side);
@@ -87,6 +97,8 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
   // Capturing ran no kernel, but it did count the step's tokens.
   cache_.add_seen_tokens(-ids.size(1));
   if (!same_storage(before, cache_tensors(cache_))) {
+    TORCH_WARN("generate: a decode step moved the cache to new storage, so it cannot be replayed from a CUDA "
+               "graph; decoding eagerly");
     restore_cache_tensors(cache_, before);
     logits_ = torch::Tensor();
     return false;

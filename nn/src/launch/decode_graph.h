@@ -23,9 +23,9 @@ class DecodeGraph {
   // Logits [B, vocab] of the next position after ids [B, 1] (int64, on the model's device),
   // advancing the cache. The first call runs eagerly (the warm-up: lazy initialisation,
   // states made dense); the second captures the step, then it and every later call replay
-  // it. The result is the graph's output buffer: valid until the next call. If capturing
-  // left any cache tensor at a new address (a layer that did not update in place), the
-  // capture is dropped and every call runs eagerly.
+  // it. The result is the graph's output buffer: valid until the next call. If the step
+  // cannot be captured, or capturing left a cache tensor at a new address (a layer that did
+  // not update in place), it warns and every call runs eagerly.
   torch::Tensor step(const torch::Tensor& ids);
 
   bool captured() const { return graph_ != nullptr; }

@@ -41,6 +41,7 @@ struct GenerationOutput {
   torch::Tensor new_tokens;  // int64 [B, steps]
   int64_t steps = 0;         // tokens generated per sequence (<= max_new_tokens)
   torch::Tensor logits;      // fp32 [B, steps, vocab] with output_logits, else undefined
+  bool used_cuda_graph = false;  // whether decode steps were replayed from a CUDA graph
 };
 
 // One next token per row of logits [B, V] (fp32 math) under the options' rule.
