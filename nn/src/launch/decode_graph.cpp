@@ -61,6 +61,9 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
   const c10::cuda::CUDAGuard device_guard(ids.device());
   ids_ = ids.clone();
   const auto before = cache_tensors(cache_);
+  const int64_t seen_before = cache_.seen_tokens();
+  // Capturing runs no kernel, but the forward counts the step's tokens: undo that.
+  const auto restore_seen = [&] { cache_.add_seen_tokens(seen_before - cache_.seen_tokens()); };
   auto graph = std::make_unique<at::cuda::CUDAGraph>();
   const auto caller = at::cuda::getCurrentCUDAStream();
   const auto side = at::cuda::getStreamFromPool();
@@ -77,7 +80,12 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
       graph->capture_end();
     } catch (const std::exception& e) {
       // Something in the step cannot be captured (a host synchronisation, say): end the
-      // capture if it is still open, clear the error it left, decode eagerly from here on.
+      // capture (the graph's own end first: it also ends the allocator's capture pool; then
+      // the stream's, if that failed before), clear the error it left, decode eagerly.
+      try {
+        graph->capture_end();
+      } catch (const std::exception&) {  // expected: the capture was invalidated
+      }
       cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
       if (cudaStreamIsCapturing(side.stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
         cudaGraph_t broken = nullptr;
@@ -87,6 +95,7 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
       TORCH_WARN("generate: the decode step could not be captured in a CUDA graph (", e.what(),
                  "); decoding eagerly");
       restore_cache_tensors(cache_, before);
+      restore_seen();
       logits_ = torch::Tensor();
       return false;
     }
@@ -94,8 +103,7 @@ bool DecodeGraph::capture(const torch::Tensor& ids) {
   at::cuda::CUDAEvent captured;
   captured.record(side);
   captured.block(caller);
-  // Capturing ran no kernel, but it did count the step's tokens.
-  cache_.add_seen_tokens(-ids.size(1));
+  restore_seen();
   if (!same_storage(before, cache_tensors(cache_))) {
     TORCH_WARN("generate: a decode step moved the cache to new storage, so it cannot be replayed from a CUDA "
                "graph; decoding eagerly");
