@@ -133,20 +133,6 @@ bool kernel_takes(const detail::CombaProblem& pb, const at::Tensor& q, const at:
 
 }  // namespace
 
-bool comba_decode_step_is_kernel(const at::Tensor& q, const at::Tensor& state) {
-#ifdef COMBA_WITH_CUDA
-  if (!q.defined() || q.dim() != 4 || !state.defined() || state.dim() != 4) return false;
-  detail::CombaProblem pb;
-  pb.batch = pb.num_seqs = q.size(0);
-  pb.key_dim = q.size(3);
-  pb.dtype = q.scalar_type();
-  return kernel_takes(pb, q, state);
-#else
-  (void)q, (void)state;
-  return false;
-#endif
-}
-
 void comba_decode_step_(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                         const c10::optional<at::Tensor>& p, const at::Tensor& g,
                         const c10::optional<at::Tensor>& beta, const at::Tensor& state,

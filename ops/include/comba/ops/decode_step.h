@@ -8,10 +8,10 @@
 // Shapes (fla's, T = 1): q, k, p [B, 1, H, K]; v [B, 1, HV, V]; g, beta [B, 1, HV];
 // state [B, HV, K, V]; out [B, 1, HV, V] in q's dtype. q, k, v, p share one float dtype;
 // g and beta are that dtype or float32. Every tensor must be contiguous and on q's device.
-// state: float32, or bfloat16 on CUDA (half the memory traffic; the math stays fp32 and
-// each step rounds the stored state to bf16, see tests/ops/test_decode_step.cpp for the
-// error this adds); float64 for float64 inputs (CPU).
-// Runs the CUDA kernel for CUDA tensors in fp32 / fp16 / bf16 with K <= 256; anything else
+// state: float32, or bfloat16 (half the memory traffic; the math stays fp32 and each step
+// rounds the stored state to bf16: tests/ops/test_decode_step.cpp measures the error this
+// adds); float64 for float64 inputs (CPU).
+// Runs the CUDA kernel for CUDA tensors in fp32 / fp16 / bf16 with K <= 256 and B <= 65535; else
 // (the CPU, fp64) takes an ATen composition that allocates temporaries (for tests and
 // CPU inference; still in place for the caller).
 #pragma once
@@ -34,9 +34,5 @@ void comba_decode_step_(const at::Tensor& q, const at::Tensor& k, const at::Tens
                         const c10::optional<at::Tensor>& p, const at::Tensor& g,
                         const c10::optional<at::Tensor>& beta, const at::Tensor& state,
                         const at::Tensor& out, const DecodeStepOptions& options = {});
-
-// Whether comba_decode_step_ runs these tensors as its single allocation-free kernel
-// (else the ATen composition). Sizes and dtypes only.
-bool comba_decode_step_is_kernel(const at::Tensor& q, const at::Tensor& state);
 
 }  // namespace comba
