@@ -53,6 +53,10 @@ class CombaLayerImpl : public torch::nn::Module {
   void reset_parameters();
 
   // x [B, T, hidden] -> [B, T, hidden] (padding positions of attention_mask give zeros).
+  // With a LayerState the state is read and the state after the last token written back;
+  // a decode step (T = 1, no grad, the state already there) writes it IN PLACE, into the
+  // same tensors (the recurrent state may be fp32 or bf16 then), so that a CUDA graph of
+  // the step can be replayed.
   torch::Tensor forward(const torch::Tensor& x, const CombaLayerInputs& inputs = {});
 
   int64_t key_dim() const { return key_dim_; }
