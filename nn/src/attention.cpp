@@ -262,7 +262,7 @@ at::Tensor attend_cached(LayerState& state, const at::Tensor& q, const at::Tenso
   if (gaps) {
     // Right-align again: a stable sort puts each row's invalid columns first, its tokens
     // after them in order; then drop the columns no row uses.
-    const auto order = std::get<1>(valid.to(at::kInt).sort(/*stable=*/true, /*dim=*/1));
+    const auto order = std::get<1>(valid.to(at::kInt).sort(/*stable=*/std::optional<bool>(true), /*dim=*/1, /*descending=*/false));
     const auto by_column = order.view({N, 1, -1, 1}).expand_as(keys);
     keys = keys.gather(2, by_column);
     values = values.gather(2, by_column);
