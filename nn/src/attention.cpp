@@ -166,7 +166,6 @@ Unpadding right_aligned(const Sequences& seqs, const at::Device& device) {
   return layout;
 }
 
-
 // With a window only the last `window` columns can be seen by a later query.
 void keep_last_window(at::Tensor& keys, at::Tensor& values, at::Tensor& valid, int64_t window) {
   const int64_t length = keys.size(2);
@@ -262,7 +261,9 @@ at::Tensor attend_cached(LayerState& state, const at::Tensor& q, const at::Tenso
   if (gaps) {
     // Right-align again: a stable sort puts each row's invalid columns first, its tokens
     // after them in order; then drop the columns no row uses.
-    const auto order = std::get<1>(valid.to(at::kInt).sort(/*stable=*/std::optional<bool>(true), /*dim=*/1, /*descending=*/false));
+    // (std::optional spelled out: sort(true, 1) would pick the overload sort(dim, descending).)
+    const auto order =
+        std::get<1>(valid.to(at::kInt).sort(std::optional<bool>(true), /*dim=*/1, /*descending=*/false));
     const auto by_column = order.view({N, 1, -1, 1}).expand_as(keys);
     keys = keys.gather(2, by_column);
     values = values.gather(2, by_column);

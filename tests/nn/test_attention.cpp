@@ -99,7 +99,9 @@ torch::Tensor reference_batch(const AttentionOptions& o, const RefParams& p, con
       row = reference_sequence(o, p, x[b]);
     } else {
       const auto idx = mask[b].to(torch::kCPU).nonzero().squeeze(1);
-      if (idx.numel() > 0) row = row.index_copy(0, idx, reference_sequence(o, p, x[b].to(torch::kCPU).index_select(0, idx)));
+      if (idx.numel() > 0) {
+        row = row.index_copy(0, idx, reference_sequence(o, p, x[b].to(torch::kCPU).index_select(0, idx)));
+      }
     }
     rows.push_back(row);
   }
@@ -353,7 +355,8 @@ TEST(Attention, DecodeWithLeftPaddedRowsEqualsEachRowAlone) {
     const auto p = ref_params(*layer);
     LayerState state;
     auto m = mask.clone();
-    std::vector<torch::Tensor> outs = {layer(x.slice(1, 0, prompt), CombaLayerInputs().attention_mask(m).state(&state))};
+    std::vector<torch::Tensor> outs = {
+        layer(x.slice(1, 0, prompt), CombaLayerInputs().attention_mask(m).state(&state))};
     for (int64_t t = prompt; t < prompt + steps; ++t) {
       m = torch::cat({m, torch::ones({B, 1}, torch::kLong)}, 1);
       outs.push_back(layer(x.slice(1, t, t + 1), CombaLayerInputs().attention_mask(m).state(&state)));
@@ -390,7 +393,8 @@ TEST(Attention, PackedChunksWithCacheEqualFullForward) {
         parts.push_back(seqs[n].slice(0, offsets[n], offsets[n] + chunk[n]));
         cu.push_back(cu.back() + chunk[n]);
       }
-      const auto out = layer(torch::cat(parts).unsqueeze(0), CombaLayerInputs().cu_seqlens(cu_tensor(cu)).state(&state));
+      const auto out =
+          layer(torch::cat(parts).unsqueeze(0), CombaLayerInputs().cu_seqlens(cu_tensor(cu)).state(&state));
       for (size_t n = 0; n < 3; ++n) {
         outs[n].push_back(out[0].slice(0, cu[n], cu[n + 1]));
         offsets[n] += chunk[n];
@@ -426,7 +430,9 @@ TEST(Attention, CacheSelectKeepsTheChosenRows) {
   EXPECT_EQ(cache.layer(0).positions.size(0), 2);
   const auto kept = x.index_select(0, index);
   std::vector<torch::Tensor> outs = {first.index_select(0, index)};
-  for (int64_t t = 6; t < 10; ++t) outs.push_back(layer(kept.slice(1, t, t + 1), CombaLayerInputs().state(&cache.layer(0))));
+  for (int64_t t = 6; t < 10; ++t) {
+    outs.push_back(layer(kept.slice(1, t, t + 1), CombaLayerInputs().state(&cache.layer(0))));
+  }
   EXPECT_LT(max_abs_diff(torch::cat(outs, 1), reference_batch(opts, p, kept)), kFp64Tolerance);
   cache.reset();
   EXPECT_TRUE(cache.layer(0).empty());
@@ -515,7 +521,8 @@ TEST_F(AttentionOnGpu, Bf16BackwardMatchesReference) {
       CombaLayerInputs inputs;
       if (packed) inputs.cu_seqlens(cu_tensor(cu).to(cuda));
       (layer(x_layer, inputs).to(torch::kDouble).cpu() * weight).sum().backward();
-      const auto expected = packed ? reference_packed(layer->options, p, x_ref, cu) : reference_batch(layer->options, p, x_ref);
+      const auto expected =
+          packed ? reference_packed(layer->options, p, x_ref, cu) : reference_batch(layer->options, p, x_ref);
       (expected * weight).sum().backward();
       const auto name = std::string(packed ? "packed" : "dense") + " window " + std::to_string(window);
       EXPECT_LT(rel_diff(x_layer.grad().cpu(), x_ref.grad()), kBf16GradTolerance) << name;
