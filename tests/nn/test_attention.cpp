@@ -237,6 +237,20 @@ TEST(Attention, DenseMatchesReferenceFp64AndFp32) {
   }
 }
 
+// bf16 on the CPU (ATen's math path, RoPE tables rounded to bf16 as fla's) and a window
+// wider than the sequence (which is plain causal attention).
+TEST(Attention, Bf16AndWideWindowMatchReference) {
+  torch::manual_seed(12);
+  const auto x = torch::randn({2, 9, 32}, torch::kDouble);
+  auto wide = make_layer(small(4, 2, 20));
+  EXPECT_LT(max_abs_diff(wide(x), reference_batch(wide->options, ref_params(*wide), x)), kFp64Tolerance);
+  for (const auto& c : cases()) {
+    auto layer = make_layer(c.options, torch::kBFloat16);
+    const auto xb = x.to(torch::kBFloat16);
+    EXPECT_LT(rel_diff(layer(xb), reference_batch(c.options, ref_params(*layer), xb)), kBf16Tolerance) << c.name;
+  }
+}
+
 TEST(Attention, PackedMatchesReferencePerSequence) {
   torch::manual_seed(3);
   const std::vector<int64_t> cu = {0, 5, 6, 13};  // lengths 5, 1, 7
