@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 
 #include "../core/fifo_guard.h"
