@@ -301,26 +301,31 @@ def fla_grad_check(head_dim):
         (o.float() * do).sum().backward()
         return [x.grad.double() for x in xs]
 
-    got = grads(lambda q_, k_, v_, p_, g_, b_: chunk_comba(q=q_, k=k_, v=v_, p=p_, g=g_, beta=b_,
-                                                           scale=K ** -0.5)[0], torch.bfloat16)
+    def chunk(q_, k_, v_, p_, g_, b_):
+        return chunk_comba(q=q_, k=k_, v=v_, p=p_, g=g_.float(), beta=b_, scale=K ** -0.5)[0]
+
     want = grads(lambda q_, k_, v_, p_, g_, b_: naive_recurrent_comba(q_, k_, v_, p_, b_, g_,
                                                                       scale=K ** -0.5)[0], torch.float32)
-    return {n: round(float((a - b).norm() / b.norm().clamp_min(1e-12)), 4) for n, a, b in zip(names, got, want)}
+    out = {}
+    for label, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        got = grads(chunk, dtype)
+        out[label] = {n: round(float((a - b).norm() / b.norm().clamp_min(1e-12)), 4)
+                      for n, a, b in zip(names, got, want)}
+    return out
 
 
 def train_fla(config, corpus, steps, interval, init_dir, sink, log):
     import torch
     import torch.nn.functional as F
-    from fla.models import CombaConfig, CombaForCausalLM
-    seed = int(config[""].get("seed", 0))
-    opt_cfg, sched, model_cfg = config["optimizer"], config.get("schedule", {}), config["model"]
+    from fla.models import CombaForCausalLM
+    opt_cfg, sched = config["optimizer"], config.get("schedule", {})
     grad_clip = float(config.get("train", {}).get("grad_clip", 1.0))
     eval_batches = int(config.get("eval", {}).get("batches", 8))
     dev = torch.device("cuda")
 
-    torch.manual_seed(seed)
-    model = CombaForCausalLM(CombaConfig(**fla_config_kwargs(model_cfg)))
-    model.save_pretrained(init_dir)  # fp32 weights: our run starts from the same ones
+    # The fp32 weights main() saved for our run (init_dir), read back: both start equal.
+    model = CombaForCausalLM.from_pretrained(init_dir).float()
+    model.train()  # from_pretrained leaves it in eval mode
     model.to(dev)
     named = list(model.named_parameters())  # tied weights appear once
     masters = [p.detach().clone().requires_grad_() for _, p in named]
@@ -370,6 +375,9 @@ def train_fla(config, corpus, steps, interval, init_dir, sink, log):
         with torch.no_grad():
             torch._foreach_copy_(params, masters)
         done = step + 1
+        if done in (1, 10, 50) or done % 100 == 0:
+            torch.cuda.synchronize()
+            log(f"fla: step {done}, loss {float(loss):.4f}, {time.perf_counter() - t0:.1f} s")
         if done % interval == 0 or done == steps:
             curve.append((done, evaluate()))
             emit({"run": "fla", "step": done, "eval_loss": round(curve[-1][1], 5), "train_loss": round(float(loss), 5),
@@ -526,19 +534,15 @@ def main():
 
     curves, times = {}, {}
     init_dir = os.path.join(out, "init")
+    wanted = [w.strip() for w in args.ours_init.split(",") if w.strip()]
     if not args.skip_fla:
-        note = lift_fla_hopper_guard()
-        if note:
-            emit({"note": note}, sink)
-        try:
-            emit({"fla_grad_check": fla_grad_check(int(config["model"]["head_dim"])),
-                  "what": "relative L2 error of fla's chunk_comba gradients (bf16) against fla's naive "
-                          "recurrent reference (fp32 autograd); bf16 rounding alone gives ~0.01"}, sink)
-        except Exception as e:  # the comparison still runs; the line says why there is no check
-            emit({"fla_grad_check": None, "error": f"{type(e).__name__}: {e}"}, sink)
-        curves["fla"], times["fla"] = train_fla(config, corpus, steps, interval, init_dir, sink, log)
+        # fla's initial weights first: our run from them needs only the folder.
+        import torch
+        from fla.models import CombaConfig, CombaForCausalLM
+        torch.manual_seed(seed)
+        CombaForCausalLM(CombaConfig(**fla_config_kwargs(config["model"]))).save_pretrained(init_dir)
     if not args.skip_ours:
-        for which in [w.strip() for w in args.ours_init.split(",") if w.strip()]:
+        for which in wanted:
             if which == "fla" and not os.path.isdir(init_dir):
                 log("ours from fla's init: no init/ folder (fla skipped); left out")
                 continue
@@ -546,6 +550,17 @@ def main():
             run_dir = os.path.join(out, "ours-fla-init" if which == "fla" else "ours-own-init")
             curves[name], times[name] = train_ours(args.build_dir, config_path, corpus_path, steps, run_dir,
                                                    init_dir if which == "fla" else None, sink, log)
+    if not args.skip_fla:
+        note = lift_fla_hopper_guard()
+        if note:
+            emit({"note": note}, sink)
+        try:
+            emit({"fla_grad_check": fla_grad_check(int(config["model"]["head_dim"])),
+                  "what": "relative L2 error of fla's chunk_comba gradients (bf16 and fp32 inputs) against "
+                          "fla's naive recurrent reference (fp32 autograd)"}, sink)
+        except Exception as e:  # the comparison still runs; the line says why there is no check
+            emit({"fla_grad_check": None, "error": f"{type(e).__name__}: {e}"}, sink)
+        curves["fla"], times["fla"] = train_fla(config, corpus, steps, interval, init_dir, sink, log)
 
     names = list(curves)
     steps_seen = sorted({s for c in curves.values() for s, _ in c})
