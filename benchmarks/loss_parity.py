@@ -503,6 +503,7 @@ def main():
     ap.add_argument("--ours-init", default="fla,own", help="fla: from fla's initial weights; own: our init")
     ap.add_argument("--skip-fla", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--skip-grad-check", action="store_true", help="no fla_grad_check line (it autotunes more kernels)")
     ap.add_argument("--self-check", action="store_true", help="CPU checks of the replicated pieces, then exit")
     args = ap.parse_args()
     config_path = os.path.abspath(args.config)
@@ -555,6 +556,8 @@ def main():
         if note:
             emit({"note": note}, sink)
         try:
+            if args.skip_grad_check:
+                raise RuntimeError("skipped (--skip-grad-check)")
             emit({"fla_grad_check": fla_grad_check(int(config["model"]["head_dim"])),
                   "what": "relative L2 error of fla's chunk_comba gradients (bf16 and fp32 inputs) against "
                           "fla's naive recurrent reference (fp32 autograd)"}, sink)
