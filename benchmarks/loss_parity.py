@@ -22,13 +22,20 @@ What is the same on both sides, and how:
   total norm, the AdamW step on the masters, one copy back to bf16 per step.
 - loss: mean next-token cross entropy over every target of the batch (fp32 softmax).
 fla 0.6.0 refuses its gated chunk backward on Hopper with Triton in [3.4, 3.7.1) (fla issue
-#640). The guard is lifted here (the run says so) and, first, fla's chunk gradients are
-compared with fla's own naive recurrent reference in fp32 autograd (the fla_grad_check line).
+#640). The guard is lifted here (the run says so); --grad-check first compares fla's chunk
+gradients with fla's own naive recurrent reference in fp32 autograd (the fla_grad_check line).
 
 Usage (GPU machine, after `bash benchmarks/gpu_suite.sh build`, fla's wheels installed):
     python3 benchmarks/loss_parity.py build-gpu --out "$OUT/parity"
+On a fresh machine fla's Triton kernels compile and autotune for several minutes before its
+first step (about 75 s even with a warm Triton cache); ours takes ~20 s a run. Where one
+device call cannot hold both, run them in two and merge (loss_parity.sh does this):
+    python3 benchmarks/loss_parity.py build-gpu --skip-fla --out /tmp/p1    # ours
+    python3 benchmarks/loss_parity.py --skip-ours --out /tmp/p2             # fla
+    python3 benchmarks/loss_parity.py --merge p1/parity.jsonl p2/parity.jsonl --out DIR   # anywhere
     python3 benchmarks/loss_parity.py --self-check          # CPU, no fla or GPU needed
-Options: --steps N (default: train.max_steps), --ours-init fla,own, --skip-fla, --skip-ours.
+Options: --steps N (default: train.max_steps), --ours-init fla,own, --skip-fla, --skip-ours,
+--grad-check.
 Output folder: parity.jsonl (one JSON line per evaluation with every curve, then a summary
 line), parity.csv, parity.svg, the corpus, fla's initial weights (init/) and our run folders.
 """
@@ -503,12 +510,18 @@ def main():
     ap.add_argument("--ours-init", default="fla,own", help="fla: from fla's initial weights; own: our init")
     ap.add_argument("--skip-fla", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
-    ap.add_argument("--skip-grad-check", action="store_true", help="no fla_grad_check line (it autotunes more kernels)")
+    ap.add_argument("--grad-check", action="store_true",
+                    help="first compare fla's chunk gradients with its naive reference (more Triton autotuning)")
     ap.add_argument("--self-check", action="store_true", help="CPU checks of the replicated pieces, then exit")
+    ap.add_argument("--merge", nargs="+", metavar="JSONL", help="report the runs of these parity.jsonl files together "
+                    "(written to --out), then exit; no GPU needed")
     args = ap.parse_args()
     config_path = os.path.abspath(args.config)
     if args.self_check:
         sys.exit(self_check(config_path, args.build_dir))
+    if args.merge:
+        merge(args.merge, args.out)
+        return
 
     config = read_config(config_path)
     seed = int(config[""].get("seed", 0))
@@ -536,8 +549,9 @@ def main():
     curves, times = {}, {}
     init_dir = os.path.join(out, "init")
     wanted = [w.strip() for w in args.ours_init.split(",") if w.strip()]
-    if not args.skip_fla:
-        # fla's initial weights first: our run from them needs only the folder.
+    if not args.skip_fla or (not args.skip_ours and "fla" in wanted):
+        # fla's initial weights first: our run from them needs only the folder. Built on
+        # the CPU from the seed, so two calls (--skip-fla, then --skip-ours) get the same.
         import torch
         from fla.models import CombaConfig, CombaForCausalLM
         torch.manual_seed(seed)
@@ -551,20 +565,26 @@ def main():
             run_dir = os.path.join(out, "ours-fla-init" if which == "fla" else "ours-own-init")
             curves[name], times[name] = train_ours(args.build_dir, config_path, corpus_path, steps, run_dir,
                                                    init_dir if which == "fla" else None, sink, log)
+            emit({"run": name, "seconds": round(times[name], 1)}, sink)
     if not args.skip_fla:
         note = lift_fla_hopper_guard()
         if note:
             emit({"note": note}, sink)
-        try:
-            if args.skip_grad_check:
-                raise RuntimeError("skipped (--skip-grad-check)")
-            emit({"fla_grad_check": fla_grad_check(int(config["model"]["head_dim"])),
-                  "what": "relative L2 error of fla's chunk_comba gradients (bf16 and fp32 inputs) against "
-                          "fla's naive recurrent reference (fp32 autograd)"}, sink)
-        except Exception as e:  # the comparison still runs; the line says why there is no check
-            emit({"fla_grad_check": None, "error": f"{type(e).__name__}: {e}"}, sink)
+        if args.grad_check:
+            try:
+                emit({"fla_grad_check": fla_grad_check(int(config["model"]["head_dim"])),
+                      "what": "relative L2 error of fla's chunk_comba gradients (bf16 and fp32 inputs) against "
+                              "fla's naive recurrent reference (fp32 autograd)"}, sink)
+            except Exception as e:  # the comparison still runs; the line says why there is no check
+                emit({"fla_grad_check": None, "error": f"{type(e).__name__}: {e}"}, sink)
         curves["fla"], times["fla"] = train_fla(config, corpus, steps, interval, init_dir, sink, log)
+        emit({"run": "fla", "seconds": round(times["fla"], 1)}, sink)
 
+    report(curves, times, steps, out, sink)
+
+
+def report(curves, times, steps, out, sink):
+    """parity.csv, parity.svg, a row per evaluation step with every curve, the summary."""
     names = list(curves)
     steps_seen = sorted({s for c in curves.values() for s, _ in c})
     table = {name: dict(c) for name, c in curves.items()}
@@ -589,6 +609,25 @@ def main():
     if "fla" in final:
         summary["relative_to_fla"] = {n: f"{100 * (v / final['fla'] - 1):+.2f}%" for n, v in final.items() if n != "fla"}
     emit(summary, sink)
+
+
+def merge(paths, out):
+    """The curves of several runs' parity.jsonl (e.g. ours and fla from two device calls),
+    reported together as one run would."""
+    curves, times, steps = {}, {}, 0
+    os.makedirs(out, exist_ok=True)
+    sink = open(os.path.join(out, "parity.jsonl"), "w")
+    for path in paths:
+        for line in open(path, encoding="utf-8"):
+            record = json.loads(line)
+            if "run" in record and "eval_loss" in record:
+                curves.setdefault(record["run"], {})[int(record["step"])] = float(record["eval_loss"])
+            elif "run" in record and "seconds" in record:
+                times[record["run"]] = float(record["seconds"])
+            elif "corpus" in record or "note" in record or "fla_grad_check" in record:
+                steps = max(steps, int(record.get("steps", 0)))
+                emit(record, sink)
+    report({n: sorted(c.items()) for n, c in curves.items()}, times, steps, out, sink)
 
 
 if __name__ == "__main__":
