@@ -7,7 +7,8 @@
 # Each step leaves $OUT/<step>.jsonl (and its stderr log); merge them anywhere, e.g. here:
 #   python3 benchmarks/loss_parity.py --merge ours.jsonl fla.jsonl --out benchmarks/parity
 # Extra options for loss_parity.py: PARITY_ARGS (e.g. "--steps 200 --grad-check"); each step
-# is stopped after PARITY_TIMEOUT seconds (default 540), its lines so far kept.
+# is stopped after PARITY_TIMEOUT seconds (default: 540 for fla, 420 after a build), its
+# lines so far kept.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/gpu-logs}"
@@ -19,16 +20,16 @@ status=0
 for step in "${@:-all}"; do
   case "$step" in
     ours) COMBA_TARGETS=comba-train bash "$ROOT/benchmarks/gpu_suite.sh" build || exit 1
-          args=(--skip-fla) ;;
-    fla)  args=(--skip-ours) ;;
+          args=(--skip-fla); limit=420 ;;
+    fla)  args=(--skip-ours); limit=540 ;;
     all)  COMBA_TARGETS=comba-train bash "$ROOT/benchmarks/gpu_suite.sh" build || exit 1
-          args=() ;;
+          args=(); limit=420 ;;
     *) echo "unknown step $step (ours, fla, all)"; exit 2 ;;
   esac
   rm -rf "$WORK/$step"
   # shellcheck disable=SC2086
   # Stopped before the device call's 10 minutes run out, so that what it has comes back.
-  PYTHONUNBUFFERED=1 timeout "${PARITY_TIMEOUT:-540}" python3 "$ROOT/benchmarks/loss_parity.py" "$BUILD" \
+  PYTHONUNBUFFERED=1 timeout "${PARITY_TIMEOUT:-$limit}" python3 "$ROOT/benchmarks/loss_parity.py" "$BUILD" \
       --out "$WORK/$step" "${args[@]}" ${PARITY_ARGS:-} 2>"$OUT/$step.stderr.log" || status=1
   cp "$WORK/$step/parity.jsonl" "$OUT/$step.jsonl" 2>/dev/null || status=1
   if [ "$step" = all ]; then cp "$WORK/$step/parity.svg" "$WORK/$step/parity.csv" "$OUT/" 2>/dev/null; fi
