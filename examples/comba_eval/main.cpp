@@ -151,6 +151,7 @@ int main(int argc, char** argv) {
       for (const auto& s : shards) {
         set.spans.push_back(s.tokens());
         set.names.push_back(s.path());
+        set.text_bytes.push_back(s.text_bytes());  // from comba-tokenize's header, or -1
       }
     } else {
       source = train::make_data_source(config->data, config->batch, static_cast<uint64_t>(config->seed),

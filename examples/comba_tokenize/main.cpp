@@ -6,6 +6,8 @@
 // corpora larger than memory work; documents are encoded by --threads threads, batch by
 // batch, and written in input order whatever the thread count. Each shard holds at most
 // --shard-tokens tokens. --val-tokens / --val-fraction hold out the first documents.
+// Each shard's header also records the bytes of text it encodes (token_shard.h), so that
+// comba-eval and eval.full_pass report bits per byte for it.
 //
 //   comba-tokenize --tokenizer tokenizer.model --out data/train [options] FILE...
 //   -> data/train_000000.bin, data/train_000001.bin, ...
@@ -107,29 +109,44 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   return std::nullopt;
 }
 
-// Collects tokens and writes a shard whenever shard_tokens are buffered.
+// Collects tokens and writes a shard whenever shard_tokens are buffered. Each shard's
+// header records the UTF-8 bytes of the text its tokens encode (for bits per byte); a
+// document split over two shards gives each its share of bytes in proportion to tokens,
+// so that the shards' counts add up to the input's exactly.
 class ShardWriter {
  public:
   ShardWriter(std::string prefix, int64_t shard_tokens, int token_bytes)
       : prefix_(std::move(prefix)), shard_tokens_(shard_tokens), token_bytes_(token_bytes) {}
 
-  void add(const std::vector<int>& ids) {
-    for (const int id : ids) {
-      buffer_.push_back(static_cast<uint32_t>(id));
-      if (static_cast<int64_t>(buffer_.size()) == shard_tokens_) flush();
+  // `ids`: one document's tokens, `text_bytes`: the bytes of its text.
+  void add(const std::vector<int>& ids, int64_t text_bytes) {
+    const auto n = static_cast<__int128>(ids.size());
+    int64_t counted = 0;  // bytes of this document given to shards already written
+    for (size_t i = 0; i < ids.size(); ++i) {
+      buffer_.push_back(static_cast<uint32_t>(ids[i]));
+      if (static_cast<int64_t>(buffer_.size()) == shard_tokens_) {
+        const auto upto = static_cast<int64_t>(static_cast<__int128>(text_bytes) * static_cast<__int128>(i + 1) / n);
+        buffer_bytes_ += upto - counted;
+        counted = upto;
+        flush();
+      }
     }
+    buffer_bytes_ += text_bytes - counted;
   }
   void flush() {
     if (buffer_.empty()) return;
     char suffix[32];
     std::snprintf(suffix, sizeof(suffix), "_%06d.bin", static_cast<int>(written_.size()));
     const std::string path = prefix_ + suffix;
-    comba::train::write_token_shard(path, buffer_, token_bytes_);
+    comba::train::write_token_shard(path, buffer_, token_bytes_, buffer_bytes_);
     written_.push_back(path);
     total_ += static_cast<int64_t>(buffer_.size());
+    total_bytes_ += buffer_bytes_;
     buffer_.clear();
+    buffer_bytes_ = 0;
   }
   int64_t tokens() const { return total_ + static_cast<int64_t>(buffer_.size()); }
+  int64_t text_bytes() const { return total_bytes_ + buffer_bytes_; }
   const std::vector<std::string>& written() const { return written_; }
 
  private:
@@ -137,8 +154,10 @@ class ShardWriter {
   int64_t shard_tokens_;
   int token_bytes_;
   std::vector<uint32_t> buffer_;
+  int64_t buffer_bytes_ = 0;
   std::vector<std::string> written_;
   int64_t total_ = 0;
+  int64_t total_bytes_ = 0;
 };
 
 // On a terminal, a bar redrawn in place; otherwise (a log file, a pipe) a plain line
@@ -306,7 +325,7 @@ int main(int argc, char** argv) {
           val_open = val.tokens() == 0 ||
                      (o.val_tokens > 0 ? val.tokens() < o.val_tokens : batch[i].start_byte < val_bytes);
         }
-        (val_open ? val : train).add(ids[i]);
+        (val_open ? val : train).add(ids[i], static_cast<int64_t>(batch[i].text.size()));
         if (val_open && o.val_tokens > 0 && val.tokens() >= o.val_tokens) val_open = false;
       }
       batch.clear();
@@ -371,12 +390,15 @@ int main(int argc, char** argv) {
     }
     nlohmann::json summary = {{"documents", documents},
                               {"tokens", train.tokens() + val.tokens()},
+                              {"text_bytes", train.text_bytes() + val.text_bytes()},
                               {"token_bytes", token_bytes},
                               {"eos_id", eos},
                               {"shards", train.written()}};
     if (split) {
       summary["train_tokens"] = train.tokens();
       summary["val_tokens"] = val.tokens();
+      summary["train_text_bytes"] = train.text_bytes();
+      summary["val_text_bytes"] = val.text_bytes();
       summary["val_shards"] = val.written();
     }
     std::cout << summary.dump() << "\n";

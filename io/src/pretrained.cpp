@@ -160,6 +160,24 @@ std::vector<std::string> architecture_differences(const nn::CombaConfig& model, 
          << " in the model";
     differ.push_back(line.str());
   });
+  // Hybrids: which layers are attention layers and their tensors' shapes (window_size and
+  // rope_theta change the function, not the tensors, as kFunction fields do).
+  const auto layer_kind = [](const nn::CombaConfig& c, int64_t layer) -> std::string {
+    const nn::AttentionSpec* spec = c.attention_for_layer(layer);
+    if (!spec) return "a Comba layer";
+    std::ostringstream text;
+    text << std::boolalpha << "attention (num_heads " << spec->num_heads << ", num_kv_heads " << spec->kv_heads()
+         << ", qkv_bias " << spec->qkv_bias << ")";
+    return text.str();
+  };
+  const int64_t layers = std::min(a.num_hidden_layers, b.num_hidden_layers);
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string in_model = layer_kind(a, i), in_folder = layer_kind(b, i);
+    if (in_model != in_folder) {
+      differ.push_back("attn: layer " + std::to_string(i) + " is " + in_folder + " in the folder, " + in_model +
+                       " in the model");
+    }
+  }
   return differ;
 }
 
@@ -243,7 +261,7 @@ std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors(const nn::
 }
 
 void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, const SaveOptions& options,
-                     const ordered_json& extra) {
+                     const ordered_json& extra, const ordered_json& attn_extra) {
   TORCH_CHECK(options.max_shard_bytes() > 0, "save_pretrained(", dir, "): max_shard_bytes expected > 0, got ",
               options.max_shard_bytes());
   core::make_directories(dir);
@@ -293,6 +311,7 @@ void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, 
   ModelConfigFile config;
   config.model = model->config();
   config.extra = extra.is_object() ? extra : ordered_json::object();
+  config.attn_extra = attn_extra.is_array() ? attn_extra : ordered_json::array();
   write_config(core::join_path(dir, kConfigFile), config, dtype_label(stored));
   core::write_file_atomic(core::join_path(dir, kGenerationConfigFile),
                           hf_generation_config(config.model).dump(2) + "\n");

@@ -1,4 +1,4 @@
-// CombaBlock: pre-norm residual wiring of the mixer and the MLP.
+// CombaBlock: pre-norm residual wiring of the mixer (Comba or attention) and the MLP.
 #include "comba/nn/block.h"
 
 #include "comba/nn/activation_checkpoint.h"
@@ -9,20 +9,32 @@ namespace comba::nn {
 
 CombaBlockImpl::CombaBlockImpl(const CombaConfig& config, int64_t layer_idx) {
   attn_norm = register_module("attn_norm", RMSNorm(RMSNormOptions(config.hidden_size).eps(config.norm_eps)));
-  attn = register_module("attn", CombaLayer(CombaLayerOptions::from_config(config).layer_idx(layer_idx)));
+  if (const AttentionSpec* spec = config.attention_for_layer(layer_idx)) {
+    attention = register_module("attn", Attention(AttentionOptions::from_spec(config, *spec).layer_idx(layer_idx)));
+  } else {
+    attn = register_module("attn", CombaLayer(CombaLayerOptions::from_config(config).layer_idx(layer_idx)));
+  }
   mlp_norm = register_module("mlp_norm", RMSNorm(RMSNormOptions(config.hidden_size).eps(config.norm_eps)));
   mlp = register_module("mlp", CombaMLP(CombaMLPOptions(config.hidden_size, config.mlp_intermediate_size())));
 }
 
+torch::Tensor CombaBlockImpl::mix(const torch::Tensor& x, const CombaLayerInputs& inputs) {
+  return attention ? attention->forward(x, inputs) : attn->forward(x, inputs);
+}
+
 torch::Tensor CombaBlockImpl::forward(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
-  auto h = hidden + attn->forward(attn_norm(hidden), inputs);
+  auto h = hidden + mix(attn_norm(hidden), inputs);
   return h + mlp(mlp_norm(h));
 }
 
 torch::Tensor CombaBlockImpl::forward_recomputing_mixer(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
   // Holders captured by value: the backward runs the branch after this frame is gone.
-  const auto mixer = [norm = attn_norm.ptr(), layer = attn.ptr(), inputs](const torch::Tensor& x) {
-    return layer->forward(norm->forward(x), inputs);
+  // (ptr() refuses an empty holder: take the one that is set.)
+  std::shared_ptr<CombaLayerImpl> comba = attn ? attn.ptr() : nullptr;
+  std::shared_ptr<AttentionImpl> softmax = attention ? attention.ptr() : nullptr;
+  const auto mixer = [norm = attn_norm.ptr(), comba, attention = softmax, inputs](const torch::Tensor& x) {
+    const auto normed = norm->forward(x);
+    return attention ? attention->forward(normed, inputs) : comba->forward(normed, inputs);
   };
   auto h = hidden + activation_checkpoint(mixer, hidden);
   return h + mlp(mlp_norm(h));

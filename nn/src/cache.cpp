@@ -34,6 +34,10 @@ void CombaCache::select(const at::Tensor& index) {
     take(state.conv_k);
     take(state.conv_v);
     take(state.recurrent);
+    take(state.key);
+    take(state.value);
+    take(state.key_valid);
+    take(state.positions);
   }
 }
 

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 namespace comba::nn {
 
@@ -20,6 +22,47 @@ int64_t CombaConfig::mlp_intermediate_size() const {
   const auto raw = static_cast<int64_t>(static_cast<double>(hidden_size) * hidden_ratio * 2.0 / 3.0);
   return 256 * ((raw + 255) / 256);
 }
+
+namespace {
+
+// fla's parse_attention_config rules plus what its Attention layer asserts (heads divide
+// hidden_size and group evenly) and what RoPE on two halves needs (an even head_dim).
+// Messages name the key path: attn (one object) or attn[i] (a list).
+void validate_attention_specs(const CombaConfig& c) {
+  std::vector<int64_t> owner(static_cast<size_t>(std::max<int64_t>(c.num_hidden_layers, 0)), -1);
+  TORCH_CHECK(c.attn_is_list || c.attn.size() <= 1, "CombaConfig: field `attn` expected one object or a list, got ",
+              c.attn.size(), " specs with attn_is_list false");
+  for (size_t i = 0; i < c.attn.size(); ++i) {
+    const AttentionSpec& spec = c.attn[i];
+    const std::string at = c.attn_is_list ? "attn[" + std::to_string(i) + "]" : std::string("attn");
+    const auto spec_index = static_cast<int64_t>(i);
+    for (const int64_t layer : spec.layers) {
+      TORCH_CHECK(layer >= 0 && layer < c.num_hidden_layers, "CombaConfig: ", at, ".layers: layer ", layer,
+                  " out of range [0, ", c.num_hidden_layers, ") (num_hidden_layers)");
+      int64_t& assigned = owner[static_cast<size_t>(layer)];
+      TORCH_CHECK(assigned != spec_index, "CombaConfig: ", at, ".layers: duplicate layer ", layer);
+      TORCH_CHECK(assigned < 0, "CombaConfig: ", at, ".layers: layer ", layer, " is already assigned by attn[",
+                  assigned, "]");
+      assigned = spec_index;
+    }
+    TORCH_CHECK(spec.num_heads > 0, "CombaConfig: ", at, ".num_heads: expected > 0, got ", spec.num_heads);
+    TORCH_CHECK(spec.num_kv_heads >= 0, "CombaConfig: ", at,
+                ".num_kv_heads: expected > 0 (or 0/null = num_heads), got ", spec.num_kv_heads);
+    TORCH_CHECK(spec.num_heads % spec.kv_heads() == 0, "CombaConfig: ", at,
+                ".num_kv_heads: expected a divisor of num_heads = ", spec.num_heads, ", got ", spec.kv_heads());
+    TORCH_CHECK(c.hidden_size % spec.num_heads == 0, "CombaConfig: ", at,
+                ".num_heads: expected a divisor of hidden_size = ", c.hidden_size, ", got ", spec.num_heads);
+    const int64_t head_dim = c.hidden_size / spec.num_heads;
+    TORCH_CHECK(head_dim % 2 == 0, "CombaConfig: ", at, ".num_heads: expected an even head dim hidden_size / ",
+                "num_heads (RoPE rotates pairs), got ", c.hidden_size, " / ", spec.num_heads, " = ", head_dim);
+    TORCH_CHECK(spec.window_size >= 0, "CombaConfig: ", at,
+                ".window_size: expected a positive integer (or 0/null = no window), got ", spec.window_size);
+    TORCH_CHECK(std::isfinite(spec.rope_theta) && spec.rope_theta > 0, "CombaConfig: ", at,
+                ".rope_theta: expected positive and finite, got ", spec.rope_theta);
+  }
+}
+
+}  // namespace
 
 void CombaConfig::validate() const {
   const auto positive = [](int64_t value, const char* field) {
@@ -55,6 +98,7 @@ void CombaConfig::validate() const {
               initializer_range);
   TORCH_CHECK(std::any_of(kAttnModes.begin(), kAttnModes.end(), [&](const char* m) { return attn_mode == m; }),
               "CombaConfig: field `attn_mode` expected \"chunk\" or \"fused_recurrent\", got \"", attn_mode, "\"");
+  validate_attention_specs(*this);
   count_parameters(*this);  // absurd sizes: products beyond int64 are errors naming the keys
 }
 

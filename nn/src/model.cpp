@@ -29,8 +29,10 @@ void CombaModelImpl::set_recompute(Recompute policy) {
   recompute_ = policy;
   // Only kChunkWorkspace drops the workspace: under kMixer and kBlock the operator runs
   // again right before its backward, which then uses what that run kept.
+  // Attention layers have no chunk workspace (ATen's attention keeps what its backward needs).
   for (const auto& block : *layers) {
-    block->as<CombaBlockImpl>()->attn->set_keep_workspace(policy != Recompute::kChunkWorkspace);
+    auto* b = block->as<CombaBlockImpl>();
+    if (b->attn) b->attn->set_keep_workspace(policy != Recompute::kChunkWorkspace);
   }
 }
 

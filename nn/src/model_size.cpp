@@ -1,6 +1,6 @@
 // Parameter counts from a CombaConfig and the memory check (see model_size.h). The counts
-// mirror the modules' constructors (comba_layer.cpp, mlp.cpp, block.cpp, model.cpp,
-// causal_lm.cpp); a test compares them with the modules' own parameters.
+// mirror the modules' constructors (comba_layer.cpp, attention.cpp, mlp.cpp, block.cpp,
+// model.cpp, causal_lm.cpp); a test compares them with the modules' own parameters.
 #include "comba/nn/model_size.h"
 
 #include <c10/util/Exception.h>
@@ -63,8 +63,19 @@ ParameterCount count_parameters(const CombaConfig& c) {
   out.attention_per_layer = attention;
   out.mlp_per_layer = mul(mul(3, hidden, "3 x hidden_size"), c.mlp_intermediate_size(),
                           "3 x hidden_size x intermediate size (the MLP)");
-  out.per_layer = add(add(attention, out.mlp_per_layer, "one layer"), mul(2, hidden, "2 x hidden_size"), "one layer");
-  out.layers = mul(c.num_hidden_layers, out.per_layer, "num_hidden_layers x the parameters of one layer");
+  const int64_t mlp_and_norms = add(out.mlp_per_layer, mul(2, hidden, "2 x hidden_size"), "one layer");
+  out.per_layer = add(attention, mlp_and_norms, "one layer");
+  for (const AttentionSpec& spec : c.attn) {
+    const int64_t n = static_cast<int64_t>(spec.layers.size());
+    out.attention_layers += n;
+    out.softmax_attention = add(out.softmax_attention,
+                                mul(n, count_attention_parameters(c, spec), "attn layers x their parameters"),
+                                "the attention layers");
+  }
+  out.comba_layers = c.num_hidden_layers - out.attention_layers;
+  out.layers = mul(out.comba_layers, out.per_layer, "num_hidden_layers x the parameters of one layer");
+  out.layers = add(out.layers, mul(out.attention_layers, mlp_and_norms, "attn layers x (MLP and norms)"), "the layers");
+  out.layers = add(out.layers, out.softmax_attention, "the layers");
   out.embeddings = mul(c.vocab_size, hidden, "vocab_size x hidden_size");
   out.norm = hidden;
   out.lm_head = c.tie_word_embeddings ? 0 : out.embeddings;
@@ -72,12 +83,26 @@ ParameterCount count_parameters(const CombaConfig& c) {
   return out;
 }
 
+int64_t count_attention_parameters(const CombaConfig& c, const AttentionSpec& spec) {
+  const std::string prefix = "CombaConfig: the parameter count overflows: ";
+  const auto mul = [&](int64_t a, int64_t b, const char* what) { return checked_mul(a, b, prefix + what); };
+  const auto add = [&](int64_t a, int64_t b, const char* what) { return checked_add(a, b, prefix + what); };
+  const int64_t hidden = c.hidden_size;
+  const int64_t kv_dim = mul(spec.kv_heads(), hidden / std::max<int64_t>(spec.num_heads, 1),
+                             "attn num_kv_heads x head dim");
+  const int64_t out_dims = add(add(hidden, hidden, "attn q and o dims"), mul(2, kv_dim, "attn k and v dims"),
+                               "attn q, k, v and o dims");
+  int64_t count = mul(hidden, out_dims, "hidden_size x (attn q, k, v and o dims)");
+  if (spec.qkv_bias) count = add(count, add(hidden, mul(2, kv_dim, "attn k and v dims"), "attn biases"), "attn");
+  return count;
+}
+
 std::string largest_part(const CombaConfig& c, const ParameterCount& count, bool with_lm_head) {
   const bool untied = with_lm_head && count.lm_head > 0;
   const int64_t embeddings = untied ? count.embeddings + count.lm_head : count.embeddings;
   // Each at most count.layers, so no overflow.
   const int64_t mlps = c.num_hidden_layers * count.mlp_per_layer;
-  const int64_t attention = c.num_hidden_layers * count.attention_per_layer;
+  const int64_t attention = count.comba_layers * count.attention_per_layer + count.softmax_attention;
   const std::string L = std::to_string(c.num_hidden_layers), D = std::to_string(c.hidden_size);
   if (embeddings >= mlps && embeddings >= attention) {
     return std::string(untied ? "embeddings + lm_head = 2 x " : "embeddings = ") + "vocab_size x hidden_size = " +
@@ -88,9 +113,16 @@ std::string largest_part(const CombaConfig& c, const ParameterCount& count, bool
            std::to_string(c.mlp_intermediate_size()) +
            (c.intermediate_size > 0 ? "" : " (intermediate_size from hidden_ratio)");
   }
-  return "attention = num_hidden_layers x " + std::to_string(count.attention_per_layer) +
-         " (hidden_size x the q, k, v, gate and output dims of num_heads, num_v_heads, head_dim, expand_v) = " + L +
-         " x " + std::to_string(count.attention_per_layer);
+  const std::string comba = "attention = num_hidden_layers x " + std::to_string(count.attention_per_layer) +
+                            " (hidden_size x the q, k, v, gate and output dims of num_heads, num_v_heads, "
+                            "head_dim, expand_v) = " +
+                            L + " x " + std::to_string(count.attention_per_layer);
+  if (count.attention_layers == 0) return comba;
+  return "attention = " + std::to_string(count.comba_layers) + " Comba layers x " +
+         std::to_string(count.attention_per_layer) +
+         " (hidden_size x the q, k, v, gate and output dims of num_heads, num_v_heads, head_dim, expand_v) + " +
+         std::to_string(count.softmax_attention) + " in the " + std::to_string(count.attention_layers) +
+         " attn layers (hidden_size x the q, k, v and o dims)";
 }
 
 int64_t device_memory_bytes(const c10::Device& device) {

@@ -135,8 +135,8 @@ TEST(ConfigJson, BadConfigsNameTheKey) {
               HasSubstr("config.json: key \"hidden_size\": expected an integer, got \"64\""));
   EXPECT_THAT(error_of([] { config_from_json(R"({"model_type": "llama"})"); }),
               HasSubstr("key \"model_type\": expected \"comba\", got \"llama\""));
-  EXPECT_THAT(error_of([] { config_from_json(R"({"attn": {"layers": [1], "num_heads": 4}})"); }),
-              HasSubstr("key \"attn\": hybrid attention layers are not supported"));
+  EXPECT_THAT(error_of([] { config_from_json(R"({"attn": 3})"); }),
+              HasSubstr("key \"attn\": expected null, an object or a list of objects, got 3"));
   EXPECT_THAT(error_of([] { config_from_json(R"({"use_gate": true, "use_output_gate": false})"); }),
               HasSubstr("disagree"));
   EXPECT_THAT(error_of([] { config_from_json(R"({"num_heads": 4, "num_v_heads": 6})"); }),

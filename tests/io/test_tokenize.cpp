@@ -99,6 +99,18 @@ std::vector<int64_t> shard_tokens(const std::string& pattern, int64_t limit, siz
   return got;
 }
 
+// The text byte counts the shards matching `pattern` record, added up (-1 if one has none).
+int64_t shard_text_bytes(const std::string& pattern) {
+  int64_t total = 0;
+  for (const auto& path : train::glob_files(pattern)) {
+    const train::TokenShard shard(path);
+    EXPECT_GE(shard.text_bytes(), 0) << path;
+    if (shard.text_bytes() < 0) return -1;
+    total += shard.text_bytes();
+  }
+  return total;
+}
+
 TEST(Tokenize, JsonlBytesWithValidationSplitAndThreads) {
   testing::TempDir dir;
   std::mt19937 rng(3);
@@ -144,6 +156,15 @@ TEST(Tokenize, JsonlBytesWithValidationSplitAndThreads) {
     EXPECT_EQ(train, std::vector<int64_t>(expected.begin() + static_cast<int64_t>(val_size), expected.end()));
     EXPECT_EQ(val_shards, (val_size + 699) / 700);
     EXPECT_EQ(train_shards, (expected.size() - val_size + 699) / 700);
+    // Each shard records the bytes of text it encodes (documents cut by a shard boundary
+    // shared out by tokens): per split they add up to its documents' UTF-8 bytes.
+    int64_t val_text = 0, all_text = 0;
+    for (size_t i = 0; i < docs.size(); ++i) (i < val_docs ? val_text : all_text) += static_cast<int64_t>(docs[i].size());
+    all_text += val_text;
+    EXPECT_EQ(shard_text_bytes(out + "_val_*.bin"), val_text);
+    EXPECT_EQ(shard_text_bytes(out + "_train_*.bin"), all_text - val_text);
+    EXPECT_THAT(log, HasSubstr("\"text_bytes\":" + std::to_string(all_text)));
+    EXPECT_THAT(log, HasSubstr("\"val_text_bytes\":" + std::to_string(val_text)));
   }
   // Byte-identical output whatever the thread count.
   for (const auto& name : train::glob_files(dir.file("t1/d_*.bin"))) {

@@ -59,4 +59,26 @@ inline nn::CombaConfig tiny_gva_config(bool tied = false) {
   return c;
 }
 
+// A hybrid (fla's `attn`): the base with 4 layers, 1 and 3 softmax attention, 0 and 2
+// Comba. Layer 1: 4 heads of 8 over 2 key/value heads (GQA) with qkv biases, full causal;
+// layer 3: 2 heads of 16, no bias, a 5-token sliding window, rope_theta 500. A list of
+// two specs (fla's list form).
+inline nn::CombaConfig tiny_hybrid_config() {
+  nn::CombaConfig c = tiny_config();
+  c.num_hidden_layers = 4;
+  nn::AttentionSpec grouped;
+  grouped.layers = {1};
+  grouped.num_heads = 4;
+  grouped.num_kv_heads = 2;
+  grouped.qkv_bias = true;
+  nn::AttentionSpec windowed;
+  windowed.layers = {3};
+  windowed.num_heads = 2;
+  windowed.window_size = 5;
+  windowed.rope_theta = 500.0;
+  c.attn = {grouped, windowed};
+  c.attn_is_list = true;
+  return c;
+}
+
 }  // namespace comba::testing

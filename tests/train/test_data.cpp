@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 
 #include "../core/fifo_guard.h"
@@ -196,6 +197,40 @@ TEST(ByteSource, TextAsBytesWithHeldOutTail) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("data.text_files: no file matches"), std::string::npos);
   }
+  core::remove_tree(dir);
+}
+
+// benchmarks/loss_parity.py feeds fla the windows comba-train draws, computed by its own
+// Python copy of the sampler; the offsets below are that script's (window_starts with seed
+// 1234, 3 rows of 32 bytes). Every 32 bytes of this text occur once, so each row's bytes
+// locate its window.
+TEST(ByteSource, WindowsAreTheOnesTheParityScriptDraws) {
+  const auto dir = fresh_dir("bytes_parity");
+  std::string text;
+  char line[16];
+  for (int k = 0; k < 2000; ++k) {
+    std::snprintf(line, sizeof(line), "%07d\n", k);
+    text += line;
+  }
+  std::ofstream(core::join_path(dir, "a.txt")) << text;
+  DataOptions o;
+  o.kind = "bytes";
+  o.text_files = core::join_path(dir, "*.txt");
+  o.val_fraction = 0.25;  // train bytes [0, 12000), held out [12000, 16000)
+  const auto source = make_data_source(o, batch_shape(3, 32), 1234, ByteVocab::kSize, 2);
+  const auto starts = [&](const Batch& b) {
+    std::vector<size_t> out;
+    for (int64_t r = 0; r < 3; ++r) {
+      const auto row = b.input_ids[r];
+      std::string bytes;
+      for (int64_t c = 0; c < 32; ++c) bytes += static_cast<char>(row[c].item<int64_t>());
+      out.push_back(text.find(bytes));
+    }
+    return out;
+  };
+  EXPECT_EQ(starts(source->train_batch(0)), (std::vector<size_t>{11280, 5871, 6579}));
+  EXPECT_EQ(starts(source->train_batch(7)), (std::vector<size_t>{11262, 8066, 1264}));
+  EXPECT_EQ(starts(source->eval_batch(0)), (std::vector<size_t>{13346, 13124, 15171}));
   core::remove_tree(dir);
 }
 

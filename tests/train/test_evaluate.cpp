@@ -132,6 +132,61 @@ TEST(FullPass, EqualsTheMeanTokenLossOverConsecutiveWindows) {
   EXPECT_NEAR(hs.loss_sum, head, 1e-5 * head);
 }
 
+// Shards whose headers record their text's bytes (comba-tokenize writes them): bits per
+// byte = the summed loss / (ln 2 * bytes), in closed form; a partial pass counts each span's
+// bytes in proportion to the tokens it read; one span without a count makes it unknown.
+TEST(FullPass, BitsPerByteForShardsThatRecordTheirBytes) {
+  torch::manual_seed(5);
+  nn::CombaForCausalLM model(testing::tiny_config());
+  const std::string dir = testing::fresh_dir("full_pass_text_bytes");
+  const Shards plain = write_shards(dir, {37, 21}, 64, 2);
+  std::vector<TokenShard> files;
+  const std::vector<int64_t> bytes = {100, 61};
+  for (size_t f = 0; f < 2; ++f) {
+    std::vector<uint32_t> t(plain.tokens[f].begin(), plain.tokens[f].end());
+    const std::string path = core::join_path(dir, "counted_" + std::to_string(f) + ".bin");
+    write_token_shard(path, t, 2, bytes[f]);
+    files.emplace_back(path);
+  }
+  ValidationSet set;
+  for (const auto& f : files) {
+    set.spans.push_back(f.tokens());
+    set.names.push_back(f.path());
+    set.text_bytes.push_back(f.text_bytes());
+  }
+  int64_t ref_targets = 0;
+  const double ref = reference_sum(model, plain.tokens, 8, &ref_targets);
+  FullPassOptions o;
+  o.seq_len = 8;
+  o.rows = 2;
+  const EvalSums sums = full_pass_sums(model, set, o, torch::kCPU);
+  EXPECT_NEAR(sums.text_bytes, 161.0, 1e-9);
+  const FullPassResult r = full_pass_result(sums, /*bytes=*/false);
+  EXPECT_NEAR(r.bits_per_byte, ref / (std::log(2.0) * 161.0), 1e-5 * r.bits_per_byte);
+
+  // Two ranks: their byte shares add up to the whole.
+  FullPassOptions r0 = o, r1 = o;
+  r0.world = r1.world = 2;
+  r1.rank = 1;
+  EXPECT_NEAR(full_pass_sums(model, set, r0, torch::kCPU).text_bytes +
+                  full_pass_sums(model, set, r1, torch::kCPU).text_bytes,
+              161.0, 1e-9);
+
+  // The first 20 of the first shard's 37 tokens: 20/37 of its 100 bytes.
+  FullPassOptions m = o;
+  m.max_tokens = 20;
+  int64_t head_targets = 0;
+  const double head = reference_sum(model, {std::vector<int64_t>(plain.tokens[0].begin(), plain.tokens[0].begin() + 20)},
+                                    8, &head_targets);
+  const FullPassResult hr = full_pass_result(full_pass_sums(model, set, m, torch::kCPU), false);
+  EXPECT_NEAR(hr.bits_per_byte, head / (std::log(2.0) * 100.0 * 20.0 / 37.0), 1e-5 * hr.bits_per_byte);
+
+  // One shard without a count (llm.c's own): unknown.
+  set.text_bytes[1] = -1;
+  EXPECT_EQ(full_pass_result(full_pass_sums(model, set, o, torch::kCPU), false).bits_per_byte, -1);
+  core::remove_tree(dir);
+}
+
 TEST(FullPass, PackedRunsEachDocumentAlone) {
   torch::manual_seed(4);
   nn::CombaForCausalLM model(testing::tiny_config());

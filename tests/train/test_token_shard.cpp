@@ -99,6 +99,31 @@ TEST_F(ShardTest, Uint32RoundTrip) {
   EXPECT_EQ(shard.tokens().at(2), 4000000000ll);
 }
 
+// The text byte count lives in slots llm.c leaves zero: slots 0-2 stay llm.c's, slot 3 is
+// the tag ("byte" little-endian), slots 4-5 the count's low and high halves.
+TEST_F(ShardTest, TextByteCountInSlotsLlmcLeavesZero) {
+  const int64_t bytes = (int64_t{5} << 32) + 123;  // past 32 bits: both halves matter
+  write_token_shard(path("t16.bin"), {1, 2, 3}, 2, bytes);
+  std::vector<int32_t> want(256, 0);
+  want[0] = 20240520;
+  want[1] = 1;
+  want[2] = 3;
+  want[3] = 'b' | ('y' << 8) | ('t' << 16) | ('e' << 24);
+  want[4] = 123;
+  want[5] = 5;
+  EXPECT_EQ(raw_header(path("t16.bin")), want);
+  EXPECT_EQ(TokenShard(path("t16.bin")).text_bytes(), bytes);
+  write_token_shard(path("t32.bin"), {70000}, 4, 0);  // an empty text is a known count
+  EXPECT_EQ(TokenShard(path("t32.bin")).text_bytes(), 0);
+  EXPECT_EQ(TokenShard(path("t32.bin")).tokens().at(0), 70000);
+  // llm.c's own shards (zeros there) and ours written without a count: unknown.
+  write_raw_shard(path("llmc.bin"), 20240801, 7, {9, 8});
+  EXPECT_EQ(TokenShard(path("llmc.bin")).text_bytes(), -1);
+  write_token_shard(path("none.bin"), {1}, 2);
+  EXPECT_EQ(TokenShard(path("none.bin")).text_bytes(), -1);
+  EXPECT_EQ(raw_header(path("none.bin"))[3], 0);
+}
+
 TEST_F(ShardTest, LlmcUint32ShardWrittenByHandIsRead) {
   write_raw_shard(path("llmc.bin"), 20240801, 7, {100000, 1, 65536});
   const TokenShard shard(path("llmc.bin"));

@@ -55,10 +55,17 @@ EvalSums full_pass_sums(nn::CombaForCausalLM& model, const ValidationSet& set,
   for (size_t s = 0; s < set.spans.size() && budget > 0; ++s) {
     const TokenSpan& span = set.spans[s];
     const std::string& name = s < set.names.size() ? set.names[s] : std::to_string(s);
+    const int64_t span_bytes = s < set.text_bytes.size() ? set.text_bytes[s] : -1;
     for (int64_t start = 0; start < span.size && budget > 0; start += window, ++index) {
       const int64_t len = std::min({window, span.size - start, budget});
       budget -= len;
       if (index % o.world != o.rank || len < 2) continue;  // one token predicts nothing
+      // The window's share of the span's text; exact once every window of the span is read.
+      if (span_bytes < 0) {
+        total.text_bytes = -1;
+      } else if (total.text_bytes >= 0) {
+        total.text_bytes += static_cast<double>(span_bytes) * static_cast<double>(len) / static_cast<double>(span.size);
+      }
       std::vector<int64_t> w(len);
       span.copy(start, len, w.data());
       check_ids(w, o.vocab_size, o, name, start);
@@ -86,7 +93,11 @@ FullPassResult full_pass_result(const EvalSums& sums, bool bytes) {
   r.tokens = sums.targets;
   r.loss = sums.loss_sum / static_cast<double>(std::max<int64_t>(1, sums.targets));
   r.perplexity = std::exp(r.loss);
-  if (bytes) r.bits_per_byte = r.loss / std::log(2.0);
+  if (bytes) {
+    r.bits_per_byte = r.loss / std::log(2.0);
+  } else if (sums.text_bytes > 0) {
+    r.bits_per_byte = sums.loss_sum / (std::log(2.0) * sums.text_bytes);
+  }
   return r;
 }
 

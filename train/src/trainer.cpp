@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -522,12 +523,16 @@ void Trainer::State::run_eval() {
     sums = evaluate_sums(model, eval_batches, device, precision, accuracy);
   }
   if (dist) {
-    const auto total = sum_over_ranks(dist->all_gather_doubles(
-        {sums.loss_sum, static_cast<double>(sums.correct), static_cast<double>(sums.targets)},
-        "the evaluation at step " + std::to_string(train_state.step)));
+    const auto all = dist->all_gather_doubles(
+        {sums.loss_sum, static_cast<double>(sums.correct), static_cast<double>(sums.targets), sums.text_bytes},
+        "the evaluation at step " + std::to_string(train_state.step));
+    const auto total = sum_over_ranks(all);
     sums.loss_sum = total[0];
     sums.correct = static_cast<int64_t>(total[1]);
     sums.targets = static_cast<int64_t>(total[2]);
+    // Unknown on one rank (a span without a byte count): unknown for the whole pass.
+    const bool known = std::all_of(all.begin(), all.end(), [](const std::vector<double>& r) { return r[3] >= 0; });
+    sums.text_bytes = known ? total[3] : -1;
   }
   const EvalResult r = eval_result(sums, accuracy);
   summary.last_eval = r;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "comba/core/file_util.h"
+#include "comba/train/config/model_attn.h"
 
 namespace comba::train {
 
@@ -82,6 +83,10 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("model.init_from", &c.model_init_from, {},
         "model folder (config.json + safetensors); its config replaces model.*");
   nn::for_each_field([&](const auto& field) { add_model_field(s, field, m); });
+  s.add_node(
+      "model.attn", [&m](const YAML::Node& node) { return read_attn_yaml(node, "model.attn", m); },
+      [&m] { return attn_to_yaml(m); }, "null, a mapping or a list of mappings",
+      "hybrid: softmax attention in layers of {layers, num_heads, num_kv_heads, qkv_bias, window_size, rope_theta}");
 
   auto& d = c.data;
   s.add("data.kind", &d.kind, {"recall", "shards", "bytes", "random"}, "");
@@ -159,7 +164,13 @@ std::vector<std::string> check_config(const TrainConfig& c) {
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));
-    add("model: " + what);
+    // validate()'s attn messages name the spec as attn[i].field: the key path here.
+    const std::string attn_prefix = "CombaConfig: attn";
+    if (what.rfind(attn_prefix, 0) == 0) {
+      add("model.attn" + what.substr(attn_prefix.size()));
+    } else {
+      add("model: " + what);
+    }
   }
   // Absurd batch sizes: a step's tokens must be countable (int64), before any allocation.
   const auto& b = c.batch;
@@ -278,6 +289,7 @@ std::vector<std::pair<std::string, std::string>> model_architecture(const TrainC
     const std::string path = std::string("model.") + field.name;
     out.emplace_back(path, schema.value(path));
   });
+  out.emplace_back("model.attn", schema.value("model.attn"));  // which layers are attention, their shapes
   return out;
 }
 

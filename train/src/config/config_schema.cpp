@@ -188,6 +188,15 @@ void ConfigSchema::add(const std::string& path, std::string* target,
                      [target] { return *target; }});
 }
 
+void ConfigSchema::add_node(const std::string& path,
+                            std::function<std::vector<std::string>(const YAML::Node&)> set,
+                            std::function<std::string()> get, const std::string& expected,
+                            const std::string& help) {
+  Field field{path, expected, help, false, [](const std::string&) { return false; }, std::move(get)};
+  field.set_node = std::move(set);
+  fields_.push_back(std::move(field));
+}
+
 const ConfigSchema::Field* ConfigSchema::find(const std::string& path) const {
   for (const auto& f : fields_) {
     if (f.path == path) return &f;
@@ -233,6 +242,10 @@ std::vector<std::string> ConfigSchema::apply_scalar(const std::string& path,
     if (known.empty()) return {path + ": unknown key"};
     return {path + ": unknown key (known keys" + (parent.empty() ? "" : " in " + parent) +
             ": " + known + ")"};
+  }
+  if (field->set_node) {
+    return {path + ": expected " + field->expected +
+            ", which --set cannot give (a structured value): write it in the YAML file"};
   }
   if (!field->set(text)) {
     return {path + ": expected " + field->expected + ", got " +
@@ -281,6 +294,11 @@ void ConfigSchema::apply_node(const YAML::Node& node, const std::string& prefix,
       errors.insert(errors.end(), more.begin(), more.end());
       continue;
     }
+    if (field->set_node) {
+      const auto more = field->set_node(value);
+      errors.insert(errors.end(), more.begin(), more.end());
+      continue;
+    }
     if (value.IsMap() || value.IsSequence()) {
       errors.push_back(path + ": expected " + field->expected + ", got " + node_kind(value));
       continue;
@@ -311,7 +329,7 @@ std::vector<std::string> ConfigSchema::apply_override(const std::string& assignm
     return {path + ": cannot read the value \"" + assignment.substr(eq + 1) + "\": " + e.what()};
   }
   const Field* field = find(path);
-  if (field && (value.IsMap() || value.IsSequence())) {
+  if (field && !field->set_node && (value.IsMap() || value.IsSequence())) {
     return {path + ": expected " + field->expected + ", got " + node_kind(value)};
   }
   return apply_scalar(path, value.IsNull() ? "" : value.Scalar());

@@ -177,6 +177,13 @@ class CorpusSource final : public DataSource {
     for (const auto& o : eval_.origins()) set.names.push_back(o.file);
     // One-byte spans are text read as bytes (shards hold 2 or 4 bytes per token).
     set.bytes = std::all_of(set.spans.begin(), set.spans.end(), [](const TokenSpan& t) { return t.width == 1; });
+    if (set.bytes) {
+      for (const auto& span : set.spans) set.text_bytes.push_back(span.size);
+    } else if (shards_.size() >= set.spans.size()) {
+      // The validation shards are the last ones (make_shard_source opens train files first).
+      const size_t first = shards_.size() - set.spans.size();
+      for (size_t i = first; i < shards_.size(); ++i) set.text_bytes.push_back(shards_[i].text_bytes());
+    }
     return set;
   }
   std::string describe() const override { return what_; }

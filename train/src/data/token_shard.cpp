@@ -37,7 +37,7 @@ TokenSpan TokenSpan::slice(int64_t begin, int64_t end) const {
 }
 
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,
-                       int token_bytes) {
+                       int token_bytes, int64_t text_bytes) {
   if (token_bytes != 2 && token_bytes != 4) {
     throw std::invalid_argument("write_token_shard: token_bytes must be 2 or 4, got " +
                                 std::to_string(token_bytes));
@@ -46,6 +46,12 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   header[0] = token_bytes == 2 ? kShardMagic : kShardMagicU32;
   header[1] = token_bytes == 2 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
+  if (text_bytes >= 0) {
+    const auto count = static_cast<uint64_t>(text_bytes);
+    header[kShardTextBytesSlot] = kShardTextBytesTag;
+    header[kShardTextBytesSlot + 1] = static_cast<int32_t>(static_cast<uint32_t>(count & 0xFFFFFFFFu));
+    header[kShardTextBytesSlot + 2] = static_cast<int32_t>(static_cast<uint32_t>(count >> 32));
+  }
   core::write_file_atomic(path, [&](std::ostream& out) {
     out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
     for (const uint32_t t : tokens) {
@@ -90,7 +96,7 @@ TokenShard::TokenShard(const std::string& path, ShardFormat format)
                              " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
                              "-byte header" + kRawHint);
   }
-  int32_t header[3];
+  int32_t header[kShardTextBytesSlot + 3];
   std::memcpy(header, file_.data(), sizeof(header));
   magic_ = header[0];
   version_ = header[1];
@@ -124,6 +130,16 @@ TokenShard::TokenShard(const std::string& path, ShardFormat format)
                              " bytes");
   }
   tokens_ = {file_.data() + kShardHeaderBytes, width, count};
+  if (header[kShardTextBytesSlot] == kShardTextBytesTag) {
+    const uint64_t low = static_cast<uint32_t>(header[kShardTextBytesSlot + 1]);
+    const uint64_t high = static_cast<uint32_t>(header[kShardTextBytesSlot + 2]);
+    const uint64_t bytes = (high << 32) | low;
+    if (bytes > static_cast<uint64_t>(INT64_MAX)) {
+      throw std::runtime_error(path + ": header text byte count (slots 4-5) is " + std::to_string(bytes) +
+                               ", more than a file can hold");
+    }
+    text_bytes_ = static_cast<int64_t>(bytes);
+  }
 }
 
 std::vector<std::string> glob_files(const std::string& pattern) {

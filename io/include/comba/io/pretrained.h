@@ -98,9 +98,10 @@ std::vector<std::pair<std::string, torch::Tensor>> checkpoint_tensors(const nn::
 // weights (single file or shards) and optionally tokenizer.model with its
 // tokenizer_config.json and special_tokens_map.json into `dir` (created if missing). Weight files
 // of an earlier save that the new layout does not use are removed, so that a folder never
-// mixes two saves.
+// mixes two saves. `attn_extra`: the unknown keys of each attn spec (ModelConfigFile).
 void save_pretrained(const nn::CombaForCausalLM& model, const std::string& dir, const SaveOptions& options = {},
-                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
+                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object(),
+                     const nlohmann::ordered_json& attn_extra = nlohmann::ordered_json::array());
 
 // A folder's config.json (for a trainer's model.init_from: the folder decides the model).
 ModelConfigFile read_pretrained_config(const std::string& dir);

@@ -48,6 +48,9 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
+  // x [B, T, hidden] without padding (dense, or packed with cu_seqlens and B = 1).
+  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state);
+
   int64_t head_dim_ = 0, num_kv_heads_ = 0;
 };
 TORCH_MODULE(Attention);

@@ -64,6 +64,9 @@ CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::st
 // SPEC section 3 initialisation of every Comba module under `root`: Linear, embedding and
 // short-conv weights normal(0, std) (fla's _init_weights treats the convs as nn.Conv1d),
 // biases zero, norm weights one, and each CombaLayer's A_log, dt_bias, D and decay.
+// Attention layers (hybrids) are Linear layers only: q/k/v/o weights normal(0, std), qkv
+// biases zero; o_proj is not rescaled, in either kind of layer, as fla's _init_weights
+// leaves it without a prenorm_residual_strategy (its default).
 void init_comba_weights(torch::nn::Module& root, double std);
 
 }  // namespace comba::nn

@@ -15,12 +15,18 @@
 namespace comba::nn {
 
 // Parameters of CombaForCausalLM(config), by part (CombaModel is all but lm_head).
+// In a hybrid config (CombaConfig::attn) the attention layers' blocks hold an Attention
+// mixer in place of the CombaLayer: layers = comba_layers x per_layer + attention_layers x
+// (MLP + norms) + softmax_attention.
 struct ParameterCount {
   int64_t embeddings = 0;           // vocab_size x hidden_size
   int64_t attention_per_layer = 0;  // one CombaLayer
   int64_t mlp_per_layer = 0;        // one CombaMLP: 3 x hidden_size x intermediate size
-  int64_t per_layer = 0;            // one CombaBlock: attention, MLP and the two norms
-  int64_t layers = 0;               // num_hidden_layers x per_layer
+  int64_t per_layer = 0;            // one Comba block: the CombaLayer, MLP and the two norms
+  int64_t comba_layers = 0;         // layers with a CombaLayer (num_hidden_layers - attention_layers)
+  int64_t attention_layers = 0;     // layers with softmax Attention (the attn specs' layers)
+  int64_t softmax_attention = 0;    // the Attention mixers of all those layers: q, k, v, o (+ qkv biases)
+  int64_t layers = 0;               // every block
   int64_t norm = 0;                 // the final norm
   int64_t lm_head = 0;              // vocab_size x hidden_size; 0 when tie_word_embeddings
 
@@ -31,6 +37,11 @@ struct ParameterCount {
 // Expects a config whose sizes validate() accepts (validate() calls this to refuse configs
 // whose counts overflow int64); throws c10::Error naming the keys of a product that does.
 ParameterCount count_parameters(const CombaConfig& config);
+
+// Parameters of one Attention layer of `spec` in a model of `config`: q_proj and o_proj
+// hidden x hidden, k_proj and v_proj hidden x (num_kv_heads x head_dim), plus the q/k/v
+// biases when qkv_bias (fla's Attention; RoPE has none).
+int64_t count_attention_parameters(const CombaConfig& config, const AttentionSpec& spec);
 
 // Bytes `device` can hold at most: the physical memory for the CPU; for a GPU, its free
 // memory (the driver's) plus what the caching allocator holds unused.

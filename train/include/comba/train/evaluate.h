@@ -35,7 +35,9 @@ struct FullPassResult {
   int64_t tokens = 0;         // scored targets
   double loss = 0;            // mean token loss (nats)
   double perplexity = 0;      // exp(loss)
-  double bits_per_byte = -1;  // loss / ln 2 for byte data; -1 when unknown
+  // Byte data: loss / ln 2. Token shards whose headers record their text's byte count:
+  // loss_sum / (ln 2 * text bytes read). -1 when unknown.
+  double bits_per_byte = -1;
 };
 FullPassResult full_pass_result(const EvalSums& sums, bool bytes);
 

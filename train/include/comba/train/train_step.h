@@ -66,6 +66,9 @@ struct EvalSums {
   double loss_sum = 0;
   int64_t correct = 0;
   int64_t targets = 0;
+  // Full pass: the UTF-8 bytes of text the windows read encode (each window its span's
+  // share, tokens read / span tokens); negative when a span read has no known count.
+  double text_bytes = 0;
 };
 EvalSums evaluate_sums(nn::CombaForCausalLM& model, const std::vector<Batch>& batches,
                        const torch::Device& device, const Precision& precision, bool accuracy);

@@ -46,6 +46,12 @@ class ConfigSchema {
   void add(const std::string& path, std::string* target, std::vector<std::string> choices,
            const std::string& help);
 
+  // A structured value (a mapping or a list, e.g. model.attn): `set` reads the YAML node
+  // given for `path` and returns one message per problem, each naming its key path;
+  // `get` writes the value as one line of YAML flow style. --set cannot give it.
+  void add_node(const std::string& path, std::function<std::vector<std::string>(const YAML::Node&)> set,
+                std::function<std::string()> get, const std::string& expected, const std::string& help);
+
   // Applies every scalar of `root` (a mapping); returns one message per problem:
   // unknown keys, wrong types, out-of-range values, keys given twice in one mapping. Valid keys are applied even when
   // others fail, so that later checks see as much of the config as possible.
@@ -76,6 +82,8 @@ class ConfigSchema {
     // Parses and stores `text`; false when the value is not acceptable.
     std::function<bool(const std::string& text)> set;
     std::function<std::string()> get;
+    // Set for add_node fields (which `set` then refuses): reads the whole node.
+    std::function<std::vector<std::string>(const YAML::Node&)> set_node = nullptr;
   };
   const Field* find(const std::string& path) const;
   void apply_node(const YAML::Node& node, const std::string& prefix,

@@ -16,11 +16,13 @@ namespace comba::train {
 
 // The validation tokens: spans (a shard, or a held-out byte range of a text file) and the
 // file each came from (for messages). `bytes`: each token is one byte of text, so bits per
-// byte is the mean loss / ln 2.
+// byte is the mean loss / ln 2. `text_bytes[i]`: the UTF-8 bytes of text span i encodes
+// (a shard's header records it, see token_shard.h), -1 when unknown; empty: all unknown.
 struct ValidationSet {
   std::vector<TokenSpan> spans;
   std::vector<std::string> names;
   bool bytes = false;
+  std::vector<int64_t> text_bytes;
 };
 
 class DataSource {

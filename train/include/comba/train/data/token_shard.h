@@ -20,6 +20,12 @@ inline constexpr int32_t kShardVersionU32 = 7;
 inline constexpr int32_t kShardVersionU32Legacy = 2;  // ours before llm.c's; magic 20240520
 inline constexpr int64_t kShardHeaderInts = 256;
 inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;
+// Our addition in slots llm.c leaves zero (its readers look at slots 0-2 only): how many
+// UTF-8 bytes of text the shard's tokens encode, for bits per byte. Slot 3 holds the tag
+// ("byte" in ASCII, little-endian), slots 4 and 5 the count's low and high 32 bits. A
+// shard without the tag (llm.c's own, or written without a count) has no known count.
+inline constexpr int32_t kShardTextBytesTag = 0x65747962;
+inline constexpr int64_t kShardTextBytesSlot = 3;
 
 // How a file lays out its tokens (config key data.format).
 enum class ShardFormat {
@@ -43,9 +49,10 @@ struct TokenSpan {
 
 // Writes a shard atomically (core/atomic_file.h), for tests and tools, with llm.c's header
 // values. token_bytes: 2 (magic 20240520 version 1) or 4 (magic 20240801 version 7); values
-// must fit.
+// must fit. text_bytes >= 0: the UTF-8 bytes of text the tokens encode, recorded in the
+// header (kShardTextBytesTag); -1: unknown, not recorded.
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,
-                       int token_bytes = 2);
+                       int token_bytes = 2, int64_t text_bytes = -1);
 
 class TokenShard {
  public:
@@ -56,6 +63,8 @@ class TokenShard {
   int32_t version() const { return version_; }  // 0 for raw files
   // Where the tokens start in the file: kShardHeaderBytes, or 0 for raw files.
   int64_t header_bytes() const { return header_bytes_; }
+  // The UTF-8 bytes of text the tokens encode, from the header; -1 when not recorded.
+  int64_t text_bytes() const { return text_bytes_; }
   const std::string& path() const { return file_.path(); }
 
  private:
@@ -64,6 +73,7 @@ class TokenShard {
   int32_t magic_ = 0;
   int32_t version_ = 0;
   int64_t header_bytes_ = 0;
+  int64_t text_bytes_ = -1;
 };
 
 // Files matching a glob pattern, sorted; an empty list when nothing matches.
