@@ -281,19 +281,10 @@ at::Tensor attend_cached(LayerState& state, const at::Tensor& q, const at::Tenso
 }  // namespace
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const CombaLayerInputs& inputs) {
-  const core::ArgChecker check("Attention::forward");
-  check.rank(x, "x", 3, "[B, T, hidden]").floating(x, "x");
-  check.require(x.size(2) == options.hidden_size(), "argument `x` expected hidden = ", options.hidden_size(),
-                " [B, T, hidden], got shape ", x.sizes());
-  const int64_t batch = x.size(0), seq_len = x.size(1);
-  const auto& mask = inputs.attention_mask();
-  if (!mask.defined()) return attend(x, inputs.cu_seqlens(), inputs.state());
-
-  check.require(!inputs.cu_seqlens().defined(),
-                "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
-  const auto unpadding = unpad_from_mask(mask, batch, seq_len, x.device(), "Attention::forward");
-  if (!unpadding.has_padding()) return attend(x, {}, inputs.state());
-  return unpadding.unpack(attend(unpadding.pack(x), unpadding.cu_seqlens, inputs.state()));
+  return mix_without_padding("Attention::forward", x, options.hidden_size(), inputs,
+                             [this](const torch::Tensor& tokens, const torch::Tensor& cu_seqlens, LayerState* state) {
+                               return attend(tokens, cu_seqlens, state);
+                             });
 }
 
 torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state) {

@@ -1,5 +1,7 @@
-// Unpadding of attention masks into packed sequences, shared by the layer and the model.
+// Unpadding of attention masks into packed sequences, shared by the mixers and the model.
 #include "comba/nn/padding.h"
+
+#include "comba/nn/layer_inputs.h"
 
 #include "comba/core/checks.h"
 
@@ -42,6 +44,21 @@ at::Tensor Unpadding::unpack(const at::Tensor& y) const {
   return at::zeros(with_lead({batch * seq_len}, y.sizes(), 2), y.options())
       .index_copy(0, token_index, y[0])
       .view(with_lead({batch, seq_len}, y.sizes(), 2));
+}
+
+torch::Tensor mix_without_padding(const char* fn, const torch::Tensor& x, int64_t hidden_size,
+                                  const CombaLayerInputs& inputs, const UnpaddedMixer& mix) {
+  const core::ArgChecker check(fn);
+  check.rank(x, "x", 3, "[B, T, hidden]").floating(x, "x");
+  check.require(x.size(2) == hidden_size, "argument `x` expected hidden = ", hidden_size, " [B, T, hidden], got shape ",
+                x.sizes());
+  const auto& mask = inputs.attention_mask();
+  if (!mask.defined()) return mix(x, inputs.cu_seqlens(), inputs.state());
+  check.require(!inputs.cu_seqlens().defined(),
+                "arguments `attention_mask` and `cu_seqlens` expected one or the other, got both");
+  const auto unpadding = unpad_from_mask(mask, x.size(0), x.size(1), x.device(), fn);
+  if (!unpadding.has_padding()) return mix(x, {}, inputs.state());
+  return unpadding.unpack(mix(unpadding.pack(x), unpadding.cu_seqlens, inputs.state()));
 }
 
 }  // namespace comba::nn

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <vector>
 
 namespace comba::nn::testing {
 
@@ -112,6 +113,33 @@ inline torch::Tensor reference_layer(CombaLayerImpl& layer, const torch::Tensor&
   auto normed = out * torch::rsqrt(out.square().mean(-1, true) + o.norm_eps()) * f64(layer.o_norm->weight);
   if (o.use_output_gate()) normed = normed * torch::sigmoid(linear(layer.g_proj).view({B, T, HV, V}));
   return torch::matmul(normed.reshape({B, T, HV * V}), f64(layer.o_proj->weight).t());
+}
+
+// Causality of a causal LM, dense, packed and padded, in train and eval mode: changing the
+// tokens after position t changes no logit up to t and some logit after it. ids [2, T];
+// the packed case packs row 0 as two documents split at `first_document`.
+inline void expect_causal(CombaForCausalLM& lm, const torch::Tensor& ids, const std::vector<int64_t>& positions,
+                          int64_t first_document) {
+  torch::NoGradGuard no_grad;
+  const int64_t steps = ids.size(1);
+  for (bool train : {true, false}) {
+    lm->train(train);
+    for (int64_t t : positions) {
+      auto changed = ids.clone();
+      changed.slice(1, t + 1).random_(0, 64);
+      const auto check = [&](const LMInputs& inputs, const torch::Tensor& a, const torch::Tensor& b) {
+        const auto before = lm(a, inputs).logits, after = lm(b, inputs).logits;
+        EXPECT_LT(max_abs_diff(before.slice(1, 0, t + 1), after.slice(1, 0, t + 1)), 1e-5) << t;
+        EXPECT_GT(max_abs_diff(before.slice(1, t + 1), after.slice(1, t + 1)), 1e-3) << t;
+      };
+      check(LMInputs(), ids, changed);
+      check(LMInputs().cu_seqlens(torch::tensor(std::vector<int64_t>{0, first_document, steps})),
+            ids.slice(0, 0, 1), changed.slice(0, 0, 1));
+      auto mask = torch::ones({2, steps}, torch::kLong);
+      mask[0].slice(0, 0, 2).fill_(0);
+      check(LMInputs().attention_mask(mask), ids, changed);
+    }
+  }
 }
 
 }  // namespace comba::nn::testing

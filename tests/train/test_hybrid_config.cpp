@@ -18,23 +18,13 @@
 #include "comba/train/config/config.h"
 #include "comba/train/trainer.h"
 #include "support/scratch_dir.h"
+#include "train/config_problems.h"
 
 namespace comba::train {
 namespace {
 
-std::vector<std::string> problems_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  try {
-    config_from_yaml(yaml, overrides);
-  } catch (const ConfigError& e) {
-    return e.problems();
-  }
-  return {};
-}
-
-bool contains(const std::vector<std::string>& problems, const std::string& text) {
-  return std::any_of(problems.begin(), problems.end(),
-                     [&](const std::string& p) { return p.find(text) != std::string::npos; });
-}
+using testing::contains;
+using testing::problems_of;
 
 std::string joined(const std::vector<std::string>& problems) {
   std::string out;

@@ -3,6 +3,8 @@
 // (maps and scalars only) so that the saved config reads back to the same values.
 #include "comba/train/config/config_schema.h"
 
+#include "scalar_text.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -19,31 +21,6 @@ namespace {
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
-}
-
-std::optional<int64_t> parse_int(const std::string& text) {
-  int64_t value = 0;
-  const char* begin = text.data();
-  const char* end = begin + text.size();
-  if (begin != end && *begin == '+') ++begin;
-  const auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr != end || begin == end) return std::nullopt;
-  return value;
-}
-
-std::optional<double> parse_double(const std::string& text) {
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text.front()))) return std::nullopt;
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
-  return value;
-}
-
-std::optional<bool> parse_bool(const std::string& text) {
-  const std::string t = lower(text);
-  if (t == "true" || t == "yes" || t == "on") return true;
-  if (t == "false" || t == "no" || t == "off") return false;
-  return std::nullopt;
 }
 
 std::string format_double(double v) {
@@ -92,6 +69,31 @@ std::string escape(const std::string& s) {
 }
 
 }  // namespace
+
+std::optional<int64_t> parse_int(const std::string& text) {
+  int64_t value = 0;
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (begin != end && *begin == '+') ++begin;
+  const auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || ptr != end || begin == end) return std::nullopt;
+  return value;
+}
+
+std::optional<double> parse_double(const std::string& text) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text.front()))) return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+std::optional<bool> parse_bool(const std::string& text) {
+  const std::string t = lower(text);
+  if (t == "true" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "no" || t == "off") return false;
+  return std::nullopt;
+}
 
 std::string quote_value(const std::string& text) {
   if (parse_double(text) || parse_bool(text)) return text;

@@ -2,10 +2,11 @@
 // reported, each with its key path, like the scalar schema does.
 #include "comba/train/config/model_attn.h"
 
+#include "scalar_text.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -24,32 +25,17 @@ std::string shown(const YAML::Node& node) {
   return "\"" + node.Scalar() + "\"";
 }
 
+// Scalars follow the scalar schema's spelling rules (scalar_text.h).
 std::optional<int64_t> to_int(const YAML::Node& node) {
-  if (!node.IsScalar()) return std::nullopt;
-  const std::string& text = node.Scalar();
-  int64_t value = 0;
-  const char* begin = text.data();
-  const char* end = begin + text.size();
-  if (begin != end && *begin == '+') ++begin;
-  const auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr != end || begin == end) return std::nullopt;
-  return value;
+  return node.IsScalar() ? parse_int(node.Scalar()) : std::nullopt;
 }
 
 std::optional<double> to_double(const YAML::Node& node) {
-  if (!node.IsScalar() || node.Scalar().empty()) return std::nullopt;
-  char* end = nullptr;
-  const double value = std::strtod(node.Scalar().c_str(), &end);
-  if (end != node.Scalar().c_str() + node.Scalar().size() || !std::isfinite(value)) return std::nullopt;
-  return value;
+  return node.IsScalar() ? parse_double(node.Scalar()) : std::nullopt;
 }
 
 std::optional<bool> to_bool(const YAML::Node& node) {
-  if (!node.IsScalar()) return std::nullopt;
-  const std::string& t = node.Scalar();
-  if (t == "true" || t == "True" || t == "yes" || t == "on") return true;
-  if (t == "false" || t == "False" || t == "no" || t == "off") return false;
-  return std::nullopt;
+  return node.IsScalar() ? parse_bool(node.Scalar()) : std::nullopt;
 }
 
 nn::AttentionSpec read_spec(const YAML::Node& node, const std::string& at, std::vector<std::string>& errors) {

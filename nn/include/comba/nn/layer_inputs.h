@@ -6,6 +6,8 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#include <functional>
+
 namespace comba::nn {
 
 struct CombaLayerInputs {
@@ -18,4 +20,12 @@ struct CombaLayerInputs {
   TORCH_ARG(LayerStatePtr, state) = nullptr;
 };
 
+// A mixer on unpadded tokens: x [B', T', hidden], cu_seqlens (undefined: dense), state.
+using UnpaddedMixer = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, LayerState*)>;
+
+// The mixers' shared front (CombaLayer, Attention): checks x [B, T, hidden], then runs
+// `mix` on x as it is, or, given an attention_mask with padding, on its tokens packed with
+// cu_seqlens, putting zeros back at the padding positions. `fn` starts every message.
+torch::Tensor mix_without_padding(const char* fn, const torch::Tensor& x, int64_t hidden_size,
+                                  const CombaLayerInputs& inputs, const UnpaddedMixer& mix);
 }  // namespace comba::nn
