@@ -28,14 +28,10 @@ torch::Tensor CombaBlockImpl::forward(const torch::Tensor& hidden, const CombaLa
 }
 
 torch::Tensor CombaBlockImpl::forward_recomputing_mixer(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
-  // Holders captured by value: the backward runs the branch after this frame is gone.
-  // (ptr() refuses an empty holder: take the one that is set.)
-  std::shared_ptr<CombaLayerImpl> comba = attn ? attn.ptr() : nullptr;
-  std::shared_ptr<AttentionImpl> softmax = attention ? attention.ptr() : nullptr;
-  const auto mixer = [norm = attn_norm.ptr(), comba, attention = softmax, inputs](const torch::Tensor& x) {
-    const auto normed = norm->forward(x);
-    return attention ? attention->forward(normed, inputs) : comba->forward(normed, inputs);
-  };
+  // The block is captured by shared pointer: the backward runs the branch after this frame
+  // is gone.
+  const auto self = std::static_pointer_cast<CombaBlockImpl>(shared_from_this());
+  const auto mixer = [self, inputs](const torch::Tensor& x) { return self->mix(self->attn_norm(x), inputs); };
   auto h = hidden + activation_checkpoint(mixer, hidden);
   return h + mlp(mlp_norm(h));
 }
