@@ -23,29 +23,61 @@ import sys
 import tempfile
 
 
-def comba_flops_per_token(model):
+def comba_flops_per_token(model, seq_len=2048):
+    """Operator FLOPs per token beyond 6 x parameters: the Comba chunk form in Comba layers
+    and, in a hybrid's attention layers (model["attn"]), the causal QK^T and PV products,
+    forward and backward, over the keys a query sees (min(seq_len, window))."""
     k = model["head_dim"]
     v = int(model["head_dim"] * model.get("expand_v", 2.0))
     hv = model.get("num_v_heads") or model["num_heads"]
     c = 64
     fwd = 2 * k * v * 4 + 2 * c * (2 * k + 2 * v)
-    return 3 * fwd * hv * model["num_hidden_layers"]
+    attn = model.get("attn") or {}
+    attn_layers = len(attn.get("layers", []))
+    comba_layers = model["num_hidden_layers"] - attn_layers
+    flops = 3 * fwd * hv * comba_layers
+    if attn_layers:
+        width = attn["num_heads"] * (model["hidden_size"] // attn["num_heads"])
+        keys = min(seq_len, attn.get("window_size") or seq_len)
+        flops += 6 * attn_layers * width * keys
+    return flops
+
+
+def _scalar(text):
+    try:
+        return float(text) if "." in text or "e" in text else int(text)
+    except ValueError:
+        return text
 
 
 def read_model(config_path):
-    model, inside = {}, False
+    """The `model:` mapping of a config (scalars, plus the `attn:` mapping of a hybrid with
+    its `layers` list), read without a YAML library."""
+    model, inside, attn = {}, False, None
     for line in open(config_path):
+        line = line.split("#", 1)[0].rstrip()
         if re.match(r"^model:", line):
             inside = True
             continue
-        if inside and re.match(r"^\S", line):
+        if not inside or not line.strip():
+            continue
+        if re.match(r"^\S", line):
             break
-        m = re.match(r"^\s+(\w+):\s*([^#\s]+)", line)
-        if inside and m:
-            try:
-                model[m.group(1)] = float(m.group(2)) if "." in m.group(2) else int(m.group(2))
-            except ValueError:
-                model[m.group(1)] = m.group(2)
+        m = re.match(r"^( +)(\w+):\s*(.*)$", line)
+        if not m:
+            continue
+        indent, key, value = len(m.group(1)), m.group(2), m.group(3).strip()
+        if indent <= 2:
+            attn = None
+            if key == "attn" and not value:
+                attn = model["attn"] = {}
+            elif value:
+                model[key] = _scalar(value)
+        elif attn is not None and value:
+            if value.startswith("["):
+                attn[key] = [_scalar(x.strip()) for x in value.strip("[]").split(",") if x.strip()]
+            else:
+                attn[key] = None if value == "null" else _scalar(value)
     return model
 
 
@@ -88,7 +120,7 @@ def run_case(build_dir, config, case, recompute, steps=12, warmup=4, accum=1, pe
         return line
     tps = summary["tokens_per_s"]
     n = int(params.group(1)) if params else 0
-    flops = 6 * n + comba_flops_per_token(read_model(config))
+    flops = 6 * n + comba_flops_per_token(read_model(config), seq_len // max(docs, 1))
     line.update({"tokens_per_s": round(tps, 1), "step_ms": round(summary["step_time_ms"], 2),
                  "peak_gib": round(summary["peak_memory_gib"], 2), "parameters": n,
                  "flops_per_token": flops, "mfu": round(flops * tps / (peak_tflops * 1e12), 4)})
