@@ -8,9 +8,12 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "comba/core/cli.h"
@@ -141,6 +144,52 @@ int main(int argc, char** argv) {
           us_per_step([&] { chosen_tile(float{}, sized(in_place)); }, steps));
     print("decode_inplace_bf16state", batch, 16, chosen, true,
           us_per_step([&] { chosen_tile(__nv_bfloat16{}, sized(in_place_bf16)); }, steps), 0.5);
+    // The kernel's compile-time variants (recurrent_decode_kernel.cuh), in place, chosen tile.
+    auto variant = [&](auto state_tag, auto staged, auto streaming, const RecurrentDecodeParams& p) {
+      using S = decltype(state_tag);
+      constexpr bool kStaged = decltype(staged)::value, kStreaming = decltype(streaming)::value;
+      if (chosen == 4) return launch_recurrent_decode_variant<Element, S, 16, 4, kStaged, kStreaming>(p, 0);
+      if (chosen == 2) return launch_recurrent_decode_variant<Element, S, 16, 2, kStaged, kStreaming>(p, 0);
+      return launch_recurrent_decode_variant<Element, S, 16, 1, kStaged, kStreaming>(p, 0);
+    };
+    using Yes = std::true_type;
+    using No = std::false_type;
+    // Each variant against the plain kernel on separate buffers (the same inputs, so the
+    // same output and new state up to the order of fp32 sums).
+    if (batch == kMaxBatch) {
+      const auto sized_separate = sized(separate);
+      const size_t o_count = size_t(batch) * kHeads * kDim, s_count = o_count * kDim;
+      std::vector<Element> o_ref(o_count), o_var(o_count);
+      std::vector<float> s_ref(s_count), s_var(s_count);
+      chosen_tile(float{}, sized_separate);
+      cudaMemcpy(o_ref.data(), params.o, o_count * sizeof(Element), cudaMemcpyDeviceToHost);
+      cudaMemcpy(s_ref.data(), params.final_state, s_count * sizeof(float), cudaMemcpyDeviceToHost);
+      auto check = [&](const char* name, auto staged, auto streaming) {
+        variant(float{}, staged, streaming, sized_separate);
+        cudaMemcpy(o_var.data(), params.o, o_count * sizeof(Element), cudaMemcpyDeviceToHost);
+        cudaMemcpy(s_var.data(), params.final_state, s_count * sizeof(float), cudaMemcpyDeviceToHost);
+        double o_diff = 0, s_diff = 0, o_max = 0;
+        for (size_t i = 0; i < o_count; ++i) {
+          const double a = __bfloat162float(o_ref[i]), b = __bfloat162float(o_var[i]);
+          o_diff = std::max(o_diff, std::abs(a - b)), o_max = std::max(o_max, std::abs(a));
+        }
+        for (size_t i = 0; i < s_count; ++i) s_diff = std::max(s_diff, double(std::abs(s_ref[i] - s_var[i])));
+        std::printf("{\"case\": \"decode_variant_check_B%d\", \"variant\": \"%s\", \"o_max_abs_diff\": %.3e, "
+                    "\"o_max_abs\": %.3e, \"state_max_abs_diff\": %.3e}\n",
+                    batch, name, o_diff, o_max, s_diff);
+      };
+      check("staged", std::true_type{}, std::false_type{});
+      check("streaming", std::false_type{}, std::true_type{});
+      check("staged_streaming", std::true_type{}, std::true_type{});
+    }
+    print("decode_inplace_staged", batch, 16, chosen, true,
+          us_per_step([&] { variant(float{}, Yes{}, No{}, sized(in_place)); }, steps));
+    print("decode_inplace_streaming", batch, 16, chosen, true,
+          us_per_step([&] { variant(float{}, No{}, Yes{}, sized(in_place)); }, steps));
+    print("decode_inplace_staged_streaming", batch, 16, chosen, true,
+          us_per_step([&] { variant(float{}, Yes{}, Yes{}, sized(in_place)); }, steps));
+    print("decode_inplace_bf16state_staged", batch, 16, chosen, true,
+          us_per_step([&] { variant(__nv_bfloat16{}, Yes{}, No{}, sized(in_place_bf16)); }, steps), 0.5);
     print("segment", batch, 16, 4, false, us_per_step([&] { launch_recurrent_fwd_typed<Element, 16, 4>(params, 0); }, steps));
   }
   return 0;

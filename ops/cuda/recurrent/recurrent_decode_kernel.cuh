@@ -8,6 +8,11 @@
 // matters is that nothing sits between the state loads and the stores. The state is fp32
 // or bf16 in memory (S), fp32 in registers; it may be updated in place (state_in ==
 // state_out): every thread reads all its entries before it writes any.
+// Two variants, chosen at compile time (launch_recurrent_decode_variant; the bench times
+// both): Staged copies q, k, p to shared memory while the state loads are in flight, so
+// that once the state has arrived nothing waits on global memory again (otherwise q's
+// rows are read after the first barrier); Streaming reads and writes the fp32 state with
+// evict-first hints (it is touched once per step).
 // Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype recurrent_decode_*.cu.
 #pragma once
 #include <cuda_bf16.h>
@@ -28,6 +33,39 @@ __device__ __forceinline__ void load_state(StateVec<Vec>& dst, const float* src)
 template <int Vec>
 __device__ __forceinline__ void store_state(const StateVec<Vec>& src, float* dst) {
   src.store(dst);
+}
+
+// Evict-first (ld.global.cs / st.global.cs) fp32 state accesses; bf16 states take the
+// plain ones.
+template <int Vec>
+__device__ __forceinline__ void load_state_streaming(StateVec<Vec>& dst, const float* src) {
+  if constexpr (Vec == 4) {
+    const float4 f = __ldcs(reinterpret_cast<const float4*>(src));
+    dst.x[0] = f.x, dst.x[1] = f.y, dst.x[2] = f.z, dst.x[3] = f.w;
+  } else if constexpr (Vec == 2) {
+    const float2 f = __ldcs(reinterpret_cast<const float2*>(src));
+    dst.x[0] = f.x, dst.x[1] = f.y;
+  } else {
+    dst.x[0] = __ldcs(src);
+  }
+}
+template <int Vec>
+__device__ __forceinline__ void store_state_streaming(const StateVec<Vec>& src, float* dst) {
+  if constexpr (Vec == 4) {
+    __stcs(reinterpret_cast<float4*>(dst), make_float4(src.x[0], src.x[1], src.x[2], src.x[3]));
+  } else if constexpr (Vec == 2) {
+    __stcs(reinterpret_cast<float2*>(dst), make_float2(src.x[0], src.x[1]));
+  } else {
+    __stcs(dst, src.x[0]);
+  }
+}
+template <int Vec>
+__device__ __forceinline__ void load_state_streaming(StateVec<Vec>& dst, const __nv_bfloat16* src) {
+  load_state(dst, src);
+}
+template <int Vec>
+__device__ __forceinline__ void store_state_streaming(const StateVec<Vec>& src, __nv_bfloat16* dst) {
+  store_state(src, dst);
 }
 
 template <int Vec>
@@ -63,13 +101,18 @@ __device__ __forceinline__ void store_state(const StateVec<Vec>& src, __nv_bfloa
 
 // A Rows x Vec slice of one [K, V] state matrix (rows row0.., columns col0..), zeros where
 // the source is null or the slice leaves the matrix (as load_slice / store_slice, for S).
-template <int Rows, int Vec, typename S>
+template <int Rows, int Vec, bool Streaming = false, typename S>
 __device__ __forceinline__ void load_state_slice(StateVec<Vec> (&dst)[Rows], const S* src, int K, int V,
                                                  int row0, int col0, bool cols_ok) {
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
     if (src != nullptr && row0 + i < K && cols_ok) {
-      load_state(dst[i], src + static_cast<long long>(row0 + i) * V + col0);
+      const S* at = src + static_cast<long long>(row0 + i) * V + col0;
+      if constexpr (Streaming) {
+        load_state_streaming(dst[i], at);
+      } else {
+        load_state(dst[i], at);
+      }
     } else {
 #pragma unroll
       for (int c = 0; c < Vec; ++c) dst[i].x[c] = 0.f;
@@ -77,17 +120,23 @@ __device__ __forceinline__ void load_state_slice(StateVec<Vec> (&dst)[Rows], con
   }
 }
 
-template <int Rows, int Vec, typename S>
+template <int Rows, int Vec, bool Streaming = false, typename S>
 __device__ __forceinline__ void store_state_slice(const StateVec<Vec> (&src)[Rows], S* dst, int K, int V,
                                                   int row0, int col0, bool cols_ok) {
   if (!cols_ok) return;
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
-    if (row0 + i < K) store_state(src[i], dst + static_cast<long long>(row0 + i) * V + col0);
+    if (row0 + i >= K) continue;
+    S* at = dst + static_cast<long long>(row0 + i) * V + col0;
+    if constexpr (Streaming) {
+      store_state_streaming(src[i], at);
+    } else {
+      store_state(src[i], at);
+    }
   }
 }
 
-template <typename T, typename S, int Rows, int Vec>
+template <typename T, typename S, int Rows, int Vec, bool Staged, bool Streaming>
 __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     recurrent_decode_kernel(const __grid_constant__ RecurrentDecodeParams params) {
   constexpr int kWarps = RecurrentTraits::kWarps;
@@ -101,13 +150,16 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   const int row0 = warp * Rows;
   __shared__ float pred_red[kWarps][kColumns];  // partial S^T p over each warp's rows
   __shared__ float out_red[kWarps][kColumns];   // partial S'^T q
+  // Staged: q, k, p rows (K <= kWarps * Rows) as fp32; one element array when not staged.
+  __shared__ float staged[Staged ? 3 : 1][Staged ? kWarps * Rows : 1];
 
   // [Rows, Vec] slice of this (sequence, value head)'s [K, V] state; rows past K and
   // columns past V are zeros and never stored.
   const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
   StateVec<Vec> state[Rows];
-  load_state_slice(state, params.state_in == nullptr ? nullptr : static_cast<const S*>(params.state_in) + mat, K,
-                   V, row0, col0, cols_ok);
+  load_state_slice<Rows, Vec, Streaming>(
+      state, params.state_in == nullptr ? nullptr : static_cast<const S*>(params.state_in) + mat, K, V, row0,
+      col0, cols_ok);
 
   const long long qk_row = (static_cast<long long>(n) * params.heads + h) * K;
   const T* q = static_cast<const T*>(params.q) + qk_row;
@@ -121,14 +173,37 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   for (int c = 0; c < Vec; ++c) {
     v[c] = cols_ok ? to_float(static_cast<const T*>(params.v)[gate * V + col0 + c]) : 0.f;
   }
-  auto row = [&](const T* x, int i) { return row0 + i < K ? to_float(x[row0 + i]) : 0.f; };
+  // which: 0 q, 1 k, 2 p.
+  float inv_norm[3];
+  if constexpr (Staged) {
+    for (int e = threadIdx.x; e < 3 * K; e += RecurrentTraits::kThreads) {
+      const int which = e / K, r = e % K;
+      staged[which][r] = to_float((which == 0 ? q : which == 1 ? k : p)[r]);
+    }
+    __syncthreads();  // the state loads stay in flight across it
+#pragma unroll
+    for (int which = 0; which < 3; ++which) {
+      float ss = 0.f;
+      for (int r = lane; r < K; r += 32) ss += staged[which][r] * staged[which][r];
+      inv_norm[which] = params.use_l2norm ? rsqrtf(warp_sum(ss) + static_cast<float>(kL2NormEps)) : 1.f;
+    }
+  }
+  auto row = [&](const T* x, int which, int i) {
+    if (row0 + i >= K) return 0.f;
+    if constexpr (Staged) return staged[which][row0 + i];
+    return to_float(x[row0 + i]);
+  };
 
   float dot_p[Vec];
-  warp_rows_product(state, [&](int i) { return row(p, i); }, dot_p);
+  warp_rows_product(state, [&](int i) { return row(p, 2, i); }, dot_p);
 #pragma unroll
   for (int c = 0; c < Vec; ++c) pred_red[warp][my_col + c] = dot_p[c];
-  const float inv_p = warp_inverse_norm(p, K, lane, params.use_l2norm);
-  const float beta_k = beta * warp_inverse_norm(k, K, lane, params.use_l2norm);
+  if constexpr (!Staged) {
+    inv_norm[2] = warp_inverse_norm(p, K, lane, params.use_l2norm);
+    inv_norm[1] = warp_inverse_norm(k, K, lane, params.use_l2norm);
+  }
+  const float inv_p = inv_norm[2];
+  const float beta_k = beta * inv_norm[1];
   __syncthreads();
 
   float update[Vec];  // beta u / ||k||
@@ -142,7 +217,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   float dot_q[Vec] = {};
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
-    const float qi = row(q, i), ki = row(k, i);
+    const float qi = row(q, 0, i), ki = row(k, 1, i);
 #pragma unroll
     for (int c = 0; c < Vec; ++c) {
       state[i].x[c] = alpha * state[i].x[c] + ki * update[c];
@@ -150,11 +225,13 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
     }
   }
   if (params.state_out != nullptr) {
-    store_state_slice(state, static_cast<S*>(params.state_out) + mat, K, V, row0, col0, cols_ok);
+    store_state_slice<Rows, Vec, Streaming>(state, static_cast<S*>(params.state_out) + mat, K, V, row0, col0,
+                                            cols_ok);
   }
 #pragma unroll
   for (int c = 0; c < Vec; ++c) out_red[warp][my_col + c] = dot_q[c];
-  const float out_scale = params.scale * warp_inverse_norm(q, K, lane, params.use_l2norm);
+  if constexpr (!Staged) inv_norm[0] = warp_inverse_norm(q, K, lane, params.use_l2norm);
+  const float out_scale = params.scale * inv_norm[0];
   __syncthreads();
   if (warp != 0 || !cols_ok) return;
   T* o = static_cast<T*>(params.o) + gate * V + col0;
@@ -167,12 +244,21 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   }
 }
 
-template <typename T, typename S, int Rows, int Vec>
-int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStream_t stream) {
+template <typename T, typename S, int Rows, int Vec, bool Staged, bool Streaming>
+int launch_recurrent_decode_variant(const RecurrentDecodeParams& params, cudaStream_t stream) {
   constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads, params.num_seqs);
-  recurrent_decode_kernel<T, S, Rows, Vec><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
+  recurrent_decode_kernel<T, S, Rows, Vec, Staged, Streaming><<<grid, RecurrentTraits::kThreads, 0, stream>>>(params);
   return static_cast<int>(cudaGetLastError());
+}
+
+// The variant comba_decode_step_ and the forward's T = 1 path run.
+inline constexpr bool kDecodeStaged = false;
+inline constexpr bool kDecodeStreaming = false;
+
+template <typename T, typename S, int Rows, int Vec>
+int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStream_t stream) {
+  return launch_recurrent_decode_variant<T, S, Rows, Vec, kDecodeStaged, kDecodeStreaming>(params, stream);
 }
 
 // Instantiates the decode launcher for every tile and both state types, for the input
