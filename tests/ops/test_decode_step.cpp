@@ -36,6 +36,14 @@ struct StepRun {
   int64_t state_offset = 0;  // elements: the state buffer starts this far into its storage
 };
 
+// fp32 inputs and math, the state kept in bf16 (generate's bf16_decode_state).
+StepRun bf16_state_run() {
+  StepRun run;
+  run.dtype = run.gate_dtype = at::kFloat;
+  run.state_dtype = at::kBFloat16;
+  return run;
+}
+
 struct StepResult {
   at::Tensor o;            // [B, T, HV, V] fp64: each step's out, concatenated
   at::Tensor final_state;  // [B, HV, K, V] fp64
@@ -169,9 +177,7 @@ TEST(DecodeStep, Bf16StateOnTheCpuRoundsOnlyTheState) {
   // The ATen path's bf16 state: fp32 math, the stored state rounded each step. Close to the
   // fp32 state's result, far from exact (what the GPU test measures over 256 steps).
   auto cfg = step_case("bf16_state", 2, 16, 2, 2, 32, 32, true);
-  StepRun run;
-  run.dtype = run.gate_dtype = at::kFloat;
-  run.state_dtype = at::kBFloat16;
+  auto run = bf16_state_run();
   const auto r = run_steps(cfg, run);
   const double err_o = relative_error(r.o, r.oracle_o);
   std::printf("{\"case\": \"bf16_decode_state_error_cpu\", \"steps\": 16, \"o_rel\": %.3e, \"state_rel\": %.3e}\n",
@@ -227,9 +233,7 @@ TEST_F(DecodeStepCuda, UnalignedStateBuffersTakeNarrowerVectors) {
 TEST_F(DecodeStepCuda, CpuAndCudaAgreeWithBf16State) {
   // Same fp32 math, same rounding of the state each step: only the summation order differs.
   auto cfg = step_case("bf16_state", 4, 8, 2, 4, 128, 128, true);
-  StepRun run;
-  run.dtype = run.gate_dtype = at::kFloat;
-  run.state_dtype = at::kBFloat16;
+  auto run = bf16_state_run();
   const auto cpu = run_steps(cfg, run);
   run.device = at::kCUDA;
   const auto gpu = run_steps(cfg, run);
