@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -133,12 +134,20 @@ int main(int argc, char** argv) {
     print("decode", batch, 16, 4, chosen == 4, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 4>(sized(separate), 0); }, steps));
     print("decode", batch, 16, 2, chosen == 2, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 2>(sized(separate), 0); }, steps));
     print("decode", batch, 16, 1, chosen == 1, us_per_step([&] { launch_recurrent_decode_typed<Element, float, 16, 1>(sized(separate), 0); }, steps));
-    // The chosen tile, as recurrent_dispatch.cu launches it.
-    auto chosen_tile = [&](auto state_tag, const RecurrentDecodeParams& p) {
+    // The chosen tile, with (streaming: std::true_type, as recurrent_dispatch.cu launches it)
+    // or without the evict-first state hints.
+    auto tile_variant = [&](auto state_tag, auto streaming, const RecurrentDecodeParams& p) {
       using S = decltype(state_tag);
-      if (chosen == 4) return launch_recurrent_decode_typed<Element, S, 16, 4>(p, 0);
-      if (chosen == 2) return launch_recurrent_decode_typed<Element, S, 16, 2>(p, 0);
-      return launch_recurrent_decode_typed<Element, S, 16, 1>(p, 0);
+      constexpr bool kStreaming = decltype(streaming)::value;
+      if (chosen == 4) return launch_recurrent_decode_variant<Element, S, 16, 4, kStreaming>(p, 0);
+      if (chosen == 2) return launch_recurrent_decode_variant<Element, S, 16, 2, kStreaming>(p, 0);
+      return launch_recurrent_decode_variant<Element, S, 16, 1, kStreaming>(p, 0);
+    };
+    auto chosen_tile = [&](auto state_tag, const RecurrentDecodeParams& p) {
+      return tile_variant(state_tag, std::true_type{}, p);
+    };
+    auto plain = [&](auto state_tag, const RecurrentDecodeParams& p) {
+      return tile_variant(state_tag, std::false_type{}, p);
     };
     print("decode_inplace", batch, 16, chosen, true,
           us_per_step([&] { chosen_tile(float{}, sized(in_place)); }, steps));
@@ -146,12 +155,6 @@ int main(int argc, char** argv) {
           us_per_step([&] { chosen_tile(__nv_bfloat16{}, sized(in_place_bf16)); }, steps), 0.5);
     // Without the evict-first state hints (the kernel before them), in place, same tile;
     // checked bit for bit against the default on separate buffers at the largest batch.
-    auto plain = [&](auto state_tag, const RecurrentDecodeParams& p) {
-      using S = decltype(state_tag);
-      if (chosen == 4) return launch_recurrent_decode_variant<Element, S, 16, 4, false>(p, 0);
-      if (chosen == 2) return launch_recurrent_decode_variant<Element, S, 16, 2, false>(p, 0);
-      return launch_recurrent_decode_variant<Element, S, 16, 1, false>(p, 0);
-    };
     if (batch == kMaxBatch) {
       const auto sized_separate = sized(separate);
       const size_t o_count = size_t(batch) * kHeads * kDim, s_count = o_count * kDim;

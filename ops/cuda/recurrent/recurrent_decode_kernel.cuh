@@ -16,6 +16,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "../common.cuh"
 #include "recurrent_common.cuh"
 #include "recurrent_params.h"
@@ -23,50 +25,33 @@
 
 namespace comba::cuda {
 
-// Vec adjacent state entries of a row in one access, from / to fp32 or bf16 memory.
+// Vec adjacent state entries of a row in one access, from / to fp32 or bf16 memory; the
+// fp32 ones evict-first (ld/st.global.cs) with Streaming, the bf16 ones always plain.
 template <int Vec>
+using StateAccess = std::conditional_t<Vec == 4, float4, std::conditional_t<Vec == 2, float2, float>>;
+
+template <bool Streaming = false, int Vec>
 __device__ __forceinline__ void load_state(StateVec<Vec>& dst, const float* src) {
-  dst.load(src);
+  if constexpr (Streaming) {
+    const auto value = __ldcs(reinterpret_cast<const StateAccess<Vec>*>(src));
+    static_assert(sizeof(value) == sizeof(dst.x));
+    memcpy(dst.x, &value, sizeof(value));
+  } else {
+    dst.load(src);
+  }
 }
-template <int Vec>
+template <bool Streaming = false, int Vec>
 __device__ __forceinline__ void store_state(const StateVec<Vec>& src, float* dst) {
-  src.store(dst);
-}
-
-// Evict-first (ld.global.cs / st.global.cs) fp32 state accesses; bf16 states take the
-// plain ones.
-template <int Vec>
-__device__ __forceinline__ void load_state_streaming(StateVec<Vec>& dst, const float* src) {
-  if constexpr (Vec == 4) {
-    const float4 f = __ldcs(reinterpret_cast<const float4*>(src));
-    dst.x[0] = f.x, dst.x[1] = f.y, dst.x[2] = f.z, dst.x[3] = f.w;
-  } else if constexpr (Vec == 2) {
-    const float2 f = __ldcs(reinterpret_cast<const float2*>(src));
-    dst.x[0] = f.x, dst.x[1] = f.y;
+  if constexpr (Streaming) {
+    StateAccess<Vec> value;
+    memcpy(&value, src.x, sizeof(value));
+    __stcs(reinterpret_cast<StateAccess<Vec>*>(dst), value);
   } else {
-    dst.x[0] = __ldcs(src);
+    src.store(dst);
   }
 }
-template <int Vec>
-__device__ __forceinline__ void store_state_streaming(const StateVec<Vec>& src, float* dst) {
-  if constexpr (Vec == 4) {
-    __stcs(reinterpret_cast<float4*>(dst), make_float4(src.x[0], src.x[1], src.x[2], src.x[3]));
-  } else if constexpr (Vec == 2) {
-    __stcs(reinterpret_cast<float2*>(dst), make_float2(src.x[0], src.x[1]));
-  } else {
-    __stcs(dst, src.x[0]);
-  }
-}
-template <int Vec>
-__device__ __forceinline__ void load_state_streaming(StateVec<Vec>& dst, const __nv_bfloat16* src) {
-  load_state(dst, src);
-}
-template <int Vec>
-__device__ __forceinline__ void store_state_streaming(const StateVec<Vec>& src, __nv_bfloat16* dst) {
-  store_state(src, dst);
-}
 
-template <int Vec>
+template <bool Streaming = false, int Vec>
 __device__ __forceinline__ void load_state(StateVec<Vec>& dst, const __nv_bfloat16* src) {
   if constexpr (Vec == 1) {
     dst.x[0] = __bfloat162float(*src);
@@ -81,7 +66,7 @@ __device__ __forceinline__ void load_state(StateVec<Vec>& dst, const __nv_bfloat
     dst.x[0] = lo.x, dst.x[1] = lo.y, dst.x[2] = hi.x, dst.x[3] = hi.y;
   }
 }
-template <int Vec>
+template <bool Streaming = false, int Vec>
 __device__ __forceinline__ void store_state(const StateVec<Vec>& src, __nv_bfloat16* dst) {
   if constexpr (Vec == 1) {
     *dst = __float2bfloat16_rn(src.x[0]);
@@ -105,12 +90,7 @@ __device__ __forceinline__ void load_state_slice(StateVec<Vec> (&dst)[Rows], con
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
     if (src != nullptr && row0 + i < K && cols_ok) {
-      const S* at = src + static_cast<long long>(row0 + i) * V + col0;
-      if constexpr (Streaming) {
-        load_state_streaming(dst[i], at);
-      } else {
-        load_state(dst[i], at);
-      }
+      load_state<Streaming>(dst[i], src + static_cast<long long>(row0 + i) * V + col0);
     } else {
 #pragma unroll
       for (int c = 0; c < Vec; ++c) dst[i].x[c] = 0.f;
@@ -124,13 +104,7 @@ __device__ __forceinline__ void store_state_slice(const StateVec<Vec> (&src)[Row
   if (!cols_ok) return;
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
-    if (row0 + i >= K) continue;
-    S* at = dst + static_cast<long long>(row0 + i) * V + col0;
-    if constexpr (Streaming) {
-      store_state_streaming(src[i], at);
-    } else {
-      store_state(src[i], at);
-    }
+    if (row0 + i < K) store_state<Streaming>(src[i], dst + static_cast<long long>(row0 + i) * V + col0);
   }
 }
 
