@@ -24,7 +24,7 @@ torch::Tensor CombaBlockImpl::mix(const torch::Tensor& x, const CombaLayerInputs
 
 torch::Tensor CombaBlockImpl::forward(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
   auto h = hidden + mix(attn_norm(hidden), inputs);
-  return h + mlp(mlp_norm(h));
+  return h + mlp->forward_normalized(h, *mlp_norm);
 }
 
 torch::Tensor CombaBlockImpl::forward_recomputing_mixer(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
@@ -33,7 +33,7 @@ torch::Tensor CombaBlockImpl::forward_recomputing_mixer(const torch::Tensor& hid
   const auto self = std::static_pointer_cast<CombaBlockImpl>(shared_from_this());
   const auto mixer = [self, inputs](const torch::Tensor& x) { return self->mix(self->attn_norm(x), inputs); };
   auto h = hidden + activation_checkpoint(mixer, hidden);
-  return h + mlp(mlp_norm(h));
+  return h + mlp->forward_normalized(h, *mlp_norm);
 }
 
 }  // namespace comba::nn

@@ -6,7 +6,9 @@
 
 #include "comba/core/checks.h"
 #include "comba/nn/comba_gates.h"
+#include "comba/nn/decay_correction.h"
 #include "comba/nn/padding.h"
+#include "comba/nn/rms_norm.h"
 #include "comba/ops/comba.h"
 #include "comba/ops/decode_step.h"
 
@@ -161,12 +163,11 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   q = q.view({batch, seq_len, heads, head_dim});
   k = k.to(dtype).view({batch, seq_len, heads, head_dim});
   v = v.to(dtype).view({batch, seq_len, num_v_heads_, head_v_dim_});
-  // decay and D in fp32 (as the gates below): bf16 parameters (master_weights) would
-  // otherwise round these products and sum their gradients over every token in bf16.
-  const auto gate_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);  // fp64 stays fp64
-  auto p = k;
-  if (options.use_inner_decay()) p = (k * torch::sigmoid(decay.to(gate_dtype)).view({1, 1, heads, 1})).to(dtype);
-  if (options.use_output_correction()) q = (q - D.to(gate_dtype).view({1, 1, heads, 1}) * p).to(dtype);
+  // p = k sigmoid(decay), q' = q - D p, with decay and D in fp32 (one fused kernel on CUDA).
+  const auto corrected = decay_correction(q, k, options.use_inner_decay() ? decay : torch::Tensor(),
+                                          options.use_output_correction() ? D : torch::Tensor());
+  q = corrected.q;
+  const auto& p = corrected.p;
 
   // g and beta [B, T, HV] in fp32 (fp64 for fp64 x; the projections come out in x's dtype
   // or the autocast dtype), both from one fused kernel on CUDA.
@@ -205,10 +206,11 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
     if (state) state->recurrent = bf16_state ? final_state.to(torch::kBFloat16) : final_state;
   }
 
-  torch::Tensor gate;
-  if (options.use_output_gate()) gate = g_proj(x).view({batch, seq_len, num_v_heads_, head_v_dim_});
-  o = o_norm(o, gate).reshape({batch, seq_len, value_dim_});
-  return o_proj(o);
+  // The gated norm per value head, then o_proj, without keeping the normed output
+  // (rms_norm_linear recomputes it in the backward).
+  const auto gate = options.use_output_gate() ? g_proj(x) : torch::Tensor();
+  return rms_norm_linear(o.reshape({batch, seq_len, value_dim_}), o_norm->weight, o_norm->options.eps(), gate,
+                         o_proj->weight);
 }
 
 }  // namespace comba::nn

@@ -21,12 +21,19 @@ void CombaMLPImpl::reset() {
   down_proj = linear("down_proj", options.intermediate_size(), options.hidden_size());
 }
 
+// x @ [W_gate; W_up]^T in one GEMM (one read of x, one launch) and the fused SwiGLU on its
+// two halves. The weights stay two parameters (checkpoint names unchanged); concatenating
+// them costs one copy of 2 x intermediate x hidden per call (a few microseconds).
+torch::Tensor CombaMLPImpl::gate_up_weight() const { return torch::cat({gate_proj->weight, up_proj->weight}, 0); }
+
 torch::Tensor CombaMLPImpl::forward(const torch::Tensor& x) {
-  // x @ [W_gate; W_up]^T in one GEMM (one read of x, one launch) and the fused SwiGLU on its
-  // two halves. The weights stay two parameters (checkpoint names unchanged); concatenating
-  // them costs one copy of 2 x intermediate x hidden per call, small beside the activations.
-  const auto gate_up = torch::nn::functional::linear(x, torch::cat({gate_proj->weight, up_proj->weight}, 0));
-  return down_proj(swiglu_packed(gate_up));
+  const auto gate_up = torch::nn::functional::linear(x, gate_up_weight());
+  return swiglu_linear(gate_up, down_proj->weight);
+}
+
+torch::Tensor CombaMLPImpl::forward_normalized(const torch::Tensor& x, const RMSNormImpl& norm) {
+  const auto gate_up = rms_norm_linear(x, norm.weight, norm.options.eps(), {}, gate_up_weight());
+  return swiglu_linear(gate_up, down_proj->weight);
 }
 
 }  // namespace comba::nn

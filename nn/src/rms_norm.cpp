@@ -4,6 +4,7 @@
 
 #include "comba/core/checks.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #ifdef COMBA_WITH_CUDA
@@ -32,6 +33,36 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   }
 #endif
   return rms_norm_aten(x, weight, eps, gate);
+}
+
+torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
+                              const torch::Tensor& gate, const torch::Tensor& weight) {
+  const core::ArgChecker check("rms_norm_linear");
+  check.defined(x, "x").floating(x, "x");
+  check.rank(norm_weight, "norm_weight", 1, "[group]").floating(norm_weight, "norm_weight");
+  check.rank(weight, "weight", 2, "[out, D]").floating(weight, "weight");
+  const int64_t group = norm_weight.size(0);
+  check.require(x.dim() >= 1 && group > 0 && x.size(-1) % group == 0, "argument `x` expected a last dim that is a ",
+                "multiple of norm_weight's size ", group, " [..., D], got shape ", x.sizes());
+  check.require(weight.size(1) == x.size(-1), "argument `weight` expected [out, ", x.size(-1),
+                "] (x's last dim), got shape ", weight.sizes());
+  check.device(norm_weight, "norm_weight", x.device(), "x").device(weight, "weight", x.device(), "x");
+  if (gate.defined()) {
+    check.shape(gate, "gate", x.sizes(), "like x [..., D]");
+    check.floating(gate, "gate").device(gate, "gate", x.device(), "x");
+  }
+#ifdef COMBA_WITH_CUDA
+  if (!at::autocast::is_autocast_enabled(x.device().type()) && detail::cuda::rms_norm_supported(x, gate) &&
+      group <= x.size(-1)) {
+    const auto opt_gate = gate.defined() ? detail::cuda::OptTensor(gate) : detail::cuda::OptTensor();
+    return detail::cuda::RMSNormLinearFunction::apply(x, norm_weight, opt_gate, weight, eps)[0];
+  }
+#endif
+  auto grouped = x.sizes().vec();
+  grouped.back() = x.size(-1) / group;
+  grouped.push_back(group);
+  const auto normed = rms_norm(x.view(grouped), norm_weight, eps, gate.defined() ? gate.view(grouped) : gate);
+  return torch::nn::functional::linear(normed.view(x.sizes()), weight);
 }
 
 torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight, double eps,

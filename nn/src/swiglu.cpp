@@ -4,6 +4,7 @@
 
 #include "comba/core/checks.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #ifdef COMBA_WITH_CUDA
@@ -37,6 +38,24 @@ torch::Tensor swiglu_packed(const torch::Tensor& gate_up) {
 #endif
   const auto halves = gate_up.chunk(2, -1);
   return swiglu_aten(halves[0], halves[1]);
+}
+
+torch::Tensor swiglu_linear(const torch::Tensor& gate_up, const torch::Tensor& weight) {
+  const core::ArgChecker check("swiglu_linear");
+  check.defined(gate_up, "gate_up").floating(gate_up, "gate_up");
+  check.require(gate_up.dim() >= 1 && gate_up.size(-1) % 2 == 0,
+                "argument `gate_up` expected an even last dim [..., 2 * intermediate], got shape ", gate_up.sizes());
+  check.rank(weight, "weight", 2, "[out, intermediate]").floating(weight, "weight");
+  check.require(weight.size(1) * 2 == gate_up.size(-1), "argument `weight` expected [out, ", gate_up.size(-1) / 2,
+                "] (half of gate_up's last dim), got shape ", weight.sizes());
+  check.device(weight, "weight", gate_up.device(), "gate_up");
+#ifdef COMBA_WITH_CUDA
+  if (!at::autocast::is_autocast_enabled(gate_up.device().type()) &&
+      detail::cuda::swiglu_supported(gate_up, gate_up) && gate_up.size(-1) >= 2) {
+    return detail::cuda::SwiGLULinearFunction::apply(gate_up, weight)[0];
+  }
+#endif
+  return torch::nn::functional::linear(swiglu_packed(gate_up), weight);
 }
 
 torch::Tensor swiglu_aten(const torch::Tensor& a, const torch::Tensor& b) {

@@ -18,6 +18,9 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The forward's output element; the backward recomputes it with this same expression.
+__host__ __device__ __forceinline__ float normed(float x, float rstd, float w, float s) { return x * rstd * w * s; }
+
 // sigmoid(gate) for Vec elements at `offset` (ones without gate).
 template <typename T, int Vec>
 __device__ __forceinline__ void load_gate_sigmoid(const RMSNormParams& p, int64_t offset, float (&s)[Vec]) {
@@ -58,7 +61,7 @@ __global__ void __launch_bounds__(RMSNormTraits::kFwdWarps * 32) rms_norm_fwd_ke
     load_vec<float, Vec>(p.weight + c, wv);
     load_gate_sigmoid<T, Vec>(p, base + c, s);
 #pragma unroll
-    for (int v = 0; v < Vec; ++v) out[v] = xv[v] * rstd * wv[v] * s[v];
+    for (int v = 0; v < Vec; ++v) out[v] = normed(xv[v], rstd, wv[v], s[v]);
     store_vec<T, Vec>(y + c, out);
   }
 }
@@ -109,6 +112,12 @@ __global__ void __launch_bounds__(RMSNormTraits::kBwdWarps * 32) rms_norm_bwd_ke
         mine[(k * Vec + v) * 32 + lane] += a * xv[v] * rstd;
       }
       store_vec<T, Vec>(dx + c, out);
+      if (p.y != nullptr) {
+        float yv[Vec];
+#pragma unroll
+        for (int v = 0; v < Vec; ++v) yv[v] = normed(xv[v], rstd, wv[v], s[v]);
+        store_vec<T, Vec>(static_cast<T*>(p.y) + base + c, yv);
+      }
       if (p.gate != nullptr) {
         float dg[Vec];
 #pragma unroll

@@ -15,7 +15,8 @@ struct RMSNormParams {
   const void* gate = nullptr;  // [rows, dim] in `dtype` (or fp32 when gate_fp32), or null
   bool gate_fp32 = false;
   const float* weight = nullptr;  // [dim] fp32
-  void* y = nullptr;              // [rows, dim], `dtype`
+  void* y = nullptr;              // [rows, dim], `dtype`: the forward's output; in the backward,
+                                  // when non-null, the output recomputed beside the gradients
   float* rstd = nullptr;          // [rows]: written by the forward, read by the backward
 
   const void* dy = nullptr;    // [rows, dim], `dtype`

@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(SwiGLUTraits::kThreads) swiglu_bwd_kernel(cons
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = i / per_row;
     const int64_t col = (i - row * per_row) * Vec;
-    float av[Vec], bv[Vec], gv[Vec], da[Vec], db[Vec];
+    float av[Vec], bv[Vec], gv[Vec], da[Vec], db[Vec], out[Vec];
     load_vec<T, Vec>(static_cast<const T*>(p.a) + row * p.a_stride + col, av);
     load_vec<T, Vec>(static_cast<const T*>(p.b) + row * p.b_stride + col, bv);
     load_vec<T, Vec>(static_cast<const T*>(p.dy) + row * p.dim + col, gv);
@@ -44,9 +44,11 @@ __global__ void __launch_bounds__(SwiGLUTraits::kThreads) swiglu_bwd_kernel(cons
       const float silu = av[v] * s;
       da[v] = gv[v] * bv[v] * s * (1.f + av[v] * (1.f - s));
       db[v] = gv[v] * silu;
+      out[v] = silu * bv[v];  // the forward's value, same operation order
     }
     store_vec<T, Vec>(static_cast<T*>(p.da) + row * p.da_stride + col, da);
     store_vec<T, Vec>(static_cast<T*>(p.db) + row * p.db_stride + col, db);
+    if (p.y != nullptr) store_vec<T, Vec>(static_cast<T*>(p.y) + row * p.dim + col, out);
   }
 }
 

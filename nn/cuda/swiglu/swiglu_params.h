@@ -15,7 +15,9 @@ namespace comba::nn::cuda {
 struct SwiGLUParams {
   const void* a = nullptr;  // [rows, dim] with row stride a_stride
   const void* b = nullptr;  // [rows, dim] with row stride b_stride
-  void* y = nullptr;        // [rows, dim] contiguous (forward)
+  void* y = nullptr;        // [rows, dim] contiguous: the forward's output; in the backward,
+                            // when non-null, the output recomputed beside the gradients (so a
+                            // following GEMM's weight gradient needs no kept copy of it)
 
   const void* dy = nullptr;  // [rows, dim] contiguous (backward)
   void* da = nullptr;        // [rows, dim] with row stride da_stride

@@ -8,6 +8,7 @@
 #include "comba/nn/comba_gates.h"
 #include "comba/nn/comba_layer.h"
 #include "comba/nn/config.h"
+#include "comba/nn/decay_correction.h"
 #include "comba/nn/generate.h"
 #include "comba/nn/layer_inputs.h"
 #include "comba/nn/linear_cross_entropy.h"

@@ -2,6 +2,8 @@
 
 #include "launchers.h"
 
+#include <vector>
+
 namespace comba::nn::detail::cuda {
 
 namespace {
@@ -136,6 +138,81 @@ variable_list SwiGLUPackedFunction::backward(AutogradContext* ctx, variable_list
 }
 
 namespace {
+// out [..., n] for x [..., d]: x's sizes with the last replaced.
+std::vector<int64_t> with_last(const at::Tensor& x, int64_t n) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = n;
+  return sizes;
+}
+
+// The weight gradient of y = input @ weight^T: dy^T input ([out, in]) in the weight's dtype,
+// from dy [rows, out] and the input [rows, in] as the backward rewrote it.
+at::Tensor linear_weight_grad(const at::Tensor& dy2, const at::Tensor& input2, const at::Tensor& weight) {
+  return at::mm(dy2.t(), input2).to(weight.scalar_type());
+}
+
+enum NormLinearSaved { kNLX, kNLNormWeight, kNLGate, kNLRstd, kNLWeight };
+}  // namespace
+
+variable_list RMSNormLinearFunction::forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& norm_weight,
+                                             const OptTensor& gate, const at::Tensor& weight, double eps) {
+  const int64_t group = norm_weight.size(0), width = x.size(-1);
+  const auto x2 = x.contiguous().view({-1, group});
+  const auto g2 = gate.has_value() ? gate->contiguous().view({-1, group}) : at::Tensor();
+  const auto out = rms_norm_fwd(x2, norm_weight.to(at::kFloat).contiguous(), g2, eps);
+  const auto y = at::mm(out.y.view({-1, width}), weight.to(x.scalar_type()).t());
+  ctx->save_for_backward({x2, norm_weight, g2, out.rstd, weight});
+  ctx->saved_data["width"] = width;
+  return {y.view(with_last(x, weight.size(0)))};
+}
+
+variable_list RMSNormLinearFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& x2 = saved[kNLX];
+  const auto& norm_weight = saved[kNLNormWeight];
+  const auto& g2 = saved[kNLGate];
+  const auto& weight = saved[kNLWeight];
+  const auto& dy = grad_outputs[0];
+  if (!dy.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  const int64_t width = ctx->saved_data["width"].toInt();
+  const auto dtype = x2.scalar_type();
+  const auto dy2 = dy.to(dtype).reshape({-1, weight.size(0)});
+  // d norm(x) = dy @ weight; the norm's backward also rewrites norm(x) for weight's grad.
+  const auto d_normed = at::mm(dy2, weight.to(dtype)).view(x2.sizes());
+  const auto grads = rms_norm_bwd(x2, norm_weight.to(at::kFloat).contiguous(), g2, saved[kNLRstd], d_normed,
+                                  /*recompute_output=*/true);
+  auto x_sizes = dy.sizes().vec();
+  x_sizes.back() = width;
+  const auto d_gate = g2.defined() ? grads.gate.view(x_sizes) : at::Tensor();
+  return {grads.x.view(x_sizes), grads.weight.to(norm_weight.scalar_type()), d_gate,
+          linear_weight_grad(dy2, grads.y.view({-1, width}), weight), at::Tensor()};
+}
+
+variable_list SwiGLULinearFunction::forward(AutogradContext* ctx, const at::Tensor& gate_up, const at::Tensor& weight) {
+  const auto gu = rows_of(gate_up);
+  const int64_t half = gu.size(1) / 2;
+  const auto h = swiglu_fwd(gu.narrow(1, 0, half), gu.narrow(1, half, half));
+  ctx->save_for_backward({gu, weight});
+  return {at::mm(h, weight.to(gu.scalar_type()).t()).view(with_last(gate_up, weight.size(0)))};
+}
+
+variable_list SwiGLULinearFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& gu = saved[0];
+  const auto& weight = saved[1];
+  const auto& dy = grad_outputs[0];
+  if (!dy.defined()) return {at::Tensor(), at::Tensor()};
+  const int64_t half = gu.size(1) / 2;
+  const auto dy2 = dy.to(gu.scalar_type()).reshape({-1, weight.size(0)});
+  const auto dh = at::mm(dy2, weight.to(gu.scalar_type()));  // [rows, I] contiguous
+  auto d_gu = at::empty_like(gu);
+  const auto h = at::empty_like(dh);
+  swiglu_bwd(gu.narrow(1, 0, half), gu.narrow(1, half, half), dh, d_gu.narrow(1, 0, half),
+             d_gu.narrow(1, half, half), h);
+  return {d_gu.view(with_last(dy, 2 * half)), linear_weight_grad(dy2, h, weight)};
+}
+
+namespace {
 enum GatesSaved { kGatesA, kGatesB, kGatesALog, kGatesDtBias };
 
 // The kernels' form of a per-head parameter: [HV] fp32 contiguous.
@@ -164,6 +241,35 @@ variable_list CombaGatesFunction::backward(AutogradContext* ctx, variable_list g
   const auto sizes = dg.defined() ? dg.sizes() : dbeta.sizes();
   return {grads.a.view(sizes), grads.b.view(sizes), grads.A_log.to(A_log.scalar_type()),
           grads.dt_bias.to(dt_bias.scalar_type())};
+}
+
+namespace {
+// [rows, heads, dim] contiguous view of a [..., heads, dim] tensor.
+at::Tensor head_rows(const at::Tensor& t) { return t.contiguous().view({-1, t.size(-2), t.size(-1)}); }
+}  // namespace
+
+variable_list DecayCorrectionFunction::forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& decay, const at::Tensor& D) {
+  const auto k3 = head_rows(k);
+  const auto out = decay_correction_fwd(head_rows(q), k3, head_param(decay), head_param(D));
+  ctx->save_for_backward({k3, decay, D});
+  return {out.q.view(k.sizes()), out.p.view(k.sizes())};
+}
+
+variable_list DecayCorrectionFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& k3 = saved[0];
+  const auto& decay = saved[1];
+  const auto& D = saved[2];
+  const auto& dq = grad_outputs[0];
+  const auto& dp = grad_outputs[1];
+  if (!dq.defined() && !dp.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  const auto rows = [&](const at::Tensor& t) { return t.defined() ? head_rows(t.to(k3.scalar_type())) : t; };
+  const auto grads = decay_correction_bwd(k3, head_param(decay), head_param(D), rows(dq), rows(dp));
+  const auto sizes = dq.defined() ? dq.sizes() : dp.sizes();
+  // q' = q - D p passes its gradient straight to q.
+  const auto d_q = dq.defined() ? dq.to(k3.scalar_type()) : at::zeros(sizes, k3.options());
+  return {d_q, grads.k.view(sizes), grads.decay.to(decay.scalar_type()), grads.D.to(D.scalar_type())};
 }
 
 }  // namespace comba::nn::detail::cuda

@@ -42,11 +42,38 @@ class SwiGLUPackedFunction : public torch::autograd::Function<SwiGLUPackedFuncti
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
 };
 
+// Output {y [..., out]} = rms_norm(x in groups of norm_weight's size, gate) @ weight^T;
+// saves x, the gate, rstd and the weights, and the backward's norm kernel rewrites the
+// normalised rows for weight's gradient (nothing of the norm's output is kept).
+class RMSNormLinearFunction : public torch::autograd::Function<RMSNormLinearFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& norm_weight,
+                               const OptTensor& gate, const at::Tensor& weight, double eps);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+// Output {y [..., out]} = swiglu_packed(gate_up) @ weight^T; saves gate_up and the weight,
+// and the backward's SwiGLU kernel rewrites the activation for weight's gradient.
+class SwiGLULinearFunction : public torch::autograd::Function<SwiGLULinearFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& gate_up, const at::Tensor& weight);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
 // Outputs {g, beta} fp32 like a [..., HV]; A_log, dt_bias [HV].
 class CombaGatesFunction : public torch::autograd::Function<CombaGatesFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
                                const at::Tensor& A_log, const at::Tensor& dt_bias);
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+};
+
+// Outputs {q', p} like k [..., H, K]: p = k sigmoid(decay), q' = q - D p; decay, D [H].
+// Saves k and the two parameters.
+class DecayCorrectionFunction : public torch::autograd::Function<DecayCorrectionFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& decay, const at::Tensor& D);
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
 };
 

@@ -56,10 +56,11 @@ struct RMSNormGrads {
   at::Tensor x;       // [rows, dim], x's dtype
   at::Tensor weight;  // [dim] fp32
   at::Tensor gate;    // [rows, dim], gate's dtype; undefined without gate
+  at::Tensor y;       // [rows, dim], x's dtype: the forward's output, recomputed (when asked)
 };
 
 RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& gate,
-                          const at::Tensor& rstd, const at::Tensor& dy);
+                          const at::Tensor& rstd, const at::Tensor& dy, bool recompute_output = false);
 
 // ---- SwiGLU y = silu(a) * b ----
 
@@ -72,9 +73,10 @@ bool swiglu_supported(const at::Tensor& a, const at::Tensor& b);
 at::Tensor swiglu_fwd(const at::Tensor& a, const at::Tensor& b);
 
 // Writes da and db ([rows, dim], unit column stride, a's dtype: e.g. the two halves of one
-// [rows, 2 dim] gradient) from dy [rows, dim] contiguous in a's dtype.
+// [rows, 2 dim] gradient) from dy [rows, dim] contiguous in a's dtype; and, when y is
+// defined ([rows, dim] contiguous), the forward's output recomputed.
 void swiglu_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& dy, const at::Tensor& da,
-                const at::Tensor& db);
+                const at::Tensor& db, const at::Tensor& y = at::Tensor());
 
 // ---- Comba gates g = -exp(A_log) softplus(a + dt_bias), beta = sigmoid(b) ----
 
@@ -100,5 +102,29 @@ struct CombaGatesGrads {
 // may be undefined = zero).
 CombaGatesGrads comba_gates_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& A_log,
                                 const at::Tensor& dt_bias, const at::Tensor& dg, const at::Tensor& dbeta);
+
+// ---- the layer's inner decay and output correction: p = k sigmoid(decay), q' = q - D p ----
+
+// Whether the kernels take these inputs: CUDA q, k of one dtype among float32/float16/
+// bfloat16, [..., heads, dim] with heads x dim small enough for the backward's block.
+bool decay_correction_supported(const at::Tensor& q, const at::Tensor& k);
+
+struct DecayCorrectionFwd {
+  at::Tensor q;  // q' [rows, heads, dim], k's dtype
+  at::Tensor p;  // [rows, heads, dim], k's dtype
+};
+
+// q, k [rows, heads, dim] contiguous; decay, D [heads] fp32 contiguous.
+DecayCorrectionFwd decay_correction_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& decay,
+                                        const at::Tensor& D);
+
+struct DecayCorrectionGrads {
+  at::Tensor k;         // [rows, heads, dim], k's dtype: through p only (dq = dq' needs no kernel)
+  at::Tensor D, decay;  // [heads] fp32, summed over rows in a fixed order
+};
+
+// dq (of q') and dp [rows, heads, dim] contiguous in k's dtype, either undefined (= zero).
+DecayCorrectionGrads decay_correction_bwd(const at::Tensor& k, const at::Tensor& decay, const at::Tensor& D,
+                                          const at::Tensor& dq, const at::Tensor& dp);
 
 }  // namespace comba::nn::detail::cuda

@@ -65,13 +65,14 @@ RMSNormFwd rms_norm_fwd(const at::Tensor& x, const at::Tensor& weight, const at:
 }
 
 RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& gate,
-                          const at::Tensor& rstd, const at::Tensor& dy) {
+                          const at::Tensor& rstd, const at::Tensor& dy, bool recompute_output) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto p = make_params(x, weight, gate);
   const auto f32 = x.options().dtype(at::kFloat);
   RMSNormGrads grads;
   grads.x = at::empty_like(x);
   if (gate.defined()) grads.gate = at::empty_like(gate);
+  if (recompute_output) grads.y = at::empty_like(x);
   if (p.rows == 0) {
     grads.weight = at::zeros({p.dim}, f32);
     return grads;
@@ -84,7 +85,9 @@ RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const a
   p.d_gate = gate.defined() ? grads.gate.data_ptr() : nullptr;
   p.dw_partial = partial.data_ptr<float>();
   p.dw = grads.weight.data_ptr<float>();
-  const bool vectorized = vectorizable(p, {&x, &weight, &gate, &dy, &grads.x, &grads.gate}, x.element_size());
+  p.y = recompute_output ? grads.y.data_ptr() : nullptr;
+  const bool vectorized =
+      vectorizable(p, {&x, &weight, &gate, &dy, &grads.x, &grads.gate, &grads.y}, x.element_size());
   core::check_launch(kernels::launch_rms_norm_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
                      "rms_norm", "backward");
   return grads;

@@ -61,7 +61,7 @@ at::Tensor swiglu_fwd(const at::Tensor& a, const at::Tensor& b) {
 }
 
 void swiglu_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& dy, const at::Tensor& da,
-                const at::Tensor& db) {
+                const at::Tensor& db, const at::Tensor& y) {
   const c10::cuda::CUDAGuard guard(a.device());
   auto p = make_params(a, b);
   TORCH_INTERNAL_ASSERT(dy.is_contiguous() && dy.sizes() == a.sizes() && da.sizes() == a.sizes() &&
@@ -72,7 +72,11 @@ void swiglu_bwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& dy, 
   p.db = db.data_ptr();
   p.da_stride = da.stride(0);
   p.db_stride = db.stride(0);
-  const bool vectorized = vectorizable(p, {&a, &b, &dy, &da, &db}, a.element_size());
+  if (y.defined()) {
+    TORCH_INTERNAL_ASSERT(y.is_contiguous() && y.sizes() == a.sizes(), "swiglu launcher: expected y [rows, dim]");
+    p.y = y.data_ptr();
+  }
+  const bool vectorized = vectorizable(p, {&a, &b, &dy, &da, &db, y.defined() ? &y : &dy}, a.element_size());
   core::check_launch(kernels::launch_swiglu_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()), "swiglu",
                      "backward");
 }

@@ -7,6 +7,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "comba/nn/rms_norm.h"
+
 namespace comba::nn {
 
 struct CombaMLPOptions {
@@ -21,9 +23,16 @@ class CombaMLPImpl : public torch::nn::Module {
   explicit CombaMLPImpl(const CombaMLPOptions& options);
   void reset();
   torch::Tensor forward(const torch::Tensor& x);
+  // forward(norm(x)), with the normalised input and the SwiGLU output recomputed in the
+  // backward instead of kept (rms_norm_linear, swiglu_linear): the block's MLP branch.
+  torch::Tensor forward_normalized(const torch::Tensor& x, const RMSNormImpl& norm);
 
   CombaMLPOptions options;
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  // [W_gate; W_up]: the gate and up projections as one GEMM's weight.
+  torch::Tensor gate_up_weight() const;
 };
 TORCH_MODULE(CombaMLP);
 

@@ -55,4 +55,15 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight, double eps,
                             const torch::Tensor& gate = {});
 
+// A (gated) RMSNorm followed by a bias-free linear layer, the norm's output not kept for
+// the backward: y = norm(x) @ weight^T, where norm is rms_norm over each consecutive group
+// of norm_weight.size(0) channels of x's last dim (one group per head, or one for the
+// whole dim). x [..., D] with D a multiple of the group size, gate like x or undefined,
+// weight [out, D] -> y [..., out] in x's dtype. On CUDA the backward's fused norm kernel
+// rewrites norm(x) beside its gradients for weight's gradient, so the pair keeps only x
+// (and the gate) where norm + Linear would also keep norm(x): the same values, one
+// activation fewer. Elsewhere (and under autocast) the plain composition.
+torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
+                              const torch::Tensor& gate, const torch::Tensor& weight);
+
 }  // namespace comba::nn

@@ -16,6 +16,12 @@ torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
 // The fused backward writes the gradient as one [..., 2I] tensor.
 torch::Tensor swiglu_packed(const torch::Tensor& gate_up);
 
+// swiglu_packed followed by a bias-free linear layer (the MLP's down projection), the
+// SwiGLU output not kept for the backward: y = swiglu_packed(gate_up) @ weight^T, weight
+// [out, I] -> y [..., out]. On CUDA the fused SwiGLU backward rewrites the output beside
+// its gradients for weight's gradient; elsewhere (and under autocast) the composition.
+torch::Tensor swiglu_linear(const torch::Tensor& gate_up, const torch::Tensor& weight);
+
 // The same computation composed of ATen ops: the CPU path, and the twin the CUDA kernels
 // are checked against. Expects arguments that swiglu accepts.
 torch::Tensor swiglu_aten(const torch::Tensor& a, const torch::Tensor& b);
