@@ -31,6 +31,41 @@ const auto expect_error_mentioning = comba::testing::expect_error_mentioning<c10
 
 torch::TensorOptions cuda_options(torch::Dtype dtype) { return torch::TensorOptions().device(torch::kCUDA, 0).dtype(dtype); }
 
+// A function's arguments and the gradients of its outputs.
+struct Inputs {
+  Tensors args, dout;
+};
+
+// One fixture per CUDA suite: its cases skip without a GPU.
+template <typename Case>
+class CudaCases : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override { COMBA_SKIP_WITHOUT_CUDA(); }
+};
+
+// The fused function, its ATen twin and the fp64 reference on the same inputs (made for
+// each of fp32, bf16 and fp16): every output and gradient of the fused one within
+// tol(name, the twin's error, dtype) of the reference.
+using Tolerance = std::function<double(const std::string&, double, torch::Dtype)>;
+
+void expect_fused_close_every_dtype(const std::function<Inputs(torch::Dtype)>& make, const Fn& fused, const Fn& twin,
+                                    const Fn& reference, const std::vector<std::string>& outs,
+                                    const std::vector<std::string>& grads, const Tolerance& tol) {
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    const auto in = make(dtype);
+    const auto ref = run(reference, in.args, in.dout, torch::kDouble);
+    const auto twin_run = run(twin, in.args, in.dout);
+    const auto got = run(fused, in.args, in.dout);
+    EXPECT_EQ(got.out[0].scalar_type(), dtype);
+    const std::vector<std::string> named(grads.begin(), grads.begin() + static_cast<int64_t>(in.args.size()));
+    expect_close(got, ref, outs, named, [&](const std::string& what, double t) { return tol(what, t, dtype); },
+                 &twin_run);
+  }
+}
+
+const Tolerance kRule = [](const std::string&, double twin, torch::Dtype dtype) { return allowed_error(twin, dtype); };
+
 // ---------------------------------------------------------------------------------------
 // decay_correction
 
@@ -60,16 +95,12 @@ Fn decay_reference(Parts parts) {
 }
 
 // q, k of `shape` [..., H, K] in o; decay, D [H] in fp32 (fp64 for fp64 inputs); dq', dp.
-struct DecayInputs {
-  Tensors args, dout;
-};
-
-DecayInputs decay_inputs(at::IntArrayRef shape, const torch::TensorOptions& o, uint64_t seed) {
+Inputs decay_inputs(at::IntArrayRef shape, const torch::TensorOptions& o, uint64_t seed) {
   torch::manual_seed(seed);
   const int64_t heads = shape[shape.size() - 2];
   const bool fp64 = c10::typeMetaToScalarType(o.dtype()) == torch::kDouble;
   const auto p = o.dtype(fp64 ? torch::kDouble : torch::kFloat);
-  DecayInputs in;
+  Inputs in;
   in.args = {torch::randn(shape, o), torch::randn(shape, o), 2.0 * torch::randn({heads}, p),
              torch::randn({heads}, p)};
   in.dout = {torch::randn(shape, o), torch::randn(shape, o)};
@@ -136,28 +167,17 @@ const std::vector<DecayCase> kDecayCases = {
     {"B1_T3_H40_K256_aten_fallback", {1, 3, 40, 256}},
 };
 
-class DecayCorrectionCuda : public ::testing::TestWithParam<DecayCase> {
- protected:
-  void SetUp() override { COMBA_SKIP_WITHOUT_CUDA(); }
-};
+class DecayCorrectionCuda : public CudaCases<DecayCase> {};
 
 TEST_P(DecayCorrectionCuda, FusedMatchesReferenceEveryDtype) {
-  const auto& c = GetParam();
-  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
-    SCOPED_TRACE(c10::toString(dtype));
-    const auto in = decay_inputs(c.shape, cuda_options(dtype), 83);
-    const auto ref = run(decay_reference(Parts::kBoth), in.args, in.dout, torch::kDouble);
-    const auto twin = run(decay_fn(Parts::kBoth, true), in.args, in.dout);
-    const auto got = run(decay_fn(Parts::kBoth, false), in.args, in.dout);
-    EXPECT_EQ(got.out[0].scalar_type(), dtype);
-    expect_close(got, ref, kDecayOuts, kDecayGrads,
-                 [&](const std::string& what, double t) {
-                   // ddecay and dD are fp32 sums over every token and key channel.
-                   if (what == "ddecay" || what == "dD") return allowed_error(t, torch::kFloat) + 1e-5;
-                   return allowed_error(t, dtype);
-                 },
-                 &twin);
-  }
+  expect_fused_close_every_dtype(
+      [&](torch::Dtype dtype) { return decay_inputs(GetParam().shape, cuda_options(dtype), 83); },
+      decay_fn(Parts::kBoth, false), decay_fn(Parts::kBoth, true), decay_reference(Parts::kBoth), kDecayOuts,
+      kDecayGrads, [](const std::string& what, double t, torch::Dtype dtype) {
+        // ddecay and dD are fp32 sums over every token and key channel.
+        if (what == "ddecay" || what == "dD") return allowed_error(t, torch::kFloat) + 1e-5;
+        return allowed_error(t, dtype);
+      });
 }
 
 TEST_P(DecayCorrectionCuda, ParameterGradsAreBitwiseReproducible) {
@@ -229,15 +249,11 @@ const Fn kSwiGLULinearReference = [](const Tensors& in) {
 
 // x [..., D] (times 3), norm weight [group] around 1, weight [out, D] / sqrt(D), and a gate
 // (times 2) when asked; dy [..., out].
-struct LinearInputs {
-  Tensors args, dout;
-};
-
-LinearInputs norm_linear_inputs(std::vector<int64_t> shape, int64_t group, int64_t out, bool gated,
+Inputs norm_linear_inputs(std::vector<int64_t> shape, int64_t group, int64_t out, bool gated,
                                 const torch::TensorOptions& o, uint64_t seed) {
   torch::manual_seed(seed);
   const int64_t width = shape.back();
-  LinearInputs in;
+  Inputs in;
   in.args = {3.0 * torch::randn(shape, o), 1.0 + 0.1 * torch::randn({group}, o),
              torch::randn({out, width}, o) / std::sqrt(static_cast<double>(width))};
   if (gated) in.args.push_back(2.0 * torch::randn(shape, o));
@@ -246,11 +262,10 @@ LinearInputs norm_linear_inputs(std::vector<int64_t> shape, int64_t group, int64
   return in;
 }
 
-LinearInputs swiglu_linear_inputs(std::vector<int64_t> shape, int64_t out, const torch::TensorOptions& o,
-                                  uint64_t seed) {
+Inputs swiglu_linear_inputs(std::vector<int64_t> shape, int64_t out, const torch::TensorOptions& o, uint64_t seed) {
   torch::manual_seed(seed);
   const int64_t half = shape.back() / 2;
-  LinearInputs in;
+  Inputs in;
   in.args = {2.0 * torch::randn(shape, o), torch::randn({out, half}, o) / std::sqrt(static_cast<double>(half))};
   shape.back() = out;
   in.dout = {torch::randn(shape, o)};
@@ -332,42 +347,21 @@ const std::vector<LinearCase> kSwiGLULinearCases = {
     {"rows1_I64", {1, 128}, 0, 16, false},
 };
 
-class RMSNormLinearCuda : public ::testing::TestWithParam<LinearCase> {
- protected:
-  void SetUp() override { COMBA_SKIP_WITHOUT_CUDA(); }
-};
-
-class SwiGLULinearCuda : public ::testing::TestWithParam<LinearCase> {
- protected:
-  void SetUp() override { COMBA_SKIP_WITHOUT_CUDA(); }
-};
+class RMSNormLinearCuda : public CudaCases<LinearCase> {};
+class SwiGLULinearCuda : public CudaCases<LinearCase> {};
 
 TEST_P(RMSNormLinearCuda, FusedMatchesReferenceEveryDtype) {
   const auto& c = GetParam();
-  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
-    SCOPED_TRACE(c10::toString(dtype));
-    const auto in = norm_linear_inputs(c.shape, c.group, c.out, c.gated, cuda_options(dtype), 94);
-    const auto ref = run(kNormLinearReference, in.args, in.dout, torch::kDouble);
-    const auto twin = run(norm_linear_fn(true), in.args, in.dout);
-    const auto got = run(norm_linear_fn(false), in.args, in.dout);
-    EXPECT_EQ(got.out[0].scalar_type(), dtype);
-    const std::vector<std::string> grads(kNormLinearGrads.begin(), kNormLinearGrads.begin() + in.args.size());
-    expect_close(got, ref, {"y"}, grads, [&](const std::string&, double t) { return allowed_error(t, dtype); }, &twin);
-  }
+  expect_fused_close_every_dtype(
+      [&](torch::Dtype dtype) { return norm_linear_inputs(c.shape, c.group, c.out, c.gated, cuda_options(dtype), 94); },
+      norm_linear_fn(false), norm_linear_fn(true), kNormLinearReference, {"y"}, kNormLinearGrads, kRule);
 }
 
 TEST_P(SwiGLULinearCuda, FusedMatchesReferenceEveryDtype) {
   const auto& c = GetParam();
-  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
-    SCOPED_TRACE(c10::toString(dtype));
-    const auto in = swiglu_linear_inputs(c.shape, c.out, cuda_options(dtype), 95);
-    const auto ref = run(kSwiGLULinearReference, in.args, in.dout, torch::kDouble);
-    const auto twin = run(swiglu_linear_fn(true), in.args, in.dout);
-    const auto got = run(swiglu_linear_fn(false), in.args, in.dout);
-    EXPECT_EQ(got.out[0].scalar_type(), dtype);
-    expect_close(got, ref, {"y"}, kSwiGLULinearGrads,
-                 [&](const std::string&, double t) { return allowed_error(t, dtype); }, &twin);
-  }
+  expect_fused_close_every_dtype(
+      [&](torch::Dtype dtype) { return swiglu_linear_inputs(c.shape, c.out, cuda_options(dtype), 95); },
+      swiglu_linear_fn(false), swiglu_linear_fn(true), kSwiGLULinearReference, {"y"}, kSwiGLULinearGrads, kRule);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, RMSNormLinearCuda, ::testing::ValuesIn(kNormLinearCases),
