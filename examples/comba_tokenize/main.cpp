@@ -40,6 +40,12 @@ namespace {
 
 namespace cli = comba::cli;
 
+// Encoding threads when --threads is not given: the machine's cores, at most 16.
+int64_t default_threads() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return std::clamp<int64_t>(cores == 0 ? 1 : cores, 1, 16);
+}
+
 struct Options {
   std::string tokenizer;
   std::string out;
@@ -50,7 +56,7 @@ struct Options {
   std::string jsonl_field = "text";
   int64_t val_tokens = 0;
   double val_fraction = 0;
-  int64_t threads = 1;
+  int64_t threads = default_threads();
   int64_t shard_tokens = 100'000'000;
   bool bos = false;
   int64_t eos_id = -1;  // -1: the tokenizer's EOS id
@@ -94,7 +100,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
                  "hold out the first documents, about F of the input bytes, as PREFIX_val_*.bin")
       ->check(cli::number_in(cli::open(0), cli::open(1)))
       ->excludes(val_tokens);
-  app.add_option("--threads", o.threads, "encoding threads (the output does not depend on it)")
+  app.add_option("--threads", o.threads,
+                 "encoding threads (default: the machine's cores, at most 16; the output does not depend on it)")
       ->check(cli::integer_at_least(1, 1024));
   app.add_flag("--bos", o.bos, "also put BOS before every document");
   app.add_option("--eos-id", o.eos_id, "the separator token (default: the tokenizer's EOS id)")
