@@ -52,8 +52,7 @@ torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_
     check.floating(gate, "gate").device(gate, "gate", x.device(), "x");
   }
 #ifdef COMBA_WITH_CUDA
-  if (!at::autocast::is_autocast_enabled(x.device().type()) && detail::cuda::rms_norm_supported(x, gate) &&
-      group <= x.size(-1)) {
+  if (!at::autocast::is_autocast_enabled(x.device().type()) && detail::cuda::rms_norm_supported(x, gate)) {
     const auto opt_gate = gate.defined() ? detail::cuda::OptTensor(gate) : detail::cuda::OptTensor();
     return detail::cuda::RMSNormLinearFunction::apply(x, norm_weight, opt_gate, weight, eps)[0];
   }

@@ -190,6 +190,31 @@ TEST_P(DecayCorrectionCuda, ParameterGradsAreBitwiseReproducible) {
 INSTANTIATE_TEST_SUITE_P(Cases, DecayCorrectionCuda, ::testing::ValuesIn(kDecayCases),
                          [](const ::testing::TestParamInfo<DecayCase>& info) { return info.param.name; });
 
+TEST(DecayCorrectionCuda, MisalignedInputsKeepTheVectorBackward) {
+  // 16 heads of 128 in bf16: 256 vector slots per row, but 2048 scalar ones, more than the
+  // backward's block takes. Inputs one element past an aligned address must still work
+  // (the launcher copies them to aligned tensors).
+  COMBA_SKIP_WITHOUT_CUDA();
+  const auto in = decay_inputs({2, 9, 16, 128}, cuda_options(torch::kBFloat16), 86);
+  const Fn shifted = [](const Tensors& args) {
+    Tensors moved = args;
+    for (int i = 0; i < 2; ++i) {
+      const auto buffer = torch::empty({args[i].numel() + 1}, args[i].options());
+      moved[i] = buffer.narrow(0, 1, args[i].numel()).view(args[i].sizes());
+      moved[i].copy_(args[i]);
+    }
+    return decay_fn(Parts::kBoth, false)(moved);
+  };
+  const auto ref = run(decay_reference(Parts::kBoth), in.args, in.dout, torch::kDouble);
+  const auto twin = run(decay_fn(Parts::kBoth, true), in.args, in.dout);
+  expect_close(run(shifted, in.args, in.dout), ref, kDecayOuts, kDecayGrads,
+               [](const std::string& what, double t) {
+                 if (what == "ddecay" || what == "dD") return allowed_error(t, torch::kFloat) + 1e-5;
+                 return allowed_error(t, torch::kBFloat16);
+               },
+               &twin);
+}
+
 TEST(DecayCorrectionCuda, OnlyOneOutputUsed) {
   // A loss on p alone (dq' undefined) and on q' alone (dp undefined).
   COMBA_SKIP_WITHOUT_CUDA();

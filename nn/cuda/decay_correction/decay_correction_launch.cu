@@ -35,7 +35,7 @@ int launch_decay_correction_bwd(const DecayCorrectionParams& params, bool vector
   int slots = 0;
   const int err = core::dispatch_element_type(params.dtype, [&](auto tag) {
     using T = decltype(tag);
-    slots = params.heads * params.dim / (vectorized ? kVecOf<T> : 1);
+    slots = decay_correction_slots(params.heads, params.dim, vectorized ? kVecOf<T> : 1);
     if (slots > DecayCorrectionTraits::kMaxSlots) return static_cast<int>(cudaErrorInvalidValue);
     return vectorized ? launch_decay_correction_bwd_typed<T, kVecOf<T>>(params, s)
                       : launch_decay_correction_bwd_typed<T, 1>(params, s);

@@ -17,6 +17,9 @@ struct DecayCorrectionTraits {
   static constexpr int kVecBytes = 16;
 };
 
+// Vector slots of one row in the backward (one thread each): heads x dim / vec.
+inline int decay_correction_slots(int64_t heads, int64_t dim, int vec) { return static_cast<int>(heads * dim / vec); }
+
 inline int decay_correction_rows_per_pass(int slots) {
   const int rows = DecayCorrectionTraits::kThreads / (slots > 0 ? slots : 1);
   return rows > 0 ? rows : 1;

@@ -27,6 +27,11 @@ bool vectorizable(const at::Tensor& like, std::initializer_list<const at::Tensor
   return true;
 }
 
+// The backward's vector width for rows of `dim`: 16 bytes when dim splits into them (the
+// launcher then makes every operand aligned), else one element. decay_correction_supported
+// counts the backward's slots at this width.
+int64_t bwd_vec(const at::Tensor& k, int64_t dim) { return dim % vec_of(k) == 0 ? vec_of(k) : 1; }
+
 kernels::DecayCorrectionParams make_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& decay,
                                            const at::Tensor& D) {
   TORCH_INTERNAL_ASSERT(k.dim() == 3 && k.is_contiguous() && (!q.defined() || q.sizes() == k.sizes()),
@@ -48,11 +53,12 @@ kernels::DecayCorrectionParams make_params(const at::Tensor& q, const at::Tensor
 bool decay_correction_supported(const at::Tensor& q, const at::Tensor& k) {
   const auto dt = k.scalar_type();
   const bool dtype_ok = dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16;
-  // The backward's slots per row, at the widest vector the dim allows (scalar otherwise).
-  const int64_t width = k.dim() >= 2 ? k.size(-1) * k.size(-2) : 0;
-  const int64_t slots = k.dim() >= 2 && k.size(-1) % vec_of(k) == 0 ? width / vec_of(k) : width;
-  return q.is_cuda() && k.is_cuda() && dtype_ok && q.scalar_type() == dt && k.dim() >= 2 && width >= 1 &&
-         slots <= DecayCorrectionTraits::kMaxSlots;
+  if (!q.is_cuda() || !k.is_cuda() || !dtype_ok || q.scalar_type() != dt || k.dim() < 2 || k.numel() == 0) {
+    return false;
+  }
+  const int64_t heads = k.size(-2), dim = k.size(-1);
+  return kernels::decay_correction_slots(heads, dim, static_cast<int>(bwd_vec(k, dim))) <=
+         DecayCorrectionTraits::kMaxSlots;
 }
 
 DecayCorrectionFwd decay_correction_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& decay,
@@ -70,9 +76,16 @@ DecayCorrectionFwd decay_correction_fwd(const at::Tensor& q, const at::Tensor& k
   return out;
 }
 
-DecayCorrectionGrads decay_correction_bwd(const at::Tensor& k, const at::Tensor& decay, const at::Tensor& D,
-                                          const at::Tensor& dq, const at::Tensor& dp) {
-  const c10::cuda::CUDAGuard guard(k.device());
+DecayCorrectionGrads decay_correction_bwd(const at::Tensor& k_in, const at::Tensor& decay, const at::Tensor& D,
+                                          const at::Tensor& dq_in, const at::Tensor& dp_in) {
+  const c10::cuda::CUDAGuard guard(k_in.device());
+  // A misaligned operand is copied to an aligned one rather than run scalar: the scalar
+  // form would need more slots per row than the supported check counted.
+  const int64_t vec = bwd_vec(k_in, k_in.size(2));
+  const auto aligned = [vec](const at::Tensor& t) {
+    return t.defined() && vec > 1 && !aligned_for_vec(t, vec) ? t.clone() : t;
+  };
+  const auto k = aligned(k_in), dq = aligned(dq_in), dp = aligned(dp_in);
   auto p = make_params(at::Tensor(), k, decay, D);
   const auto f32 = k.options().dtype(at::kFloat);
   DecayCorrectionGrads grads;
@@ -82,8 +95,8 @@ DecayCorrectionGrads decay_correction_bwd(const at::Tensor& k, const at::Tensor&
     grads.decay = at::zeros({p.heads}, f32);
     return grads;
   }
-  const bool vectorized = vectorizable(k, {&k, &dq, &dp, &grads.k});
-  const int slots = static_cast<int>(p.heads * p.dim / (vectorized ? vec_of(k) : 1));
+  const bool vectorized = vec > 1;
+  const int slots = kernels::decay_correction_slots(p.heads, p.dim, static_cast<int>(vec));
   const auto partial = at::empty({kernels::decay_correction_bwd_blocks(p.rows, slots), 2 * p.heads}, f32);
   const auto d_params = at::empty({2, p.heads}, f32);
   p.dq = dq.defined() ? dq.data_ptr() : nullptr;
