@@ -22,8 +22,12 @@ torch::Tensor CombaBlockImpl::mix(const torch::Tensor& x, const CombaLayerInputs
   return attention ? attention->forward(x, inputs) : attn->forward(x, inputs);
 }
 
+torch::Tensor CombaBlockImpl::mix_normalized(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
+  return attention ? attention->forward(attn_norm(hidden), inputs) : attn->forward_normalized(hidden, *attn_norm, inputs);
+}
+
 torch::Tensor CombaBlockImpl::forward(const torch::Tensor& hidden, const CombaLayerInputs& inputs) {
-  auto h = hidden + mix(attn_norm(hidden), inputs);
+  auto h = hidden + mix_normalized(hidden, inputs);
   return h + mlp->forward_normalized(h, *mlp_norm);
 }
 
@@ -31,7 +35,7 @@ torch::Tensor CombaBlockImpl::forward_recomputing_mixer(const torch::Tensor& hid
   // The block is captured by shared pointer: the backward runs the branch after this frame
   // is gone.
   const auto self = std::static_pointer_cast<CombaBlockImpl>(shared_from_this());
-  const auto mixer = [self, inputs](const torch::Tensor& x) { return self->mix(self->attn_norm(x), inputs); };
+  const auto mixer = [self, inputs](const torch::Tensor& x) { return self->mix_normalized(x, inputs); };
   auto h = hidden + activation_checkpoint(mixer, hidden);
   return h + mlp->forward_normalized(h, *mlp_norm);
 }

@@ -107,6 +107,13 @@ torch::Tensor CombaLayerImpl::forward(const torch::Tensor& x, const CombaLayerIn
                              });
 }
 
+torch::Tensor CombaLayerImpl::forward_normalized(const torch::Tensor& x, const RMSNormImpl& norm,
+                                                 const CombaLayerInputs& inputs) {
+  return mix_without_padding("CombaLayer::forward_normalized", x, options.hidden_size(), inputs,
+                             [this, &norm](const torch::Tensor& tokens, const torch::Tensor& cu_seqlens,
+                                           LayerState* state) { return mix(tokens, cu_seqlens, state, &norm); });
+}
+
 bool CombaLayerImpl::decode_state_in_place(LayerState& state, const torch::Tensor& q, const torch::Tensor& v) const {
   auto& s = state.recurrent;
   if (!s.defined()) return false;
@@ -121,7 +128,8 @@ bool CombaLayerImpl::decode_state_in_place(LayerState& state, const torch::Tenso
   return true;
 }
 
-torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state) {
+torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state,
+                                  const RMSNormImpl* norm) {
   const int64_t batch = x.size(0), seq_len = x.size(1);
   const int64_t heads = options.num_heads(), head_dim = options.head_dim();
   const bool recurrent =
@@ -133,7 +141,17 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
   const bool decode_step = state != nullptr && seq_len == 1 && !cu_seqlens.defined() && recurrent &&
                            !torch::GradMode::is_enabled();
 
-  auto q = q_proj(x), k = k_proj(x), v = v_proj(x);
+  // q, k, v, a, b and the output gate: one input, six GEMMs.
+  std::vector<torch::Tensor> weights = {q_proj->weight, k_proj->weight, v_proj->weight, a_proj->weight,
+                                        b_proj->weight};
+  if (options.use_output_gate()) weights.push_back(g_proj->weight);
+  std::vector<torch::Tensor> projected;
+  if (norm != nullptr) {
+    projected = rms_norm_linears(x, norm->weight, norm->options.eps(), {}, weights);
+  } else {
+    for (const auto& w : weights) projected.push_back(torch::nn::functional::linear(x, w));
+  }
+  auto q = projected[0], k = projected[1], v = projected[2];
   if (options.use_short_conv()) {
     const auto run = [&](ShortConvolution& conv, const torch::Tensor& input, at::Tensor* carried) {
       auto out = conv(input, carried ? *carried : torch::Tensor(), cu_seqlens);
@@ -171,7 +189,7 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
 
   // g and beta [B, T, HV] in fp32 (fp64 for fp64 x; the projections come out in x's dtype
   // or the autocast dtype), both from one fused kernel on CUDA.
-  const auto gates = comba_gates(a_proj(x), b_proj(x), A_log, dt_bias);
+  const auto gates = comba_gates(projected[3], projected[4], A_log, dt_bias);
   const auto& g = gates.g;
   auto beta = options.allow_neg_eigval() ? gates.beta * 2.0 : gates.beta;
 
@@ -208,7 +226,7 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
 
   // The gated norm per value head, then o_proj, without keeping the normed output
   // (rms_norm_linear recomputes it in the backward).
-  const auto gate = options.use_output_gate() ? g_proj(x) : torch::Tensor();
+  const auto gate = options.use_output_gate() ? projected[5] : torch::Tensor();
   return rms_norm_linear(o.reshape({batch, seq_len, value_dim_}), o_norm->weight, o_norm->options.eps(), gate,
                          o_proj->weight);
 }

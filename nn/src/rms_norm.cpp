@@ -35,18 +35,22 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return rms_norm_aten(x, weight, eps, gate);
 }
 
-torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
-                              const torch::Tensor& gate, const torch::Tensor& weight) {
+std::vector<torch::Tensor> rms_norm_linears(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
+                                            const torch::Tensor& gate, const std::vector<torch::Tensor>& weights) {
   const core::ArgChecker check("rms_norm_linear");
   check.defined(x, "x").floating(x, "x");
   check.rank(norm_weight, "norm_weight", 1, "[group]").floating(norm_weight, "norm_weight");
-  check.rank(weight, "weight", 2, "[out, D]").floating(weight, "weight");
+  check.require(!weights.empty(), "argument `weights` expected at least one weight, got none");
+  for (const auto& weight : weights) {
+    check.rank(weight, "weight", 2, "[out, D]").floating(weight, "weight");
+    check.require(weight.size(1) == x.size(-1), "argument `weight` expected [out, ", x.size(-1),
+                  "] (x's last dim), got shape ", weight.sizes());
+    check.device(weight, "weight", x.device(), "x");
+  }
   const int64_t group = norm_weight.size(0);
   check.require(x.dim() >= 1 && group > 0 && x.size(-1) % group == 0, "argument `x` expected a last dim that is a ",
                 "multiple of norm_weight's size ", group, " [..., D], got shape ", x.sizes());
-  check.require(weight.size(1) == x.size(-1), "argument `weight` expected [out, ", x.size(-1),
-                "] (x's last dim), got shape ", weight.sizes());
-  check.device(norm_weight, "norm_weight", x.device(), "x").device(weight, "weight", x.device(), "x");
+  check.device(norm_weight, "norm_weight", x.device(), "x");
   if (gate.defined()) {
     check.shape(gate, "gate", x.sizes(), "like x [..., D]");
     check.floating(gate, "gate").device(gate, "gate", x.device(), "x");
@@ -54,14 +58,22 @@ torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_
 #ifdef COMBA_WITH_CUDA
   if (!at::autocast::is_autocast_enabled(x.device().type()) && detail::cuda::rms_norm_supported(x, gate)) {
     const auto opt_gate = gate.defined() ? detail::cuda::OptTensor(gate) : detail::cuda::OptTensor();
-    return detail::cuda::RMSNormLinearFunction::apply(x, norm_weight, opt_gate, weight, eps)[0];
+    return detail::cuda::RMSNormLinearFunction::apply(x, norm_weight, opt_gate, at::TensorList(weights), eps);
   }
 #endif
   auto grouped = x.sizes().vec();
   grouped.back() = x.size(-1) / group;
   grouped.push_back(group);
-  const auto normed = rms_norm(x.view(grouped), norm_weight, eps, gate.defined() ? gate.view(grouped) : gate);
-  return torch::nn::functional::linear(normed.view(x.sizes()), weight);
+  const auto normed =
+      rms_norm(x.view(grouped), norm_weight, eps, gate.defined() ? gate.view(grouped) : gate).view(x.sizes());
+  std::vector<torch::Tensor> ys;
+  for (const auto& weight : weights) ys.push_back(torch::nn::functional::linear(normed, weight));
+  return ys;
+}
+
+torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
+                              const torch::Tensor& gate, const torch::Tensor& weight) {
+  return rms_norm_linears(x, norm_weight, eps, gate, {weight})[0];
 }
 
 torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight, double eps,

@@ -3,6 +3,8 @@
 //   decay_correction   p = k sigmoid(decay), q' = q - D p (one kernel each way)
 //   rms_norm_linear    (gated) RMSNorm per group, then a linear layer, the normed rows
 //                      rewritten by the backward instead of kept
+//   rms_norm_linears   the same with several weights on one normed input (the layer's
+//                      input projections), an output left unused
 //   swiglu_linear      SwiGLU then a linear layer, the activation rewritten likewise
 // CPU cases check the ATen paths in fp64 with central finite differences, and the argument
 // checks; *Cuda* cases check the kernels in fp32/bf16/fp16 with the tolerance rule of
@@ -259,6 +261,26 @@ const Fn kNormLinearReference = [](const Tensors& in) {
   return Tensors{torch::matmul(normed, in[2].to(torch::kDouble).t())};
 };
 
+// rms_norm_linears(x, norm_weight, weights): in = {x, norm_weight, w0, w1, ...}, one output
+// per weight.
+Fn norm_linears_fn(bool aten) {
+  return [aten](const Tensors& in) {
+    const std::vector<torch::Tensor> weights(in.begin() + 2, in.end());
+    if (!aten) return rms_norm_linears(in[0], in[1], kEps, {}, weights);
+    const auto normed = rms_norm_aten(in[0], in[1], kEps);
+    Tensors ys;
+    for (const auto& w : weights) ys.push_back(torch::nn::functional::linear(normed, w));
+    return ys;
+  };
+}
+
+const Fn kNormLinearsReference = [](const Tensors& in) {
+  const auto normed = reference_rms_norm(in[0], in[1], kEps, {});
+  Tensors ys;
+  for (size_t i = 2; i < in.size(); ++i) ys.push_back(torch::matmul(normed, in[i].to(torch::kDouble).t()));
+  return ys;
+};
+
 Fn swiglu_linear_fn(bool aten) {
   return [aten](const Tensors& in) {
     if (!aten) return Tensors{swiglu_linear(in[0], in[1])};
@@ -287,6 +309,22 @@ Inputs norm_linear_inputs(std::vector<int64_t> shape, int64_t group, int64_t out
   return in;
 }
 
+// x [..., D] (times 3), norm weight [D] around 1, one weight [out, D] / sqrt(D) per entry
+// of `outs`; dy for each output, left undefined (the output unused) where `unused` says.
+Inputs norm_linears_inputs(std::vector<int64_t> shape, const std::vector<int64_t>& outs, int64_t unused,
+                           const torch::TensorOptions& o, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t width = shape.back();
+  Inputs in;
+  in.args = {3.0 * torch::randn(shape, o), 1.0 + 0.1 * torch::randn({width}, o)};
+  for (const int64_t out : outs) {
+    in.args.push_back(torch::randn({out, width}, o) / std::sqrt(static_cast<double>(width)));
+    shape.back() = out;
+    in.dout.push_back(static_cast<int64_t>(in.dout.size()) == unused ? torch::Tensor() : torch::randn(shape, o));
+  }
+  return in;
+}
+
 Inputs swiglu_linear_inputs(std::vector<int64_t> shape, int64_t out, const torch::TensorOptions& o, uint64_t seed) {
   torch::manual_seed(seed);
   const int64_t half = shape.back() / 2;
@@ -312,6 +350,21 @@ TEST(RMSNormLinearCpu, Fp64MatchesReferenceAndFiniteDifferences) {
                    [](const std::string&, double) { return 1e-12; });
       expect_finite_differences(norm_linear_fn(false), in.args, in.dout, got.grad);
     }
+  }
+}
+
+const std::vector<std::string> kNormLinearsOuts = {"y0", "y1", "y2"};
+const std::vector<std::string> kNormLinearsGrads = {"dx", "dnorm_weight", "dw0", "dw1", "dw2"};
+
+TEST(RMSNormLinearsCpu, Fp64MatchesReferenceAndFiniteDifferences) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  for (const int64_t unused : {-1, 1}) {
+    SCOPED_TRACE("unused output " + std::to_string(unused));
+    const auto in = norm_linears_inputs({2, 5, 12}, {7, 3, 5}, unused, f64, 96);
+    const auto got = run(norm_linears_fn(false), in.args, in.dout);
+    expect_close(got, run(kNormLinearsReference, in.args, in.dout), kNormLinearsOuts, kNormLinearsGrads,
+                 [](const std::string&, double) { return 1e-12; });
+    expect_finite_differences(norm_linears_fn(false), in.args, in.dout, got.grad);
   }
 }
 
@@ -393,6 +446,19 @@ INSTANTIATE_TEST_SUITE_P(Cases, RMSNormLinearCuda, ::testing::ValuesIn(kNormLine
                          [](const ::testing::TestParamInfo<LinearCase>& info) { return info.param.name; });
 INSTANTIATE_TEST_SUITE_P(Cases, SwiGLULinearCuda, ::testing::ValuesIn(kSwiGLULinearCases),
                          [](const ::testing::TestParamInfo<LinearCase>& info) { return info.param.name; });
+
+// The layer's input projections: q/k (768), a (6 columns), v (1536) on one normed input,
+// every output used, then the small one unused (its gradient skipped, not zero-filled).
+TEST(RMSNormLinearsCuda, FusedMatchesReferenceEveryDtype) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  for (const int64_t unused : {-1, 1}) {
+    SCOPED_TRACE("unused output " + std::to_string(unused));
+    expect_fused_close_every_dtype(
+        [&](torch::Dtype dtype) { return norm_linears_inputs({2, 33, 1024}, {768, 6, 1536}, unused, cuda_options(dtype), 97); },
+        norm_linears_fn(false), norm_linears_fn(true), kNormLinearsReference, kNormLinearsOuts, kNormLinearsGrads,
+        kRule);
+  }
+}
 
 TEST(FusedLinearCuda, KeepsOnlyTheInputsForTheBackward) {
   // The point of the pair: after a forward that will be differentiated, the graph holds x

@@ -251,6 +251,38 @@ TEST(CombaLayer, PaddedBatchEqualsEachSequenceAlone) {
   }
 }
 
+// The block's path (the norm fused into the projections) computes forward(norm(x)), with
+// padding and with every gradient: x's, the norm's and the projections' weights.
+TEST(CombaLayer, NormalizedFormEqualsNormThenLayer) {
+  auto layer = make_gva_layer(22);
+  layer->to(torch::kDouble);
+  layer->train();
+  RMSNorm norm(RMSNormOptions(32));
+  norm->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    norm->weight.normal_(1.0, 0.1);
+  }
+  auto mask = torch::ones({2, 40}, torch::kLong);
+  mask[1].slice(0, 0, 11).fill_(0);
+  const auto x0 = torch::randn({2, 40, 32}, torch::kDouble);
+  const auto dy = torch::randn({2, 40, 32}, torch::kDouble);
+  const auto run = [&](bool fused) {
+    layer->zero_grad();
+    norm->zero_grad();
+    const auto x = x0.clone().requires_grad_(true);
+    const auto inputs = CombaLayerInputs().attention_mask(mask);
+    const auto y = fused ? layer->forward_normalized(x, *norm, inputs) : layer(norm(x), inputs);
+    (y * dy).sum().backward();
+    return std::vector<torch::Tensor>{y.detach(), x.grad(), norm->weight.grad().clone(),
+                                      layer->q_proj->weight.grad().clone(), layer->b_proj->weight.grad().clone(),
+                                      layer->g_proj->weight.grad().clone()};
+  };
+  const auto fused = run(true), plain = run(false);
+  const char* names[] = {"y", "dx", "dnorm", "dq_proj", "db_proj", "dg_proj"};
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_LT(rel_diff(fused[i], plain[i]), 1e-12) << names[i];
+}
+
 TEST(CombaLayer, LeftPaddedPrefillThenStepsEqualsEachSequenceAlone) {
   auto layer = make_gva_layer(21);
   torch::NoGradGuard no_grad;

@@ -161,6 +161,115 @@ __host__ __device__ inline void add_final_state_grad(const ShortConvParams& p, c
   for (int v = 0; v < Vec; ++v) grad[v] += to_float(d_final[v * width]);
 }
 
+// A full run whose inputs and outputs, halos included, lie inside one sequence: no
+// carried or final state and no sequence change, so the interior forms below can issue
+// every load of the run at once from compile-time offsets (many loads in flight per
+// thread is what this memory-bound kernel needs). Runs near a sequence's ends take the
+// general walk.
+__host__ __device__ inline bool run_is_interior(const SeqSpan& s, int64_t t0, int64_t t1) {
+  constexpr int H = ShortConvTraits::kMaxTaps - 1;
+  return t1 - t0 == ShortConvTraits::kTileLen && t0 - H >= s.bos && t1 + H <= s.eos;
+}
+
+// act(z) for the forward, or dz = dy act'(z) in place of g for the backward.
+template <int Vec>
+__host__ __device__ inline void apply_silu(bool silu, float (&z)[Vec]) {
+  if (!silu) return;
+#pragma unroll
+  for (int v = 0; v < Vec; ++v) z[v] = z[v] * sigmoidf_(z[v]);
+}
+
+template <int Vec>
+__host__ __device__ inline void silu_grad(bool silu, const float (&z)[Vec], float (&g)[Vec]) {
+  if (!silu) return;
+#pragma unroll
+  for (int v = 0; v < Vec; ++v) {
+    const float sg = sigmoidf_(z[v]);
+    g[v] = g[v] * sg * (1.f + z[v] * (1.f - sg));
+  }
+}
+
+// z = b + sum_j w[j] rows[i + j] over a statically indexed block of rows.
+template <int Vec, int Rows>
+__host__ __device__ inline void conv_at(const float (&w)[ShortConvTraits::kMaxTaps][Vec], const float (&b)[Vec],
+                                        const float (&rows)[Rows][Vec], int i, float (&z)[Vec]) {
+#pragma unroll
+  for (int v = 0; v < Vec; ++v) {
+    float acc = b[v];
+#pragma unroll
+    for (int j = 0; j < ShortConvTraits::kMaxTaps; ++j) acc += w[j][v] * rows[i + j][v];
+    z[v] = acc;
+  }
+}
+
+// Interior forward: x rows [t0 - H, t1) in registers, y rows [t0, t1) out.
+template <typename T, int Vec>
+__host__ __device__ inline void short_conv_fwd_interior(const ShortConvParams& p, int c0, int64_t t0,
+                                                        const float (&w)[ShortConvTraits::kMaxTaps][Vec],
+                                                        const float (&b)[Vec]) {
+  constexpr int L = ShortConvTraits::kTileLen, H = ShortConvTraits::kMaxTaps - 1;
+  const T* x = static_cast<const T*>(p.x) + (t0 - H) * p.channels + c0;
+  T* y = static_cast<T*>(p.y) + t0 * p.channels + c0;
+  float rows[L + H][Vec];
+#pragma unroll
+  for (int i = 0; i < L + H; ++i) load_vec<T, Vec>(x + static_cast<int64_t>(i) * p.channels, rows[i]);
+#pragma unroll
+  for (int i = 0; i < L; ++i) {
+    float z[Vec];
+    conv_at<Vec>(w, b, rows, i, z);
+    apply_silu<Vec>(p.silu, z);
+    store_vec<T, Vec>(y + static_cast<int64_t>(i) * p.channels, z);
+  }
+}
+
+// Interior backward: x rows [t0 - H, t1 + H) and dy rows [t0, t1 + H) in registers; dz
+// over [t0, t1 + H) (dx needs H tokens ahead); dx rows [t0, t1) out, and this run's sums
+// dw[j] += dz[t] x[t - H + j], db += dz[t] over t in [t0, t1).
+template <typename T, int Vec>
+__host__ __device__ inline void short_conv_bwd_interior(const ShortConvParams& p, int c0, int64_t t0,
+                                                        const float (&w)[ShortConvTraits::kMaxTaps][Vec],
+                                                        const float (&b)[Vec],
+                                                        float (&dw)[ShortConvTraits::kMaxTaps][Vec],
+                                                        float (&db)[Vec]) {
+  constexpr int W = ShortConvTraits::kMaxTaps, L = ShortConvTraits::kTileLen, H = W - 1;
+  const T* x = static_cast<const T*>(p.x) + (t0 - H) * p.channels + c0;
+  const T* dy = static_cast<const T*>(p.dy) + t0 * p.channels + c0;
+  T* dx = static_cast<T*>(p.dx) + t0 * p.channels + c0;
+  float xs[L + 2 * H][Vec], dz[L + H][Vec];
+#pragma unroll
+  for (int i = 0; i < L + 2 * H; ++i) load_vec<T, Vec>(x + static_cast<int64_t>(i) * p.channels, xs[i]);
+#pragma unroll
+  for (int i = 0; i < L + H; ++i) load_vec<T, Vec>(dy + static_cast<int64_t>(i) * p.channels, dz[i]);
+#pragma unroll
+  for (int i = 0; i < L + H; ++i) {
+    if (p.silu) {
+      float z[Vec];
+      conv_at<Vec>(w, b, xs, i, z);
+      silu_grad<Vec>(true, z, dz[i]);
+    }
+    if (i < L) {
+#pragma unroll
+      for (int v = 0; v < Vec; ++v) {
+#pragma unroll
+        for (int j = 0; j < W; ++j) dw[j][v] += dz[i][v] * xs[i + j][v];
+        db[v] += dz[i][v];
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < L; ++i) {
+    float grad[Vec];
+#pragma unroll
+    for (int v = 0; v < Vec; ++v) {
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < W; ++j) acc += w[j][v] * dz[i + H - j][v];
+      grad[v] = acc;
+    }
+    store_vec<T, Vec>(dx + static_cast<int64_t>(i) * p.channels, grad);
+  }
+}
+
 // Forward of one run: y[t] = act(z[t]) for t in [t0, t1), and the final state of every
 // sequence whose last token lies in the run.
 template <typename T, int Vec>
@@ -169,6 +278,10 @@ __host__ __device__ inline void short_conv_fwd_run(const ShortConvParams& p, int
   float w[W][Vec], b[Vec];
   load_weights<Vec>(p, c0, w, b);
   SeqSpan s = sequence_of(p, t0);
+  if (run_is_interior(s, t0, t1)) {
+    short_conv_fwd_interior<T, Vec>(p, c0, t0, w, b);
+    return;
+  }
   float win[W][Vec];
   fill_window<T, Vec>(p, s, t0, c0, win);
   const T* x = static_cast<const T*>(p.x);
@@ -187,10 +300,7 @@ __host__ __device__ inline void short_conv_fwd_run(const ShortConvParams& p, int
     push_window<Vec>(xt, win);
     float z[Vec];
     conv_window<Vec>(w, b, win, z);
-    if (p.silu) {
-#pragma unroll
-      for (int v = 0; v < Vec; ++v) z[v] = z[v] * sigmoidf_(z[v]);
-    }
+    apply_silu<Vec>(p.silu, z);
     store_vec<T, Vec>(y + t * p.channels + c0, z);
     if (t == s.eos - 1 && p.final_state != nullptr) store_final_state<T, Vec>(p, s, c0, win);
   }
@@ -212,6 +322,10 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
   float w[W][Vec], b[Vec];
   load_weights<Vec>(p, c0, w, b);
   SeqSpan s = sequence_of(p, t0);
+  if (run_is_interior(s, t0, t1)) {
+    short_conv_bwd_interior<T, Vec>(p, c0, t0, w, b, dw, db);
+    return;
+  }
   float win[W][Vec];
   fill_window<T, Vec>(p, s, t0, c0, win);
   float dzw[W][Vec];  // dzw[W - 1 - d] = dz[t - d]; zero before the run or sequence start
@@ -255,17 +369,11 @@ __host__ __device__ inline void short_conv_bwd_run(const ShortConvParams& p, int
         load_vec<T, Vec>(dy + ahead_row * p.channels + c0, ahead_dy);
       }
       push_window<Vec>(xt, win);
+      copy_vec<Vec>(g, dz);
       if (p.silu) {
         float z[Vec];
         conv_window<Vec>(w, b, win, z);
-#pragma unroll
-        for (int v = 0; v < Vec; ++v) {
-          const float sg = sigmoidf_(z[v]);
-          dz[v] = g[v] * sg * (1.f + z[v] * (1.f - sg));
-        }
-      } else {
-#pragma unroll
-        for (int v = 0; v < Vec; ++v) dz[v] = g[v];
+        silu_grad<Vec>(true, z, dz);
       }
       if (t < t1) {
 #pragma unroll

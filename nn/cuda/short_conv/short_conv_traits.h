@@ -1,6 +1,9 @@
 // Tiling of the short-convolution kernels. A thread owns kVec adjacent channels and a run
-// of kTileLen consecutive tokens, and slides a window of the last kMaxTaps inputs over it
-// in registers, so x is read once (plus a kMaxTaps - 1 halo per run) and y written once.
+// of kTileLen consecutive tokens. A run inside one sequence loads all its rows (plus the
+// kMaxTaps - 1 halo, mostly L2 hits) at once into registers: the kernels are bound by how
+// many loads are in flight, and a run walking its rows one at a time kept one (measured:
+// 32-token runs with a one-row prefetch moved ~1.1 TB/s). Runs that touch a sequence's
+// ends slide a window of the last kMaxTaps inputs over their tokens instead.
 // A block is kThreadsC threads along channels (one warp: 32 x kVec contiguous channels
 // of a row per access) times kRows runs along tokens.
 //
@@ -16,7 +19,7 @@ namespace comba::nn::cuda {
 struct ShortConvTraits {
   static constexpr int kMaxTaps = 4;   // fla's short convolutions use 4
   static constexpr int kVec = 4;       // channels per thread (8 bytes of bf16, 16 of fp32)
-  static constexpr int kTileLen = 32;  // tokens per thread
+  static constexpr int kTileLen = 8;   // tokens per thread
   static constexpr int kThreadsC = 32;
   static constexpr int kRows = 4;
   static constexpr int kThreads = kThreadsC * kRows;

@@ -151,19 +151,26 @@ at::Tensor linear_weight_grad(const at::Tensor& dy2, const at::Tensor& input2, c
   return at::mm(dy2.t(), input2).to(weight.scalar_type());
 }
 
-enum NormLinearSaved { kNLX, kNLNormWeight, kNLGate, kNLRstd, kNLWeight };
+enum NormLinearSaved { kNLX, kNLNormWeight, kNLGate, kNLRstd, kNLWeights };
 }  // namespace
 
 variable_list RMSNormLinearFunction::forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& norm_weight,
-                                             const OptTensor& gate, const at::Tensor& weight, double eps) {
+                                             const OptTensor& gate, at::TensorList weights, double eps) {
   const int64_t group = norm_weight.size(0), width = x.size(-1);
   const auto x2 = x.contiguous().view({-1, group});
   const auto g2 = gate.has_value() ? gate->contiguous().view({-1, group}) : at::Tensor();
   const auto out = rms_norm_fwd(x2, norm_weight.to(at::kFloat).contiguous(), g2, eps);
-  const auto y = at::mm(out.y.view({-1, width}), weight.to(x.scalar_type()).t());
-  ctx->save_for_backward({x2, norm_weight, g2, out.rstd, weight});
+  const auto normed = out.y.view({-1, width});
+  std::vector<at::Tensor> to_save = {x2, norm_weight, g2, out.rstd};
+  variable_list ys;
+  for (const auto& weight : weights) {
+    ys.push_back(at::mm(normed, weight.to(x.scalar_type()).t()).view(with_last(x, weight.size(0))));
+    to_save.push_back(weight);
+  }
+  ctx->save_for_backward(to_save);
   ctx->saved_data["width"] = width;
-  return {y.view(with_last(x, weight.size(0)))};
+  ctx->saved_data["x_sizes"] = x.sizes().vec();
+  return ys;
 }
 
 variable_list RMSNormLinearFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -171,21 +178,38 @@ variable_list RMSNormLinearFunction::backward(AutogradContext* ctx, variable_lis
   const auto& x2 = saved[kNLX];
   const auto& norm_weight = saved[kNLNormWeight];
   const auto& g2 = saved[kNLGate];
-  const auto& weight = saved[kNLWeight];
-  const auto& dy = grad_outputs[0];
-  if (!dy.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  const size_t count = saved.size() - kNLWeights;
+  // One entry per forward argument: x, norm_weight, gate, each weight, eps.
+  variable_list grads_in(3 + count + 1);
   const int64_t width = ctx->saved_data["width"].toInt();
   const auto dtype = x2.scalar_type();
-  const auto dy2 = dy.to(dtype).reshape({-1, weight.size(0)});
-  // d norm(x) = dy @ weight; the norm's backward also rewrites norm(x) for weight's grad.
-  const auto d_normed = at::mm(dy2, weight.to(dtype)).view(x2.sizes());
-  const auto grads = rms_norm_bwd(x2, norm_weight.to(at::kFloat).contiguous(), g2, saved[kNLRstd], d_normed,
-                                  /*recompute_output=*/true);
-  auto x_sizes = dy.sizes().vec();
-  x_sizes.back() = width;
-  const auto d_gate = g2.defined() ? grads.gate.view(x_sizes) : at::Tensor();
-  return {grads.x.view(x_sizes), grads.weight.to(norm_weight.scalar_type()), d_gate,
-          linear_weight_grad(dy2, grads.y.view({-1, width}), weight), at::Tensor()};
+  // d norm(x) = sum_i dy_i @ weight_i, summed inside the GEMMs (beta = 1) rather than by
+  // separate adds of [rows, D] tensors.
+  std::vector<at::Tensor> dy2(count);
+  at::Tensor d_normed;
+  for (size_t i = 0; i < count; ++i) {
+    if (!grad_outputs[i].defined()) continue;
+    const auto& weight = saved[kNLWeights + i];
+    dy2[i] = grad_outputs[i].to(dtype).reshape({-1, weight.size(0)});
+    if (d_normed.defined()) {
+      d_normed.addmm_(dy2[i], weight.to(dtype));
+    } else {
+      d_normed = at::mm(dy2[i], weight.to(dtype));
+    }
+  }
+  if (!d_normed.defined()) return grads_in;
+  // The norm's backward also rewrites norm(x) for the weights' grads.
+  const auto grads = rms_norm_bwd(x2, norm_weight.to(at::kFloat).contiguous(), g2, saved[kNLRstd],
+                                  d_normed.view(x2.sizes()), /*recompute_output=*/true);
+  const auto x_sizes = ctx->saved_data["x_sizes"].toIntVector();
+  grads_in[0] = grads.x.view(x_sizes);
+  grads_in[1] = grads.weight.to(norm_weight.scalar_type());
+  if (g2.defined()) grads_in[2] = grads.gate.view(x_sizes);
+  const auto normed = grads.y.view({-1, width});
+  for (size_t i = 0; i < count; ++i) {
+    if (dy2[i].defined()) grads_in[3 + i] = linear_weight_grad(dy2[i], normed, saved[kNLWeights + i]);
+  }
+  return grads_in;
 }
 
 variable_list SwiGLULinearFunction::forward(AutogradContext* ctx, const at::Tensor& gate_up, const at::Tensor& weight) {

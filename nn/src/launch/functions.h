@@ -42,13 +42,15 @@ class SwiGLUPackedFunction : public torch::autograd::Function<SwiGLUPackedFuncti
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
 };
 
-// Output {y [..., out]} = rms_norm(x in groups of norm_weight's size, gate) @ weight^T;
-// saves x, the gate, rstd and the weights, and the backward's norm kernel rewrites the
-// normalised rows for weight's gradient (nothing of the norm's output is kept).
+// Outputs {y_i [..., out_i]} = rms_norm(x in groups of norm_weight's size, gate) @ weights[i]^T,
+// one GEMM each on the same normalised rows; saves x, the gate, rstd and the weights, and
+// the backward's norm kernel rewrites the normalised rows for the weights' gradients
+// (nothing of the norm's output is kept). Pass the weights as an at::TensorList so that
+// autograd sees each as an input.
 class RMSNormLinearFunction : public torch::autograd::Function<RMSNormLinearFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& norm_weight,
-                               const OptTensor& gate, const at::Tensor& weight, double eps);
+                               const OptTensor& gate, at::TensorList weights, double eps);
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
 };
 

@@ -26,6 +26,8 @@ class CombaBlockImpl : public torch::nn::Module {
   bool is_attention() const { return static_cast<bool>(attention); }
   // mixer(x) with whichever mixer this block holds.
   torch::Tensor mix(const torch::Tensor& x, const CombaLayerInputs& inputs);
+  // mixer(attn_norm(hidden)); a Comba mixer fuses the norm into its input projections.
+  torch::Tensor mix_normalized(const torch::Tensor& hidden, const CombaLayerInputs& inputs);
 
   RMSNorm attn_norm{nullptr};
   // Exactly one is set: `attn` in a Comba layer, `attention` in an attention layer. Two

@@ -58,6 +58,11 @@ class CombaLayerImpl : public torch::nn::Module {
   // same tensors (the recurrent state may be fp32 or bf16 then), so that a CUDA graph of
   // the step can be replayed.
   torch::Tensor forward(const torch::Tensor& x, const CombaLayerInputs& inputs = {});
+  // forward(norm(x)) with the norm fused into the input projections (rms_norm_linears):
+  // the normed input is not kept for the backward, and its gradient is summed over the
+  // projections inside their GEMMs. The block's pre-norm path.
+  torch::Tensor forward_normalized(const torch::Tensor& x, const RMSNormImpl& norm,
+                                   const CombaLayerInputs& inputs = {});
 
   int64_t key_dim() const { return key_dim_; }
   int64_t value_dim() const { return value_dim_; }
@@ -80,7 +85,9 @@ class CombaLayerImpl : public torch::nn::Module {
 
  private:
   // The mixer on unpadded input: x [B, T, hidden]; cu_seqlens optional.
-  torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state);
+  // With `norm`, x is the block's input and the projections see norm(x).
+  torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& cu_seqlens, LayerState* state,
+                    const RMSNormImpl* norm = nullptr);
   // Whether a decode step can update state.recurrent in place (comba_decode_step_): [B, HV,
   // K, V] on q's device, fp32 / bf16 (fp64 for fp64 inputs); makes it contiguous if needed.
   // q [B, 1, H, K], v [B, 1, HV, V].

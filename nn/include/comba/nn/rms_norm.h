@@ -8,6 +8,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <vector>
+
 namespace comba::nn {
 
 struct RMSNormOptions {
@@ -65,5 +67,12 @@ torch::Tensor rms_norm_aten(const torch::Tensor& x, const torch::Tensor& weight,
 // activation fewer. Elsewhere (and under autocast) the plain composition.
 torch::Tensor rms_norm_linear(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
                               const torch::Tensor& gate, const torch::Tensor& weight);
+
+// The same with several weights on one normalised x: y_i = norm(x) @ weights[i]^T (a
+// layer's input projections). On CUDA the backward sums x's gradient over the outputs
+// inside the GEMMs (no [..., D] adds) and rewrites norm(x) once for all weight grads.
+// Outputs whose gradient is undefined are skipped.
+std::vector<torch::Tensor> rms_norm_linears(const torch::Tensor& x, const torch::Tensor& norm_weight, double eps,
+                                            const torch::Tensor& gate, const std::vector<torch::Tensor>& weights);
 
 }  // namespace comba::nn
