@@ -435,6 +435,11 @@ const std::vector<NormCase> kNormCases = {
     {"rows5000_dim1024_grid_stride", {5000, 1024}},
     {"rows9_dim8192_large_smem", {9, 8192}},
     {"rows64_dim36_fp32_vec_bf16_scalar", {64, 36}},
+    // Register kernels: a partly used last chunk (bf16 3 of 4 chunks), two rows per warp
+    // pass with an odd row count over the grid stride, and a row too long for them.
+    {"rows300_dim768_partial_chunk", {300, 768}},
+    {"rows16501_dim512_grid_stride_two_rows", {16501, 512}},
+    {"rows70_dim2048_looping", {70, 2048}},
 };
 
 class RMSNormCuda : public ::testing::TestWithParam<NormCase> {

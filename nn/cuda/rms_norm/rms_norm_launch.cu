@@ -1,6 +1,8 @@
-// Turns the runtime dtype and vector width into the compiled instantiation (one dispatch
-// point), and runs the backward's second stage (the fixed-order weight-grad sum).
+// Turns the runtime dtype, vector width and row length into the compiled instantiation (one
+// dispatch point), and runs the backward's second stage (the fixed-order weight-grad sum).
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "comba/core/cuda_element.cuh"
 #include "../element.cuh"
@@ -10,32 +12,56 @@
 
 namespace comba::nn::cuda {
 
-template <typename T, int Vec>
+template <typename T, int Vec, int Chunks>
 int launch_rms_norm_fwd_typed(const RMSNormParams& params, cudaStream_t stream);
-template <typename T, int Vec>
+template <typename T, int Vec, int Chunks>
 int launch_rms_norm_bwd_typed(const RMSNormParams& params, cudaStream_t stream);
 
 namespace {
 template <typename T>
 constexpr int kVecOf = RMSNormTraits::kVecBytes / sizeof(T);
 
+template <int N>
+using Int = std::integral_constant<int, N>;
+
+// Chunks of the register kernels for these rows (0: the looping kernels; always for scalar access).
 template <typename T>
-int fwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
-  return vectorized ? launch_rms_norm_fwd_typed<T, kVecOf<T>>(params, stream)
-                    : launch_rms_norm_fwd_typed<T, 1>(params, stream);
+int reg_chunks(const RMSNormParams& params, bool vectorized) {
+  return vectorized ? rms_norm_reg_chunks(params.dim, kVecOf<T>) : 0;
 }
-template <typename T>
-int bwd(const RMSNormParams& params, bool vectorized, cudaStream_t stream) {
-  return vectorized ? launch_rms_norm_bwd_typed<T, kVecOf<T>>(params, stream)
-                    : launch_rms_norm_bwd_typed<T, 1>(params, stream);
+
+// fn(Int<Vec>, Int<Chunks>) for the compiled form that takes these rows.
+template <typename T, typename Fn>
+int with_form(const RMSNormParams& params, bool vectorized, Fn&& fn) {
+  static_assert(RMSNormTraits::kRegMaxChunks == 4, "the cases below list the compiled Chunks");
+  if (!vectorized) return fn(Int<1>{}, Int<0>{});
+  using V = Int<kVecOf<T>>;
+  switch (reg_chunks<T>(params, vectorized)) {
+    case 1: return fn(V{}, Int<1>{});
+    case 2: return fn(V{}, Int<2>{});
+    case 4: return fn(V{}, Int<4>{});
+    default: return fn(V{}, Int<0>{});
+  }
 }
 }  // namespace
+
+int64_t rms_norm_bwd_partial_rows(const RMSNormParams& params, bool vectorized) {
+  int chunks = 0;
+  core::dispatch_element_type(params.dtype, [&](auto tag) {
+    chunks = reg_chunks<decltype(tag)>(params, vectorized);
+    return 0;
+  });
+  return rms_norm_bwd_blocks(params.rows, chunks);
+}
 
 int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stream) {
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
   return core::dispatch_element_type(params.dtype, [&](auto tag) {
-    return fwd<decltype(tag)>(params, vectorized, s);
+    using T = decltype(tag);
+    return with_form<T>(params, vectorized, [&](auto vec, auto chunks) {
+      return launch_rms_norm_fwd_typed<T, decltype(vec)::value, decltype(chunks)::value>(params, s);
+    });
   });
 }
 
@@ -43,10 +69,14 @@ int launch_rms_norm_bwd(const RMSNormParams& params, bool vectorized, void* stre
   if (params.rows == 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
   const int err = core::dispatch_element_type(params.dtype, [&](auto tag) {
-    return bwd<decltype(tag)>(params, vectorized, s);
+    using T = decltype(tag);
+    return with_form<T>(params, vectorized, [&](auto vec, auto chunks) {
+      return launch_rms_norm_bwd_typed<T, decltype(vec)::value, decltype(chunks)::value>(params, s);
+    });
   });
   if (err != 0) return err;
-  return launch_column_sum(params.dw_partial, rms_norm_bwd_blocks(params.rows), params.dim, params.dw, stream);
+  return launch_column_sum(params.dw_partial, rms_norm_bwd_partial_rows(params, vectorized), params.dim, params.dw,
+                           stream);
 }
 
 }  // namespace comba::nn::cuda

@@ -22,7 +22,7 @@ struct RMSNormParams {
   const void* dy = nullptr;    // [rows, dim], `dtype`
   void* dx = nullptr;          // [rows, dim], `dtype`
   void* d_gate = nullptr;      // [rows, dim] like gate (null without gate)
-  float* dw_partial = nullptr; // [rms_norm_bwd_blocks(rows), dim]: one row per block
+  float* dw_partial = nullptr; // [rms_norm_bwd_partial_rows(*this, vectorized), dim]: one row per block
   float* dw = nullptr;         // [dim]: dw_partial summed in a fixed order
 
   int64_t rows = 0;
@@ -36,5 +36,9 @@ struct RMSNormParams {
 // tensors; `vectorized` false takes one element per lane access.
 int launch_rms_norm_fwd(const RMSNormParams& params, bool vectorized, void* stream);
 int launch_rms_norm_bwd(const RMSNormParams& params, bool vectorized, void* stream);
+
+// Rows of dw_partial launch_rms_norm_bwd writes (one per block of the kernel it picks for
+// params.dtype, params.dim, params.rows and `vectorized`).
+int64_t rms_norm_bwd_partial_rows(const RMSNormParams& params, bool vectorized);
 
 }  // namespace comba::nn::cuda

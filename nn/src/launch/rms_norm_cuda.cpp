@@ -77,7 +77,9 @@ RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const a
     grads.weight = at::zeros({p.dim}, f32);
     return grads;
   }
-  const auto partial = at::empty({kernels::rms_norm_bwd_blocks(p.rows), p.dim}, f32);
+  const bool vectorized =
+      vectorizable(p, {&x, &weight, &gate, &dy, &grads.x, &grads.gate, &grads.y}, x.element_size());
+  const auto partial = at::empty({kernels::rms_norm_bwd_partial_rows(p, vectorized), p.dim}, f32);
   grads.weight = at::empty({p.dim}, f32);
   p.rstd = rstd.data_ptr<float>();
   p.dy = dy.data_ptr();
@@ -86,8 +88,6 @@ RMSNormGrads rms_norm_bwd(const at::Tensor& x, const at::Tensor& weight, const a
   p.dw_partial = partial.data_ptr<float>();
   p.dw = grads.weight.data_ptr<float>();
   p.y = recompute_output ? grads.y.data_ptr() : nullptr;
-  const bool vectorized =
-      vectorizable(p, {&x, &weight, &gate, &dy, &grads.x, &grads.gate, &grads.y}, x.element_size());
   core::check_launch(kernels::launch_rms_norm_bwd(p, vectorized, at::cuda::getCurrentCUDAStream().stream()),
                      "rms_norm", "backward");
   return grads;
