@@ -489,11 +489,20 @@ void bench_head_and_optimizer(Bench& bench, const Options& options, const Shape&
   lm->train();
   const auto labels = torch::randint(0, cfg.vocab_size, {B, T}, torch::TensorOptions().device(device).dtype(torch::kLong));
 
-  // LM head (tied: the embedding weight) and the next-token cross entropy.
+  // LM head (tied: the embedding weight) and the next-token cross entropy: "sliced" is
+  // what training runs (linear_cross_entropy), "logits" the logits then the loss.
   {
     const auto h = leaf(torch::randn({B, T, cfg.hidden_size}, torch::TensorOptions().device(device).dtype(mode.act_dtype)));
     const auto w = lm->output_weight();
-    fwd_and_bwd(bench, "lm_head_ce", "", dims({B, T, cfg.hidden_size, cfg.vocab_size}), mode,
+    const auto targets = labels.slice(1, 1).reshape({-1});
+    fwd_and_bwd(bench, "lm_head_ce", "sliced", dims({B, T, cfg.hidden_size, cfg.vocab_size}), mode,
+                [&] {
+                  const AutocastScope autocast(device, mode.autocast);
+                  const auto predicting = h.slice(1, 0, T - 1).reshape({-1, cfg.hidden_size});
+                  return Tensors{linear_cross_entropy(predicting, w, targets) / static_cast<double>(targets.numel())};
+                },
+                {h, w});
+    fwd_and_bwd(bench, "lm_head_ce", "logits", dims({B, T, cfg.hidden_size, cfg.vocab_size}), mode,
                 [&] {
                   const AutocastScope autocast(device, mode.autocast);
                   return Tensors{causal_lm_loss(torch::nn::functional::linear(h, w), labels)};
@@ -501,11 +510,13 @@ void bench_head_and_optimizer(Bench& bench, const Options& options, const Shape&
                 {h, w});
   }
 
+  // The whole model with the loss training uses (summed_next_token_loss: the sliced head).
   if (options.model && bench.wanted("model")) {
+    const double targets = static_cast<double>(B * (T - 1));
     fwd_and_bwd(bench, "model", "", dims({B, T, cfg.num_hidden_layers}), mode,
                 [&] {
                   const AutocastScope autocast(device, mode.autocast);
-                  return Tensors{lm(labels, LMInputs().labels(labels)).loss};
+                  return Tensors{lm->summed_next_token_loss(labels, LMInputs().labels(labels)) / targets};
                 },
                 lm->parameters());
   }

@@ -11,6 +11,10 @@
 #include <algorithm>
 #include <limits>
 
+#ifdef COMBA_WITH_CUDA
+#include "launch/launchers.h"
+#endif
+
 namespace comba::nn {
 namespace {
 
@@ -24,6 +28,17 @@ constexpr int64_t kSliceBytes = int64_t{256} << 20;
 int64_t tokens_per_slice(int64_t vocab, int64_t asked) {
   if (asked > 0) return asked;
   return std::max<int64_t>(1, kSliceBytes / (vocab * static_cast<int64_t>(sizeof(float))));
+}
+
+// Whether a slice's logits go through the fused row kernel (one read and one write of the
+// logits in their own dtype) instead of the fp32 ATen composition.
+bool fused_rows(const torch::Tensor& hidden) {
+#ifdef COMBA_WITH_CUDA
+  return hidden.is_cuda() && detail::cuda::cross_entropy_rows_supported(hidden);
+#else
+  (void)hidden;
+  return false;
+#endif
 }
 
 // d_weight += d_logits^T hidden with fp32 (fp64) accumulation across slices; 16-bit GEMMs
@@ -52,10 +67,26 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
       d_weight = torch::zeros(weight.sizes(), weight.options().dtype(acc));
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    const bool fused = fused_rows(hidden);
+    const auto row_loss = fused ? torch::empty({n}, hidden.options().dtype(torch::kFloat)) : torch::Tensor();
     for (int64_t start = 0; start < n; start += slice) {
       const int64_t len = std::min(slice, n - start);
       const auto h = hidden.narrow(0, start, len);
       const auto t = targets.narrow(0, start, len);
+#ifdef COMBA_WITH_CUDA
+      if (fused) {
+        // The logits stay in the compute dtype; the kernel turns them into their gradient.
+        const auto logits = torch::mm(h, weight.t());
+        detail::cuda::cross_entropy_rows(logits, t.contiguous(), ignore_index, row_loss.narrow(0, start, len),
+                                         with_grad);
+        if (with_grad) {
+          auto d_h = d_hidden.narrow(0, start, len);
+          torch::mm_out(d_h, logits, weight);
+          accumulate_weight_grad(d_weight, logits, h);
+        }
+        continue;
+      }
+#endif
       const auto logits = torch::mm(h, weight.t()).to(acc);  // [len, V]
       const auto counted = t.ne(ignore_index);
       const auto in_range = t.ge(0) & t.lt(vocab);
@@ -77,6 +108,7 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
       torch::mm_out(d_h, d_logits_c, weight);
       accumulate_weight_grad(d_weight, d_logits_c, h);
     }
+    if (fused) loss = row_loss.sum();
     if (with_grad) ctx->save_for_backward({d_hidden, d_weight.to(weight.scalar_type())});
     return loss;
   }

@@ -190,6 +190,58 @@ TEST_F(NnOnGpu, LinearCrossEntropyUnderAutocastFollowsTheUnfusedComposition) {
   EXPECT_TRUE(std::isnan(linear_cross_entropy(hidden, weight, bad).item<double>()));
 }
 
+// The row kernel behind linear_cross_entropy on CUDA in each of its forms: registers
+// (fp32, bf16, fp16 at vocab 5000), the vectorised loop (bf16 at 140000, fp32 at 40000),
+// the scalar loop (vocab 4999); logits up to |80| (the softmax sums must not overflow),
+// ignored rows, and a target out of range (NaN). Reference: the fp64 composition on the
+// same rounded inputs; 16-bit inputs within twice ATen's error at that dtype.
+TEST_F(NnOnGpu, LinearCrossEntropyRowKernelEveryFormMatchesFp64) {
+  struct Case {
+    torch::Dtype dtype;
+    int64_t vocab;
+  };
+  for (const auto& c : {Case{torch::kFloat, 5000}, Case{torch::kBFloat16, 5000}, Case{torch::kHalf, 5000},
+                        Case{torch::kBFloat16, 140000}, Case{torch::kFloat, 40000}, Case{torch::kFloat, 4999},
+                        Case{torch::kBFloat16, 4999}}) {
+    const std::string what = std::string(c10::toString(c.dtype)) + " vocab " + std::to_string(c.vocab);
+    torch::manual_seed(36);
+    const auto f64 = torch::TensorOptions(cuda).dtype(torch::kDouble);
+    // |logits| up to ~80: hidden . weight over 64 dims with these scales.
+    const auto hidden = (torch::randn({300, 64}, f64) * 2.0).to(c.dtype).to(torch::kDouble);
+    const auto weight = (torch::randn({c.vocab, 64}, f64) * 0.6).to(c.dtype).to(torch::kDouble);
+    auto targets = torch::randint(0, c.vocab, {300}, torch::TensorOptions(cuda).dtype(torch::kLong));
+    targets.slice(0, 0, 300, 9).fill_(kIgnoreIndex);
+    targets[4] = c.vocab - 1;  // the last column
+    const auto run = [&](bool fused, torch::Dtype dtype) {
+      auto h = hidden.to(dtype).requires_grad_(true);
+      auto w = weight.to(dtype).requires_grad_(true);
+      torch::Tensor loss;
+      if (fused) {
+        loss = linear_cross_entropy(h, w, targets, LinearCrossEntropyOptions().tokens_per_slice(128));
+      } else {
+        const auto acc = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+        loss = torch::nn::functional::cross_entropy(
+            torch::mm(h, w.t()).to(acc), targets,
+            torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kSum));
+      }
+      (loss * 1e-2).backward();
+      return std::vector<torch::Tensor>{loss.detach(), h.grad(), w.grad()};
+    };
+    const auto exact = run(false, torch::kDouble);
+    const auto ours = run(true, c.dtype);
+    const auto aten = run(false, c.dtype);
+    ASSERT_TRUE(std::isfinite(ours[0].item<double>())) << what;
+    for (size_t i = 0; i < exact.size(); ++i) {
+      const double tol = c.dtype == torch::kFloat ? 1e-4 : 2 * rel_diff(aten[i], exact[i]) + dtype_epsilon(c.dtype);
+      EXPECT_LE(rel_diff(ours[i], exact[i]), tol) << what << " output " << i;
+    }
+    auto bad = targets.clone();
+    bad[7] = -3;
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(std::isnan(linear_cross_entropy(hidden.to(c.dtype), weight.to(c.dtype), bad).item<double>())) << what;
+  }
+}
+
 // generate's CUDA graph of the decode step against eager steps: the same greedy tokens and
 // logits (the graph replays the same kernels; cuBLAS may pick other algorithms under
 // capture, hence a tolerance rather than bit equality). fp32 and bf16 models, GVA, a

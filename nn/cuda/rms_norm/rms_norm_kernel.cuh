@@ -173,50 +173,6 @@ __device__ __forceinline__ void with_gate_type(const RMSNormParams& p, Fn&& fn) 
   }
 }
 
-// Vec elements of type E held as 32-bit words until converted where used: an array of
-// 16-bit elements would be split into one register per element (twice the registers).
-template <typename E, int Vec>
-struct alignas(sizeof(E) * Vec) Words {
-  static constexpr int kCount = static_cast<int>(sizeof(E)) * Vec / 4;
-  static_assert(kCount * 4 == static_cast<int>(sizeof(E)) * Vec, "whole 32-bit words");
-  uint32_t w[kCount];
-
-  // The vector at `ptr` when `ok`, zeros otherwise.
-  __device__ __forceinline__ void load(const E* ptr, bool ok) {
-    if (ok) {
-      *this = *reinterpret_cast<const Words*>(ptr);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kCount; ++i) w[i] = 0u;
-    }
-  }
-
-  // The same values as to_float of each element (element 2i is word i's low half).
-  __device__ __forceinline__ void unpack(float (&out)[Vec]) const {
-#pragma unroll
-    for (int i = 0; i < kCount; ++i) {
-      if constexpr (std::is_same_v<E, float>) {
-        out[i] = __uint_as_float(w[i]);
-      } else if constexpr (std::is_same_v<E, __nv_bfloat16>) {
-        out[2 * i] = __uint_as_float(w[i] << 16);
-        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-      } else {
-        static_assert(std::is_same_v<E, __half>, "float, bfloat16 or half");
-        out[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(w[i] & 0xffffu)));
-        out[2 * i + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(w[i] >> 16)));
-      }
-    }
-  }
-
-  // `zero` is 0 at run time but unknown to the compiler: values it derived from the words
-  // before this point cannot be reused after it, so they are recomputed (one instruction
-  // each) instead of kept live.
-  __device__ __forceinline__ void hide(uint32_t zero) {
-#pragma unroll
-    for (int i = 0; i < kCount; ++i) w[i] |= zero;
-  }
-};
-
 // warp_sum of R independent values, the shuffles interleaved (same order per value as warp_sum).
 template <int R>
 __device__ __forceinline__ void warp_sum_rows(float (&v)[R]) {

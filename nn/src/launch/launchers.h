@@ -127,4 +127,17 @@ struct DecayCorrectionGrads {
 DecayCorrectionGrads decay_correction_bwd(const at::Tensor& k, const at::Tensor& decay, const at::Tensor& D,
                                           const at::Tensor& dq, const at::Tensor& dp);
 
+// ---- cross entropy over rows of logits (the sliced linear + cross entropy) ----
+
+// Whether the row kernels take these logits: a CUDA [rows, vocab] tensor of float32/
+// float16/bfloat16 with fewer than 2^31 rows.
+bool cross_entropy_rows_supported(const at::Tensor& logits);
+
+// Writes row_loss [rows] fp32 (lse - logit of the target; 0 for ignore_index; NaN for a
+// target outside [0, vocab)) and, when `grad`, overwrites logits with the gradient of the
+// summed loss (softmax - one_hot(target), zero on ignored rows). logits contiguous,
+// targets int64 [rows].
+void cross_entropy_rows(const at::Tensor& logits, const at::Tensor& targets, int64_t ignore_index,
+                        const at::Tensor& row_loss, bool grad);
+
 }  // namespace comba::nn::detail::cuda

@@ -6,7 +6,9 @@
 // slice's logits live only while it is processed, and since the loss is a scalar the
 // slice's gradients (d hidden, d W) are taken in the same pass and kept, so the backward
 // only scales them (three GEMMs in all, as the unfused composition). Numerics follow that
-// composition: logits in the inputs' dtype with fp32 accumulation, the softmax in fp32.
+// composition: logits in the inputs' dtype with fp32 accumulation, the softmax in fp32. On
+// CUDA one kernel per slice reads its logits once and overwrites them with their gradient
+// (no fp32 copy of the slice).
 #pragma once
 #include <torch/arg.h>
 #include <torch/types.h>
