@@ -213,8 +213,8 @@ TEST_F(NnOnGpu, LinearCrossEntropyRowKernelEveryFormMatchesFp64) {
     targets.slice(0, 0, 300, 9).fill_(kIgnoreIndex);
     targets[4] = c.vocab - 1;  // the last column
     const auto run = [&](bool fused, torch::Dtype dtype) {
-      auto h = hidden.to(dtype).requires_grad_(true);
-      auto w = weight.to(dtype).requires_grad_(true);
+      auto h = hidden.to(dtype).detach().clone().requires_grad_(true);
+      auto w = weight.to(dtype).detach().clone().requires_grad_(true);
       torch::Tensor loss;
       if (fused) {
         loss = linear_cross_entropy(h, w, targets, LinearCrossEntropyOptions().tokens_per_slice(128));
