@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "../element.cuh"
 #include "cross_entropy_params.h"
@@ -67,10 +68,14 @@ struct RowTarget {
   int64_t target;
   bool counted, in_range;
 
-  __device__ __forceinline__ RowTarget(const CrossEntropyParams& p, int64_t row) {
+  // Thread 0 also stores the target's logit (0 out of range) in *target_logit, for after
+  // the next barrier: the row's logits are overwritten later.
+  template <typename T>
+  __device__ __forceinline__ RowTarget(const CrossEntropyParams& p, int64_t row, const T* x, float* target_logit) {
     target = p.targets[row];
     counted = target != p.ignore_index;
     in_range = target >= 0 && target < p.vocab;
+    if (threadIdx.x == 0) *target_logit = in_range ? to_float(x[target]) : 0.f;
   }
   __device__ __forceinline__ float loss(float lse, float target_logit) const {
     if (!counted) return 0.f;
@@ -93,79 +98,72 @@ __device__ __forceinline__ void row_grad(float (&x)[Vec], int64_t col, float lse
   }
 }
 
-// Register form: the row's vectors held in registers between the sums and the gradient.
+// A thread's vectors of one row: columns (i x kThreads + thread) x Vec. Held > 0 loads them
+// once into registers (the register form); Held 0 reads them from memory on every pass (the
+// looping form). each(fn) calls fn(col, values) for every vector inside the row.
 template <typename T, int Vec, int Held>
-__global__ void __launch_bounds__(CrossEntropyTraits::kThreads) cross_entropy_rows_held_kernel(const CrossEntropyParams p) {
-  constexpr int kThreads = CrossEntropyTraits::kThreads;
-  __shared__ float target_logit;
-  const int64_t row = blockIdx.x;
-  T* x = static_cast<T*>(p.logits) + row * p.vocab;
-  const RowTarget t(p, row);
-  if (threadIdx.x == 0) target_logit = t.in_range ? to_float(x[t.target]) : 0.f;
-  Words<T, Vec> held[Held];
-#pragma unroll
-  for (int i = 0; i < Held; ++i) {
-    const int64_t col = (static_cast<int64_t>(i) * kThreads + threadIdx.x) * Vec;
-    held[i].load(x + col, col < p.vocab);
-  }
-  SoftmaxSums sums;
-#pragma unroll
-  for (int i = 0; i < Held; ++i) {
-    const int64_t col = (static_cast<int64_t>(i) * kThreads + threadIdx.x) * Vec;
-    if (col >= p.vocab) continue;
-    float f[Vec];
-    held[i].unpack(f);
-    add_logits<Vec>(sums, f);
-  }
-  const float lse = block_logsumexp(sums);  // its barriers also publish target_logit
-  if (threadIdx.x == 0) p.row_loss[row] = t.loss(lse, target_logit);
-  if (!p.grad) return;
-#pragma unroll
-  for (int i = 0; i < Held; ++i) {
-    const int64_t col = (static_cast<int64_t>(i) * kThreads + threadIdx.x) * Vec;
-    if (col >= p.vocab) continue;
-    float f[Vec];
-    held[i].unpack(f);
-    row_grad<Vec>(f, col, lse, t);
-    store_vec<T, Vec>(x + col, f);
-  }
-}
+struct RowVectors {
+  static constexpr int kThreads = CrossEntropyTraits::kThreads;
+  const T* x;
+  int64_t vocab;
+  // Unused by the looping form (whose scalar Vec has no whole 32-bit words).
+  std::conditional_t<(Held > 0), Words<T, Vec>, Pack<T, Vec>> held[Held > 0 ? Held : 1];
 
-// Looping form: the row read once for the sums and again for the gradient.
-template <typename T, int Vec>
-__global__ void __launch_bounds__(CrossEntropyTraits::kThreads) cross_entropy_rows_loop_kernel(const CrossEntropyParams p) {
-  constexpr int kThreads = CrossEntropyTraits::kThreads;
+  __device__ __forceinline__ RowVectors(const T* row, int64_t columns) : x(row), vocab(columns) {
+    if constexpr (Held > 0) {
+#pragma unroll
+      for (int i = 0; i < Held; ++i) {
+        const int64_t col = (static_cast<int64_t>(i) * kThreads + threadIdx.x) * Vec;
+        held[i].load(x + col, col < vocab);
+      }
+    }
+  }
+
+  template <typename Fn>
+  __device__ __forceinline__ void each(Fn&& fn) const {
+    if constexpr (Held > 0) {
+#pragma unroll
+      for (int i = 0; i < Held; ++i) {
+        const int64_t col = (static_cast<int64_t>(i) * kThreads + threadIdx.x) * Vec;
+        if (col >= vocab) continue;
+        float f[Vec];
+        held[i].unpack(f);
+        fn(col, f);
+      }
+    } else {
+      for (int64_t col = static_cast<int64_t>(threadIdx.x) * Vec; col < vocab; col += kThreads * Vec) {
+        float f[Vec];
+        load_vec<T, Vec>(x + col, f);
+        fn(col, f);
+      }
+    }
+  }
+};
+
+template <typename T, int Vec, int Held>
+__global__ void __launch_bounds__(CrossEntropyTraits::kThreads) cross_entropy_rows_kernel(const CrossEntropyParams p) {
   __shared__ float target_logit;
   const int64_t row = blockIdx.x;
   T* x = static_cast<T*>(p.logits) + row * p.vocab;
-  const RowTarget t(p, row);
-  if (threadIdx.x == 0) target_logit = t.in_range ? to_float(x[t.target]) : 0.f;
+  const RowTarget t(p, row, x, &target_logit);
+  const RowVectors<T, Vec, Held> vectors(x, p.vocab);
   SoftmaxSums sums;
-  for (int64_t col = static_cast<int64_t>(threadIdx.x) * Vec; col < p.vocab; col += kThreads * Vec) {
-    float f[Vec];
-    load_vec<T, Vec>(x + col, f);
-    add_logits<Vec>(sums, f);
-  }
-  const float lse = block_logsumexp(sums);  // every read of x is done after its barriers
+  vectors.each([&](int64_t, float(&f)[Vec]) { add_logits<Vec>(sums, f); });
+  // Its barriers publish target_logit and end every read of x before the gradient's writes.
+  const float lse = block_logsumexp(sums);
   if (threadIdx.x == 0) p.row_loss[row] = t.loss(lse, target_logit);
   if (!p.grad) return;
-  for (int64_t col = static_cast<int64_t>(threadIdx.x) * Vec; col < p.vocab; col += kThreads * Vec) {
-    float f[Vec];
-    load_vec<T, Vec>(x + col, f);
+  vectors.each([&](int64_t col, float(&f)[Vec]) {
     row_grad<Vec>(f, col, lse, t);
     store_vec<T, Vec>(x + col, f);
-  }
+  });
 }
 
 // Held 0 takes the looping form.
 template <typename T, int Vec, int Held>
 int launch_cross_entropy_rows_typed(const CrossEntropyParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.rows));
-  if constexpr (Held > 0) {
-    cross_entropy_rows_held_kernel<T, Vec, Held><<<grid, CrossEntropyTraits::kThreads, 0, stream>>>(p);
-  } else {
-    cross_entropy_rows_loop_kernel<T, Vec><<<grid, CrossEntropyTraits::kThreads, 0, stream>>>(p);
-  }
+  cross_entropy_rows_kernel<T, Vec, Held><<<grid, CrossEntropyTraits::kThreads, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -69,6 +69,23 @@ __global__ void __launch_bounds__(RMSNormTraits::kFwdWarps * 32) rms_norm_fwd_ke
   }
 }
 
+// The block's weight-grad partial row: every warp's sums (warp-major, `per_warp` floats each,
+// lane-minor within a (chunk, slot)) added in warp order. Starts with the barrier that
+// publishes them.
+template <int Vec, int kWarps>
+__device__ __forceinline__ void write_block_dw_partial(const RMSNormParams& p, const float* sums, int per_warp) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < per_warp; i += kWarps * 32) {
+    const int k = i / (Vec * 32), v = (i / 32) % Vec, l = i % 32;
+    const int col = k * 32 * Vec + l * Vec + v;
+    if (col >= p.dim) continue;
+    float total = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += sums[w * per_warp + i];
+    p.dw_partial[static_cast<int64_t>(blockIdx.x) * p.dim + col] = total;
+  }
+}
+
 // Dynamic shared memory: kBwdWarps x chunks x Vec x 32 floats, chunk = 32 x Vec columns;
 // a warp's sums are stored lane-minor ((chunk * Vec + v) * 32 + lane) to avoid bank conflicts.
 template <typename T, int Vec>
@@ -133,16 +150,7 @@ __global__ void __launch_bounds__(RMSNormTraits::kBwdWarps * 32) rms_norm_bwd_ke
       }
     }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < per_warp; i += kWarps * 32) {
-    const int k = i / (Vec * 32), v = (i / 32) % Vec, l = i % 32;
-    const int col = k * 32 * Vec + l * Vec + v;
-    if (col >= p.dim) continue;
-    float total = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) total += dw_sums[w * per_warp + i];
-    p.dw_partial[static_cast<int64_t>(blockIdx.x) * p.dim + col] = total;
-  }
+  write_block_dw_partial<Vec, kWarps>(p, dw_sums, per_warp);
 }
 
 template <int Vec>
@@ -382,16 +390,7 @@ __device__ __forceinline__ void rms_norm_bwd_regs_rows(const RMSNormParams& p, f
 #pragma unroll
     for (int v = 0; v < Vec; ++v) sums[warp * kPerWarp + (k * Vec + v) * 32 + lane] = dw[k][v];
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < kPerWarp; i += kWarps * 32) {
-    const int k = i / (Vec * 32), v = (i / 32) % Vec, l = i % 32;
-    const int col = k * 32 * Vec + l * Vec + v;
-    if (col >= p.dim) continue;
-    float total = 0.f;
-#pragma unroll
-    for (int other = 0; other < kWarps; ++other) total += sums[other * kPerWarp + i];
-    p.dw_partial[static_cast<int64_t>(blockIdx.x) * p.dim + col] = total;
-  }
+  write_block_dw_partial<Vec, kWarps>(p, sums, kPerWarp);
 }
 
 // The shared memory is declared here, not in the per-gate bodies, so the three share it.
