@@ -1,10 +1,9 @@
 // Turns the runtime dtype, vector width and row length into the compiled instantiation (one
-// dispatch point).
+// dispatch point, in the operator's dispatch idiom: ops/cuda/dispatch.cuh).
 #include <cuda_runtime.h>
 
-#include <type_traits>
-
 #include "comba/core/cuda_element.cuh"
+#include "../../../ops/cuda/dispatch.cuh"
 #include "cross_entropy_params.h"
 #include "cross_entropy_traits.h"
 
@@ -16,7 +15,6 @@ int launch_cross_entropy_rows_typed(const CrossEntropyParams& params, cudaStream
 namespace {
 template <typename T>
 constexpr int kVecOf = CrossEntropyTraits::kVecBytes / sizeof(T);
-
 }  // namespace
 
 int launch_cross_entropy_rows(const CrossEntropyParams& params, bool vectorized, void* stream) {
@@ -26,14 +24,11 @@ int launch_cross_entropy_rows(const CrossEntropyParams& params, bool vectorized,
     using T = decltype(tag);
     constexpr int V = kVecOf<T>;
     if (!vectorized) return launch_cross_entropy_rows_typed<T, 1, 0>(params, s);
-    static_assert(CrossEntropyTraits::kMaxHeld == 16, "the cases below list the compiled Held");
-    switch (cross_entropy_held(params.vocab, V)) {
-      case 2: return launch_cross_entropy_rows_typed<T, V, 2>(params, s);
-      case 4: return launch_cross_entropy_rows_typed<T, V, 4>(params, s);
-      case 8: return launch_cross_entropy_rows_typed<T, V, 8>(params, s);
-      case 16: return launch_cross_entropy_rows_typed<T, V, 16>(params, s);
-      default: return launch_cross_entropy_rows_typed<T, V, 0>(params, s);
-    }
+    const int held = cross_entropy_held(params.vocab, V);
+    if (held == 0) return launch_cross_entropy_rows_typed<T, V, 0>(params, s);
+    static_assert(CrossEntropyTraits::kMaxHeld == 16, "the list below names the compiled Held");
+    return comba::cuda::dispatch_value<2, 4, 8, 16>(
+        held, [&](auto h) { return launch_cross_entropy_rows_typed<T, V, decltype(h)::value>(params, s); });
   });
 }
 

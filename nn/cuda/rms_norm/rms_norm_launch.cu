@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "comba/core/cuda_element.cuh"
+#include "../../../ops/cuda/dispatch.cuh"
 #include "../element.cuh"
 #include "../reduce.h"
 #include "rms_norm_params.h"
@@ -21,27 +22,23 @@ namespace {
 template <typename T>
 constexpr int kVecOf = RMSNormTraits::kVecBytes / sizeof(T);
 
-template <int N>
-using Int = std::integral_constant<int, N>;
-
 // Chunks of the register kernels for these rows (0: the looping kernels; always for scalar access).
 template <typename T>
 int reg_chunks(const RMSNormParams& params, bool vectorized) {
   return vectorized ? rms_norm_reg_chunks(params.dim, kVecOf<T>) : 0;
 }
 
-// fn(Int<Vec>, Int<Chunks>) for the compiled form that takes these rows.
+// fn(Vec, Chunks) as integral constants for the compiled form that takes these rows, in the
+// operator's dispatch idiom (ops/cuda/dispatch.cuh) over the Chunks rms_norm_reg_chunks picks.
 template <typename T, typename Fn>
 int with_form(const RMSNormParams& params, bool vectorized, Fn&& fn) {
-  static_assert(RMSNormTraits::kRegMaxChunks == 4, "the cases below list the compiled Chunks");
-  if (!vectorized) return fn(Int<1>{}, Int<0>{});
-  using V = Int<kVecOf<T>>;
-  switch (reg_chunks<T>(params, vectorized)) {
-    case 1: return fn(V{}, Int<1>{});
-    case 2: return fn(V{}, Int<2>{});
-    case 4: return fn(V{}, Int<4>{});
-    default: return fn(V{}, Int<0>{});
-  }
+  using Looping = std::integral_constant<int, 0>;
+  if (!vectorized) return fn(std::integral_constant<int, 1>{}, Looping{});
+  const std::integral_constant<int, kVecOf<T>> vec;
+  const int chunks = reg_chunks<T>(params, vectorized);
+  if (chunks == 0) return fn(vec, Looping{});
+  static_assert(RMSNormTraits::kRegMaxChunks == 4, "the list below names the compiled Chunks");
+  return comba::cuda::dispatch_value<1, 2, 4>(chunks, [&](auto c) { return fn(vec, c); });
 }
 }  // namespace
 
