@@ -1,8 +1,9 @@
 // chunk_comba's CUDA kernels at the sizes models train with, every output and gradient
 // against the operator's fp32 ATen reference path (use_reference_path) on the same GPU,
 // run on the very values the kernels saw (inputs and cotangents rounded to bf16 / fp16).
-// Sizes: the SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512, and
-// 20 packed segments of random lengths (0 included). 16-bit inputs run the tensor-core
+// Sizes: the SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512,
+// 20 packed segments of random lengths (0 included), and two long documents among 40
+// short ones (the scans' two launches). 16-bit inputs run the tensor-core
 // chunk kernels (K > 128 in two key halves); fp32 inputs the fused recurrent kernels.
 // GPU only: skips without CUDA.
 #include <gtest/gtest.h>
@@ -113,6 +114,11 @@ std::vector<LargeCase> cases() {
   const auto draws = torch::randint(0, 600, {20}, at::TensorOptions().dtype(at::kLong));
   for (int i = 0; i < 20; ++i) lengths.push_back(draws[i].item<int64_t>());
   lengths[3] = 0;  // an empty segment
+  // One long document among 40 short ones (empty, one token, chunk edges): the scans walk
+  // the short ones and the long one in two launches of different widths.
+  std::vector<int64_t> long_and_short = {8000};
+  for (int i = 0; i < 40; ++i) long_and_short.push_back(i == 0 ? 0 : i == 1 ? 1 : i == 2 ? 64 : i == 3 ? 65 : (i * 37) % 150);
+  long_and_short.push_back(5000);  // a second long one, past the short ones
   return {
       {"B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, {}},
       {"B1_T4096_H2_K128_V256", 1, 4096, 2, 2, 128, 256, {}},
@@ -121,6 +127,7 @@ std::vector<LargeCase> cases() {
       {"B1_T32768_H2_K128_V128", 1, 32768, 2, 2, 128, 128, {}},
       {"varlen20_H4_GVA2_K64_V128", 1, 0, 2, 4, 64, 128, lengths},
       {"varlen20_H2_GVA2_K192_V64", 1, 0, 1, 2, 192, 64, lengths},
+      {"varlen_long_and_short_H4_K128_V128", 1, 0, 4, 4, 128, 128, long_and_short},
   };
 }
 

@@ -5,6 +5,7 @@
 // compiled instantiation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -50,6 +51,37 @@ TEST(ChunkTraits, NamedConstantsKeepTheTiling) {
     EXPECT_GE(kp, k);
     EXPECT_EQ(chunk_key_split(kp), kp > kChunkKeyHalf);
   }
+}
+
+// Packed sequences: the scans split off the long ones only where that changes their width,
+// and the order holds every sequence once, short ones first.
+TEST(ChunkTraits, ScanSplitsLongSequencesOffOnlyWhenTheirWidthDiffers) {
+  constexpr int kSms = 132;
+  std::vector<int> order;
+  // Dense-like: every sequence long (within 2x of the longest): one launch.
+  EXPECT_EQ(ChunkTraits::split_scan_sequences({32, 32, 20, 17}, 16, 128, kSms, order), 0);
+  EXPECT_TRUE(order.empty());
+  // One long document among 60 one-chunk ones, 16 heads: the short ones fill the GPU at 64
+  // columns, the long one alone picks 16.
+  std::vector<int> chunks(61, 1);
+  chunks[7] = 469;
+  chunks[0] = 0;  // an empty sequence is a short one
+  ASSERT_EQ(ChunkTraits::scan_columns(61 * 16, 128, kSms), 64);
+  ASSERT_EQ(ChunkTraits::scan_columns(16, 128, kSms), 16);
+  const int short_count = ChunkTraits::split_scan_sequences(chunks, 16, 128, kSms, order);
+  EXPECT_EQ(short_count, 60);
+  ASSERT_EQ(order.size(), chunks.size());
+  EXPECT_EQ(order.back(), 7);
+  std::vector<int> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < static_cast<int>(sorted.size()); ++i) EXPECT_EQ(sorted[i], i);
+  for (int i = 0; i < short_count; ++i) EXPECT_LT(2 * chunks[order[i]], 469);
+  // Many long ones pick the same width as all: one launch.
+  std::vector<int> many(200, 1);
+  for (int i = 0; i < 100; ++i) many[i] = 50;
+  EXPECT_EQ(ChunkTraits::split_scan_sequences(many, 16, 128, kSms, order), 0);
+  // All empty: nothing to split.
+  EXPECT_EQ(ChunkTraits::split_scan_sequences({0, 0, 0}, 4, 64, kSms, order), 0);
 }
 
 TEST(KernelInputs, BothFamiliesStartWithTheOneInputStruct) {

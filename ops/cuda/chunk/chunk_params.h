@@ -18,6 +18,10 @@ namespace comba::cuda {
 struct ChunkParams : CombaKernelInputs {
   const int* chunk_offsets = nullptr;  // [N + 1] first global chunk of each sequence (varlen)
   int64_t num_chunks = 0;              // all sequences
+  // The scans' sequences: the ids of the scan_count sequences one launch walks (its grid's
+  // z), or null for all N in order (ChunkTraits::split_scan_sequences).
+  const int* scan_seqs = nullptr;
+  int scan_count = 0;
 
   // Per-chunk workspace written by the prep kernel (OT):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^

@@ -151,7 +151,8 @@ struct ScanCta {
   long long first, count, state_off;
   __device__ explicit ScanCta(const ChunkParams& p) {
     const int warp = threadIdx.x >> 5;
-    v0 = blockIdx.x * BV, hv = blockIdx.y, seq = blockIdx.z;
+    v0 = blockIdx.x * BV, hv = blockIdx.y;
+    seq = p.scan_seqs != nullptr ? p.scan_seqs[blockIdx.z] : static_cast<int>(blockIdx.z);
     m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
     ms = (warp % kRowGroups) * 16, ns = (warp / kRowGroups) * (BV / kColSplit);
     sequence_chunks(p, seq, first, count);

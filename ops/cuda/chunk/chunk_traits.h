@@ -2,7 +2,9 @@
 // key tiles, the row padding of shared tiles, the blocks of the unit-lower inverse, and the
 // scans' state-column split. Plain C++: host launchers and kernels include the same file.
 #pragma once
+#include <algorithm>
 #include <initializer_list>
+#include <vector>
 
 namespace comba::cuda {
 
@@ -65,6 +67,33 @@ struct ChunkTraits {
       if (2 * seqs_x_heads * ((value_dim + bv - 1) / bv) >= num_sms) return bv;
     }
     return 16;
+  }
+
+  // Packed sequences: a scan CTA walks its sequence's chunks one after another, so one
+  // long document among many short ones sets the scan's time, and the columns chosen for
+  // all of them (wide: there are many) leave its few CTAs long serial walks. The scans then
+  // run in two launches: first the short sequences at the width their count picks, then
+  // the long ones (at least half the longest's chunks) at theirs: narrow when they are few.
+  // Returns the short sequences' count, with `order` = the sequence ids, short ones first;
+  // 0 (order empty) when one launch in the natural order does as well: every sequence is
+  // long (or all are empty), or both groups would get the same width.
+  static int split_scan_sequences(const std::vector<int>& chunks_per_seq, long long value_heads,
+                                  int value_dim, int num_sms, std::vector<int>& order) {
+    order.clear();
+    const int most = chunks_per_seq.empty() ? 0 : *std::max_element(chunks_per_seq.begin(), chunks_per_seq.end());
+    auto is_long = [&](int chunks) { return 2 * chunks >= most && chunks > 0; };
+    const long long long_count = std::count_if(chunks_per_seq.begin(), chunks_per_seq.end(), is_long);
+    const long long all = static_cast<long long>(chunks_per_seq.size());
+    if (long_count == 0 || long_count == all ||
+        scan_columns(long_count * value_heads, value_dim, num_sms) == scan_columns(all * value_heads, value_dim, num_sms)) {
+      return 0;
+    }
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int seq = 0; seq < static_cast<int>(all); ++seq) {
+        if (is_long(chunks_per_seq[seq]) == (pass == 1)) order.push_back(seq);
+      }
+    }
+    return static_cast<int>(all - long_count);
   }
 };
 

@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <utility>
 #include <vector>
 
 #include "../../cuda/chunk/chunk_params.h"
@@ -35,12 +36,37 @@ void number_chunks(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace
   }
   const auto cu_host = in.cu_seqlens.to(at::kCPU).contiguous();
   const auto* b = cu_host.data_ptr<int64_t>();
-  std::vector<int> offsets(pb.num_seqs + 1, 0);
+  std::vector<int> offsets(pb.num_seqs + 1, 0), chunks(pb.num_seqs);
   for (int64_t i = 0; i < pb.num_seqs; ++i) {
-    offsets[i + 1] = offsets[i] + static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
+    chunks[i] = static_cast<int>((b[i + 1] - b[i] + kc::kChunk - 1) / kc::kChunk);
+    offsets[i + 1] = offsets[i] + chunks[i];
   }
-  ws.chunk_offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kInt)).to(in.q.device());
+  const auto device_ints = [&](const std::vector<int>& v) {
+    return at::tensor(v, at::TensorOptions().dtype(at::kInt)).to(in.q.device());
+  };
+  ws.chunk_offsets = device_ints(offsets);
   ws.num_chunks = offsets.back();
+  std::vector<int> order;
+  ws.scan_short = kc::ChunkTraits::split_scan_sequences(chunks, pb.value_heads, static_cast<int>(pb.value_dim),
+                                                        at::cuda::getCurrentDeviceProperties()->multiProcessorCount, order);
+  if (ws.scan_short > 0) ws.scan_order = device_ints(order);
+}
+
+// Launches a scan over all sequences, or over the workspace's two groups of packed
+// sequences in turn (short ones first).
+void launch_scans(kc::ChunkParams p, const ChunkWorkspace& ws, int (*launch)(const kc::ChunkParams&, void*),
+                  const char* what) {
+  if (!ws.scan_order.defined()) {
+    core::check_launch(launch(p, current_stream()), "chunk_comba", what);
+    return;
+  }
+  const int* order = ws.scan_order.data_ptr<int>();
+  const int count = static_cast<int>(ws.scan_order.numel()), first = static_cast<int>(ws.scan_short);
+  for (const auto& [begin, size] : {std::pair{0, first}, std::pair{first, count - first}}) {
+    p.scan_seqs = order + begin;
+    p.scan_count = size;
+    core::check_launch(launch(p, current_stream()), "chunk_comba", what);
+  }
 }
 
 void* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
@@ -113,8 +139,7 @@ CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, Chunk
   if (!keep_states) p.states = p.v_new = nullptr;  // the kernel writes them where given
   p.o = out.o.data_ptr();
   p.final_state = out.final_state.data_ptr<float>();
-  core::check_launch(kc::launch_chunk_scan_fwd(p, current_stream()), "chunk_comba",
-                     "scan (forward)");
+  launch_scans(p, ws, kc::launch_chunk_scan_fwd, "scan (forward)");
   return out;
 }
 
@@ -140,8 +165,7 @@ ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
   p.d_states = sg.d_states.data_ptr();
   p.dv_new = sg.dv_new.data_ptr();
   p.grad_initial = sg.d_initial.data_ptr<float>();
-  core::check_launch(kc::launch_chunk_scan_bwd(p, current_stream()), "chunk_comba",
-                     "scan (backward)");
+  launch_scans(p, ws, kc::launch_chunk_scan_bwd, "scan (backward)");
   return sg;
 }
 
