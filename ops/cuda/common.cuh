@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <cstdint>
 
 #include "comba/core/cuda_element.cuh"
 #include "l2norm_eps.h"
@@ -15,21 +14,6 @@ namespace comba::cuda {
 using core::from_float;
 using core::load_either;
 using core::to_float;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte asynchronous copy global -> shared; src_bytes < 16 zero-fills the rest.
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 // Opts Kernel into `bytes` of dynamic shared memory once per device: the default limit
 // is 48 KiB less the static shared memory, the attribute is per device, and setting it on

@@ -197,11 +197,7 @@ std::vector<CaseConfig> gpu_cases() {
   return {step_case("h16_k128", 3, 5, 4, 4, 128, 128, true),  // the model's head shape, 4 columns per lane
           step_case("gva_odd", 2, 4, 2, 6, 100, 12, true),    // K not a multiple of the warps' rows
           step_case("k256_v40", 1, 3, 1, 2, 256, 40, false),  // the largest K
-          step_case("b64", 64, 2, 2, 2, 64, 64, true),        // wide grid: 4 columns per lane
-          // Enough states for the pipelined kernel (DecodePipeline: >= 8 per SM, 1056 on an
-          // H200): the head shape with GVA, and K short of its 128 rows.
-          step_case("pipelined_gva", 72, 2, 8, 16, 128, 128, true),
-          step_case("pipelined_k100", 80, 2, 16, 16, 100, 128, true)};
+          step_case("b64", 64, 2, 2, 2, 64, 64, true)};       // wide grid: 4 columns per lane
 }
 
 TEST_F(DecodeStepCuda, MatchesOracleAtEveryDtypeAndStateDtype) {

@@ -23,22 +23,6 @@ std::set<std::pair<int, int>> compiled_tiles() {
   return tiles;
 }
 
-// The pipelined decode kernel takes only what it was built for: an fp32 state it reads
-// with 16-byte vectors, V = 128, K <= 128, and at least 8 states per SM.
-TEST(RecurrentTiling, PipelinedDecodeTakesLargeBatchesOfTheHeadShapeOnly) {
-  constexpr int kSms = 132;
-  const long long b256 = 256LL * 16;
-  EXPECT_TRUE(DecodePipeline::takes(false, true, 4, 128, 128, b256, kSms));
-  EXPECT_TRUE(DecodePipeline::takes(false, true, 4, 100, 128, 8LL * kSms, kSms));
-  EXPECT_FALSE(DecodePipeline::takes(false, true, 4, 128, 128, 8LL * kSms - 1, kSms));  // too few states
-  EXPECT_FALSE(DecodePipeline::takes(true, true, 4, 128, 128, b256, kSms));    // bf16 state
-  EXPECT_FALSE(DecodePipeline::takes(false, false, 4, 128, 128, b256, kSms));  // no state to read
-  EXPECT_FALSE(DecodePipeline::takes(false, true, 2, 128, 128, b256, kSms));   // unaligned buffers
-  EXPECT_FALSE(DecodePipeline::takes(false, true, 4, 256, 128, b256, kSms));   // K past its rows
-  EXPECT_FALSE(DecodePipeline::takes(false, true, 4, 128, 64, b256, kSms));    // another V
-  EXPECT_LE(DecodePipeline::kBytes, 227 * 1024);
-}
-
 TEST(RecurrentTiling, EveryHeadDimPairHasACompiledTile) {
   const auto tiles = compiled_tiles();
   for (int k = 1; k <= kRecurrentMaxKeyDim; ++k) {

@@ -13,8 +13,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../common.cuh"
-
 namespace comba::cuda::tile {
 
 // Where element (r, c) of a logical matrix lives, for leading dimension ld.
@@ -46,12 +44,9 @@ struct Acc {
   }
 };
 
-// Shared-memory addresses and the cp.async copies live in ../common.cuh (both kernel
-// families use them).
-using ::comba::cuda::cp_async_16;
-using ::comba::cuda::cp_async_commit;
-using ::comba::cuda::cp_async_wait;
-using ::comba::cuda::smem_addr;
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -140,6 +135,16 @@ __device__ __forceinline__ void warp_mma(Acc<MT, NT>& acc, const T* A, int lda, 
   }
 }
 
+// 16-byte asynchronous copy global -> shared; src_bytes < 16 zero-fills the rest.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 // Copies a ROWS x COLS tile (COLS % 8 == 0) of 16-bit elements from global (row stride
 // g_ld elements) into shared (row stride s_ld), zero-filling rows >= valid_rows and

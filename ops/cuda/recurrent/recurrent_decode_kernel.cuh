@@ -108,21 +108,29 @@ __device__ __forceinline__ void store_state_slice(const StateVec<Vec> (&src)[Row
   }
 }
 
-// The step for one (sequence n, value head hv) on this CTA's [Rows, Vec] slice of its
-// state, already in registers (rows past K and columns past V zero): the update, the new
-// state stored to state_out, the output. Two barriers (the cross-warp sums over K); every
-// thread of the CTA calls it with the same (n, hv).
 template <typename T, typename S, int Rows, int Vec, bool Streaming>
-__device__ __forceinline__ void decode_token(const RecurrentDecodeParams& params, StateVec<Vec> (&state)[Rows],
-                                             int n, int hv, int col0, bool cols_ok,
-                                             float (&pred_red)[RecurrentTraits::kWarps][RecurrentTraits::kLanes * Vec],
-                                             float (&out_red)[RecurrentTraits::kWarps][RecurrentTraits::kLanes * Vec]) {
+__global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
+    recurrent_decode_kernel(const __grid_constant__ RecurrentDecodeParams params) {
   constexpr int kWarps = RecurrentTraits::kWarps;
+  constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int hv = blockIdx.y, n = blockIdx.z;  // n: the sequence, and its only token
   const int K = params.key_dim, V = params.value_dim, HV = params.value_heads;
   const int h = hv / (HV / params.heads);
-  const int my_col = lane * Vec;
+  const int my_col = lane * Vec, col0 = blockIdx.x * kColumns + my_col;
+  const bool cols_ok = col0 < V;
   const int row0 = warp * Rows;
+  __shared__ float pred_red[kWarps][kColumns];  // partial S^T p over each warp's rows
+  __shared__ float out_red[kWarps][kColumns];   // partial S'^T q
+
+  // [Rows, Vec] slice of this (sequence, value head)'s [K, V] state; rows past K and
+  // columns past V are zeros and never stored.
+  const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
+  StateVec<Vec> state[Rows];
+  load_state_slice<Rows, Vec, Streaming>(
+      state, params.state_in == nullptr ? nullptr : static_cast<const S*>(params.state_in) + mat, K, V, row0,
+      col0, cols_ok);
+
   const long long qk_row = (static_cast<long long>(n) * params.heads + h) * K;
   const T* q = static_cast<const T*>(params.q) + qk_row;
   const T* k = static_cast<const T*>(params.k) + qk_row;
@@ -164,7 +172,6 @@ __device__ __forceinline__ void decode_token(const RecurrentDecodeParams& params
     }
   }
   if (params.state_out != nullptr) {
-    const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
     store_state_slice<Rows, Vec, Streaming>(state, static_cast<S*>(params.state_out) + mat, K, V, row0, col0,
                                             cols_ok);
   }
@@ -184,77 +191,6 @@ __device__ __forceinline__ void decode_token(const RecurrentDecodeParams& params
 }
 
 template <typename T, typename S, int Rows, int Vec, bool Streaming>
-__global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
-    recurrent_decode_kernel(const __grid_constant__ RecurrentDecodeParams params) {
-  constexpr int kColumns = RecurrentTraits::kLanes * Vec;
-  const int hv = blockIdx.y, n = blockIdx.z;  // n: the sequence, and its only token
-  const int K = params.key_dim, V = params.value_dim, HV = params.value_heads;
-  const int col0 = blockIdx.x * kColumns + (threadIdx.x % 32) * Vec;
-  const bool cols_ok = col0 < V;
-  __shared__ float pred_red[RecurrentTraits::kWarps][kColumns];  // partial S^T p over each warp's rows
-  __shared__ float out_red[RecurrentTraits::kWarps][kColumns];   // partial S'^T q
-
-  const long long mat = (static_cast<long long>(n) * HV + hv) * K * V;
-  StateVec<Vec> state[Rows];
-  load_state_slice<Rows, Vec, Streaming>(
-      state, params.state_in == nullptr ? nullptr : static_cast<const S*>(params.state_in) + mat, K, V,
-      (threadIdx.x / 32) * Rows, col0, cols_ok);
-  decode_token<T, S, Rows, Vec, Streaming>(params, state, n, hv, col0, cols_ok, pred_red, out_red);
-}
-
-// Large batches of the model's head shape (fp32 state, V = DecodePipeline::kColumns,
-// K <= 128): a persistent CTA per SM pipelines the (sequence, head) states through
-// DecodePipeline::kStages shared-memory buffers, so that the next states' loads are in
-// flight while one is updated and stored (the kernel above loads, waits at two barriers,
-// then stores: 85% of a copy's rate at B256 H16). A CTA takes states n * HV + hv =
-// blockIdx.x, blockIdx.x + gridDim.x, ... The same arithmetic as the kernel above.
-template <typename T>
-__global__ void __launch_bounds__(RecurrentTraits::kThreads, 1)
-    recurrent_decode_pipelined_kernel(const __grid_constant__ RecurrentDecodeParams params) {
-  constexpr int kRows = DecodePipeline::kRows, kStages = DecodePipeline::kStages, kColumns = DecodePipeline::kColumns;
-  static_assert(RecurrentTraits::kWarps * kRows == DecodePipeline::kMaxKey, "the warps cover kMaxKey rows");
-  extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float pred_red[RecurrentTraits::kWarps][kColumns];
-  __shared__ float out_red[RecurrentTraits::kWarps][kColumns];
-  const int K = params.key_dim, HV = params.value_heads;
-  const long long states = static_cast<long long>(params.num_seqs) * HV, mat = static_cast<long long>(K) * kColumns;
-  const float* state_in = static_cast<const float*>(params.state_in);
-  auto stage = [&](long long it) { return reinterpret_cast<float*>(smem) + (it % kStages) * (DecodePipeline::kStageBytes / 4); };
-  // The it-th state of this CTA into its stage: K rows of 512 bytes, 16 bytes per copy.
-  auto issue = [&](long long it) {
-    const long long s = blockIdx.x + it * gridDim.x;
-    if (s < states) {
-      const float* src = state_in + s * mat;
-      float* dst = stage(it);
-      for (int e = threadIdx.x * 4; e < mat; e += RecurrentTraits::kThreads * 4) cp_async_16(dst + e, src + e, 16);
-    }
-    cp_async_commit();  // one group per state, empty past the end: the waits count groups
-  };
-  for (int it = 0; it < kStages - 1; ++it) issue(it);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * kRows, col0 = lane * 4;
-  for (long long it = 0; blockIdx.x + it * gridDim.x < states; ++it) {
-    issue(it + kStages - 1);  // into the stage state it - 1 used: read before its barriers
-    cp_async_wait<kStages - 1>();
-    __syncthreads();  // every thread's copies of state it are in
-    const long long s = blockIdx.x + it * gridDim.x;
-    StateVec<4> state[kRows];
-    const float* tile = stage(it);
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      if (row0 + i < K) {
-        state[i].load(tile + (row0 + i) * kColumns + col0);
-      } else {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) state[i].x[c] = 0.f;
-      }
-    }
-    decode_token<T, float, kRows, 4, true>(params, state, static_cast<int>(s / HV), static_cast<int>(s % HV), col0,
-                                           true, pred_red, out_red);
-  }
-  cp_async_wait<0>();  // no copy outlives the CTA
-}
-
-template <typename T, typename S, int Rows, int Vec, bool Streaming>
 int launch_recurrent_decode_variant(const RecurrentDecodeParams& params, cudaStream_t stream) {
   constexpr int kColumns = RecurrentTraits::kLanes * Vec;
   const dim3 grid((params.value_dim + kColumns - 1) / kColumns, params.value_heads, params.num_seqs);
@@ -268,18 +204,6 @@ int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStrea
   return launch_recurrent_decode_variant<T, S, Rows, Vec, true>(params, stream);
 }
 
-// The pipelined kernel: one CTA per SM, or fewer when there are fewer states.
-template <typename T>
-int launch_recurrent_decode_pipelined(const RecurrentDecodeParams& params, int num_sms, cudaStream_t stream) {
-  const auto kernel = recurrent_decode_pipelined_kernel<T>;
-  if (const int err = allow_dynamic_smem<recurrent_decode_pipelined_kernel<T>>(DecodePipeline::kBytes); err != 0) return err;
-  const long long states = static_cast<long long>(params.num_seqs) * params.value_heads;
-  const unsigned grid = static_cast<unsigned>(states < num_sms ? states : num_sms);
-  if (grid == 0) return 0;
-  kernel<<<grid, RecurrentTraits::kThreads, DecodePipeline::kBytes, stream>>>(params);
-  return static_cast<int>(cudaGetLastError());
-}
-
 // Instantiates the decode launcher for every tile and both state types, for the input
 // dtype the including .cu file names COMBA_ELEMENT.
 #define COMBA_INSTANTIATE_RECURRENT_DECODE_TILE(ROWS, VEC)                                          \
@@ -287,8 +211,6 @@ int launch_recurrent_decode_pipelined(const RecurrentDecodeParams& params, int n
       const RecurrentDecodeParams&, cudaStream_t);                                                  \
   template int launch_recurrent_decode_typed<COMBA_ELEMENT, __nv_bfloat16, ROWS, VEC>(              \
       const RecurrentDecodeParams&, cudaStream_t);
-#define COMBA_INSTANTIATE_RECURRENT_DECODE()                     \
-  COMBA_RECURRENT_TILES(COMBA_INSTANTIATE_RECURRENT_DECODE_TILE)   \
-  template int launch_recurrent_decode_pipelined<COMBA_ELEMENT>(const RecurrentDecodeParams&, int, cudaStream_t);
+#define COMBA_INSTANTIATE_RECURRENT_DECODE() COMBA_RECURRENT_TILES(COMBA_INSTANTIATE_RECURRENT_DECODE_TILE)
 
 }  // namespace comba::cuda

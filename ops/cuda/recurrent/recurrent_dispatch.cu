@@ -16,8 +16,6 @@ template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream);
 template <typename T, typename S, int Rows, int Vec>
 int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStream_t stream);
-template <typename T>
-int launch_recurrent_decode_pipelined(const RecurrentDecodeParams& params, int num_sms, cudaStream_t stream);
 template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream);
 
@@ -58,13 +56,9 @@ int state_vec_limit(const RecurrentDecodeParams& params) {
 
 template <typename T>
 int dispatch_decode(const RecurrentDecodeParams& params, cudaStream_t stream) {
-  const long long states = static_cast<long long>(params.num_seqs) * params.value_heads;
-  const int sms = current_device_sms(), max_vec = state_vec_limit(params);
-  if (DecodePipeline::takes(params.state_bf16, params.state_in != nullptr, max_vec, params.key_dim, params.value_dim,
-                          states, sms)) {
-    return launch_recurrent_decode_pipelined<T>(params, sms, stream);
-  }
-  const auto tile = recurrent_decode_tile(params.key_dim, params.value_dim, states, sms, max_vec);
+  const auto tile = recurrent_decode_tile(params.key_dim, params.value_dim,
+                                          static_cast<long long>(params.num_seqs) * params.value_heads,
+                                          current_device_sms(), state_vec_limit(params));
   return visit_tile(tile, [&](auto rows, auto vec) {
     constexpr int kRows = decltype(rows)::value, kVec = decltype(vec)::value;
     return params.state_bf16

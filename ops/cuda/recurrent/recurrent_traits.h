@@ -81,27 +81,6 @@ inline RecurrentTile recurrent_decode_tile(int key_dim, int value_dim, long long
   return {rows, 1};
 }
 
-// The pipelined decode kernel (recurrent_decode_pipelined_kernel): one CTA per SM walks
-// states n * HV + hv through kStages shared-memory buffers of [K <= kMaxKey, kColumns] fp32.
-struct DecodePipeline {
-  static constexpr int kColumns = 128;  // V: 32 lanes x 4 columns
-  static constexpr int kRows = 16;      // state rows per warp
-  static constexpr int kMaxKey = RecurrentTraits::kWarps * kRows;
-  static constexpr int kStages = 3;
-  static constexpr int kStageBytes = kMaxKey * kColumns * 4;
-  static constexpr int kBytes = kStages * kStageBytes;
-  // At least this many states per SM, or the one-state-per-CTA kernel does as well.
-  static constexpr int kMinStatesPerSm = 8;
-  // Whether it takes the step: an fp32 state read from a buffer (max_vec: the most columns
-  // per lane the state buffers' alignment allows), the head shape, enough states.
-  static bool takes(bool state_bf16, bool reads_state, int max_vec, int key_dim, int value_dim,
-                    long long states, int num_sms) {
-    return !state_bf16 && reads_state && max_vec == 4 && value_dim == kColumns && key_dim <= kMaxKey &&
-           states >= static_cast<long long>(kMinStatesPerSm) * num_sms;
-  }
-};
-static_assert(DecodePipeline::kColumns == RecurrentTraits::kLanes * 4, "a lane holds 4 columns");
-
 // Backward: 4 columns per lane when V and the registers allow it, 2 for the 16-row tile
 // (K in (64, 128]), else 1.
 inline RecurrentTile recurrent_bwd_tile(int key_dim, int value_dim) {
