@@ -20,7 +20,13 @@ The anchors come from wheels (the GPU machine has no network): download them her
         torch-c-dlpack-ext z3-solver cloudpickle ml-dtypes psutil tqdm einops
 and put them on PYTHONPATH there (pip install --no-deps --target DIR, or unpack).
 
-Usage: python3 benchmarks/compare_ops.py BUILD_DIR [--impls ours,fla_comba,fla_gdn,flashqla]
+The anchors compile on first use: on an H200, FlashQLA's TileLang kernels take about a minute
+per shape and fla's Triton autotune longer. --cache-dir DIR keeps both compilers' caches
+there (Triton's autotune results too). One call can fill it and bring it back (for example
+as a tarball under $OUT), and a later call can carry it in and time the anchors without
+compiling.
+
+Usage: python3 benchmarks/compare_ops.py BUILD_DIR [--cache-dir DIR] [--impls ours,fla_comba,fla_gdn,flashqla]
            [--cases 8x2048x16x128x128,...,varlen] [--iters 20]
 A case is BxTxHxKxV, or "varlen": one packed row of one 30000-token document and 60 short
 ones (32768 tokens, H16 K=V=128)."""
@@ -167,17 +173,23 @@ def main():
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--cases", default=DEFAULT_CASES)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--cache-dir", help="keep the anchors' compiled kernels and autotune results here")
     ap.add_argument("--worker-timeout", type=float, default=None, help="seconds per implementation")
     ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    env = os.environ.copy()
+    if args.cache_dir:
+        cache = os.path.abspath(args.cache_dir)
+        env.update(TRITON_CACHE_DIR=os.path.join(cache, "triton"), TRITON_CACHE_AUTOTUNING="1",
+                   TILELANG_CACHE_DIR=os.path.join(cache, "tilelang"))
     results = {}
     for impl in args.impls.split(","):
         cmd = [sys.executable, __file__, args.build_dir, "--worker", impl, "--cases", args.cases,
                "--iters", str(args.iters)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(),
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                   timeout=args.worker_timeout)
             stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as expired:  # keep the cases it finished
