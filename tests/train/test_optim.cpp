@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "comba/nn/causal_lm.h"
 #include "comba/train/data/batch.h"
 #include "comba/train/data/data_source.h"
@@ -149,6 +151,33 @@ TEST(Clipping, MatchesLibTorchClipGradNorm) {
     EXPECT_NEAR(norm.item<double>(), expected, 1e-12 * expected);
     for (size_t i = 0; i < a.size(); ++i) {
       EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-13, 1e-13)) << max_norm;
+    }
+  }
+  // Gradients of several dtypes (fp32 master gradients beside 16-bit ones) are each scaled
+  // in their own dtype by the one coefficient: against the closed form in fp64.
+  {
+    std::vector<torch::Tensor> params;
+    double sum_sq = 0;
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kFloat, torch::kHalf}) {
+      auto p = torch::zeros({6, 5}, dtype).requires_grad_();
+      p.mutable_grad() = (torch::randn({6, 5}) * 2).to(dtype);
+      sum_sq += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+      params.push_back(p);
+    }
+    std::vector<torch::Tensor> before;
+    for (const auto& p : params) before.push_back(p.grad().to(torch::kDouble));
+    // Each gradient's norm comes in its own dtype (as in clip_grad_norm_): the total is
+    // within 16-bit rounding of the fp64 one, and every gradient is scaled by the
+    // coefficient of the total reported.
+    const double max_norm = 1.0, norm = std::sqrt(sum_sq);
+    const double reported = clip_gradients(params, max_norm).item<double>();
+    EXPECT_NEAR(reported, norm, 1e-2 * norm);
+    const double coef = max_norm / (reported + 1e-6);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto dtype = params[i].grad().scalar_type();
+      EXPECT_EQ(dtype, params[i].scalar_type());
+      const double tol = dtype == torch::kFloat ? 1e-6 : 1e-2;  // one rounding in the dtype
+      EXPECT_TRUE(torch::allclose(params[i].grad().to(torch::kDouble), before[i] * coef, tol, tol)) << i;
     }
   }
   // Zero disables clipping but still reports the norm.
