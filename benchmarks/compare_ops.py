@@ -75,7 +75,7 @@ def make_inputs(case, torch):
     return q, k, v, p, g, beta, cu
 
 
-def operator(impl, build_dir, torch):
+def make_operator(impl, build_dir, torch):
     """fn(q, k, v, p, g, beta, cu) -> o, with each implementation's own argument order."""
     scale = None
     if impl == "ours":
@@ -120,11 +120,11 @@ def median_ms(torch, fn, iters):
 def worker(args):
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
-    fn, note = operator(args.worker, args.build_dir, torch)
+    fn, note = make_operator(args.worker, args.build_dir, torch)
     for name in args.cases.split(","):
         case = parse_case(name)
         inputs = make_inputs(case, torch)
-        leaves = [x for x in inputs[:6]]
+        leaves = list(inputs[:6])
         q, k, v, p, g, beta, cu = inputs
         grad_o = torch.randn(case["B"], case["T"], case["H"], case["V"], device="cuda",
                              generator=torch.Generator(device="cuda").manual_seed(1)).to(torch.bfloat16)

@@ -116,8 +116,8 @@ std::vector<LargeCase> cases() {
   lengths[3] = 0;  // an empty segment
   // One long document among 40 short ones (empty, one token, chunk edges): the scans walk
   // the short ones and the long one in two launches of different widths.
-  std::vector<int64_t> long_and_short = {8000};
-  for (int i = 0; i < 40; ++i) long_and_short.push_back(i == 0 ? 0 : i == 1 ? 1 : i == 2 ? 64 : i == 3 ? 65 : (i * 37) % 150);
+  std::vector<int64_t> long_and_short = {8000, 0, 1, 64, 65};
+  for (int i = 4; i < 40; ++i) long_and_short.push_back((i * 37) % 150);
   long_and_short.push_back(5000);  // a second long one, past the short ones
   return {
       {"B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128, {}},

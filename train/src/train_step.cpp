@@ -3,9 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <map>
-#include <string>
-#include <utility>
 #include <vector>
 
 #include "comba/nn/labels.h"
@@ -68,14 +65,10 @@ torch::Tensor clip_gradients(const std::vector<torch::Tensor>& parameters, doubl
   const auto norms = at::_foreach_norm(grads, 2);
   const auto total = torch::stack(norms).norm();
   if (max_norm > 0) {
-    // Same rule as torch.nn.utils.clip_grad_norm_: scale only when above max_norm. One
-    // multi-tensor multiply per (device, dtype) group instead of a launch per gradient.
+    // Same rule as torch.nn.utils.clip_grad_norm_: scale only when above max_norm, in one
+    // multi-tensor multiply (instead of a launch per gradient); each gradient keeps its dtype.
     const auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
-    std::map<std::pair<std::string, at::ScalarType>, std::vector<torch::Tensor>> groups;
-    for (const auto& g : grads) groups[{g.device().str(), g.scalar_type()}].push_back(g);
-    for (auto& [key, group] : groups) {
-      at::_foreach_mul_(group, coef.to(group.front().device(), key.second));
-    }
+    at::_foreach_mul_(grads, coef);
   }
   return total;
 }

@@ -22,6 +22,7 @@ struct ChunkParams : CombaKernelInputs {
   // z), or null for all N in order (ChunkTraits::split_scan_sequences).
   const int* scan_seqs = nullptr;
   int scan_count = 0;
+  int64_t scan_sequences() const { return scan_seqs != nullptr ? scan_count : num_seqs; }  // host
 
   // Per-chunk workspace written by the prep kernel (OT):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
