@@ -14,14 +14,14 @@ namespace {
 
 // A training forward's workspace as CombaForward::saved carries it through autograd, and
 // back. Tu is not kept: only the forward scan reads it, and dropping it here frees it
-// before the backward. The scans' sequence order travels with its short count (a CPU
-// scalar).
+// before the backward. The scans' walks travel with the first launch's walk count (a
+// CPU scalar).
 constexpr size_t kSavedTensors = 11;
 std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
   return {std::move(ws.w),      std::move(ws.mqk),   std::move(ws.qf),
           std::move(ws.kf),     std::move(ws.gamma), std::move(ws.t_inv),
           std::move(ws.states), std::move(ws.v_new), std::move(ws.chunk_offsets),
-          std::move(ws.scan_order), at::scalar_tensor(ws.scan_short, at::kLong)};
+          std::move(ws.scan_plan), at::scalar_tensor(ws.scan_short_walks, at::kLong)};
 }
 
 // Takes the buffers over: the backward owns them alone, so that releasing frees them.
@@ -36,8 +36,8 @@ ChunkWorkspace from_saved(std::vector<at::Tensor> saved) {
   ws.states = std::move(saved[6]);
   ws.v_new = std::move(saved[7]);
   ws.chunk_offsets = std::move(saved[8]);
-  ws.scan_order = std::move(saved[9]);
-  ws.scan_short = saved[10].item<int64_t>();
+  ws.scan_plan = std::move(saved[9]);
+  ws.scan_short_walks = saved[10].item<int64_t>();
   ws.num_chunks = ws.t_inv.size(0);
   ws.padded_key_dim = ws.states.size(2);
   return ws;

@@ -31,11 +31,12 @@ struct ChunkWorkspace {
                                // sequence; undefined when dense
   int64_t num_chunks = 0;      // NC
   int64_t padded_key_dim = 0;  // KP
-  // Packed sequences of very different lengths (CUDA scans only): the sequence ids, short
-  // ones first, and how many are short; the scans walk the two groups in two launches.
-  // Undefined / 0: one launch over all sequences in order.
-  at::Tensor scan_order;       // [N] int32 on the device
-  int64_t scan_short = 0;
+  // Packed sequences of very different lengths (CUDA scans only): the scans' walks
+  // (ChunkTraits::plan_scans) on the device, [N] sequence ids then [W + 1] walk offsets,
+  // and how many walks (the short sequences') the first of the two launches takes.
+  // Undefined / 0: one launch, one CTA per sequence in order.
+  at::Tensor scan_plan;        // [N + W + 1] int32 on the device
+  int64_t scan_short_walks = 0;
 
   // Written by chunk_prep (every chunk independent):
   at::Tensor w;      // [NC, HV, C, KP] OT   T diag(beta e^G0) P^

@@ -157,6 +157,19 @@ TEST_P(ChunkStagesCuda, ScanForward) {
   expect_fields(compare_scan_fwd(cuda, cuda_ws, twin, twin_ws));
 }
 
+// Without kept states (inference: no states or V' written) the outputs and the final
+// state against the twin.
+TEST_P(ChunkStagesCuda, ScanForwardInference) {
+  const auto x = gpu_inputs(GetParam().cfg);
+  auto cuda_ws = detail::cuda::chunk_prep(x.pb, x.in);
+  auto twin_ws = workspace_in(cuda_ws, at::kFloat);
+  const auto cuda = detail::cuda::chunk_scan_fwd(x.pb, x.in, cuda_ws, /*keep_states=*/false);
+  const auto twin = detail::twin::chunk_scan_fwd(x.pb, x.in, twin_ws, /*keep_states=*/false);
+  EXPECT_FALSE(cuda_ws.states.defined());
+  expect_fields({compare_field("o", cuda.o, twin.o, kStage16BitTolerance),
+                 compare_field("final_state", cuda.final_state, twin.final_state, kStage16BitTolerance)});
+}
+
 TEST_P(ChunkStagesCuda, ScanBackward) {
   const auto x = gpu_inputs(GetParam().cfg);
   auto ws = detail::cuda::chunk_prep(x.pb, x.in);

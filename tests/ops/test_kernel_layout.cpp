@@ -55,12 +55,22 @@ TEST(ChunkTraits, NamedConstantsKeepTheTiling) {
 
 // Packed sequences: the scans split off the long ones only where that changes their width,
 // and the order holds every sequence once, short ones first.
-TEST(ChunkTraits, ScanSplitsLongSequencesOffOnlyWhenTheirWidthDiffers) {
+// Every sequence in exactly one walk, the walk offsets increasing from 0 to N.
+void expect_plan_covers(const ChunkTraits::ScanPlan& plan, size_t sequences) {
+  ASSERT_EQ(plan.order.size(), sequences);
+  ASSERT_FALSE(plan.walks.empty());
+  EXPECT_EQ(plan.walks.front(), 0);
+  EXPECT_EQ(plan.walks.back(), static_cast<int>(sequences));
+  EXPECT_TRUE(std::is_sorted(plan.walks.begin(), plan.walks.end()));
+  std::vector<int> sorted = plan.order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < static_cast<int>(sorted.size()); ++i) EXPECT_EQ(sorted[i], i);
+}
+
+TEST(ChunkTraits, ScanPlanWalksShortSequencesInOneWaveAndLongOnesAlone) {
   constexpr int kSms = 132;
-  std::vector<int> order;
-  // Dense-like: every sequence long (within 2x of the longest): one launch.
-  EXPECT_EQ(ChunkTraits::split_scan_sequences({32, 32, 20, 17}, 16, 128, kSms, order), 0);
-  EXPECT_TRUE(order.empty());
+  // Dense-like: every sequence long (within 2x of the longest): no plan, one launch.
+  EXPECT_TRUE(ChunkTraits::plan_scans({32, 32, 20, 17}, 16, 128, kSms).order.empty());
   // One long document among 60 one-chunk ones, 16 heads: the short ones fill the GPU at 64
   // columns, the long one alone picks 16.
   std::vector<int> chunks(61, 1);
@@ -68,20 +78,40 @@ TEST(ChunkTraits, ScanSplitsLongSequencesOffOnlyWhenTheirWidthDiffers) {
   chunks[0] = 0;  // an empty sequence is a short one
   ASSERT_EQ(ChunkTraits::scan_columns(61 * 16, 128, kSms), 64);
   ASSERT_EQ(ChunkTraits::scan_columns(16, 128, kSms), 16);
-  const int short_count = ChunkTraits::split_scan_sequences(chunks, 16, 128, kSms, order);
-  EXPECT_EQ(short_count, 60);
-  ASSERT_EQ(order.size(), chunks.size());
-  EXPECT_EQ(order.back(), 7);
-  std::vector<int> sorted = order;
-  std::sort(sorted.begin(), sorted.end());
-  for (int i = 0; i < static_cast<int>(sorted.size()); ++i) EXPECT_EQ(sorted[i], i);
-  for (int i = 0; i < short_count; ++i) EXPECT_LT(2 * chunks[order[i]], 469);
-  // Many long ones pick the same width as all: one launch.
+  const auto plan = ChunkTraits::plan_scans(chunks, 16, 128, kSms);
+  expect_plan_covers(plan, chunks.size());
+  // 16 heads x 2 slices of 64 columns = 32 CTAs a walk: 4 walks fill 132 SMs once.
+  ASSERT_EQ(plan.short_walks, 4);
+  ASSERT_EQ(plan.walks.size(), 4u + 1u + 1u);
+  EXPECT_EQ(plan.order.back(), 7);  // the long one: the second launch's one walk
+  EXPECT_EQ(plan.walks[4], 60);
+  EXPECT_EQ(ChunkTraits::scan_columns(4 * 16, 128, kSms), 64);
+  // 59 chunks over 4 walks: 15, 15, 15, 14.
+  for (int w = 0; w < 4; ++w) {
+    int walk_chunks = 0;
+    for (int j = plan.walks[w]; j < plan.walks[w + 1]; ++j) walk_chunks += chunks[plan.order[j]];
+    EXPECT_GE(walk_chunks, 14) << "walk " << w;
+    EXPECT_LE(walk_chunks, 15) << "walk " << w;
+  }
+  // Uneven short ones are balanced by chunks, longest first: {9, 8, 1, 1, 1} over 3
+  // walks (one head, V = 64, 3 SMs: the long one alone picks 32 columns) gives 9, 8 and
+  // 1 + 1 + 1.
+  const std::vector<int> uneven = {1, 9, 1, 8, 1, 40};
+  const auto three = ChunkTraits::plan_scans(uneven, 1, 64, 3);
+  expect_plan_covers(three, uneven.size());
+  ASSERT_EQ(three.short_walks, 3);
+  EXPECT_EQ(three.walks, (std::vector<int>{0, 1, 2, 5, 6}));
+  EXPECT_EQ(three.order, (std::vector<int>{1, 3, 0, 2, 4, 5}));
+  // More walks than short sequences are never made.
+  const auto few = ChunkTraits::plan_scans({1, 0, 300}, 32, 64, kSms);
+  expect_plan_covers(few, 3);
+  EXPECT_EQ(few.short_walks, 2);
+  // Many long ones pick the same width as all: no plan.
   std::vector<int> many(200, 1);
   for (int i = 0; i < 100; ++i) many[i] = 50;
-  EXPECT_EQ(ChunkTraits::split_scan_sequences(many, 16, 128, kSms, order), 0);
-  // All empty: nothing to split.
-  EXPECT_EQ(ChunkTraits::split_scan_sequences({0, 0, 0}, 4, 64, kSms, order), 0);
+  EXPECT_TRUE(ChunkTraits::plan_scans(many, 16, 128, kSms).order.empty());
+  // All empty: nothing to plan.
+  EXPECT_TRUE(ChunkTraits::plan_scans({0, 0, 0}, 4, 64, kSms).order.empty());
 }
 
 TEST(KernelInputs, BothFamiliesStartWithTheOneInputStruct) {

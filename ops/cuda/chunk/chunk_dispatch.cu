@@ -25,7 +25,7 @@ enum class Stage { kPrep, kScanFwd, kScanBwd, kGrad };
 
 template <typename T, int KP>
 int run(Stage stage, const ChunkParams& p, cudaStream_t s) {
-  const int bv = ChunkTraits::scan_columns(p.scan_sequences() * p.value_heads, p.value_dim, current_device_sms());
+  const int bv = ChunkTraits::scan_columns(p.scan_walk_count() * p.value_heads, p.value_dim, current_device_sms());
   switch (stage) {
     case Stage::kPrep: return chunk::launch_prep<T, KP>(p, s);
     case Stage::kScanFwd: return chunk::launch_scan<T, KP>(p, false, bv, s);

@@ -28,7 +28,7 @@ int launch_prep(const ChunkParams& p, cudaStream_t stream) {
 
 template <typename T, int KP, int BV>
 int launch_scan_bv(const ChunkParams& p, bool backward, cudaStream_t stream) {
-  const dim3 grid((p.value_dim + BV - 1) / BV, p.value_heads, static_cast<unsigned>(p.scan_sequences()));
+  const dim3 grid((p.value_dim + BV - 1) / BV, p.value_heads, static_cast<unsigned>(p.scan_walk_count()));
   constexpr int kBytes = ScanLayout<T, KP, BV>::kBytes;
   return backward ? launch_with_smem<chunk_scan_bwd_kernel<T, KP, BV>>(grid, kBytes, p, stream)
                   : launch_with_smem<chunk_scan_fwd_kernel<T, KP, BV>>(grid, kBytes, p, stream);

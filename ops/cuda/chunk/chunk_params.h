@@ -18,11 +18,13 @@ namespace comba::cuda {
 struct ChunkParams : CombaKernelInputs {
   const int* chunk_offsets = nullptr;  // [N + 1] first global chunk of each sequence (varlen)
   int64_t num_chunks = 0;              // all sequences
-  // The scans' sequences: the ids of the scan_count sequences one launch walks (its grid's
-  // z), or null for all N in order (ChunkTraits::split_scan_sequences).
+  // The scans' walks (ChunkTraits::plan_scans): CTA z of a launch walks the sequences
+  // scan_seqs[scan_walks[z], scan_walks[z + 1]) in turn, for scan_count walks; null: CTA z
+  // walks sequence z, for all N.
   const int* scan_seqs = nullptr;
+  const int* scan_walks = nullptr;
   int scan_count = 0;
-  int64_t scan_sequences() const { return scan_seqs != nullptr ? scan_count : num_seqs; }  // host
+  int64_t scan_walk_count() const { return scan_walks != nullptr ? scan_count : num_seqs; }  // host
 
   // Per-chunk workspace written by the prep kernel (OT):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^

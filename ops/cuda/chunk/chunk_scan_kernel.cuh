@@ -1,7 +1,8 @@
 // The sequential part of the chunked algorithm: one CTA per (sequence, value head, BV
 // state columns) walks the sequence's chunks with its state slice in registers (fp32
 // MMA accumulators); only the prep kernel's per-chunk operands stream in, double
-// buffered with cp.async.
+// buffered with cp.async. Packed short sequences share a CTA: it walks them one after
+// another (ChunkTraits::plan_scans), its loads running ahead across their boundaries.
 //
 // Forward, per chunk (S = state entering the chunk):
 //   V' = Tu V - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
@@ -136,29 +137,81 @@ __device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, 
   }
 }
 
+// One sequence of a scan CTA's walk: its chunks [first, first + count), its tokens
+// [tok_begin, tok_end) and the offset of its [K, V] slice of the initial / final state
+// tensors. Where a chunk's tokens lie follows from these (no search of the chunk offsets,
+// no 64-bit division on the serial path).
+struct WalkSequence {
+  int id;
+  long long first, count, tok_begin, tok_end, state_off;
+  __device__ ChunkLoc at(long long c) const {
+    ChunkLoc loc;
+    loc.seq = id;
+    loc.tok0 = tok_begin + (c - first) * kChunk;
+    loc.len = static_cast<int>(tok_end - loc.tok0 < kChunk ? tok_end - loc.tok0 : kChunk);
+    return loc;
+  }
+};
+
 // Which slice a scan CTA owns and its warp tiles: [64 x BV] outputs at (m0, n0), split
 // 4 (rows) x 2 (columns), kNT n-tiles each; the [KP x BV] state in 16-row blocks, split
 // kRowGroups (rows) x kColSplit (columns) over the warps, kStateNT n-tiles each: a warp
-// holds kStateBlocks blocks, at rows state_row(b) and columns ns; the sequence's chunks
-// [first, first + count).
+// holds kStateBlocks blocks, at rows state_row(b) and columns ns; the sequences it walks,
+// [walk_begin, walk_end) in the launch's walk order (ChunkParams::scan_walks).
 template <int KP, int BV>
 struct ScanCta {
   static constexpr int kWarps = kThreads / 32, kRowBlocks = KP / 16;
   static constexpr int kStateBlocks = kRowBlocks > kWarps ? kRowBlocks / kWarps : 1;
   static constexpr int kRowGroups = kRowBlocks / kStateBlocks, kColSplit = kWarps / kRowGroups;
   static constexpr int kNT = BV / 16, kStateNT = BV / 8 / kColSplit;
-  int v0, hv, seq, m0, n0, ms, ns;
-  long long first, count, state_off;
+  int v0, hv, m0, n0, ms, ns, walk_begin, walk_end;
   __device__ explicit ScanCta(const ChunkParams& p) {
     const int warp = threadIdx.x >> 5;
     v0 = blockIdx.x * BV, hv = blockIdx.y;
-    seq = p.scan_seqs != nullptr ? p.scan_seqs[blockIdx.z] : static_cast<int>(blockIdx.z);
     m0 = (warp & 3) * 16, n0 = (warp >> 2) * (BV / 2);
     ms = (warp % kRowGroups) * 16, ns = (warp / kRowGroups) * (BV / kColSplit);
-    sequence_chunks(p, seq, first, count);
-    state_off = (static_cast<long long>(seq) * p.value_heads + hv) * p.key_dim * p.value_dim;
+    const int z = static_cast<int>(blockIdx.z);
+    walk_begin = p.scan_walks != nullptr ? p.scan_walks[z] : z;
+    walk_end = p.scan_walks != nullptr ? p.scan_walks[z + 1] : z + 1;
   }
   __device__ int state_row(int b) const { return ms + b * 16 * kRowGroups; }
+  __device__ WalkSequence sequence(const ChunkParams& p, int j) const {
+    const int seq = p.scan_seqs != nullptr ? p.scan_seqs[j] : j;
+    WalkSequence s;
+    s.id = seq;
+    sequence_chunks(p, seq, s.first, s.count);
+    s.tok_begin = p.cu_seqlens != nullptr ? p.cu_seqlens[seq] : static_cast<long long>(seq) * p.seq_len;
+    s.tok_end = p.cu_seqlens != nullptr ? p.cu_seqlens[seq + 1] : s.tok_begin + p.seq_len;
+    s.state_off = (static_cast<long long>(seq) * p.value_heads + hv) * p.key_dim * p.value_dim;
+    return s;
+  }
+};
+
+// The chunks a scan CTA loads, in its walk's order: sequence after sequence (empty ones
+// skipped), each first to last or, backward, last to first. The stage loads run one chunk
+// ahead of the products, across the walk's sequence boundaries too.
+template <typename Cta>
+struct WalkCursor {
+  WalkSequence seq;  // the sequence being loaded
+  int j;             // its walk position
+  long long done;    // its chunks already loaded
+  bool reverse;
+  __device__ WalkCursor(const ChunkParams& p, const Cta& cta, bool backward)
+      : j(cta.walk_begin - 1), done(0), reverse(backward) {
+    seq.count = 0;
+    next_sequence(p, cta);
+  }
+  __device__ bool more() const { return done < seq.count; }
+  __device__ long long chunk() const { return reverse ? seq.first + seq.count - 1 - done : seq.first + done; }
+  __device__ void advance(const ChunkParams& p, const Cta& cta) {
+    if (++done == seq.count) next_sequence(p, cta);
+  }
+  __device__ void next_sequence(const ChunkParams& p, const Cta& cta) {
+    while (done == seq.count && ++j < cta.walk_end) {
+      seq = cta.sequence(p, j);
+      done = 0;
+    }
+  }
 };
 
 // One warp's part of the CTA's [KP x BV] state (or state gradient): kStateBlocks
@@ -200,72 +253,76 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
   const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
-  const long long first = cta.first, count = cta.count, state_off = cta.state_off;
-
-  StateSlice<KP, BV> S;
-  S.load(cta, p.initial_state ? p.initial_state + state_off : nullptr, K, V);
-
   const long long o_ld = static_cast<long long>(HV) * V;
-  auto issue = [&](long long it, int st) {
-    const long long c = first + it, slot = c * HV + hv;
-    const ChunkLoc loc = locate_chunk(p, c);
+
+  WalkCursor<Cta> ahead(p, cta, /*backward=*/false);
+  auto issue_ahead = [&](int st) {
+    const long long c = ahead.chunk(), slot = c * HV + hv;
+    const ChunkLoc loc = ahead.seq.at(c);
     load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
                                static_cast<const T*>(p.v) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
                                o_ld, V - v0, true);
+    ahead.advance(p, cta);
   };
-  if (count > 0) issue(0, 0);
-  for (long long it = 0; it < count; ++it) {
-    const ScanStage<T, KP, BV> st(L::stage(base, it));
-    const long long c = first + it, slot = c * HV + hv;
-    const float gamma = p.gamma[slot];  // needed at the end: load early
-    tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-    S.to_smem(cta, sS, LDV);
-    __syncthreads();  // every thread is done with the previous chunk: refill its stage
-    if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
+  if (ahead.more()) issue_ahead(0);
+  long long step = 0;  // chunks walked: the stage parity
+  for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
+    const WalkSequence seq = cta.sequence(p, j);
+    StateSlice<KP, BV> S;
+    S.load(cta, p.initial_state ? p.initial_state + seq.state_off : nullptr, K, V);
+    for (long long it = 0; it < seq.count; ++it, ++step) {
+      const ScanStage<T, KP, BV> st(L::stage(base, step));
+      const long long c = seq.first + it, slot = c * HV + hv;
+      const float gamma = p.gamma[slot];  // needed at the end: load early
+      tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
+      S.to_smem(cta, sS, LDV);
+      __syncthreads();  // every thread is done with the previous chunk: refill its stage
+      if (L::kStages == 2 && ahead.more()) issue_ahead((step + 1) & 1);
 
-    tile::Acc<1, Cta::kNT> vn, u;
-    vn.zero();
-    u.zero();
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(vn, st.w, L::LDK, sS, LDV, m0, n0, KP);
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, st.tu, L::LDC, st.x, LDV, m0, n0, C);
+      tile::Acc<1, Cta::kNT> vn, u;
+      vn.zero();
+      u.zero();
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(vn, st.w, L::LDK, sS, LDV, m0, n0, KP);
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(u, st.tu, L::LDC, st.x, LDV, m0, n0, C);
 #pragma unroll
-    for (int nt = 0; nt < Cta::kNT; ++nt)
+      for (int nt = 0; nt < Cta::kNT; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) vn.v[0][nt][i] = u.v[0][nt][i] - vn.v[0][nt][i];
-    acc_to_smem<T>(vn, sVn, LDV, m0, n0);
-    scale_rows(vn, st.kf, m0);
-    acc_to_smem<T>(vn, sVk, LDV, m0, n0);
-    if (p.states != nullptr) {
-      smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
-    }
-    tile::Acc<1, Cta::kNT> o;
-    o.zero();
-    if (p.o != nullptr) {
-      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.q, L::LDK, sS, LDV, m0, n0, KP);
-      scale_rows(o, st.qf, m0);
-    }
-    __syncthreads();  // V' complete
+        for (int i = 0; i < 4; ++i) vn.v[0][nt][i] = u.v[0][nt][i] - vn.v[0][nt][i];
+      acc_to_smem<T>(vn, sVn, LDV, m0, n0);
+      scale_rows(vn, st.kf, m0);
+      acc_to_smem<T>(vn, sVk, LDV, m0, n0);
+      if (p.states != nullptr) {
+        smem_tile_to_global<T, BV>(sS, LDV, static_cast<T*>(p.states) + slot * KP * V, V, v0, KP);
+      }
+      tile::Acc<1, Cta::kNT> o;
+      o.zero();
+      if (p.o != nullptr) {
+        tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.q, L::LDK, sS, LDV, m0, n0, KP);
+        scale_rows(o, st.qf, m0);
+      }
+      __syncthreads();  // V' complete
 
-    if (p.v_new != nullptr) {
-      smem_tile_to_global<T, BV>(sVn, LDV, static_cast<T*>(p.v_new) + slot * C * V, V, v0, C);
-    }
-    if (p.o != nullptr) {
-      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.m, L::LDC, sVn, LDV, m0, n0, C);
-      const ChunkLoc loc = locate_chunk(p, c);
-      acc_to_global<T>(o, static_cast<T*>(p.o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                       o_ld, m0, n0, loc.len, V - v0);
-    }
+      if (p.v_new != nullptr) {
+        smem_tile_to_global<T, BV>(sVn, LDV, static_cast<T*>(p.v_new) + slot * C * V, V, v0, C);
+      }
+      if (p.o != nullptr) {
+        tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(o, st.m, L::LDC, sVn, LDV, m0, n0, C);
+        const ChunkLoc loc = seq.at(c);
+        acc_to_global<T>(o, static_cast<T*>(p.o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
+                         o_ld, m0, n0, loc.len, V - v0);
+      }
 #pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) {
-      S.block[b].scale(gamma);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S.block[b], st.k, L::LDK, sVk, LDV, cta.state_row(b), ns, C);
+      for (int b = 0; b < Cta::kStateBlocks; ++b) {
+        S.block[b].scale(gamma);
+        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(S.block[b], st.k, L::LDK, sVk, LDV, cta.state_row(b), ns, C);
+      }
+      if (L::kStages == 1 && ahead.more()) {
+        __syncthreads();  // the one stage is read: refill it
+        issue_ahead(0);
+      }
     }
-    if (L::kStages == 1 && it + 1 < count) {
-      __syncthreads();  // the one stage is read: refill it
-      issue(it + 1, 0);
-    }
+    S.store(cta, p.final_state ? p.final_state + seq.state_off : nullptr, K, V);
   }
-  S.store(cta, p.final_state ? p.final_state + state_off : nullptr, K, V);
 }
 
 template <typename T, int KP, int BV>
@@ -282,63 +339,67 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
   const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
-  const long long first = cta.first, count = cta.count, state_off = cta.state_off;
   const long long o_ld = static_cast<long long>(HV) * V;
 
-  StateSlice<KP, BV> dS;
-  dS.load(cta, p.grad_final ? p.grad_final + state_off : nullptr, K, V);
-
-  auto issue = [&](long long it, int st) {
-    const long long c = first + count - 1 - it, slot = c * HV + hv;
-    const ChunkLoc loc = locate_chunk(p, c);
+  WalkCursor<Cta> ahead(p, cta, /*backward=*/true);
+  auto issue_ahead = [&](int st) {
+    const long long c = ahead.chunk(), slot = c * HV + hv;
+    const ChunkLoc loc = ahead.seq.at(c);
     load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
                                static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
                                o_ld, V - v0, false);
+    ahead.advance(p, cta);
   };
-  if (count > 0) issue(0, 0);
-  for (long long it = 0; it < count; ++it) {
-    const ScanStage<T, KP, BV> st(L::stage(base, it));
-    const long long c = first + count - 1 - it, slot = c * HV + hv;
-    const float gamma = p.gamma[slot];
-    tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
-    dS.to_smem(cta, sdS, LDV);
-    __syncthreads();  // every thread is done with the previous chunk: refill its stage
-    if (L::kStages == 2 && it + 1 < count) issue(it + 1, (it + 1) & 1);
-    smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
+  if (ahead.more()) issue_ahead(0);
+  long long step = 0;  // chunks walked: the stage parity
+  for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
+    const WalkSequence seq = cta.sequence(p, j);
+    StateSlice<KP, BV> dS;
+    dS.load(cta, p.grad_final ? p.grad_final + seq.state_off : nullptr, K, V);
+    for (long long it = 0; it < seq.count; ++it, ++step) {
+      const ScanStage<T, KP, BV> st(L::stage(base, step));
+      const long long c = seq.first + seq.count - 1 - it, slot = c * HV + hv;
+      const float gamma = p.gamma[slot];
+      tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
+      dS.to_smem(cta, sdS, LDV);
+      __syncthreads();  // every thread is done with the previous chunk: refill its stage
+      if (L::kStages == 2 && ahead.more()) issue_ahead((step + 1) & 1);
+      smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
 
-    for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
-      const int r = idx / (BV / 2), col = (idx % (BV / 2)) * 2;
-      const float f = st.qf[r];
-      tile::store_pair(sdOq + r * LDV + col, f * to_float(st.x[r * LDV + col]),
-                       f * to_float(st.x[r * LDV + col + 1]));
-    }
-    tile::Acc<1, Cta::kNT> dvn, kds;
-    dvn.zero();
-    kds.zero();
-    tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.m, L::LDC, st.x, LDV, m0, n0, C);
-    tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(kds, st.k, L::LDK, sdS, LDV, m0, n0, KP);
-    scale_rows(kds, st.kf, m0);
+      for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
+        const int r = idx / (BV / 2), col = (idx % (BV / 2)) * 2;
+        const float f = st.qf[r];
+        tile::store_pair(sdOq + r * LDV + col, f * to_float(st.x[r * LDV + col]),
+                         f * to_float(st.x[r * LDV + col + 1]));
+      }
+      tile::Acc<1, Cta::kNT> dvn, kds;
+      dvn.zero();
+      kds.zero();
+      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dvn, st.m, L::LDC, st.x, LDV, m0, n0, C);
+      tile::warp_mma<T, tile::RowMajor, tile::RowMajor>(kds, st.k, L::LDK, sdS, LDV, m0, n0, KP);
+      scale_rows(kds, st.kf, m0);
 #pragma unroll
-    for (int nt = 0; nt < Cta::kNT; ++nt)
+      for (int nt = 0; nt < Cta::kNT; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) dvn.v[0][nt][i] += kds.v[0][nt][i];
-    acc_to_global<T>(dvn, static_cast<T*>(p.dv_new) + slot * C * V + v0, V, m0, n0, C, V - v0);
-    acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
-    __syncthreads();
+        for (int i = 0; i < 4; ++i) dvn.v[0][nt][i] += kds.v[0][nt][i];
+      acc_to_global<T>(dvn, static_cast<T*>(p.dv_new) + slot * C * V + v0, V, m0, n0, C, V - v0);
+      acc_to_smem<T>(dvn, sdVn, LDV, m0, n0, -1.f);
+      __syncthreads();
 
 #pragma unroll
-    for (int b = 0; b < Cta::kStateBlocks; ++b) {
-      const int rows = cta.state_row(b);
-      dS.block[b].scale(gamma);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.q, L::LDK, sdOq, LDV, rows, ns, C);
-      tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.w, L::LDK, sdVn, LDV, rows, ns, C);
+      for (int b = 0; b < Cta::kStateBlocks; ++b) {
+        const int rows = cta.state_row(b);
+        dS.block[b].scale(gamma);
+        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.q, L::LDK, sdOq, LDV, rows, ns, C);
+        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(dS.block[b], st.w, L::LDK, sdVn, LDV, rows, ns, C);
+      }
+      if (L::kStages == 1 && ahead.more()) {
+        __syncthreads();  // the one stage is read: refill it
+        issue_ahead(0);
+      }
     }
-    if (L::kStages == 1 && it + 1 < count) {
-      __syncthreads();  // the one stage is read: refill it
-      issue(it + 1, 0);
-    }
+    dS.store(cta, p.grad_initial ? p.grad_initial + seq.state_off : nullptr, K, V);
   }
-  dS.store(cta, p.grad_initial ? p.grad_initial + state_off : nullptr, K, V);
 }
 
 }  // namespace comba::cuda::chunk

@@ -69,31 +69,64 @@ struct ChunkTraits {
     return 16;
   }
 
-  // Packed sequences: a scan CTA walks its sequence's chunks one after another, so one
-  // long document among many short ones sets the scan's time, and the columns chosen for
-  // all of them (wide: there are many) leave its few CTAs long serial walks. The scans then
-  // run in two launches: first the short sequences at the width their count picks, then
-  // the long ones (at least half the longest's chunks) at theirs: narrow when they are few.
-  // Returns the short sequences' count, with `order` = the sequence ids, short ones first;
-  // 0 (order empty) when one launch in the natural order does as well: every sequence is
-  // long (or all are empty), or both groups would get the same width.
-  static int split_scan_sequences(const std::vector<int>& chunks_per_seq, long long value_heads,
-                                  int value_dim, int num_sms, std::vector<int>& order) {
-    order.clear();
+  // Packed sequences of very different lengths. A scan CTA walks its sequences' chunks one
+  // after another, so one long document among many short ones sets the scan's time, and
+  // the width chosen for all of them (wide: there are many) leaves the long one's few CTAs
+  // long serial walks. The scans then run in two launches, each CTA z walking the
+  // sequences order[walks[z], walks[z + 1]) in turn:
+  //  - first the short sequences, binned into as many walks as fill one wave at 64 columns
+  //    (balanced by chunks, longest first). One CTA per one-chunk sequence would pay a
+  //    stage load and a launch slot per chunk; a walk prefetches across its sequences.
+  //  - then the long ones (at least half the longest's chunks), one walk each, at the
+  //    width their count picks: narrow when they are few.
+  // No plan (order empty): one launch over all sequences in order does as well: every
+  // sequence is long (or all are empty), or both groups would get the same width.
+  struct ScanPlan {
+    std::vector<int> order;  // sequence ids, walk after walk
+    std::vector<int> walks;  // [W + 1] offsets into order
+    int short_walks = 0;     // the first launch's walks; the rest are the long sequences
+  };
+  static ScanPlan plan_scans(const std::vector<int>& chunks_per_seq, long long value_heads, int value_dim,
+                             int num_sms) {
+    ScanPlan plan;
     const int most = chunks_per_seq.empty() ? 0 : *std::max_element(chunks_per_seq.begin(), chunks_per_seq.end());
     auto is_long = [&](int chunks) { return 2 * chunks >= most && chunks > 0; };
-    const long long long_count = std::count_if(chunks_per_seq.begin(), chunks_per_seq.end(), is_long);
-    const long long all = static_cast<long long>(chunks_per_seq.size());
+    const int all = static_cast<int>(chunks_per_seq.size());
+    const int long_count = static_cast<int>(std::count_if(chunks_per_seq.begin(), chunks_per_seq.end(), is_long));
     if (long_count == 0 || long_count == all ||
-        scan_columns(long_count * value_heads, value_dim, num_sms) == scan_columns(all * value_heads, value_dim, num_sms)) {
-      return 0;
+        scan_columns(static_cast<long long>(long_count) * value_heads, value_dim, num_sms) ==
+            scan_columns(static_cast<long long>(all) * value_heads, value_dim, num_sms)) {
+      return plan;
     }
-    for (int pass = 0; pass < 2; ++pass) {
-      for (int seq = 0; seq < static_cast<int>(all); ++seq) {
-        if (is_long(chunks_per_seq[seq]) == (pass == 1)) order.push_back(seq);
+    std::vector<int> shorts;
+    for (int seq = 0; seq < all; ++seq) {
+      if (!is_long(chunks_per_seq[seq])) shorts.push_back(seq);
+    }
+    const long long ctas_per_walk = value_heads * ((value_dim + 63) / 64);
+    const int walks = static_cast<int>(std::clamp<long long>(num_sms / ctas_per_walk, 1, static_cast<long long>(shorts.size())));
+    // Longest first onto the least loaded walk (ties: the lower walk).
+    std::stable_sort(shorts.begin(), shorts.end(),
+                     [&](int a, int b) { return chunks_per_seq[a] > chunks_per_seq[b]; });
+    std::vector<std::vector<int>> bins(walks);
+    std::vector<long long> load(walks, 0);
+    for (const int seq : shorts) {
+      const auto w = std::min_element(load.begin(), load.end()) - load.begin();
+      bins[w].push_back(seq);
+      load[w] += chunks_per_seq[seq];
+    }
+    plan.walks.push_back(0);
+    for (const auto& bin : bins) {
+      plan.order.insert(plan.order.end(), bin.begin(), bin.end());
+      plan.walks.push_back(static_cast<int>(plan.order.size()));
+    }
+    plan.short_walks = walks;
+    for (int seq = 0; seq < all; ++seq) {
+      if (is_long(chunks_per_seq[seq])) {
+        plan.order.push_back(seq);
+        plan.walks.push_back(static_cast<int>(plan.order.size()));
       }
     }
-    return static_cast<int>(all - long_count);
+    return plan;
   }
 };
 

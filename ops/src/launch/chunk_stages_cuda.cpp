@@ -46,25 +46,28 @@ void number_chunks(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace
   };
   ws.chunk_offsets = device_ints(offsets);
   ws.num_chunks = offsets.back();
-  std::vector<int> order;
-  ws.scan_short = kc::ChunkTraits::split_scan_sequences(chunks, pb.value_heads, static_cast<int>(pb.value_dim),
-                                                        at::cuda::getCurrentDeviceProperties()->multiProcessorCount, order);
-  if (ws.scan_short > 0) ws.scan_order = device_ints(order);
+  auto plan = kc::ChunkTraits::plan_scans(chunks, pb.value_heads, static_cast<int>(pb.value_dim),
+                                         at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  if (plan.order.empty()) return;
+  ws.scan_short_walks = plan.short_walks;
+  plan.order.insert(plan.order.end(), plan.walks.begin(), plan.walks.end());
+  ws.scan_plan = device_ints(plan.order);
 }
 
-// Launches a scan over all sequences, or over the workspace's two groups of packed
-// sequences in turn (short ones first).
+// Launches a scan over all sequences, or the workspace's two launches of walks over
+// packed sequences (the short sequences' walks first).
 void launch_scans(kc::ChunkParams p, const ChunkWorkspace& ws, int (*launch)(const kc::ChunkParams&, void*),
                   const char* what) {
-  if (!ws.scan_order.defined()) {
+  if (!ws.scan_plan.defined()) {
     core::check_launch(launch(p, current_stream()), "chunk_comba", what);
     return;
   }
-  const int* order = ws.scan_order.data_ptr<int>();
-  const int count = static_cast<int>(ws.scan_order.numel()), first = static_cast<int>(ws.scan_short);
-  for (const auto& [begin, size] : {std::pair{0, first}, std::pair{first, count - first}}) {
-    p.scan_seqs = order + begin;
-    p.scan_count = size;
+  p.scan_seqs = ws.scan_plan.data_ptr<int>();
+  const int* walks = p.scan_seqs + p.num_seqs;
+  const int all = static_cast<int>(ws.scan_plan.numel() - p.num_seqs - 1), first = static_cast<int>(ws.scan_short_walks);
+  for (const auto& [begin, count] : {std::pair{0, first}, std::pair{first, all - first}}) {
+    p.scan_walks = walks + begin;
+    p.scan_count = count;
     core::check_launch(launch(p, current_stream()), "chunk_comba", what);
   }
 }
