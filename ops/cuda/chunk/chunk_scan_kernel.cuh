@@ -214,6 +214,20 @@ struct WalkCursor {
   }
 };
 
+// Issues the cp.async loads of the cursor's next chunk into the stage at `stage` and moves
+// the cursor on; x is V (forward, with Tu) or dO (backward), [tokens, HV, V].
+template <typename T, int KP, int BV, typename Cta>
+__device__ __forceinline__ void load_next_stage(const ChunkParams& p, const Cta& cta, WalkCursor<Cta>& ahead,
+                                                T* stage, const void* x, bool forward) {
+  const long long c = ahead.chunk(), slot = c * p.value_heads + cta.hv;
+  const ChunkLoc loc = ahead.seq.at(c);
+  const long long x_ld = static_cast<long long>(p.value_heads) * p.value_dim;
+  const T* x_cta = static_cast<const T*>(x) + loc.tok0 * x_ld + static_cast<long long>(cta.hv) * p.value_dim + cta.v0;
+  load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(stage), slot, loc, cta.hv, x_cta, x_ld, p.value_dim - cta.v0,
+                             forward);
+  ahead.advance(p, cta);
+}
+
 // One warp's part of the CTA's [KP x BV] state (or state gradient): kStateBlocks
 // accumulator blocks at rows cta.state_row(b), columns cta.ns.
 template <int KP, int BV>
@@ -256,14 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   const long long o_ld = static_cast<long long>(HV) * V;
 
   WalkCursor<Cta> ahead(p, cta, /*backward=*/false);
-  auto issue_ahead = [&](int st) {
-    const long long c = ahead.chunk(), slot = c * HV + hv;
-    const ChunkLoc loc = ahead.seq.at(c);
-    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
-                               static_cast<const T*>(p.v) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                               o_ld, V - v0, true);
-    ahead.advance(p, cta);
-  };
+  auto issue_ahead = [&](int st) { load_next_stage<T, KP, BV>(p, cta, ahead, base + st * L::kStage, p.v, true); };
   if (ahead.more()) issue_ahead(0);
   long long step = 0;  // chunks walked: the stage parity
   for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
@@ -339,17 +346,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   const Cta cta(p);
   const int v0 = cta.v0, hv = cta.hv, HV = p.value_heads, V = p.value_dim, K = p.key_dim;
   const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
-  const long long o_ld = static_cast<long long>(HV) * V;
 
   WalkCursor<Cta> ahead(p, cta, /*backward=*/true);
-  auto issue_ahead = [&](int st) {
-    const long long c = ahead.chunk(), slot = c * HV + hv;
-    const ChunkLoc loc = ahead.seq.at(c);
-    load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(base + st * L::kStage), slot, loc, hv,
-                               static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V + v0,
-                               o_ld, V - v0, false);
-    ahead.advance(p, cta);
-  };
+  auto issue_ahead = [&](int st) { load_next_stage<T, KP, BV>(p, cta, ahead, base + st * L::kStage, p.grad_o, false); };
   if (ahead.more()) issue_ahead(0);
   long long step = 0;  // chunks walked: the stage parity
   for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
