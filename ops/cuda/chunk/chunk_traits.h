@@ -56,6 +56,7 @@ static_assert(4 * kInvBlock == kChunk, "the inverse doubles 16 -> 32 -> 64");
 }  // namespace chunk
 
 struct ChunkTraits {
+  static constexpr int kWidestScanColumns = 64;
   // The scans run one CTA per (sequence, value head, BV columns), one CTA per SM (their
   // shared memory): the widest slice that still fills half the GPU, narrower ones when
   // there are too few (sequence, head) pairs. A second wave of narrow slices costs more
@@ -63,7 +64,7 @@ struct ChunkTraits {
   // 0.36 ms with 128 CTAs of 64 columns, 0.50 with 256 of 32; B4 T4096 H6 V256 0.37
   // with 96 CTAs of 64, 0.50 with 192 of 32).
   static int scan_columns(long long seqs_x_heads, int value_dim, int num_sms) {
-    for (int bv : {64, 32}) {
+    for (int bv : {kWidestScanColumns, 32}) {
       if (2 * seqs_x_heads * ((value_dim + bv - 1) / bv) >= num_sms) return bv;
     }
     return 16;
@@ -102,7 +103,7 @@ struct ChunkTraits {
     for (int seq = 0; seq < all; ++seq) {
       if (!is_long(chunks_per_seq[seq])) shorts.push_back(seq);
     }
-    const long long ctas_per_walk = value_heads * ((value_dim + 63) / 64);
+    const long long ctas_per_walk = value_heads * ((value_dim + kWidestScanColumns - 1) / kWidestScanColumns);
     const int walks = static_cast<int>(std::clamp<long long>(num_sms / ctas_per_walk, 1, static_cast<long long>(shorts.size())));
     // Longest first onto the least loaded walk (ties: the lower walk).
     std::stable_sort(shorts.begin(), shorts.end(),

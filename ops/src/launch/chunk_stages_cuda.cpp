@@ -27,8 +27,9 @@ static_assert(kc::kChunk == kChunkSize, "kernel chunk length (kChunk) != kChunkS
 cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
 // Global chunk numbering into ws: the first chunk of each packed sequence on the device
-// (undefined when dense) and the number of chunks. Reads cu_seqlens back to the host when
-// packed; the backward reuses the forward's.
+// (undefined when dense), the number of chunks and, for packed sequences of very different
+// lengths, the scans' walks. Reads cu_seqlens back to the host when packed; the backward
+// reuses the forward's.
 void number_chunks(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws) {
   if (!pb.varlen) {
     ws.num_chunks = pb.num_seqs * ((pb.seq_len + kc::kChunk - 1) / kc::kChunk);
