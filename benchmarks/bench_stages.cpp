@@ -121,19 +121,32 @@ void run_case(const Case& c, int iters, bool check) {
   const double fwd_ms = median_ms(
       [&] {
         auto copy = ws;
-        cd::cuda::chunk_scan_fwd(pb, in, copy, /*keep_states=*/true);
+        cd::cuda::chunk_scan_fwd(pb, in, copy, comba::KeptWorkspace::kAll);
       },
       iters);
   std::vector<ct::FieldError> fwd_err;
   if (check) {
     auto twin_ws = ct::workspace_in(ws, at::kFloat);
-    const auto twin = cd::twin::chunk_scan_fwd(pb, in, twin_ws, /*keep_states=*/true);
-    const auto cuda = cd::cuda::chunk_scan_fwd(pb, in, ws, /*keep_states=*/true);
+    const auto twin = cd::twin::chunk_scan_fwd(pb, in, twin_ws, comba::KeptWorkspace::kAll);
+    const auto cuda = cd::cuda::chunk_scan_fwd(pb, in, ws, comba::KeptWorkspace::kAll);
     fwd_err = ct::compare_scan_fwd(cuda, ws, twin, twin_ws);
   } else {
-    cd::cuda::chunk_scan_fwd(pb, in, ws, /*keep_states=*/true);
+    cd::cuda::chunk_scan_fwd(pb, in, ws, comba::KeptWorkspace::kAll);
   }
   print_line(c, "scan_fwd", fwd_ms, fwd_err, check, iters);
+
+  // V' from the kept states (the backward of a forward that kept only the states)
+  {
+    auto copy = ws;
+    const double ms = median_ms([&] { cd::cuda::chunk_v_new(pb, in, copy); }, iters);
+    std::vector<ct::FieldError> err;
+    if (check) {
+      auto twin_ws = ct::workspace_in(ws, at::kFloat);
+      cd::twin::chunk_v_new(pb, in, twin_ws);
+      err = {ct::compare_field("v_new", copy.v_new, twin_ws.v_new, ct::kStage16BitTolerance)};
+    }
+    print_line(c, "v_new", ms, err, check, iters);
+  }
 
   // reverse scan
   auto sg = cd::cuda::chunk_scan_bwd(pb, in, ws, x.grad_o, x.grad_final);
@@ -170,6 +183,7 @@ void run_cases([[maybe_unused]] int iters, [[maybe_unused]] const std::string& f
 #ifdef COMBA_WITH_CUDA
   const std::vector<Case> cases = {
       {"B8_T2048_H16_K128_V128", 8, 2048, 16, 16, 128, 128},
+      {"B8_T2048_H6_K128_V256", 8, 2048, 6, 6, 128, 256},  // the 340M layer
       {"B1_T32768_H16_K128_V128", 1, 32768, 16, 16, 128, 128},
   };
   for (const auto& c : cases) {

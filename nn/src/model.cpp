@@ -27,21 +27,26 @@ CombaModelImpl::CombaModelImpl(const CombaConfig& config) : config_(config) {
 
 void CombaModelImpl::set_recompute(Recompute policy) {
   recompute_ = policy;
-  // Only kChunkWorkspace drops the workspace: under kMixer and kBlock the operator runs
-  // again right before its backward, which then uses what that run kept.
-  // Attention layers have no chunk workspace (ATen's attention keeps what its backward needs).
+  // Only kChunkStates and kChunkWorkspace drop (part of) the workspace: under kMixer and
+  // kBlock the operator runs again right before its backward, which then uses what that
+  // run kept. Attention layers have no chunk workspace (ATen's attention keeps what its
+  // backward needs).
+  const auto kept = policy == Recompute::kChunkStates      ? comba::KeptWorkspace::kStates
+                    : policy == Recompute::kChunkWorkspace ? comba::KeptWorkspace::kNone
+                                                           : comba::KeptWorkspace::kAll;
   for (const auto& block : *layers) {
     auto* b = block->as<CombaBlockImpl>();
-    if (b->attn) b->attn->set_keep_workspace(policy != Recompute::kChunkWorkspace);
+    if (b->attn) b->attn->set_kept_workspace(kept);
   }
 }
 
 CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::string& key) {
   if (name == "none") return CombaModelImpl::Recompute::kNone;
+  if (name == "chunk_states") return CombaModelImpl::Recompute::kChunkStates;
   if (name == "chunk_workspace") return CombaModelImpl::Recompute::kChunkWorkspace;
   if (name == "mixer") return CombaModelImpl::Recompute::kMixer;
   if (name == "block") return CombaModelImpl::Recompute::kBlock;
-  throw std::invalid_argument(key + ": expected one of none, chunk_workspace, mixer, block, got \"" + name + "\"");
+  throw std::invalid_argument(key + ": expected one of none, chunk_states, chunk_workspace, mixer, block, got \"" + name + "\"");
 }
 
 namespace {

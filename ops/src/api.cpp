@@ -25,7 +25,7 @@ std::tuple<at::Tensor, at::Tensor> run(const char* fn, const at::Tensor& q, cons
   if (!needs_grad) {  // inference / decode: no autograd node, no saved tensors
     auto out = Function::FormType::fwd(pb, {q, k, v, p_or_none, gate, beta_or_none,
                                         options.initial_state(), options.cu_seqlens()},
-                                       /*for_backward=*/false);
+                                       KeptWorkspace::kNone);
     return {out.o, options.output_final_state() ? out.final_state : at::Tensor()};
   }
   auto optional = [](const at::Tensor& t) {

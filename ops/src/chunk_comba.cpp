@@ -13,7 +13,8 @@ namespace comba::detail {
 namespace {
 
 // A training forward's workspace as CombaForward::saved carries it through autograd, and
-// back. Tu is not kept: only the forward scan reads it, and dropping it here frees it
+// back: all of it (KeptWorkspace::kAll, kSavedTensors) or the states alone (kStates, one
+// tensor). Tu is not kept: only the forward scan reads it, and dropping it here frees it
 // before the backward. The scans' walks travel with the first launch's walk count (a
 // CPU scalar).
 constexpr size_t kSavedTensors = 11;
@@ -46,19 +47,23 @@ ChunkWorkspace from_saved(std::vector<at::Tensor> saved) {
 }  // namespace
 #endif
 
-CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward) {
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, KeptWorkspace keep) {
   const auto backend = select_backend(pb, in, /*chunk_form=*/true);
 #ifdef COMBA_WITH_CUDA
   if (backend == Backend::kChunkKernels) {
     const auto kin = cuda::kernel_ready(in);  // laid out once for both stages
     auto ws = cuda::chunk_prep(pb, kin);
-    auto out = cuda::chunk_scan_fwd(pb, kin, ws, /*keep_states=*/for_backward);
-    if (for_backward) out.saved = to_saved(std::move(ws));
+    auto out = cuda::chunk_scan_fwd(pb, kin, ws, keep);
+    if (keep == KeptWorkspace::kAll) out.saved = to_saved(std::move(ws));
+    if (keep == KeptWorkspace::kStates) out.saved = {std::move(ws.states)};
     return out;
   }
-  if (backend == Backend::kRecurrentKernels) return cuda::recurrent_fwd(pb, in, for_backward);
+  if (backend == Backend::kRecurrentKernels) {
+    return cuda::recurrent_fwd(pb, in, /*for_backward=*/keep != KeptWorkspace::kNone);
+  }
 #endif
   (void)backend;
+  (void)keep;  // the reference path keeps nothing
   return reference_forward(pb, in, kChunkSize, chunk_fwd_ref);
 }
 
@@ -69,11 +74,20 @@ InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
 #ifdef COMBA_WITH_CUDA
   if (backend == Backend::kChunkKernels) {
     const auto kin = cuda::kernel_ready(in);  // laid out once for every stage
-    // Not after a training forward (no workspace saved): run one now.
-    if (saved.size() != kSavedTensors) {
-      saved = chunk_comba_fwd(pb, kin, /*for_backward=*/true).saved;
+    ChunkWorkspace ws;
+    if (saved.size() == kSavedTensors) {
+      ws = from_saved(std::move(saved));
+    } else if (saved.size() == 1) {
+      // The forward kept the states alone: the prep again, then V' from the states (every
+      // chunk at once; only the forward scan needed Tu, and now V').
+      ws = cuda::chunk_prep(pb, kin);
+      ws.states = std::move(saved[0]);
+      cuda::chunk_v_new(pb, kin, ws);
+      ws.tu.reset();
+    } else {
+      // Not after a training forward (no workspace saved): run one now.
+      ws = from_saved(chunk_comba_fwd(pb, kin, KeptWorkspace::kAll).saved);
     }
-    auto ws = from_saved(std::move(saved));
     const auto state_grads = cuda::chunk_scan_bwd(pb, kin, ws, grad_o, grad_final);
     // Nothing reads W, Mqk, the row factors and the decays again: the gradients' outputs
     // can reuse their memory (the caching allocator reuses it in this stream's order).

@@ -8,7 +8,8 @@
 // the recurrent kernels or the reference path (backend.h chooses, once).
 //
 //   forward:  chunk_prep -> chunk_scan_fwd              o, final state (+ states, V' to keep)
-//   backward: chunk_scan_bwd -> ws.release_scan_operands() -> chunk_grads
+//   backward: [chunk_prep -> chunk_v_new, when the forward kept only the states]
+//             chunk_scan_bwd -> ws.release_scan_operands() -> chunk_grads
 //             -> finish_chunk_grads (the q/k/p epilogue, shared by every implementation)
 //
 // Shapes: C = kChunkSize rows per chunk. Chunks are numbered globally, sequence by
@@ -47,7 +48,8 @@ struct ChunkWorkspace {
   at::Tensor gamma;  // [NC, HV]        fp32 e^G_last
   at::Tensor t_inv;  // [NC, HV, C, C]  OT   T = (I + A)^-1, unit lower triangular
 
-  // Written by chunk_scan_fwd when the backward will follow (keep_states):
+  // Written by chunk_scan_fwd when the backward will follow (keep kStates: states; kAll:
+  // both), or V' by chunk_v_new from the states, Tu and W:
   at::Tensor states;  // [NC, HV, KP, V] OT  state entering each chunk (rows >= K zero)
   at::Tensor v_new;   // [NC, HV, C, V]  OT  V' = U - W S
 
@@ -81,11 +83,13 @@ struct ChunkGrads {
   at::Tensor d_initial;
 };
 
-// Each implementation (namespace cuda, namespace twin) provides these four, same
+// Each implementation (namespace cuda, namespace twin) provides these five, same
 // signatures (declared in its own header):
 //   ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in);
 //   CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in,
-//                               ChunkWorkspace& ws, bool keep_states);
+//                               ChunkWorkspace& ws, KeptWorkspace keep);
+//   void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws);
+//       // ws.v_new = Tu V - W S from ws.tu, ws.w and ws.states, every chunk at once
 //   ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
 //                                  const ChunkWorkspace& ws, const at::Tensor& grad_o,
 //                                  const at::Tensor& grad_final);  // grad_final may be undefined

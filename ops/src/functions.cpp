@@ -30,7 +30,7 @@ variable_list CombaFunction<Form>::forward(AutogradContext* ctx, const at::Tenso
   ctx->saved_data["scale"] = pb.scale;
   ctx->saved_data["use_l2norm"] = pb.use_l2norm;
   ctx->saved_data["reference_path"] = pb.reference_path;
-  auto out = Form::fwd(pb, in, /*for_backward=*/options.keep_workspace());
+  auto out = Form::fwd(pb, in, options.kept_workspace());
   c10::List<at::Tensor> workspace;  // non-differentiable buffers the backward reuses
   for (const auto& t : out.saved) workspace.push_back(t);
   ctx->saved_data["workspace"] = workspace;

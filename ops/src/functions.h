@@ -11,15 +11,16 @@
 
 namespace comba::detail {
 
-// for_backward: also return in CombaForward::saved what the backward can reuse, and the
-// backward takes it back, by value so that it can free each buffer once its kernels are
-// done with it (empty: recompute).
-CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, bool for_backward);
+// keep: what to return in CombaForward::saved for the backward to reuse (KeptWorkspace::kNone
+// for an inference forward); the backward takes it back, by value so that it can free each
+// buffer once its kernels are done with it, and recomputes what it was not given.
+CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, KeptWorkspace keep);
 InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                            const at::Tensor& grad_o, const at::Tensor& grad_final,
                            std::vector<at::Tensor> saved);
+// Keeps state checkpoints unless keep is kNone (kStates keeps them too: they are states).
 CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
-                                       bool for_backward);
+                                       KeptWorkspace keep);
 InputGrads fused_recurrent_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
                                      const at::Tensor& grad_o, const at::Tensor& grad_final,
                                      std::vector<at::Tensor> saved);

@@ -8,12 +8,13 @@
 namespace comba::detail {
 
 CombaForward fused_recurrent_comba_fwd(const CombaProblem& pb, const CombaInputs& in,
-                                       bool for_backward) {
+                                       KeptWorkspace keep) {
 #ifdef COMBA_WITH_CUDA
   if (select_backend(pb, in, /*chunk_form=*/false) == Backend::kRecurrentKernels) {
-    return cuda::recurrent_fwd(pb, in, for_backward);
+    return cuda::recurrent_fwd(pb, in, /*for_backward=*/keep != KeptWorkspace::kNone);
   }
 #endif
+  (void)keep;  // the reference path keeps nothing
   return reference_forward(pb, in, /*pad_multiple=*/1, recurrent_fwd_ref);
 }
 

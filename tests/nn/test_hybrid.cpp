@@ -226,7 +226,7 @@ TEST(HybridModel, GradientsReachEveryParameterAndRecomputeAgrees) {
   };
   using Recompute = CombaModelImpl::Recompute;
   const auto plain = run();
-  for (const auto policy : {Recompute::kChunkWorkspace, Recompute::kMixer, Recompute::kBlock}) {
+  for (const auto policy : {Recompute::kChunkStates, Recompute::kChunkWorkspace, Recompute::kMixer, Recompute::kBlock}) {
     lm->model->set_recompute(policy);
     const auto again = run();
     for (const auto& [name, grad] : plain) EXPECT_LE(rel_diff(again.at(name), grad), 1e-12) << name;

@@ -3,7 +3,8 @@
 // run on the very values the kernels saw (inputs and cotangents rounded to bf16 / fp16).
 // Sizes: the SPEC section 4 shapes, a single 32k-token sequence, K = 256 / V = 512,
 // 20 packed segments of random lengths (0 included), and two long documents among 40
-// short ones (the scans' two launches). 16-bit inputs run the tensor-core
+// short ones (the scans' two launches); bf16 also with the forward keeping only its
+// states (KeptWorkspace::kStates: the backward forms V' again). 16-bit inputs run the tensor-core
 // chunk kernels (K > 128 in two key halves); fp32 inputs the fused recurrent kernels.
 // GPU only: skips without CUDA.
 #include <gtest/gtest.h>
@@ -32,14 +33,15 @@ void PrintTo(const LargeCase& c, std::ostream* out) { *out << c.name; }
 
 std::vector<at::Tensor> run(const LargeCase& c, const std::vector<at::Tensor>& inputs,
                             const at::Tensor& cu, const at::Tensor& d_o, const at::Tensor& d_s,
-                            at::ScalarType dtype, bool reference) {
+                            at::ScalarType dtype, bool reference, KeptWorkspace keep) {
   std::vector<at::Tensor> leaves;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const auto dt = i < 4 ? dtype : at::kFloat;  // q k v p in dtype; g, beta, h0 fp32
     leaves.push_back(inputs[i].to(dt).detach().requires_grad_(true));
   }
   auto options = CombaOptions().initial_state(leaves[6]).output_final_state(true)
-                     .use_qk_l2norm_in_kernel(true).use_reference_path(reference);
+                     .use_qk_l2norm_in_kernel(true).use_reference_path(reference)
+                     .kept_workspace(keep);
   if (cu.defined()) options.cu_seqlens(cu);
   auto [o, s] = chunk_comba(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], leaves[5],
                             options);
@@ -52,7 +54,7 @@ std::vector<at::Tensor> run(const LargeCase& c, const std::vector<at::Tensor>& i
 
 class ChunkCudaLarge : public ::testing::TestWithParam<LargeCase> {};
 
-void check(const LargeCase& c, at::ScalarType dtype) {
+void check(const LargeCase& c, at::ScalarType dtype, KeptWorkspace keep = KeptWorkspace::kAll) {
   torch::manual_seed(1234);
   const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
   int64_t n = c.batch, total = c.seq_len;
@@ -77,15 +79,16 @@ void check(const LargeCase& c, at::ScalarType dtype) {
   const auto d_o = round(torch::randn({b, total, c.value_heads, c.value_dim}, dev));
   const auto d_s = torch::randn({n, c.value_heads, c.key_dim, c.value_dim}, dev);
 
-  const auto got = run(c, inputs, cu, d_o, d_s, dtype, /*reference=*/false);
-  const auto want = run(c, inputs, cu, d_o, d_s, at::kFloat, /*reference=*/true);
+  const auto got = run(c, inputs, cu, d_o, d_s, dtype, /*reference=*/false, keep);
+  const auto want = run(c, inputs, cu, d_o, d_s, at::kFloat, /*reference=*/true, KeptWorkspace::kAll);
+  const std::string tag = keep == KeptWorkspace::kStates ? "+kept_states" : "";
   const char* names[] = {"o", "state", "dq", "dk", "dv", "dp", "dg", "dbeta", "dh0"};
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_TRUE(at::isfinite(got[i]).all().item<bool>()) << c.name << ": " << names[i];
     const double error = relative_error(got[i], want[i]);
     const double limit =
         dtype == at::kFloat ? tolerance_for(want[i], dtype) : tensor_core_tolerance(want[i], dtype);
-    std::cout << "[comba-error] large/" << c.name << '/' << c10::toString(dtype) << ' '
+    std::cout << "[comba-error] large/" << c.name << '/' << c10::toString(dtype) << tag << ' '
               << names[i] << ' ' << std::scientific << std::setprecision(2) << error << " tol "
               << limit << std::defaultfloat << '\n';
     EXPECT_LE(error, limit) << c.name << ": " << names[i];
@@ -95,6 +98,11 @@ void check(const LargeCase& c, at::ScalarType dtype) {
 TEST_P(ChunkCudaLarge, BFloat16) {
   COMBA_SKIP_WITHOUT_CUDA();
   check(GetParam(), at::kBFloat16);
+}
+
+TEST_P(ChunkCudaLarge, BFloat16KeptStates) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  check(GetParam(), at::kBFloat16, KeptWorkspace::kStates);
 }
 
 TEST_P(ChunkCudaLarge, Float16) {

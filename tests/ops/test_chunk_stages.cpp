@@ -116,7 +116,7 @@ TwinRun run_twins(const StageCase& c, const CaseTensors& t) {
                      .output_final_state(c.cfg.final_state);
   r.pb = detail::describe_comba_problem(t.q, t.v, t.cu_seqlens, options);
   r.ws = detail::twin::chunk_prep(r.pb, r.in);
-  r.fwd = detail::twin::chunk_scan_fwd(r.pb, r.in, r.ws, /*keep_states=*/true);
+  r.fwd = detail::twin::chunk_scan_fwd(r.pb, r.in, r.ws, KeptWorkspace::kAll);
   r.sg = detail::twin::chunk_scan_bwd(r.pb, r.in, r.ws, t.d_o,
                                       c.cfg.final_state ? t.d_final_state : at::Tensor());
   r.chunk_grads = detail::twin::chunk_grads(r.pb, r.in, r.ws, r.sg, t.d_o);

@@ -1,6 +1,7 @@
 // Each CUDA chunk stage against its ATen twin ON THE SAME INPUTS (bf16 on the GPU):
 //   prep      both from the raw inputs
 //   scan_fwd  both from the CUDA prep's workspace (the twin gets it cast to fp32)
+//   v_new     both from the CUDA prep's W, Tu and the CUDA forward's kept states
 //   scan_bwd  both from the CUDA forward's workspace (states, V' included)
 //   grads     both from that workspace and the CUDA reverse scan's state grads
 // so a stage's error is its own, not inherited. Fields are compared by
@@ -152,8 +153,8 @@ TEST_P(ChunkStagesCuda, ScanForward) {
   const auto x = gpu_inputs(GetParam().cfg);
   auto cuda_ws = detail::cuda::chunk_prep(x.pb, x.in);
   auto twin_ws = workspace_in(cuda_ws, at::kFloat);
-  const auto cuda = detail::cuda::chunk_scan_fwd(x.pb, x.in, cuda_ws, /*keep_states=*/true);
-  const auto twin = detail::twin::chunk_scan_fwd(x.pb, x.in, twin_ws, /*keep_states=*/true);
+  const auto cuda = detail::cuda::chunk_scan_fwd(x.pb, x.in, cuda_ws, KeptWorkspace::kAll);
+  const auto twin = detail::twin::chunk_scan_fwd(x.pb, x.in, twin_ws, KeptWorkspace::kAll);
   expect_fields(compare_scan_fwd(cuda, cuda_ws, twin, twin_ws));
 }
 
@@ -163,17 +164,30 @@ TEST_P(ChunkStagesCuda, ScanForwardInference) {
   const auto x = gpu_inputs(GetParam().cfg);
   auto cuda_ws = detail::cuda::chunk_prep(x.pb, x.in);
   auto twin_ws = workspace_in(cuda_ws, at::kFloat);
-  const auto cuda = detail::cuda::chunk_scan_fwd(x.pb, x.in, cuda_ws, /*keep_states=*/false);
-  const auto twin = detail::twin::chunk_scan_fwd(x.pb, x.in, twin_ws, /*keep_states=*/false);
+  const auto cuda = detail::cuda::chunk_scan_fwd(x.pb, x.in, cuda_ws, KeptWorkspace::kNone);
+  const auto twin = detail::twin::chunk_scan_fwd(x.pb, x.in, twin_ws, KeptWorkspace::kNone);
   EXPECT_FALSE(cuda_ws.states.defined());
   expect_fields({compare_field("o", cuda.o, twin.o, kStage16BitTolerance),
                  compare_field("final_state", cuda.final_state, twin.final_state, kStage16BitTolerance)});
 }
 
+// A forward that keeps only the states writes no V'; the backward forms it from the states.
+TEST_P(ChunkStagesCuda, VNewFromKeptStates) {
+  const auto x = gpu_inputs(GetParam().cfg);
+  auto ws = detail::cuda::chunk_prep(x.pb, x.in);
+  detail::cuda::chunk_scan_fwd(x.pb, x.in, ws, KeptWorkspace::kStates);
+  ASSERT_TRUE(ws.states.defined());
+  EXPECT_FALSE(ws.v_new.defined());
+  auto twin_ws = workspace_in(ws, at::kFloat);
+  detail::twin::chunk_v_new(x.pb, x.in, twin_ws);
+  detail::cuda::chunk_v_new(x.pb, x.in, ws);
+  expect_fields({compare_field("v_new", ws.v_new, twin_ws.v_new, kStage16BitTolerance)});
+}
+
 TEST_P(ChunkStagesCuda, ScanBackward) {
   const auto x = gpu_inputs(GetParam().cfg);
   auto ws = detail::cuda::chunk_prep(x.pb, x.in);
-  detail::cuda::chunk_scan_fwd(x.pb, x.in, ws, /*keep_states=*/true);
+  detail::cuda::chunk_scan_fwd(x.pb, x.in, ws, KeptWorkspace::kAll);
   const auto cuda = detail::cuda::chunk_scan_bwd(x.pb, x.in, ws, x.grad_o, x.grad_final);
   const auto twin = detail::twin::chunk_scan_bwd(x.pb, x.in, workspace_in(ws, at::kFloat), x.grad_o,
                                                  x.grad_final);
@@ -183,7 +197,7 @@ TEST_P(ChunkStagesCuda, ScanBackward) {
 TEST_P(ChunkStagesCuda, Gradients) {
   const auto x = gpu_inputs(GetParam().cfg);
   auto ws = detail::cuda::chunk_prep(x.pb, x.in);
-  detail::cuda::chunk_scan_fwd(x.pb, x.in, ws, /*keep_states=*/true);
+  detail::cuda::chunk_scan_fwd(x.pb, x.in, ws, KeptWorkspace::kAll);
   const auto sg = detail::cuda::chunk_scan_bwd(x.pb, x.in, ws, x.grad_o, x.grad_final);
   // The twin first: the CUDA stage may reuse the workspace's memory.
   const auto twin = detail::twin::chunk_grads(x.pb, x.in, workspace_in(ws, at::kFloat),

@@ -437,7 +437,8 @@ TEST(Trainer, DefaultConfigLearnsRecallWellAboveChance) {
   core::remove_tree(dir);
 }
 
-// train.recompute: chunk_workspace (the operator's backward recomputes its workspace),
+// train.recompute: chunk_states / chunk_workspace (the operator's backward recomputes its
+// workspace but the states / all of it),
 // mixer / block (activation checkpointing) run each block's mixer branch or the whole
 // block again in backward: the same fp32 loss curve as keeping every activation (the
 // recompute repeats the same CPU kernels on the same shapes; the bound allows a last-bit
@@ -446,7 +447,7 @@ TEST(Trainer, RecomputeGivesTheSameLossCurve) {
   const TrainSummary kept = Trainer(tiny(fresh_dir("recompute_none"), {"train.max_steps=4"})).run();
   ASSERT_EQ(kept.losses.size(), 4u);
   const auto expected = losses(kept);
-  for (const std::string policy : {"chunk_workspace", "mixer", "block"}) {
+  for (const std::string policy : {"chunk_states", "chunk_workspace", "mixer", "block"}) {
     const TrainSummary recomputed =
         Trainer(tiny(fresh_dir("recompute_" + policy), {"train.max_steps=4", "train.recompute=" + policy})).run();
     const auto got = losses(recomputed);
@@ -455,16 +456,21 @@ TEST(Trainer, RecomputeGivesTheSameLossCurve) {
   }
 }
 
-// chunk_workspace reaches every layer's operator options (the operator test
-// KeepWorkspace.* checks what the option does there); the other policies keep it.
+// chunk_states and chunk_workspace reach every layer's operator options (the operator
+// test KeepWorkspace.* checks what the option does there); the other policies keep all.
 TEST(Trainer, ChunkWorkspacePolicyReachesEveryLayer) {
-  for (const std::string policy : {"none", "chunk_workspace", "mixer", "block"}) {
+  const auto kept_under = [](const std::string& policy) {
+    return policy == "chunk_states"      ? KeptWorkspace::kStates
+           : policy == "chunk_workspace" ? KeptWorkspace::kNone
+                                         : KeptWorkspace::kAll;
+  };
+  for (const std::string policy : {"none", "chunk_states", "chunk_workspace", "mixer", "block"}) {
     const std::string dir = fresh_dir("recompute_layers_" + policy);
     Trainer trainer(tiny(dir, {"train.max_steps=1", "train.recompute=" + policy}));
     const auto model = trainer.model()->model;
     EXPECT_EQ(model->recompute(), nn::parse_recompute(policy));
     for (const auto& block : *model->layers) {
-      EXPECT_EQ(block->as<nn::CombaBlockImpl>()->attn->keep_workspace(), policy != "chunk_workspace") << policy;
+      EXPECT_EQ(block->as<nn::CombaBlockImpl>()->attn->kept_workspace(), kept_under(policy)) << policy;
     }
     core::remove_tree(dir);
   }
@@ -473,7 +479,7 @@ TEST(Trainer, ChunkWorkspacePolicyReachesEveryLayer) {
     nn::parse_recompute("chunk", "train.recompute");
     ADD_FAILURE() << "an unknown policy was accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_TRUE(has(e.what(), "train.recompute: expected one of none, chunk_workspace, mixer, block, got \"chunk\""))
+    EXPECT_TRUE(has(e.what(), "train.recompute: expected one of none, chunk_states, chunk_workspace, mixer, block, got \"chunk\""))
         << e.what();
   }
 }

@@ -121,6 +121,15 @@ __device__ __forceinline__ void acc_to_smem(const tile::Acc<1, NT>& a, T* s, int
   });
 }
 
+// Accumulator tile -> global rows of stride ld (only rows < rows, columns < cols).
+template <typename T, int NT>
+__device__ __forceinline__ void acc_to_global(const tile::Acc<1, NT>& a, T* g, long long ld, int m0,
+                                              int n0, int rows, int cols) {
+  for_each_acc_pair(a, m0, n0, [&](int r, int col, float x0, float x1) {
+    if (r < rows && col < cols) tile::store_pair(g + r * ld + col, x0, x1);
+  });
+}
+
 // Row dot products of a [64 x n] accumulator tile (rows m0 + lane / 4 and + 8, columns
 // n0 ..) with a 16-bit shared tile of the same layout, summed over the two warp halves:
 // on return p0, p1 hold the full row sums for this thread's rows. All threads call it.

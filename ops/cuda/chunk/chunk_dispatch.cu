@@ -17,11 +17,13 @@ int launch_prep(const ChunkParams& p, cudaStream_t stream);
 template <typename T, int KP>
 int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream);
 template <typename T, int KP>
+int launch_v_new(const ChunkParams& p, cudaStream_t stream);
+template <typename T, int KP>
 int launch_grad(const ChunkParams& p, cudaStream_t stream);
 }  // namespace chunk
 
 namespace {
-enum class Stage { kPrep, kScanFwd, kScanBwd, kGrad };
+enum class Stage { kPrep, kScanFwd, kVNew, kScanBwd, kGrad };
 
 template <typename T, int KP>
 int run(Stage stage, const ChunkParams& p, cudaStream_t s) {
@@ -29,6 +31,7 @@ int run(Stage stage, const ChunkParams& p, cudaStream_t s) {
   switch (stage) {
     case Stage::kPrep: return chunk::launch_prep<T, KP>(p, s);
     case Stage::kScanFwd: return chunk::launch_scan<T, KP>(p, false, bv, s);
+    case Stage::kVNew: return chunk::launch_v_new<T, KP>(p, s);
     case Stage::kScanBwd: return chunk::launch_scan<T, KP>(p, true, bv, s);
     case Stage::kGrad: return chunk::launch_grad<T, KP>(p, s);
   }
@@ -50,6 +53,7 @@ int dispatch(Stage stage, const ChunkParams& p, void* stream) {
 
 int launch_chunk_prep(const ChunkParams& p, void* stream) { return dispatch(Stage::kPrep, p, stream); }
 int launch_chunk_scan_fwd(const ChunkParams& p, void* stream) { return dispatch(Stage::kScanFwd, p, stream); }
+int launch_chunk_v_new(const ChunkParams& p, void* stream) { return dispatch(Stage::kVNew, p, stream); }
 int launch_chunk_scan_bwd(const ChunkParams& p, void* stream) { return dispatch(Stage::kScanBwd, p, stream); }
 int launch_chunk_grad(const ChunkParams& p, void* stream) { return dispatch(Stage::kGrad, p, stream); }
 

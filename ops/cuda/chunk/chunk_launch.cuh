@@ -8,6 +8,7 @@
 #include "chunk_grad_kernel.cuh"
 #include "chunk_prep_kernel.cuh"
 #include "chunk_scan_kernel.cuh"
+#include "chunk_v_new_kernel.cuh"
 
 namespace comba::cuda::chunk {
 
@@ -43,6 +44,12 @@ int launch_scan(const ChunkParams& p, bool backward, int bv, cudaStream_t stream
 }
 
 template <typename T, int KP>
+int launch_v_new(const ChunkParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
+  return launch_with_smem<chunk_v_new_kernel<T, KP>>(grid, VNewLayout<T, KP>::kBytes, p, stream);
+}
+
+template <typename T, int KP>
 int launch_grad(const ChunkParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.num_chunks), p.value_heads);
   return launch_with_smem<chunk_grad_kernel<T, KP>>(grid, GradLayout<T, KP>::kBytes, p, stream);
@@ -51,6 +58,7 @@ int launch_grad(const ChunkParams& p, cudaStream_t stream) {
 #define COMBA_INSTANTIATE_CHUNK(T, KP)                                                  \
   template int launch_prep<T, KP>(const ChunkParams&, cudaStream_t);                    \
   template int launch_scan<T, KP>(const ChunkParams&, bool, int, cudaStream_t);         \
+  template int launch_v_new<T, KP>(const ChunkParams&, cudaStream_t);                   \
   template int launch_grad<T, KP>(const ChunkParams&, cudaStream_t);
 
 }  // namespace comba::cuda::chunk

@@ -39,7 +39,7 @@ struct ChunkParams : CombaKernelInputs {
   void* o = nullptr;             // [B, T, HV, V] input dtype, or null
   float* final_state = nullptr;  // [N, HV, K, V] or null
   void* states = nullptr;        // [NC, HV, KP, V] OT: state entering each chunk, or null
-  void* v_new = nullptr;         // [NC, HV, 64, V] OT: U - W S, or null
+  void* v_new = nullptr;         // [NC, HV, 64, V] OT: U - W S (written by the scan or the V' kernel), or null
 
   // Backward.
   const void* grad_o = nullptr;       // [B, T, HV, V] input dtype
@@ -62,6 +62,7 @@ struct ChunkParams : CombaKernelInputs {
 // Each returns the launch's cudaError_t (as int); stream is a cudaStream_t.
 int launch_chunk_prep(const ChunkParams& params, void* stream);
 int launch_chunk_scan_fwd(const ChunkParams& params, void* stream);
+int launch_chunk_v_new(const ChunkParams& params, void* stream);
 int launch_chunk_scan_bwd(const ChunkParams& params, void* stream);
 int launch_chunk_grad(const ChunkParams& params, void* stream);
 

@@ -115,15 +115,6 @@ __device__ __forceinline__ void store_state(const tile::Acc<1, NT>& s, float* ds
     }
 }
 
-// Accumulator tile -> global rows of stride ld (only rows < rows, columns < cols).
-template <typename T, int NT>
-__device__ __forceinline__ void acc_to_global(const tile::Acc<1, NT>& a, T* g, long long ld, int m0,
-                                              int n0, int rows, int cols) {
-  for_each_acc_pair(a, m0, n0, [&](int r, int col, float x0, float x1) {
-    if (r < rows && col < cols) tile::store_pair(g + r * ld + col, x0, x1);
-  });
-}
-
 // A shared [rows x BV] tile -> global [rows x V] slice at column v0 (16-byte stores).
 template <typename T, int BV>
 __device__ __forceinline__ void smem_tile_to_global(const T* s, int ld_s, T* g, int V, int v0, int rows) {

@@ -127,7 +127,7 @@ ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in) {
 }
 
 CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
-                            bool keep_states) {
+                            KeptWorkspace keep) {
   const c10::cuda::CUDAGuard guard(in.q.device());
   const KernelInputs kin(in);
   const auto opts = kin.q.options();
@@ -135,16 +135,28 @@ CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, Chunk
   out.o = at::empty({pb.batch, pb.seq_len, pb.value_heads, pb.value_dim}, opts);
   out.final_state = at::empty({pb.num_seqs, pb.value_heads, pb.key_dim, pb.value_dim},
                               opts.dtype(at::kFloat));
-  if (keep_states) {
+  if (keep != KeptWorkspace::kNone) {
     ws.states = at::empty({ws.num_chunks, pb.value_heads, ws.padded_key_dim, pb.value_dim}, opts);
+  }
+  if (keep == KeptWorkspace::kAll) {
     ws.v_new = at::empty({ws.num_chunks, pb.value_heads, kc::kChunk, pb.value_dim}, opts);
   }
-  auto p = stage_params(pb, kin, ws);
-  if (!keep_states) p.states = p.v_new = nullptr;  // the kernel writes them where given
+  auto p = stage_params(pb, kin, ws);  // the kernel writes states and V' where given
   p.o = out.o.data_ptr();
   p.final_state = out.final_state.data_ptr<float>();
   launch_scans(p, ws, kc::launch_chunk_scan_fwd, "scan (forward)");
   return out;
+}
+
+void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws) {
+  TORCH_CHECK(ws.states.defined() && ws.w.defined() && ws.tu.defined(),
+              "chunk_v_new: the workspace holds no states / W / Tu (expected chunk_prep and "
+              "the states a forward scan kept)");
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const KernelInputs kin(in);
+  ws.v_new = at::empty({ws.num_chunks, pb.value_heads, kc::kChunk, pb.value_dim}, kin.q.options());
+  core::check_launch(kc::launch_chunk_v_new(stage_params(pb, kin, ws), current_stream()),
+                     "chunk_comba", "V' from the states");
 }
 
 ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
@@ -152,7 +164,7 @@ ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
                                const at::Tensor& grad_final) {
   TORCH_CHECK(ws.states.defined() && ws.v_new.defined() && ws.w.defined(),
               "chunk_scan_bwd: the workspace holds no states / V' / prep operands (expected "
-              "chunk_prep, then chunk_scan_fwd with keep_states=true, before any release)");
+              "chunk_prep, then chunk_scan_fwd keeping kAll or chunk_v_new, before any release)");
   const c10::cuda::CUDAGuard guard(in.q.device());
   const KernelInputs kin(in);
   const auto opts = kin.q.options();
@@ -177,7 +189,7 @@ ChunkGrads chunk_grads(const CombaProblem& pb, const CombaInputs& in, const Chun
                        const ChunkStateGrads& sg, const at::Tensor& grad_o) {
   TORCH_CHECK(ws.states.defined() && ws.v_new.defined() && ws.t_inv.defined(),
               "chunk_grads: the workspace holds no states / V' / T (expected chunk_prep, then "
-              "chunk_scan_fwd with keep_states=true)");
+              "chunk_scan_fwd keeping kAll, or chunk_v_new)");
   const c10::cuda::CUDAGuard guard(in.q.device());
   const KernelInputs kin(in);
   const auto opts = kin.q.options();

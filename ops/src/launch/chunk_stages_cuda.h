@@ -14,9 +14,11 @@ bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
 
 // Numbers the chunks (a host read of cu_seqlens when packed) and runs the prep kernel.
 ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in);
-// o and the final state; with keep_states also ws.states and ws.v_new for the backward.
+// o and the final state; also ws.states (keep kStates) and ws.v_new (kAll) for the backward.
 CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
-                            bool keep_states);
+                            KeptWorkspace keep);
+// ws.v_new = Tu V - W S from the prep's Tu and W and the kept states, every chunk at once.
+void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws);
 // Reverse scan; reads the prep operands, states and V' (grad_final may be undefined).
 ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
                                const ChunkWorkspace& ws, const at::Tensor& grad_o,

@@ -227,7 +227,7 @@ ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in) {
 }
 
 CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
-                            bool keep_states) {
+                            KeptWorkspace keep) {
   const auto dt = compute_dtype(pb);
   const auto rows = chunk_rows(pb, in, dt);
   check_workspace(ws, rows, "chunk_scan_fwd");
@@ -255,14 +255,21 @@ CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, Chunk
                   gamma.index_select(0, step.chunks) * s +
                       at::matmul(mT(kd.index_select(0, step.chunks)), vn));
   }
-  if (keep_states) {
-    ws.states = states;
-    ws.v_new = v_new;
-  }
+  if (keep != KeptWorkspace::kNone) ws.states = states;
+  if (keep == KeptWorkspace::kAll) ws.v_new = v_new;
   CombaForward out;
   out.o = from_chunks(pb, o, rows).to(pb.dtype);
   out.final_state = S.narrow(2, 0, pb.key_dim).to(pb.state_dtype).contiguous();
   return out;
+}
+
+void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws) {
+  const auto dt = compute_dtype(pb);
+  const auto rows = chunk_rows(pb, in, dt);
+  check_workspace(ws, rows, "chunk_v_new");
+  TORCH_CHECK(ws.states.defined() && ws.tu.defined(), "chunk_v_new: the workspace holds no states / Tu");
+  const auto v = to_chunks(in.v, rows, dt);
+  ws.v_new = at::matmul(ws.tu.to(dt), v) - at::matmul(ws.w.to(dt), ws.states.to(dt));
 }
 
 ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,

@@ -1,5 +1,5 @@
 // The ATen twins of the chunk form's CUDA stages (the contract in chunk_stages.h): the
-// same four stages on any device, in the compute dtype (fp32, fp64 for fp64 inputs),
+// same five stages on any device, in the compute dtype (fp32, fp64 for fp64 inputs),
 // writing every workspace field with the kernels' meaning and layout (rows past a short
 // chunk's end hold what the kernels write there: zero in w, tu, mqk, states, v_new, the
 // identity in t_inv, and the row factors of a zero row in qf, kf). GPU tests run each CUDA
@@ -9,6 +9,7 @@
 //                   triangular solve for T)
 //   chunk_scan_fwd  V' = Tu V - W S, O = diag(qf) Q S + Mqk V', S <- gamma S + Kd^T V',
 //                   one step per chunk position, all sequences of that position at once
+//   chunk_v_new     V' = Tu V - W S from the kept states, every chunk at once
 //   chunk_scan_bwd  dV' = Mqk^T dO + Kd dS, dS <- gamma dS + Q^T diag(qf) dO - W^T dV',
 //                   chunks in reverse; d_states[c] is the gradient of chunk c's END state
 //   chunk_grads     autograd over a differentiable per-chunk forward (inputs -> prep
@@ -26,7 +27,8 @@ namespace comba::detail::twin {
 
 ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in);
 CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
-                            bool keep_states);
+                            KeptWorkspace keep);
+void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws);
 ChunkStateGrads chunk_scan_bwd(const CombaProblem& pb, const CombaInputs& in,
                                const ChunkWorkspace& ws, const at::Tensor& grad_o,
                                const at::Tensor& grad_final);

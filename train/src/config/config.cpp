@@ -128,9 +128,10 @@ ConfigSchema make_schema(TrainConfig& c) {
   s.add("train.benchmark", &c.train.benchmark, "");
   s.add("train.benchmark_warmup", &c.train.benchmark_warmup, nonneg, "");
   s.add("train.threads", &c.train.threads, nonneg, "0: LibTorch default");
-  s.add("train.recompute", &c.train.recompute, {"none", "chunk_workspace", "mixer", "block"},
-        "run again in backward instead of keeping activations: chunk_workspace (the operator's), "
-        "mixer (the attn branch) or block");
+  s.add("train.recompute", &c.train.recompute, {"none", "chunk_states", "chunk_workspace", "mixer", "block"},
+        "run again in backward instead of keeping activations: chunk_states (the operator's "
+        "workspace but its per-chunk states), chunk_workspace (the operator's), mixer (the attn "
+        "branch) or block");
 
   s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
   s.add("eval.batches", &c.eval.batches, nonneg, "");

@@ -8,6 +8,7 @@
 #include "comba/nn/layer_inputs.h"
 #include "comba/nn/rms_norm.h"
 #include "comba/nn/short_conv.h"
+#include "comba/ops/comba.h"
 
 #include <torch/arg.h>
 #include <torch/nn/module.h>
@@ -68,10 +69,10 @@ class CombaLayerImpl : public torch::nn::Module {
   int64_t value_dim() const { return value_dim_; }
   int64_t head_v_dim() const { return head_v_dim_; }
   int64_t value_heads() const { return num_v_heads_; }
-  // Whether the operator keeps its chunk workspace for backward (CombaOptions::
-  // keep_workspace); false: the backward recomputes it. Set by CombaModel::set_recompute.
-  void set_keep_workspace(bool keep) { keep_workspace_ = keep; }
-  bool keep_workspace() const { return keep_workspace_; }
+  // What the operator keeps of its chunk workspace for backward (CombaOptions::
+  // kept_workspace); the backward recomputes the rest. Set by CombaModel::set_recompute.
+  void set_kept_workspace(comba::KeptWorkspace keep) { kept_workspace_ = keep; }
+  comba::KeptWorkspace kept_workspace() const { return kept_workspace_; }
 
   CombaLayerOptions options;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
@@ -94,7 +95,7 @@ class CombaLayerImpl : public torch::nn::Module {
   bool decode_state_in_place(LayerState& state, const torch::Tensor& q, const torch::Tensor& v) const;
 
   int64_t num_v_heads_ = 0, key_dim_ = 0, value_dim_ = 0, head_v_dim_ = 0;
-  bool keep_workspace_ = true;
+  comba::KeptWorkspace kept_workspace_ = comba::KeptWorkspace::kAll;
 };
 TORCH_MODULE(CombaLayer);
 

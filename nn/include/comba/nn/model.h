@@ -39,9 +39,11 @@ class CombaModelImpl : public torch::nn::Module {
   // Face's gradient_checkpointing); kMixer runs only the mixer branch again (attn_norm ->
   // attn: most of the activation memory for less of the compute); kChunkWorkspace keeps
   // every activation but the operator's chunk workspace, which the operator's backward
-  // recomputes (CombaOptions::keep_workspace). Same numbers either way. Off by default;
-  // never used with a decode cache.
-  enum class Recompute { kNone, kChunkWorkspace, kMixer, kBlock };
+  // recomputes (CombaOptions::kept_workspace = kNone); kChunkStates keeps every activation
+  // and, of the workspace, only the per-chunk states (kept_workspace = kStates: the
+  // backward redoes the parallel chunk preparation, not the serial scan). Same numbers
+  // either way. Off by default; never used with a decode cache.
+  enum class Recompute { kNone, kChunkStates, kChunkWorkspace, kMixer, kBlock };
   void set_recompute(Recompute policy);
   Recompute recompute() const { return recompute_; }
   void set_gradient_checkpointing(bool enabled) { set_recompute(enabled ? Recompute::kBlock : Recompute::kNone); }
@@ -57,7 +59,7 @@ class CombaModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CombaModel);
 
-// "none" | "chunk_workspace" | "mixer" | "block" -> the policy; anything else throws
+// "none" | "chunk_states" | "chunk_workspace" | "mixer" | "block" -> the policy; anything else throws
 // std::invalid_argument naming `key` (the config key or argument the name came from).
 CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::string& key = "recompute");
 

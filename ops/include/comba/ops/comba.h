@@ -29,6 +29,20 @@
 
 namespace comba {
 
+// What the chunked form's training forward keeps for its backward, from fastest to
+// smallest. Each gives the gradients of the same function (to the kernels' rounding).
+enum class KeptWorkspace {
+  // The per-chunk operands (W, Mqk, T), V' = U - W S and the per-chunk states: the
+  // backward only reads them. 16-bit values per token and value head: K + 128 + V + K V / 64.
+  kAll,
+  // The per-chunk states alone (K V / 64 values per token and value head; half of kAll at
+  // K = 128, V = 256): the backward runs the chunk preparation again and forms V' from the
+  // states, every chunk in parallel, without repeating the serial scan.
+  kStates,
+  // Nothing: the backward runs the whole forward again.
+  kNone,
+};
+
 struct CombaOptions {
   // Multiplies q; defaults to K^-0.5.
   TORCH_ARG(c10::optional<double>, scale) = c10::nullopt;
@@ -44,10 +58,9 @@ struct CombaOptions {
   // Run the ATen reference implementation instead of the CUDA kernels: any device,
   // exact in the compute dtype, slow. For checking the kernels against it.
   TORCH_ARG(bool, use_reference_path) = false;
-  // Keep the forward's kernel workspace (per-chunk operands and states) for the backward.
-  // false: the backward recomputes it (same gradients; less memory between forward and
-  // backward, one more forward's work). The ATen reference path keeps none either way.
-  TORCH_ARG(bool, keep_workspace) = true;
+  // What a training forward keeps of its kernel workspace for the backward (see
+  // KeptWorkspace). The ATen reference path keeps none either way.
+  TORCH_ARG(KeptWorkspace, kept_workspace) = KeptWorkspace::kAll;
 };
 
 // Chunked (training) form. `p` defaults to k, `beta` to ones. Returns (o, final_state).

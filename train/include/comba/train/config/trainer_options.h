@@ -16,8 +16,10 @@ struct RunOptions {
   bool benchmark = false;
   int64_t benchmark_warmup = 3;
   int64_t threads = 0;        // CPU intra-op threads; 0 keeps LibTorch's choice
-  // Memory policy: "none" keeps every activation for backward; "chunk_workspace" keeps
-  // them but the operator's chunk workspace (its backward recomputes it); "mixer" runs
+  // Memory policy: "none" keeps every activation for backward; "chunk_states" keeps them
+  // and, of the operator's chunk workspace, only its per-chunk states (the backward redoes
+  // the parallel preparation, not the serial scan); "chunk_workspace" keeps them but the
+  // operator's chunk workspace (its backward recomputes it); "mixer" runs
   // each block's mixer branch again in backward; "block" keeps only each block's input
   // and runs the whole block again (activation checkpointing).
   std::string recompute = "none";
