@@ -120,7 +120,10 @@ template <typename T, typename LA, typename LB, int MT, int NT>
 __device__ __forceinline__ void warp_mma(Acc<MT, NT>& acc, const T* A, int lda, const T* B,
                                          int ldb, int m0, int n0, int kdim) {
   const int lane = threadIdx.x & 31;
-#pragma unroll 2
+  // Fully unrolled where kdim is a constant (every caller): the fragment loads of all k
+  // steps can issue ahead of the dependent HMMA chain. Unrolled by 2 instead, the 32k scans
+  // ran 9-12% slower (H200, same call); no kernel spills either way.
+#pragma unroll
   for (int k0 = 0; k0 < kdim; k0 += 16) {
     uint32_t a[MT][4];
 #pragma unroll
