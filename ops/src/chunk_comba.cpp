@@ -18,6 +18,7 @@ namespace {
 // before the backward. The scans' walks travel with the first launch's walk count (a
 // CPU scalar).
 constexpr size_t kSavedTensors = 11;
+constexpr size_t kSavedStatesOnly = 1;  // {states}
 std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
   return {std::move(ws.w),      std::move(ws.mqk),   std::move(ws.qf),
           std::move(ws.kf),     std::move(ws.gamma), std::move(ws.t_inv),
@@ -77,7 +78,7 @@ InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
     ChunkWorkspace ws;
     if (saved.size() == kSavedTensors) {
       ws = from_saved(std::move(saved));
-    } else if (saved.size() == 1) {
+    } else if (saved.size() == kSavedStatesOnly) {
       // The forward kept the states alone: the prep again, then V' from the states (every
       // chunk at once; only the forward scan needed Tu, and now V').
       ws = cuda::chunk_prep(pb, kin);
