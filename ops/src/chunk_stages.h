@@ -39,7 +39,8 @@ struct ChunkWorkspace {
   at::Tensor scan_plan;        // [N + W + 1] int32 on the device
   int64_t scan_short_walks = 0;
 
-  // Written by chunk_prep (every chunk independent):
+  // Written by chunk_prep (every chunk independent). The CUDA stages pad the rows of W,
+  // Tu and Mqk (kernels' workspace_ld): these are views of the padded tensors.
   at::Tensor w;      // [NC, HV, C, KP] OT   T diag(beta e^G0) P^
   at::Tensor tu;     // [NC, HV, C, C]  OT   T diag(beta)  (U = Tu V is formed by the scan)
   at::Tensor mqk;    // [NC, HV, C, C]  OT   scale (Q^ K^T)_ij e^(G_i - G_j) for j <= i, else 0

@@ -26,7 +26,8 @@ struct ChunkParams : CombaKernelInputs {
   int scan_count = 0;
   int64_t scan_walk_count() const { return scan_walks != nullptr ? scan_count : num_seqs; }  // host
 
-  // Per-chunk workspace written by the prep kernel (OT):
+  // Per-chunk workspace written by the prep kernel (OT). W, Tu and Mqk rows are padded to
+  // workspace_ld(columns) (the padding is never read):
   void* w = nullptr;     // [NC, HV, 64, KP]  T diag(beta e^G0) P^
   void* tu = nullptr;    // [NC, HV, 64, 64]  T diag(beta) (U = Tu V is formed in the scan)
   void* mqk = nullptr;   // [NC, HV, 64, 64]  scale (Q^ K^T)_ij e^(G_i - G_j), j <= i

@@ -85,7 +85,8 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
     qk.zero();
     tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(pk, sP, LDK, sK, LDK, m0, n0, KP);
     tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(qk, sQ, LDK, sK, LDK, m0, n0, KP);
-    T* g_mqk = static_cast<T*>(p.mqk) + slot * C * C;
+    constexpr int kLdM = workspace_ld(C);
+    T* g_mqk = static_cast<T*>(p.mqk) + slot * C * kLdM;
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
 #pragma unroll
@@ -102,7 +103,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
           m[e] = j <= r ? p.scale * s_rq[r] * s_rk[j] * qk.v[0][nt][i] * __expf(s_G[r] - s_G[j])
                         : 0.f;
         }
-        tile::store_pair(g_mqk + r * C + n0 + nt * 8 + tile::acc_col(lane, 2 * half), m[0], m[1]);
+        tile::store_pair(g_mqk + r * kLdM + n0 + nt * 8 + tile::acc_col(lane, 2 * half), m[0], m[1]);
       }
     }
   }
@@ -129,7 +130,8 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
 
   {  // W = (T diag(beta e^G0 r_p)) P, at most 64 columns per warp at a time (registers)
     constexpr int kWarpCols = KP / 2, kPiece = kWarpCols < 64 ? kWarpCols : 64, NT = kPiece / 8;
-    T* g_w = static_cast<T*>(p.w) + slot * C * KP;
+    constexpr int kLdW = workspace_ld(KP);
+    T* g_w = static_cast<T*>(p.w) + slot * C * kLdW;
 #pragma unroll 1
     for (int piece = 0; piece < kWarpCols / kPiece; ++piece) {
       const int nk = (warp >> 2) * kWarpCols + piece * kPiece;
@@ -142,7 +144,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
         for (int half = 0; half < 2; ++half) {
           const int r = m0 + tile::acc_row(lane, 2 * half);
           const int col = nk + nt * 8 + tile::acc_col(lane, 2 * half);
-          tile::store_pair(g_w + r * KP + col, w.v[0][nt][2 * half], w.v[0][nt][2 * half + 1]);
+          tile::store_pair(g_w + r * kLdW + col, w.v[0][nt][2 * half], w.v[0][nt][2 * half + 1]);
         }
     }
   }
@@ -154,10 +156,11 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
   }
 
   {  // Tu = T diag(beta): the scan forms U = Tu V itself
-    T* g_tu = static_cast<T*>(p.tu) + slot * C * C;
+    constexpr int kLdTu = workspace_ld(C);
+    T* g_tu = static_cast<T*>(p.tu) + slot * C * kLdTu;
     for (int idx = tid; idx < C * C / kVec16; idx += kThreads) {
       const int i = VecRow::row(idx), j0 = VecRow::col(idx) * kVec16;
-      *reinterpret_cast<uint4*>(g_tu + i * C + j0) = *reinterpret_cast<const uint4*>(sTu + i * LDC + j0);
+      *reinterpret_cast<uint4*>(g_tu + i * kLdTu + j0) = *reinterpret_cast<const uint4*>(sTu + i * LDC + j0);
     }
   }
 }

@@ -1,7 +1,8 @@
 // The sequential part of the chunked algorithm: one CTA per (sequence, value head, BV
 // state columns) walks the sequence's chunks with its state slice in registers (fp32
 // MMA accumulators); only the prep kernel's per-chunk operands stream in, double
-// buffered with cp.async. Packed short sequences share a CTA: it walks them one after
+// buffered: W, Tu, Mqk and the row factors as one bulk copy each (stored padded as here,
+// landing on the stage's mbarrier), the q, k and x rows with cp.async. Packed short sequences share a CTA: it walks them one after
 // another (ChunkTraits::plan_scans), its loads running ahead across their boundaries.
 //
 // Forward, per chunk (S = state entering the chunk):
@@ -13,6 +14,7 @@
 //   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Q^T (diag(qf) dO) - W^T dV'
 // saving dS and dV' per chunk; the gradient of the initial state is the last dS.
 #pragma once
+#include "bulk_copy.cuh"
 #include "chunk_common.cuh"
 
 namespace comba::cuda::chunk {
@@ -35,11 +37,16 @@ struct ScanLayout {
   static constexpr int kStateBytes = KP * LDV * sizeof(T);
   // Double-buffered where two stages fit (KP <= 128); at KP = 256 one stage, refilled
   // once the chunk's last product has read it.
-  static constexpr int kStages = 2 * Stage::kBytes + kStateBytes + 2 * kTileV <= kMaxSmemBytes ? 2 : 1;
-  using Carve = SmemCarve<kStages * Stage::kBytes, kStateBytes, kTileV, kTileV>;
-  static constexpr int kAtState = Carve::at(1), kAtVn = Carve::at(2), kAtVk = Carve::at(3);
+  // Last, one mbarrier per stage (8 bytes each) for its bulk copies.
+  static constexpr int kBarBytes = 16;
+  static constexpr int kStages =
+      2 * Stage::kBytes + kStateBytes + 2 * kTileV + kBarBytes <= kMaxSmemBytes ? 2 : 1;
+  using Carve = SmemCarve<kStages * Stage::kBytes, kStateBytes, kTileV, kTileV, kBarBytes>;
+  static constexpr int kAtState = Carve::at(1), kAtVn = Carve::at(2), kAtVk = Carve::at(3),
+                       kAtBar = Carve::at(4);
   static constexpr int kBytes = Carve::kBytes;
-  __device__ static T* stage(T* base, long long it) { return base + (kStages == 2 ? (it & 1) : 0) * kStage; }
+  // The workspace tiles are copied whole, padding included: the same row strides.
+  static_assert(LDK == workspace_ld(KP) && LDC == workspace_ld(kChunk), "scan tiles and workspace rows differ");
 };
 
 template <typename T, int KP, int BV>
@@ -59,34 +66,62 @@ struct ScanStage {
   }
 };
 
-// Issues the cp.async loads of chunk `c`'s operands; `x_src` is V (forward) or dO
-// (backward), in the caller's layout, already offset to this CTA's first column. Tu only
-// for the forward.
+// Issues the loads of chunk `c`'s operands into a stage: thread 0 the workspace tiles as
+// bulk copies on `bar` (W, Mqk, Tu only forward, qf, kf: contiguous, rows padded as here),
+// every thread its cp.async share of q, k and x = V (forward) or dO (backward), in the
+// caller's layout (x already offset to this CTA's first column), zero-filled past the
+// chunk's end and past K; committed as one group.
 template <typename T, int KP, int BV>
-__device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const ScanStage<T, KP, BV>& s,
-                                                long long slot, const ChunkLoc& loc, int hv,
-                                                const T* x_src, long long x_ld, int x_cols,
-                                                bool with_tu) {
+__device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const ScanStage<T, KP, BV>& s, uint64_t* bar,
+                                                long long slot, const ChunkLoc& loc, int hv, const T* x_src,
+                                                long long x_ld, int x_cols, bool with_tu) {
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk;
+  constexpr uint32_t kBytesW = L::kTileK, kBytesC = L::kTileC, kBytesF = C * sizeof(float);
+  if (threadIdx.x == 0) {
+    tile::mbar_arrive_expect_tx(bar, kBytesW + (with_tu ? 2 : 1) * kBytesC + 2 * kBytesF);
+    tile::bulk_copy_g2s(s.w, static_cast<const T*>(p.w) + slot * C * L::LDK, kBytesW, bar);
+    tile::bulk_copy_g2s(s.m, static_cast<const T*>(p.mqk) + slot * C * L::LDC, kBytesC, bar);
+    if (with_tu) tile::bulk_copy_g2s(s.tu, static_cast<const T*>(p.tu) + slot * C * L::LDC, kBytesC, bar);
+    tile::bulk_copy_g2s(s.qf, p.qf + slot * C, kBytesF, bar);
+    tile::bulk_copy_g2s(s.kf, p.kf + slot * C, kBytesF, bar);
+  }
   const long long qk_ld = static_cast<long long>(p.heads) * p.key_dim;
   const long long qk_off = loc.tok0 * qk_ld + static_cast<long long>(hv / (p.value_heads / p.heads)) * p.key_dim;
-  tile::load_tile_async<T, kThreads, C, KP>(s.w, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
   tile::load_tile_async<T, kThreads, C, KP>(s.q, L::LDK, static_cast<const T*>(p.q) + qk_off, qk_ld, loc.len, p.key_dim);
   tile::load_tile_async<T, kThreads, C, KP>(s.k, L::LDK, static_cast<const T*>(p.k) + qk_off, qk_ld, loc.len, p.key_dim);
-  constexpr int kFloats16 = 16 / sizeof(float);  // per 16-byte copy
-  if (threadIdx.x < 2 * C / kFloats16) {  // qf, kf: 16 bytes per thread
-    const int which = threadIdx.x / (C / kFloats16), e = (threadIdx.x % (C / kFloats16)) * kFloats16;
-    const float* src = (which == 0 ? p.qf : p.kf) + slot * C + e;
-    tile::cp_async_16((which == 0 ? s.qf : s.kf) + e, src, 16);
-  }
-  tile::load_tile_async<T, kThreads, C, C>(s.m, L::LDC, static_cast<const T*>(p.mqk) + slot * C * C, C, C, C);
-  if (with_tu) {
-    tile::load_tile_async<T, kThreads, C, C>(s.tu, L::LDC, static_cast<const T*>(p.tu) + slot * C * C, C, C, C);
-  }
   tile::load_tile_async<T, kThreads, C, BV>(s.x, L::LDV, x_src, x_ld, loc.len, x_cols);
   tile::cp_async_commit();
 }
+
+// A scan's pipeline stages and their mbarriers: which stage walk step n uses (n % kStages),
+// loading it, and waiting for it (its bulk copies complete phase n / kStages of the
+// stage's barrier; its cp.async group is the only one in flight).
+template <typename T, int KP, int BV>
+struct ScanStages {
+  using L = ScanLayout<T, KP, BV>;
+  T* base;
+  uint64_t* bars;
+  __device__ explicit ScanStages(unsigned char* smem)
+      : base(reinterpret_cast<T*>(smem)), bars(reinterpret_cast<uint64_t*>(smem + L::kAtBar)) {}
+  // Before any load, by all threads (ends with a barrier).
+  __device__ void init() const {
+    if (threadIdx.x == 0) {
+      for (int i = 0; i < L::kStages; ++i) tile::mbar_init(bars + i, 1);
+      tile::fence_barrier_init();
+    }
+    __syncthreads();
+  }
+  __device__ static int index(long long step) { return L::kStages == 2 ? static_cast<int>(step & 1) : 0; }
+  __device__ ScanStage<T, KP, BV> at(long long step) const { return ScanStage<T, KP, BV>(base + index(step) * L::kStage); }
+  __device__ uint64_t* bar(long long step) const { return bars + index(step); }
+  // Until step's operands have landed: this thread's cp.async and every bulk copy (a
+  // barrier must follow before other threads' cp.async data is read).
+  __device__ void wait(long long step) const {
+    tile::cp_async_wait<0>();
+    tile::mbar_wait(bar(step), static_cast<uint32_t>((L::kStages == 2 ? step >> 1 : step) & 1));
+  }
+};
 
 // The state slice in registers <-> fp32 [K, V] in global memory (rows >= K, columns >= V
 // of the slice are zero / not stored).
@@ -205,17 +240,18 @@ struct WalkCursor {
   }
 };
 
-// Issues the cp.async loads of the cursor's next chunk into the stage at `stage` and moves
-// the cursor on; x is V (forward, with Tu) or dO (backward), [tokens, HV, V].
+// Issues the loads of the cursor's next chunk for walk step `step` and moves the cursor
+// on; x is V (forward, with Tu) or dO (backward), [tokens, HV, V].
 template <typename T, int KP, int BV, typename Cta>
 __device__ __forceinline__ void load_next_stage(const ChunkParams& p, const Cta& cta, WalkCursor<Cta>& ahead,
-                                                T* stage, const void* x, bool forward) {
+                                                const ScanStages<T, KP, BV>& stages, long long step, const void* x,
+                                                bool forward) {
   const long long c = ahead.chunk(), slot = c * p.value_heads + cta.hv;
   const ChunkLoc loc = ahead.seq.at(c);
   const long long x_ld = static_cast<long long>(p.value_heads) * p.value_dim;
   const T* x_cta = static_cast<const T*>(x) + loc.tok0 * x_ld + static_cast<long long>(cta.hv) * p.value_dim + cta.v0;
-  load_scan_stage<T, KP, BV>(p, ScanStage<T, KP, BV>(stage), slot, loc, cta.hv, x_cta, x_ld, p.value_dim - cta.v0,
-                             forward);
+  load_scan_stage<T, KP, BV>(p, stages.at(step), stages.bar(step), slot, loc, cta.hv, x_cta, x_ld,
+                             p.value_dim - cta.v0, forward);
   ahead.advance(p, cta);
 }
 
@@ -249,7 +285,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
-  T* base = reinterpret_cast<T*>(smem);
   T* sS = reinterpret_cast<T*>(smem + L::kAtState);  // [KP x BV] state as an operand
   T* sVn = reinterpret_cast<T*>(smem + L::kAtVn);    // [64 x BV] V'
   T* sVk = reinterpret_cast<T*>(smem + L::kAtVk);    // [64 x BV] diag(kf) V'
@@ -261,7 +296,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
   const long long o_ld = static_cast<long long>(HV) * V;
 
   WalkCursor<Cta> ahead(p, cta, /*backward=*/false);
-  auto issue_ahead = [&](int st) { load_next_stage<T, KP, BV>(p, cta, ahead, base + st * L::kStage, p.v, true); };
+  const ScanStages<T, KP, BV> stages(smem);
+  stages.init();
+  auto issue_ahead = [&](long long at_step) { load_next_stage<T, KP, BV>(p, cta, ahead, stages, at_step, p.v, true); };
   if (ahead.more()) issue_ahead(0);
   long long step = 0;  // chunks walked: the stage parity
   for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
@@ -269,13 +306,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
     StateSlice<KP, BV> S;
     S.load(cta, p.initial_state ? p.initial_state + seq.state_off : nullptr, K, V);
     for (long long it = 0; it < seq.count; ++it, ++step) {
-      const ScanStage<T, KP, BV> st(L::stage(base, step));
+      const ScanStage<T, KP, BV> st = stages.at(step);
       const long long c = seq.first + it, slot = c * HV + hv;
       const float gamma = p.gamma[slot];  // needed at the end: load early
-      tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
+      stages.wait(step);
       S.to_smem(cta, sS, LDV);
       __syncthreads();  // every thread is done with the previous chunk: refill its stage
-      if (L::kStages == 2 && ahead.more()) issue_ahead((step + 1) & 1);
+      if (L::kStages == 2 && ahead.more()) issue_ahead(step + 1);
 
       tile::Acc<1, Cta::kNT> vn, u;
       vn.zero();
@@ -316,7 +353,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_fwd_kernel(const Chunk
       }
       if (L::kStages == 1 && ahead.more()) {
         __syncthreads();  // the one stage is read: refill it
-        issue_ahead(0);
+        issue_ahead(step + 1);
       }
     }
     S.store(cta, p.final_state ? p.final_state + seq.state_off : nullptr, K, V);
@@ -328,7 +365,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   using L = ScanLayout<T, KP, BV>;
   constexpr int C = kChunk, LDV = L::LDV;
   extern __shared__ __align__(16) unsigned char smem[];
-  T* base = reinterpret_cast<T*>(smem);
   T* sdS = reinterpret_cast<T*>(smem + L::kAtState);  // [KP x BV] dS as an operand
   T* sdVn = reinterpret_cast<T*>(smem + L::kAtVn);    // [64 x BV] -dV'
   T* sdOq = reinterpret_cast<T*>(smem + L::kAtVk);    // [64 x BV] diag(qf) dO
@@ -339,7 +375,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
   const int m0 = cta.m0, n0 = cta.n0, ns = cta.ns;
 
   WalkCursor<Cta> ahead(p, cta, /*backward=*/true);
-  auto issue_ahead = [&](int st) { load_next_stage<T, KP, BV>(p, cta, ahead, base + st * L::kStage, p.grad_o, false); };
+  const ScanStages<T, KP, BV> stages(smem);
+  stages.init();
+  auto issue_ahead = [&](long long at_step) { load_next_stage<T, KP, BV>(p, cta, ahead, stages, at_step, p.grad_o, false); };
   if (ahead.more()) issue_ahead(0);
   long long step = 0;  // chunks walked: the stage parity
   for (int j = cta.walk_begin; j < cta.walk_end; ++j) {
@@ -347,13 +385,13 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
     StateSlice<KP, BV> dS;
     dS.load(cta, p.grad_final ? p.grad_final + seq.state_off : nullptr, K, V);
     for (long long it = 0; it < seq.count; ++it, ++step) {
-      const ScanStage<T, KP, BV> st(L::stage(base, step));
+      const ScanStage<T, KP, BV> st = stages.at(step);
       const long long c = seq.first + seq.count - 1 - it, slot = c * HV + hv;
       const float gamma = p.gamma[slot];
-      tile::cp_async_wait<0>();  // this chunk's stage, the only group in flight
+      stages.wait(step);
       dS.to_smem(cta, sdS, LDV);
       __syncthreads();  // every thread is done with the previous chunk: refill its stage
-      if (L::kStages == 2 && ahead.more()) issue_ahead((step + 1) & 1);
+      if (L::kStages == 2 && ahead.more()) issue_ahead(step + 1);
       smem_tile_to_global<T, BV>(sdS, LDV, static_cast<T*>(p.d_states) + slot * KP * V, V, v0, KP);
 
       for (int idx = threadIdx.x; idx < C * BV / 2; idx += kThreads) {  // read after the next barrier
@@ -385,7 +423,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_scan_bwd_kernel(const Chunk
       }
       if (L::kStages == 1 && ahead.more()) {
         __syncthreads();  // the one stage is read: refill it
-        issue_ahead(0);
+        issue_ahead(step + 1);
       }
     }
     dS.store(cta, p.grad_initial ? p.grad_initial + seq.state_off : nullptr, K, V);

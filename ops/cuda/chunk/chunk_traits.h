@@ -42,6 +42,10 @@ static_assert(kChunk == 2 * 32, "the gate prefix sum gives each lane of one warp
 // 16-bit elements per 16-byte vector (cp.async, uint4 copies).
 inline constexpr int kVec16 = 8;
 
+// Row stride of the prep kernel's W [64 x KP], Mqk and Tu [64 x 64] tiles in the
+// workspace: padded as in the scans' shared memory, so that one bulk copy moves a tile.
+inline constexpr int workspace_ld(int cols) { return cols + kPad; }
+
 // The unit-lower inverse of a chunk: kInvBlock x kInvBlock diagonal blocks (one mma tile)
 // solved per thread, then doubled 16 -> 32 -> 64 on tensor cores. Its scratch holds
 // 16-bit products with rows padded by kPad: two 16 x 16 blocks (row stride kInvLdBlock)

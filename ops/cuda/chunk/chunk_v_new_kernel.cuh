@@ -46,8 +46,9 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_v_new_kernel(const ChunkPar
                                               V - v0);
     tile::cp_async_commit();
   };
-  tile::load_tile_async<T, kThreads, C, KP>(sW, L::LDK, static_cast<const T*>(p.w) + slot * C * KP, KP, C, KP);
-  tile::load_tile_async<T, kThreads, C, C>(sTu, L::LDC, static_cast<const T*>(p.tu) + slot * C * C, C, C, C);
+  constexpr int kLdW = workspace_ld(KP), kLdTu = workspace_ld(C);
+  tile::load_tile_async<T, kThreads, C, KP>(sW, L::LDK, static_cast<const T*>(p.w) + slot * C * kLdW, kLdW, C, KP);
+  tile::load_tile_async<T, kThreads, C, C>(sTu, L::LDC, static_cast<const T*>(p.tu) + slot * C * kLdTu, kLdTu, C, C);
   load_slice(0);  // one group with W and Tu
 
   // Warp tile: rows m0 .. m0 + 16, columns n0 .. n0 + 32 of the slice (rows past a short

@@ -114,9 +114,14 @@ ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in) {
   ws.padded_key_dim = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
   const auto opts = kin.q.options();
   const int64_t nc = ws.num_chunks, hv = pb.value_heads, c = kc::kChunk;
-  ws.w = at::empty({nc, hv, c, ws.padded_key_dim}, opts);
-  ws.tu = at::empty({nc, hv, c, c}, opts);
-  ws.mqk = at::empty({nc, hv, c, c}, opts);
+  // W, Tu and Mqk with their rows padded as the scans hold them in shared memory (one bulk
+  // copy per tile); the views hide the padding.
+  const auto padded_rows = [&](int64_t cols) {
+    return at::empty({nc, hv, c, kc::chunk::workspace_ld(static_cast<int>(cols))}, opts).narrow(-1, 0, cols);
+  };
+  ws.w = padded_rows(ws.padded_key_dim);
+  ws.tu = padded_rows(c);
+  ws.mqk = padded_rows(c);
   ws.qf = at::empty({nc, hv, c}, opts.dtype(at::kFloat));
   ws.kf = at::empty({nc, hv, c}, opts.dtype(at::kFloat));
   ws.gamma = at::empty({nc, hv}, opts.dtype(at::kFloat));
