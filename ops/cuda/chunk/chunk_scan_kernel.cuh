@@ -2,8 +2,9 @@
 // state columns) walks the sequence's chunks with its state slice in registers (fp32
 // MMA accumulators); only the prep kernel's per-chunk operands stream in, double
 // buffered: W, Tu, Mqk and the row factors as one bulk copy each (stored padded as here,
-// landing on the stage's mbarrier), the q, k and x rows with cp.async. Packed short sequences share a CTA: it walks them one after
-// another (ChunkTraits::plan_scans), its loads running ahead across their boundaries.
+// landing on the stage's mbarrier), the q, k and x rows with cp.async. Packed short
+// sequences share a CTA: it walks them one after another (ChunkTraits::plan_scans), its
+// loads running ahead across their boundaries.
 //
 // Forward, per chunk (S = state entering the chunk):
 //   V' = Tu V - W S,  O = Qs S + Mqk V',  S <- gamma S + Kd^T V'
