@@ -267,7 +267,9 @@ void chunk_v_new(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& 
   const auto dt = compute_dtype(pb);
   const auto rows = chunk_rows(pb, in, dt);
   check_workspace(ws, rows, "chunk_v_new");
-  TORCH_CHECK(ws.states.defined() && ws.tu.defined(), "chunk_v_new: the workspace holds no states / Tu");
+  TORCH_CHECK(ws.states.defined() && ws.w.defined() && ws.tu.defined(),
+              "chunk_v_new: the workspace holds no states / W / Tu (expected chunk_prep and "
+              "the states a forward scan kept)");
   const auto v = to_chunks(in.v, rows, dt);
   ws.v_new = at::matmul(ws.tu.to(dt), v) - at::matmul(ws.w.to(dt), ws.states.to(dt));
 }

@@ -33,7 +33,8 @@ namespace comba {
 // smallest. Each gives the gradients of the same function (to the kernels' rounding).
 enum class KeptWorkspace {
   // The per-chunk operands (W, Mqk, T), V' = U - W S and the per-chunk states: the
-  // backward only reads them. 16-bit values per token and value head: K + 128 + V + K V / 64.
+  // backward only reads them. 16-bit values per token and value head: K + 128 + V + K V / 64
+  // (plus 16 of row padding in W and Mqk on the CUDA kernels).
   kAll,
   // The per-chunk states alone (K V / 64 values per token and value head; half of kAll at
   // K = 128, V = 256): the backward runs the chunk preparation again and forms V' from the
