@@ -13,17 +13,32 @@ namespace comba::detail {
 namespace {
 
 // A training forward's workspace as CombaForward::saved carries it through autograd, and
-// back: all of it (KeptWorkspace::kAll, kSavedTensors) or the states alone (kStates, one
-// tensor). Tu is not kept: only the forward scan reads it, and dropping it here frees it
-// before the backward. The scans' walks travel with the first launch's walk count (a
-// CPU scalar).
+// back: all of it (KeptWorkspace::kAll, kSavedTensors) or the states alone with the chunk
+// numbering (kStates, kSavedStates), so that the backward's prep neither reads cu_seqlens
+// back nor plans the walks again. Tu is not kept: only the forward scan reads it, and
+// dropping it here frees it before the backward. The scans' walks travel with the first
+// launch's walk count (a CPU scalar).
 constexpr size_t kSavedTensors = 11;
-constexpr size_t kSavedStatesOnly = 1;  // {states}
+constexpr size_t kSavedStates = 4;  // {states, chunk_offsets, scan_plan, short walks}
 std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
   return {std::move(ws.w),      std::move(ws.mqk),   std::move(ws.qf),
           std::move(ws.kf),     std::move(ws.gamma), std::move(ws.t_inv),
           std::move(ws.states), std::move(ws.v_new), std::move(ws.chunk_offsets),
           std::move(ws.scan_plan), at::scalar_tensor(ws.scan_short_walks, at::kLong)};
+}
+std::vector<at::Tensor> to_saved_states(ChunkWorkspace ws) {
+  return {std::move(ws.states), std::move(ws.chunk_offsets), std::move(ws.scan_plan),
+          at::scalar_tensor(ws.scan_short_walks, at::kLong)};
+}
+
+// The numbering kept with the states (and the states, set aside for after the prep).
+ChunkWorkspace numbering_from_saved_states(std::vector<at::Tensor>& saved) {
+  ChunkWorkspace ws;
+  ws.num_chunks = saved[0].size(0);
+  ws.chunk_offsets = std::move(saved[1]);
+  ws.scan_plan = std::move(saved[2]);
+  ws.scan_short_walks = saved[3].item<int64_t>();
+  return ws;
 }
 
 // Takes the buffers over: the backward owns them alone, so that releasing frees them.
@@ -56,7 +71,7 @@ CombaForward chunk_comba_fwd(const CombaProblem& pb, const CombaInputs& in, Kept
     auto ws = cuda::chunk_prep(pb, kin);
     auto out = cuda::chunk_scan_fwd(pb, kin, ws, keep);
     if (keep == KeptWorkspace::kAll) out.saved = to_saved(std::move(ws));
-    if (keep == KeptWorkspace::kStates) out.saved = {std::move(ws.states)};
+    if (keep == KeptWorkspace::kStates) out.saved = to_saved_states(std::move(ws));
     return out;
   }
   if (backend == Backend::kRecurrentKernels) {
@@ -78,10 +93,11 @@ InputGrads chunk_comba_bwd(const CombaProblem& pb, const CombaInputs& in,
     ChunkWorkspace ws;
     if (saved.size() == kSavedTensors) {
       ws = from_saved(std::move(saved));
-    } else if (saved.size() == kSavedStatesOnly) {
-      // The forward kept the states alone: the prep again, then V' from the states (every
-      // chunk at once; only the forward scan needed Tu, and now V').
-      ws = cuda::chunk_prep(pb, kin);
+    } else if (saved.size() == kSavedStates) {
+      // The forward kept the states alone: the prep again (on the forward's numbering),
+      // then V' from the states (every chunk at once; only the forward scan needed Tu, and
+      // now V').
+      ws = cuda::chunk_prep(pb, kin, numbering_from_saved_states(saved));
       ws.states = std::move(saved[0]);
       cuda::chunk_v_new(pb, kin, ws);
       ws.tu.reset();

@@ -3,7 +3,8 @@
 // recomputes it, giving the same gradients bit for bit (the same kernels on the same
 // shapes in one process); with kStates it keeps the per-chunk states alone and the backward
 // forms the rest from them (gradients within the 16-bit tolerance of kAll's; the large GPU
-// test checks them against the fp32 reference). On the CPU the ATen reference path keeps
+// test checks them against the fp32 reference), on the forward's chunk numbering when the
+// sequences are packed. On the CPU the ATen reference path keeps
 // none either way.
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -21,9 +22,9 @@ struct Leaves {
   std::vector<at::Tensor> all() const { return {q, k, v, p, g, beta}; }
 };
 
-Leaves make_leaves(const at::Device& device, at::ScalarType dtype) {
+Leaves make_leaves(const at::Device& device, at::ScalarType dtype, int64_t T = 2 * kChunkSize + 7) {
   torch::manual_seed(11);
-  const int64_t B = 1, T = 2 * kChunkSize + 7, H = 2, K = 32, V = 32;
+  const int64_t B = 1, H = 2, K = 32, V = 32;
   const auto leaf = [&](const at::Tensor& x, at::ScalarType type) {
     return x.to(device, type).detach().requires_grad_(true);
   };
@@ -52,8 +53,9 @@ struct Outcome {
   std::vector<at::Tensor> grads;
 };
 
-Outcome run(const Leaves& in, KeptWorkspace keep) {
-  const auto options = CombaOptions().use_qk_l2norm_in_kernel(true).kept_workspace(keep);
+// cu_seqlens: packed sequences (undefined: one dense sequence).
+Outcome run(const Leaves& in, KeptWorkspace keep, const at::Tensor& cu_seqlens = {}) {
+  const auto options = CombaOptions().use_qk_l2norm_in_kernel(true).kept_workspace(keep).cu_seqlens(cu_seqlens);
   const auto [o, final_state] = chunk_comba(in.q, in.k, in.v, in.p, in.g, in.beta, options);
   Outcome r;
   r.workspace = saved_workspace(o);
@@ -94,20 +96,43 @@ TEST(KeepWorkspace, CudaFalseKeepsNoWorkspaceAndRecomputesTheSameGradients) {
   expect_same_grads(kept, dropped);
 }
 
-TEST(KeepWorkspace, CudaStatesKeepsOneTensorAndGivesKeptGradients) {
+// V' is formed from the same 16-bit operands either way: only fp32 summation order may
+// differ, far below the bf16 output rounding (2^-8 relative).
+void expect_close_grads(const Outcome& kept, const Outcome& states) {
+  ASSERT_EQ(kept.grads.size(), states.grads.size());
+  for (size_t i = 0; i < kept.grads.size(); ++i) {
+    const auto want = kept.grads[i].to(at::kFloat), got = states.grads[i].to(at::kFloat);
+    const double scale = want.abs().max().item<double>();
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-2 * scale + 1e-6) << "gradient " << i;
+  }
+}
+
+// kStates keeps the states and the chunk numbering (chunk offsets, scan walks, the first
+// launch's walk count).
+constexpr int64_t kStatesWorkspace = 4;
+
+TEST(KeepWorkspace, CudaStatesKeepsTheStatesAndGivesKeptGradients) {
   COMBA_SKIP_WITHOUT_CUDA();
   const Leaves in = make_leaves(at::Device(at::kCUDA), at::kBFloat16);
   const Outcome kept = run(in, KeptWorkspace::kAll);
   const Outcome states = run(in, KeptWorkspace::kStates);
-  EXPECT_EQ(states.workspace, 1);
-  ASSERT_EQ(kept.grads.size(), states.grads.size());
-  for (size_t i = 0; i < kept.grads.size(); ++i) {
-    const auto want = kept.grads[i].to(at::kFloat), got = states.grads[i].to(at::kFloat);
-    // V' is formed from the same 16-bit operands either way: only fp32 summation order
-    // may differ, far below the bf16 output rounding (2^-8 relative).
-    const double scale = want.abs().max().item<double>();
-    EXPECT_LE((got - want).abs().max().item<double>(), 1e-2 * scale + 1e-6) << "gradient " << i;
-  }
+  EXPECT_EQ(states.workspace, kStatesWorkspace);
+  expect_close_grads(kept, states);
+}
+
+// Packed: one 5-chunk document among 39 short ones (1-61 tokens), enough sequences x heads
+// that the scans split the short ones into walks of their own; the backward's prep runs on
+// the numbering the forward kept.
+TEST(KeepWorkspace, CudaStatesOnPackedSequencesGivesKeptGradients) {
+  COMBA_SKIP_WITHOUT_CUDA();
+  std::vector<int64_t> offsets{0, 5 * kChunkSize - 3};
+  for (int i = 0; i < 39; ++i) offsets.push_back(offsets.back() + 1 + (i * 37) % 61);
+  const Leaves in = make_leaves(at::Device(at::kCUDA), at::kBFloat16, offsets.back());
+  const auto cu = torch::tensor(offsets, torch::kLong).to(at::kCUDA);
+  const Outcome kept = run(in, KeptWorkspace::kAll, cu);
+  const Outcome states = run(in, KeptWorkspace::kStates, cu);
+  EXPECT_EQ(states.workspace, kStatesWorkspace);
+  expect_close_grads(kept, states);
 }
 
 }  // namespace

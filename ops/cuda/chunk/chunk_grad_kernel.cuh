@@ -17,12 +17,24 @@
 
 namespace comba::cuda::chunk {
 
-template <typename T, int KP>
-struct GradLayout {
-  // Key columns in kHalves halves of KH (one half up to KP = 128).
+// The key columns of the [64 x K] products: kHalves halves of KH (one half up to KP = 128).
+template <int KP>
+struct GradKeyTiles {
   static constexpr int KH = KP > kChunkKeyHalf ? kChunkKeyHalf : KP, kHalves = KP / KH;
   static constexpr bool kSplit = kHalves > 1;
-  static constexpr int BV = kSplit ? 32 : 64;
+};
+
+template <typename T, int KP>
+struct GradLayout : GradKeyTiles<KP> {
+  using Keys = GradKeyTiles<KP>;
+  static constexpr int KH = Keys::KH, kHalves = Keys::kHalves;
+  static constexpr bool kSplit = Keys::kSplit;
+  // The value-column slices of both phases stream through kStages buffers of BV columns:
+  // the next kStages - 1 slices load while one is used (one CTA per SM: nothing else hides
+  // a slice's load). H200, against one 64-column buffer loaded when needed: 6% faster at
+  // 3 stages, 3% at 2. Split key tiles (KP = 256) leave room for one stage only.
+  static constexpr int kStages = kSplit ? 1 : 3;
+  static constexpr int BV = 32;
   static constexpr int LDK = KP + kPad, LDC = kChunk + kPad, LDF = kChunk + 1, LDV = BV + kPad;
   // Tiles: [64 x KP] and [64 x 64] 16-bit, [64 x 64] fp32 (odd row stride), [64 x BV] and
   // [KH x BV] 16-bit.
@@ -31,23 +43,33 @@ struct GradLayout {
                        kTileS = KH * LDV * sizeof(T);
   // g, beta, G, G0, r_q, r_k, r_p, red [2], dgamma partials, dbeta (11 used, one spare).
   static constexpr int kVectorRows = 12;
-  // The shared region in turns: the phase tiles (dO or V, V', dV' [64 x BV], S and dS rows
-  // of one key half [KH x BV]), then the epilogue's dTa (fp32) and dT, later Z over dTa,
-  // and last Ek, Ep over both.
-  using Phase = SmemCarve<kTileV, kTileV, kTileV, kTileS, kTileS>;
+  // The shared region in turns: kStages slice stages (dO or V, V', dV' [64 x BV], S and dS
+  // rows of one key half [KH x BV]), then the epilogue's dTa (fp32) and dT, later Z over
+  // dTa, and last Ek, Ep over both.
+  using Stage = SmemCarve<kTileV, kTileV, kTileV, kTileS, kTileS>;
   using Epilogue = SmemCarve<kTileF, kTileC>;
   static_assert(SmemCarve<kTileC, kTileC>::kBytes <= Epilogue::kBytes, "Ek, Ep must fit the epilogue");
   // q, k, p [64 x KP]; the vectors; T; Fk, Fq; R (fp32); -dW (from phase B to the end);
   // the region.
   using Carve = SmemCarve<3 * kTileK, kVectorRows * kChunk * sizeof(float), kTileC, 2 * kTileC,
-                          kTileF, kTileK, smem_max(Phase::kBytes, Epilogue::kBytes)>;
+                          kTileF, kTileK, smem_max(kStages * Stage::kBytes, Epilogue::kBytes)>;
   static constexpr int kAtVectors = Carve::at(1), kAtTo = Carve::at(2), kAtF = Carve::at(3),
                        kAtR = Carve::at(4), kAtDW = Carve::at(5), kAtRegion = Carve::at(6);
-  // Inside the region.
-  static constexpr int kAtVn = Phase::at(1), kAtDVn = Phase::at(2), kAtS = Phase::at(3),
-                       kAtDS = Phase::at(4), kAtDT = Epilogue::at(1);
+  // Inside a stage, and inside the epilogue.
+  static constexpr int kAtVn = Stage::at(1), kAtDVn = Stage::at(2), kAtS = Stage::at(3),
+                       kAtDS = Stage::at(4), kAtDT = Epilogue::at(1);
   static constexpr int kBytes = Carve::kBytes;
   static_assert(sizeof(T) * kVec16 == 16, "16-bit element types only");
+};
+
+// One slice stage's tiles (GradLayout::Stage).
+template <typename T>
+struct GradSlice {
+  T* x;   // dO (phase A) / V (phase B) [64 x BV]
+  T* vn;  // V' [64 x BV]
+  T* dvn; // dV' [64 x BV]
+  T* s;   // S rows of one key half [KH x BV]
+  T* ds;  // dS rows of one key half
 };
 
 // Where the q / k / p gradient elements of this CTA's chunk live: fp32 per value head
@@ -58,7 +80,7 @@ struct QkpGradOut {
   bool fp32;
   long long base, row_stride;
   __device__ QkpGradOut(const ChunkParams& p, const ChunkLoc& loc, int hv)
-      : fp32(GradLayout<T, KP>::kSplit || p.dqkp_fp32) {
+      : fp32(GradKeyTiles<KP>::kSplit || p.dqkp_fp32) {
     const int heads = fp32 ? p.value_heads : p.heads;
     const int head = fp32 ? hv : hv / (p.value_heads / p.heads);
     row_stride = static_cast<long long>(heads) * p.key_dim;
@@ -77,7 +99,7 @@ __device__ __forceinline__ void finish_qkp_grad(const ChunkParams& p, tile::Acc<
   constexpr int LDK = KP + kPad;
   const int lane = threadIdx.x & 31;
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
-  if (!GradLayout<T, KP>::kSplit && p.use_l2norm) {
+  if (!GradKeyTiles<KP>::kSplit && p.use_l2norm) {
     float p0, p1;
     block_row_dots(d, sX, LDK, m0, n0, red, p0, p1);
     const float c0 = p0 * s_r[r0], c1 = p1 * s_r[r1];  // x^ . dx^
@@ -140,13 +162,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   float* sR = reinterpret_cast<float*>(smem + L::kAtR);
   T* sdW = reinterpret_cast<T*>(smem + L::kAtDW);
   unsigned char* region = smem + L::kAtRegion;
-  // phase tiles
-  T* sX64a = reinterpret_cast<T*>(region);  // dO (A) / V (B)
-  T* sVn = reinterpret_cast<T*>(region + L::kAtVn);
-  T* sdVn = reinterpret_cast<T*>(region + L::kAtDVn);
-  T* sS = reinterpret_cast<T*>(region + L::kAtS);  // rows of one key half
-  T* sdS = reinterpret_cast<T*>(region + L::kAtDS);
-  // epilogue
+  // epilogue (after the last slice)
   float* sdTa = reinterpret_cast<float*>(region);
   T* sdT = reinterpret_cast<T*>(region + L::kAtDT);
   T* sZ = reinterpret_cast<T*>(region);
@@ -162,16 +178,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
             nv = (warp >> 2) * (BV / 2);
   const int r0 = m0 + (lane >> 2), r1 = r0 + 8;
 
-  load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
-  tile::load_tile_async<T, kThreads, kChunk, kChunk>(sTo, LDC, static_cast<const T*>(p.t_inv) + slot * C * C, C, C, C);
-  tile::cp_async_commit();
-  for (int i = tid; i < C * LDF; i += kThreads) sR[i] = 0.f;
-  if (tid < C) s_dbeta[tid] = 0.f;
-  tile::cp_async_wait<0>();
-  __syncthreads();
-  norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
-  const float g_last = s_G[C - 1];
-
   const long long o_ld = static_cast<long long>(HV) * V;
   const T* g_do = static_cast<const T*>(p.grad_o) + loc.tok0 * o_ld + static_cast<long long>(hv) * V;
   const T* g_v = static_cast<const T*>(p.v) + loc.tok0 * o_ld + static_cast<long long>(hv) * V;
@@ -179,6 +185,54 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
   const T* g_dS = static_cast<const T*>(p.d_states) + slot * KP * V;
   const T* g_vn = static_cast<const T*>(p.v_new) + slot * C * V;
   const T* g_dvn = static_cast<const T*>(p.dv_new) + slot * C * V;
+
+  // The slices, phase A then phase B, each kHalves x ceil(V / BV): A reads dO and S (and
+  // V' in the first half), B reads V', dV', S, dS (and V in the first half).
+  const int per_half = (V + BV - 1) / BV, per_phase = L::kHalves * per_half, slices = 2 * per_phase;
+  auto slice_at = [&](int s) {
+    unsigned char* st = region + (s % L::kStages) * L::Stage::kBytes;
+    return GradSlice<T>{reinterpret_cast<T*>(st), reinterpret_cast<T*>(st + L::kAtVn),
+                        reinterpret_cast<T*>(st + L::kAtDVn), reinterpret_cast<T*>(st + L::kAtS),
+                        reinterpret_cast<T*>(st + L::kAtDS)};
+  };
+  // Issues slice s's loads as one cp.async group (an empty group past the last slice, so
+  // that the waits count the same everywhere).
+  auto issue_slice = [&](int s) {
+    if (s < slices) {
+      const bool b = s >= per_phase;
+      const int i = b ? s - per_phase : s, h = i / per_half, v0 = (i - h * per_half) * BV, kc = h * KH;
+      const GradSlice<T> t = slice_at(s);
+      if (!b || h == 0) tile::load_tile_async<T, kThreads, C, BV>(t.x, LDV, (b ? g_v : g_do) + v0, o_ld, loc.len, V - v0);
+      tile::load_tile_async<T, kThreads, KH, BV>(t.s, LDV, g_S + kc * V + v0, V, KH, V - v0);
+      if (b || h == 0) tile::load_tile_async<T, kThreads, C, BV>(t.vn, LDV, g_vn + v0, V, C, V - v0);
+      if (b) {
+        tile::load_tile_async<T, kThreads, C, BV>(t.dvn, LDV, g_dvn + v0, V, C, V - v0);
+        tile::load_tile_async<T, kThreads, KH, BV>(t.ds, LDV, g_dS + kc * V + v0, V, KH, V - v0);
+      }
+    }
+    tile::cp_async_commit();
+  };
+  // Slice s's tiles, landed and visible to every thread; slice s + kStages - 1 in flight.
+  // The caller ends its use of the slice with a barrier (the next issue reuses its stage).
+  auto acquire_slice = [&](int s) {
+    issue_slice(s + L::kStages - 1);
+    tile::cp_async_wait<L::kStages - 1>();
+    __syncthreads();
+    return slice_at(s);
+  };
+
+  load_qkp_gates<T, KP>(p, loc, hv, sQ, sK, sP, s_g, s_beta);
+  tile::load_tile_async<T, kThreads, kChunk, kChunk>(sTo, LDC, static_cast<const T*>(p.t_inv) + slot * C * C, C, C, C);
+  tile::cp_async_commit();
+#pragma unroll
+  for (int s = 0; s + 1 < L::kStages; ++s) issue_slice(s);
+  for (int i = tid; i < C * LDF; i += kThreads) sR[i] = 0.f;
+  if (tid < C) s_dbeta[tid] = 0.f;
+  tile::cp_async_wait<L::kStages - 1>();
+  __syncthreads();
+  norms_and_decay<T, KP>(p, sQ, sK, sP, s_g, s_rq, s_rk, s_rp, s_G, s_G0);
+  const float g_last = s_G[C - 1];
+  int slice = 0;
 
   // ---- phase A: dQs (per key half), dMqk ----
   tile::Acc<1, 4> dm;
@@ -188,15 +242,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     const int kc = h * KH;  // the half's first key column
     tile::Acc<1, NTK> dq;
     dq.zero();
-    for (int v0 = 0; v0 < V; v0 += BV) {
-      tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_do + v0, o_ld, loc.len, V - v0);
-      tile::load_tile_async<T, kThreads, KH, BV>(sS, LDV, g_S + kc * V + v0, V, KH, V - v0);
-      if (h == 0) tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
-      tile::cp_async_commit();
-      tile::cp_async_wait<0>();
-      __syncthreads();
-      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dq, sX64a, LDV, sS, LDV, m0, nk, BV);
-      if (h == 0) tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dm, sX64a, LDV, sVn, LDV, m0, nc, BV);
+    for (int v0 = 0; v0 < V; v0 += BV, ++slice) {
+      const GradSlice<T> t = acquire_slice(slice);
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dq, t.x, LDV, t.s, LDV, m0, nk, BV);
+      if (h == 0) tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dm, t.x, LDV, t.vn, LDV, m0, nc, BV);
       __syncthreads();
     }
     // Qs = scale e^G r_q q: range [0, i] gets sum_k dQs Qs.
@@ -244,29 +293,22 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     tile::Acc<1, NTK> dwn;
     dk.zero();
     dwn.zero();
-    for (int v0 = 0; v0 < V; v0 += BV) {
-      if (h == 0) tile::load_tile_async<T, kThreads, C, BV>(sX64a, LDV, g_v + v0, o_ld, loc.len, V - v0);
-      tile::load_tile_async<T, kThreads, C, BV>(sVn, LDV, g_vn + v0, V, C, V - v0);
-      tile::load_tile_async<T, kThreads, C, BV>(sdVn, LDV, g_dvn + v0, V, C, V - v0);
-      tile::load_tile_async<T, kThreads, KH, BV>(sS, LDV, g_S + kc * V + v0, V, KH, V - v0);
-      tile::load_tile_async<T, kThreads, KH, BV>(sdS, LDV, g_dS + kc * V + v0, V, KH, V - v0);
-      tile::cp_async_commit();
-      tile::cp_async_wait<0>();
-      __syncthreads();
-      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dk, sVn, LDV, sdS, LDV, m0, nk, BV);
-      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dwn, sdVn, LDV, sS, LDV, m0, nk, BV);
+    for (int v0 = 0; v0 < V; v0 += BV, ++slice) {
+      const GradSlice<T> t = acquire_slice(slice);
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dk, t.vn, LDV, t.ds, LDV, m0, nk, BV);
+      tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dwn, t.dvn, LDV, t.s, LDV, m0, nk, BV);
       if (h == 0) {
-        tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dta, sdVn, LDV, sX64a, LDV, m0, nc, BV);
+        tile::warp_mma<T, tile::RowMajor, tile::ColMajor>(dta, t.dvn, LDV, t.x, LDV, m0, nc, BV);
         tile::Acc<1, BV / 16> y;  // T^T dV' [64 x BV]: 16 rows x BV / 2 columns per warp
         y.zero();
-        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(y, sTo, LDC, sdVn, LDV, m0, nv, C);
+        tile::warp_mma<T, tile::ColMajor, tile::RowMajor>(y, sTo, LDC, t.dvn, LDV, m0, nv, C);
 #pragma unroll
         for (int nt = 0; nt < BV / 16; ++nt)
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             const int r = half ? r1 : r0, col = nv + nt * 8 + tile::acc_col(lane, 2 * half);
             const float a = y.v[0][nt][2 * half], b = y.v[0][nt][2 * half + 1];
-            (half ? db1 : db0) += a * to_float(sX64a[r * LDV + col]) + b * to_float(sX64a[r * LDV + col + 1]);
+            (half ? db1 : db0) += a * to_float(t.x[r * LDV + col]) + b * to_float(t.x[r * LDV + col + 1]);
             if (r < loc.len && v0 + col < V) {
               tile::store_pair(g_dv + r * o_ld + v0 + col, s_beta[r] * a, s_beta[r] * b);
             }
@@ -274,8 +316,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
       }
       for (int idx = tid; idx < KH * BV / kVec16; idx += kThreads) {  // <S, dS> on 16-byte vectors
         const int kd = idx / (BV / kVec16), col = (idx - kd * (BV / kVec16)) * kVec16;
-        const uint4 a = *reinterpret_cast<const uint4*>(sS + kd * LDV + col);
-        const uint4 b = *reinterpret_cast<const uint4*>(sdS + kd * LDV + col);
+        const uint4 a = *reinterpret_cast<const uint4*>(t.s + kd * LDV + col);
+        const uint4 b = *reinterpret_cast<const uint4*>(t.ds + kd * LDV + col);
         const T* x = reinterpret_cast<const T*>(&a);
         const T* y = reinterpret_cast<const T*>(&b);
 #pragma unroll
@@ -302,7 +344,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     // gamma = e^G_last: range [0, last]
     dgam = warp_sum(dgam);
     if (lane == 0) s_misc[warp] = dgam;
-    // The phase tiles are dead (the last pass ended on a barrier): dTa goes over them.
+    // The slice stages are dead (the last slice ended on a barrier, and every group past
+    // it is empty): dTa goes over them.
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
@@ -414,21 +457,40 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_grad_kernel(const ChunkPara
     s_dbeta[r1] += db1;
   }
   __syncthreads();
-  // dg_t = sum over hi >= t of sum over lo <= t of R[hi][lo]
-  if (tid < C) {
-    float run = 0.f;
-    for (int lo = 0; lo < C; ++lo) {
-      run += sR[tid * LDF + lo];
-      sR[tid * LDF + lo] = run;
-    }
+  // dg_t = sum over hi >= t of sum over lo <= t of R[hi][lo]: four threads per row of R
+  // for its prefix sums (in place), then four per column t for the sum over rows hi >= t,
+  // each over a quarter of 16 (chains of 16 adds, not 64). H200: 1.5% off the kernel.
+  constexpr int Q = C / 4;
+  const int line = tid >> 2, quarter = tid & 3;  // a row, then a column of R
+  {
+    float* x = sR + line * LDF + quarter * Q;
+    float run[Q];
+#pragma unroll
+    for (int i = 0; i < Q; ++i) run[i] = x[i];
+#pragma unroll
+    for (int i = 1; i < Q; ++i) run[i] += run[i - 1];
+    float upto = run[Q - 1];  // inclusive over the row's quarters (scan of four lanes)
+    float from = __shfl_up_sync(0xffffffffu, upto, 1, 4);
+    if (quarter >= 1) upto += from;
+    from = __shfl_up_sync(0xffffffffu, upto, 2, 4);
+    if (quarter >= 2) upto += from;
+    const float before = upto - run[Q - 1];
+#pragma unroll
+    for (int i = 0; i < Q; ++i) x[i] = run[i] + before;
   }
   __syncthreads();
-  if (tid < C && tid < loc.len) {
-    float dg = 0.f;
-    for (int hi = tid; hi < C; ++hi) dg += sR[hi * LDF + tid];
-    const long long idx = (loc.tok0 + tid) * HV + hv;
+  float dg = 0.f;
+#pragma unroll
+  for (int i = 0; i < Q; ++i) {
+    const int hi = quarter * Q + i;
+    if (hi >= line) dg += sR[hi * LDF + line];
+  }
+  dg += __shfl_xor_sync(0xffffffffu, dg, 1);
+  dg += __shfl_xor_sync(0xffffffffu, dg, 2);
+  if (quarter == 0 && line < loc.len) {
+    const long long idx = (loc.tok0 + line) * HV + hv;
     p.dg[idx] = dg;
-    p.dbeta[idx] = s_dbeta[tid];
+    p.dbeta[idx] = s_dbeta[line];
   }
 }
 

@@ -14,6 +14,9 @@ bool chunk_supported(const CombaProblem& pb, const CombaInputs& in);
 
 // Numbers the chunks (a host read of cu_seqlens when packed) and runs the prep kernel.
 ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in);
+// The same into a workspace whose chunks a forward over the same inputs numbered already
+// (its chunk_offsets, num_chunks and scan walks): no host read of cu_seqlens.
+ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace numbered);
 // o and the final state; also ws.states (keep kStates) and ws.v_new (kAll) for the backward.
 CombaForward chunk_scan_fwd(const CombaProblem& pb, const CombaInputs& in, ChunkWorkspace& ws,
                             KeptWorkspace keep);
