@@ -37,8 +37,9 @@ enum class KeptWorkspace {
   // (plus 16 of row padding in W and Mqk on the CUDA kernels).
   kAll,
   // The per-chunk states alone (K V / 64 values per token and value head; half of kAll at
-  // K = 128, V = 256): the backward runs the chunk preparation again and forms V' from the
-  // states, every chunk in parallel, without repeating the serial scan.
+  // K = 128, V = 256) and, for packed sequences, the chunk numbering (no host read of
+  // cu_seqlens in the backward): the backward runs the chunk preparation again and forms
+  // V' from the states, every chunk in parallel, without repeating the serial scan.
   kStates,
   // Nothing: the backward runs the whole forward again.
   kNone,
