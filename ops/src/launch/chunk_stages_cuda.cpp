@@ -116,7 +116,6 @@ ChunkWorkspace chunk_prep(const CombaProblem& pb, const CombaInputs& in, ChunkWo
   TORCH_CHECK(!pb.varlen || ws.chunk_offsets.defined(),
               "chunk_prep: the workspace's packed chunks are not numbered (expected the "
               "chunk_offsets of a forward over the same cu_seqlens)");
-  if (!pb.varlen) number_chunks(pb, in, ws);  // dense: arithmetic only
   const c10::cuda::CUDAGuard guard(in.q.device());
   const KernelInputs kin(in);
   ws.padded_key_dim = kc::chunk_padded_key_dim(static_cast<int>(pb.key_dim));
