@@ -15,7 +15,7 @@
 //   dV' = Mqk^T dO + Kd dS,  dS <- gamma dS + Q^T (diag(qf) dO) - W^T dV'
 // saving dS and dV' per chunk; the gradient of the initial state is the last dS.
 #pragma once
-#include "bulk_copy.cuh"
+#include "../bulk_copy.cuh"
 #include "chunk_common.cuh"
 
 namespace comba::cuda::chunk {
@@ -80,12 +80,12 @@ __device__ __forceinline__ void load_scan_stage(const ChunkParams& p, const Scan
   constexpr int C = kChunk;
   constexpr uint32_t kBytesW = L::kTileK, kBytesC = L::kTileC, kBytesF = C * sizeof(float);
   if (threadIdx.x == 0) {
-    tile::mbar_arrive_expect_tx(bar, kBytesW + (with_tu ? 2 : 1) * kBytesC + 2 * kBytesF);
-    tile::bulk_copy_g2s(s.w, static_cast<const T*>(p.w) + slot * C * L::LDK, kBytesW, bar);
-    tile::bulk_copy_g2s(s.m, static_cast<const T*>(p.mqk) + slot * C * L::LDC, kBytesC, bar);
-    if (with_tu) tile::bulk_copy_g2s(s.tu, static_cast<const T*>(p.tu) + slot * C * L::LDC, kBytesC, bar);
-    tile::bulk_copy_g2s(s.qf, p.qf + slot * C, kBytesF, bar);
-    tile::bulk_copy_g2s(s.kf, p.kf + slot * C, kBytesF, bar);
+    mbar_arrive_expect_tx(bar, kBytesW + (with_tu ? 2 : 1) * kBytesC + 2 * kBytesF);
+    bulk_copy_g2s(s.w, static_cast<const T*>(p.w) + slot * C * L::LDK, kBytesW, bar);
+    bulk_copy_g2s(s.m, static_cast<const T*>(p.mqk) + slot * C * L::LDC, kBytesC, bar);
+    if (with_tu) bulk_copy_g2s(s.tu, static_cast<const T*>(p.tu) + slot * C * L::LDC, kBytesC, bar);
+    bulk_copy_g2s(s.qf, p.qf + slot * C, kBytesF, bar);
+    bulk_copy_g2s(s.kf, p.kf + slot * C, kBytesF, bar);
   }
   const long long qk_ld = static_cast<long long>(p.heads) * p.key_dim;
   const long long qk_off = loc.tok0 * qk_ld + static_cast<long long>(hv / (p.value_heads / p.heads)) * p.key_dim;
@@ -108,8 +108,8 @@ struct ScanStages {
   // Before any load, by all threads (ends with a barrier).
   __device__ void init() const {
     if (threadIdx.x == 0) {
-      for (int i = 0; i < L::kStages; ++i) tile::mbar_init(bars + i, 1);
-      tile::fence_barrier_init();
+      for (int i = 0; i < L::kStages; ++i) mbar_init(bars + i, 1);
+      fence_barrier_init();
     }
     __syncthreads();
   }
@@ -120,7 +120,7 @@ struct ScanStages {
   // barrier must follow before other threads' cp.async data is read).
   __device__ void wait(long long step) const {
     tile::cp_async_wait<0>();
-    tile::mbar_wait(bar(step), static_cast<uint32_t>((L::kStages == 2 ? step >> 1 : step) & 1));
+    mbar_wait(bar(step), static_cast<uint32_t>((L::kStages == 2 ? step >> 1 : step) & 1));
   }
 };
 

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../shared_address.cuh"
+
 namespace comba::cuda::tile {
 
 // Where element (r, c) of a logical matrix lives, for leading dimension ld.
@@ -43,10 +45,6 @@ struct Acc {
         for (int i = 0; i < 4; ++i) v[m][n][i] *= s;
   }
 };
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"

@@ -3,17 +3,17 @@
 // engine, not the threads, does the per-16-byte work; a thread waiting on the barrier
 // sees the bytes once the phase completes. Worth it only for large copies: one copy per
 // 256-byte row cost more than it saved (the scans' per-row try, 2026-12-03). No torch
-// headers.
+// headers. Used by the chunk scans and the streaming decode kernel.
 #pragma once
 #include <cstdint>
 
-#include "tile_mma.cuh"
+#include "shared_address.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#error "the chunk kernels' bulk copies need sm_90: build with TORCH_CUDA_ARCH_LIST=9.0a"
+#error "bulk copies need sm_90: build with TORCH_CUDA_ARCH_LIST=9.0a"
 #endif
 
-namespace comba::cuda::tile {
+namespace comba::cuda {
 
 // One thread initialises; fence_barrier_init() and a __syncthreads() must follow before
 // any other thread or copy uses the barrier.
@@ -52,4 +52,4 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       : "memory");
 }
 
-}  // namespace comba::cuda::tile
+}  // namespace comba::cuda
