@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: build, run the whole test suite (GPU tests included), the
 # CUDA workbench check and the operator benchmark. Logs go to $OUT (or ./gpu-logs).
-# Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench|compare]...   (default: the first four)
+# Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench|decode|compare]...   (default: the first four)
+# decode: the decode-step tests with each decode kernel forced, then both decode benchmarks
+# (kernel alone; C++ call per kernel) - what turning on the persistent decode kernel needs.
 # compare: the training step beside fla and a Transformer (benchmarks/compare_train.py),
 # their wheels installed from ./.whl (pip download, see that script); COMPARE_ARGS passes options.
 # CTEST_REGEX limits the test step to the tests it matches.
@@ -23,6 +25,12 @@ for step in "${steps[@]}"; do
            tail -1 "$LOGS/check.log" ;;
     bench) "$COMBA_BUILD_DIR/benchmarks/bench_ops" --iters 50 | tee "$LOGS/bench_ops.jsonl" | cut -c1-220
            "$COMBA_BUILD_DIR/benchmarks/bench_decode_kernel" | tee "$LOGS/bench_decode_kernel.jsonl" | cut -c1-220 ;;
+    decode) COMBA_REQUIRE_GPU=1 "$COMBA_BUILD_DIR/tests/ops/test_decode_step" >"$LOGS/test_decode_step.log" 2>&1 || status=1
+            grep -E "PASSED|FAILED|Failure" "$LOGS/test_decode_step.log" | head -20
+            "$COMBA_BUILD_DIR/benchmarks/bench_decode_kernel" | tee "$LOGS/bench_decode_kernel.jsonl" | cut -c1-220
+            for kernel in per_matrix persistent; do
+              "$COMBA_BUILD_DIR/benchmarks/bench_decode_step" --kernel $kernel | tee "$LOGS/bench_decode_step_$kernel.jsonl" | cut -c1-220
+            done ;;
     compare) python3 -m pip install -q --no-index --find-links "$ROOT/.whl" flash-linear-attention >"$LOGS/pip.log" 2>&1 || { tail -5 "$LOGS/pip.log"; status=1; }
              PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/compare_train.py" "$COMBA_BUILD_DIR" ${COMPARE_ARGS:-} | tee "$LOGS/compare_train.jsonl" || status=1 ;;
     *) echo "unknown step $step"; exit 2 ;;
