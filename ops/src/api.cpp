@@ -1,6 +1,7 @@
 // Public functions: check every argument once, then hand over to the autograd Function.
 #include "comba/ops/comba.h"
 #include "functions.h"
+#include "sequence_split.h"
 
 namespace comba {
 
@@ -45,6 +46,13 @@ std::tuple<at::Tensor, at::Tensor> chunk_comba(const at::Tensor& q, const at::Te
                                                const at::Tensor& g,
                                                const c10::optional<at::Tensor>& beta,
                                                const CombaOptions& options) {
+  if (options.split_length().value_or(0) > 0) {
+    const auto p_or_none = p.value_or(at::Tensor()), beta_or_none = beta.value_or(at::Tensor());
+    const auto pb = detail::validate_comba_inputs("chunk_comba", q, k, v, p_or_none, g, beta_or_none, options);
+    if (const auto segments = detail::plan_sequence_split(pb, options)) {
+      return detail::chunk_comba_split(pb, *segments, q, k, v, p_or_none, g, beta_or_none, options);
+    }
+  }
   return run<detail::ChunkCombaFunction>("chunk_comba", q, k, v, p, g, beta, options);
 }
 

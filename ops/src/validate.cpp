@@ -112,6 +112,10 @@ CombaProblem validate_comba_inputs(const char* fn, const at::Tensor& q,
   }
 
   check.require(std::isfinite(pb.scale), "argument `scale` must be finite, got ", pb.scale);
+  if (const auto split = options.split_length()) {
+    check.require(*split >= 0 && *split % kChunkSize == 0, "argument `split_length` expected 0 or a positive multiple of ",
+                  kChunkSize, " (the chunk length), got ", *split);
+  }
   return pb;
 }
 

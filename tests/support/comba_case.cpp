@@ -117,7 +117,8 @@ NamedTensors run_operator(Fn fn, const CaseConfig& cfg, const CaseTensors& t,
                      .initial_state(h0)
                      .output_final_state(cfg.final_state)
                      .use_qk_l2norm_in_kernel(cfg.l2norm)
-                     .use_reference_path(run.reference_path);
+                     .use_reference_path(run.reference_path)
+                     .split_length(run.split_length);
   if (t.cu_seqlens.defined()) options.cu_seqlens(t.cu_seqlens.to(run.device));
   auto optional = [](const at::Tensor& x) {
     return x.defined() ? c10::optional<at::Tensor>(x) : c10::nullopt;

@@ -57,6 +57,7 @@ struct RunConfig {
   bool omit_beta = false;  // let the operator default beta = 1
   bool reference_path = false;  // CombaOptions::use_reference_path
   bool inference = false;  // no input requires grad: the inference kernels, o and final state only
+  c10::optional<int64_t> split_length;  // CombaOptions::split_length (chunk_comba)
 };
 
 at::ScalarType state_dtype(at::ScalarType dtype);  // fp64 stays fp64, else fp32

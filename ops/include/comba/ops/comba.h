@@ -63,6 +63,14 @@ struct CombaOptions {
   // What a training forward keeps of its kernel workspace for the backward (see
   // KeptWorkspace). The ATen reference path keeps none either way.
   TORCH_ARG(KeptWorkspace, kept_workspace) = KeptWorkspace::kAll;
+  // Intra-GPU sequence parallelism (chunk_comba only; fused_recurrent_comba ignores it):
+  // sequences longer than this many tokens (a positive multiple of kChunkSize) are cut
+  // into segments of it, whose transitions are computed side by side, joined by a short
+  // scan over segments, and whose outputs then run side by side again: for long sequences
+  // with too few heads to fill the GPU. Exact up to rounding (the same function and
+  // gradients). 0: never split. Unset: the automatic choice, which for now is never (the
+  // split has not been timed on a GPU yet: benchmarks/NOTES.md, stop 32).
+  TORCH_ARG(c10::optional<int64_t>, split_length) = c10::nullopt;
 };
 
 // Chunked (training) form. `p` defaults to k, `beta` to ones. Returns (o, final_state).
