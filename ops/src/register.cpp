@@ -24,14 +24,15 @@ std::tuple<at::Tensor, at::Tensor> op(const at::Tensor& q, const at::Tensor& k,
                                       const c10::optional<at::Tensor>& initial_state,
                                       bool output_final_state, bool use_qk_l2norm_in_kernel,
                                       const c10::optional<at::Tensor>& cu_seqlens,
-                                      bool use_reference_path) {
+                                      bool use_reference_path, c10::optional<int64_t> split_length) {
   const auto options = CombaOptions()
                            .scale(scale)
                            .initial_state(initial_state.value_or(at::Tensor()))
                            .output_final_state(output_final_state)
                            .use_qk_l2norm_in_kernel(use_qk_l2norm_in_kernel)
                            .cu_seqlens(cu_seqlens.value_or(at::Tensor()))
-                           .use_reference_path(use_reference_path);
+                           .use_reference_path(use_reference_path)
+                           .split_length(split_length);
   return Fn(q, k, v, p, g, beta, options);
 }
 
@@ -43,9 +44,9 @@ std::tuple<at::Tensor, at::Tensor> meta(const at::Tensor& q, const at::Tensor& k
                                         const c10::optional<at::Tensor>& initial_state,
                                         bool output_final_state, bool use_qk_l2norm_in_kernel,
                                         const c10::optional<at::Tensor>& cu_seqlens,
-                                        bool use_reference_path) {
+                                        bool use_reference_path, c10::optional<int64_t> split_length) {
   (void)k, (void)p, (void)g, (void)beta, (void)scale, (void)initial_state,
-      (void)use_qk_l2norm_in_kernel, (void)use_reference_path;
+      (void)use_qk_l2norm_in_kernel, (void)use_reference_path, (void)split_length;
   const auto n = cu_seqlens.has_value() ? cu_seqlens->size(0) - 1 : q.size(0);
   auto o = at::empty({q.size(0), q.size(1), v.size(2), v.size(3)}, q.options());
   auto state_dtype = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -60,7 +61,7 @@ constexpr const char* kArgs =
     "(Tensor q, Tensor k, Tensor v, Tensor? p, Tensor g, Tensor? beta, float? scale=None, "
     "Tensor? initial_state=None, bool output_final_state=False, "
     "bool use_qk_l2norm_in_kernel=False, Tensor? cu_seqlens=None, "
-    "bool use_reference_path=False) -> (Tensor, Tensor)";
+    "bool use_reference_path=False, int? split_length=None) -> (Tensor, Tensor)";
 
 }  // namespace
 

@@ -69,7 +69,7 @@ class TorchOpsTest(unittest.TestCase):
             raise unittest.SkipTest("libcomba_ops.so not given (argument or COMBA_OPS_LIBRARY)")
         torch.ops.load_library(LIBRARY)
 
-    def check_against_naive(self, op_name, cu_seqlens=None, B=2, T=9):
+    def check_against_naive(self, op_name, cu_seqlens=None, B=2, T=9, split_length=None):
         N = B if cu_seqlens is None else len(cu_seqlens) - 1
         x = make_inputs(B, T, 2, 4, 5, 3, N, seed=len(op_name) + T)
         for value in x.values():
@@ -78,7 +78,7 @@ class TorchOpsTest(unittest.TestCase):
         op = getattr(torch.ops.comba, op_name)
         o, final = op(x["q"], x["k"], x["v"], x["p"], x["g"], x["beta"], scale=0.4,
                       initial_state=x["initial_state"], output_final_state=True,
-                      use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+                      use_qk_l2norm_in_kernel=True, cu_seqlens=cu, split_length=split_length)
         ref_o, ref_final = naive_comba(x["q"], x["k"], x["v"], x["p"], x["g"], x["beta"], 0.4,
                                        x["initial_state"], True, cu)
         torch.testing.assert_close(o, ref_o, rtol=1e-10, atol=1e-12)
@@ -102,6 +102,15 @@ class TorchOpsTest(unittest.TestCase):
         for op_name in OPS:
             with self.subTest(op=op_name):
                 self.check_against_naive(op_name, cu_seqlens=[0, 0, 1, 5, 9], B=1, T=9)
+
+    def test_split_length_cuts_sequences_into_segments(self):
+        # chunk_comba only (fused_recurrent_comba ignores it): 150 tokens in segments of 64,
+        # dense and packed (a 1-token and a 65-token sequence among them).
+        self.check_against_naive("chunk_comba", T=150, split_length=64)
+        self.check_against_naive("chunk_comba", cu_seqlens=[0, 1, 66, 150], B=1, T=150, split_length=64)
+        with self.assertRaisesRegex(RuntimeError, "`split_length`.*multiple of 64"):
+            x = make_inputs(1, 4, 1, 1, 3, 2, 1, seed=7)
+            torch.ops.comba.chunk_comba(x["q"], x["k"], x["v"], x["p"], x["g"], x["beta"], split_length=10)
 
     def test_defaults_p_is_k_and_beta_is_one(self):
         x = make_inputs(1, 4, 1, 2, 3, 2, 1, seed=3)
