@@ -26,8 +26,11 @@ there (Triton's autotune results too). One call can fill it and bring it back (f
 as a tarball under $OUT), and a later call can carry it in and time the anchors without
 compiling.
 
-Usage: python3 benchmarks/compare_ops.py BUILD_DIR [--cache-dir DIR] [--impls ours,fla_comba,fla_gdn,flashqla]
+Usage: python3 benchmarks/compare_ops.py BUILD_DIR [--cache-dir DIR]
+           [--impls ours,ours_split,fla_comba,fla_gdn,flashqla] [--split-length 4096]
            [--cases 8x2048x16x128x128,...,varlen] [--iters 20]
+ours_split is ours with chunk_comba's sequence split (split_length, the segment length in
+tokens); its summary ratio says what the split gains or costs on each case.
 A case is BxTxHxKxV, or "varlen": one packed row of one 30000-token document and 60 short
 ones (32768 tokens, H16 K=V=128)."""
 import argparse
@@ -38,7 +41,7 @@ import subprocess
 import sys
 
 DEFAULT_CASES = "8x2048x16x128x128,8x2048x6x128x256,1x32768x16x128x128,varlen"
-IMPLS = ("ours", "fla_comba", "fla_gdn", "flashqla")
+IMPLS = ("ours", "ours_split", "fla_comba", "fla_gdn", "flashqla")
 
 
 def parse_case(name):
@@ -75,13 +78,14 @@ def make_inputs(case, torch):
     return q, k, v, p, g, beta, cu
 
 
-def make_operator(impl, build_dir, torch):
+def make_operator(impl, build_dir, torch, split_length=None):
     """fn(q, k, v, p, g, beta, cu) -> o, with each implementation's own argument order."""
     scale = None
-    if impl == "ours":
+    if impl in ("ours", "ours_split"):
         torch.ops.load_library(f"{build_dir}/ops/libcomba_ops.so")
+        split = split_length if impl == "ours_split" else None
         return lambda q, k, v, p, g, beta, cu: torch.ops.comba.chunk_comba(
-            q, k, v, p, g, beta, scale, None, False, True, cu)[0], None
+            q, k, v, p, g, beta, scale, None, False, True, cu, split_length=split)[0], None
     if impl in ("fla_comba", "fla_gdn"):
         note = None
         import fla.ops.common.chunk_o as chunk_o
@@ -120,7 +124,7 @@ def median_ms(torch, fn, iters):
 def worker(args):
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
-    fn, note = make_operator(args.worker, args.build_dir, torch)
+    fn, note = make_operator(args.worker, args.build_dir, torch, args.split_length)
     for name in args.cases.split(","):
         case = parse_case(name)
         inputs = make_inputs(case, torch)
@@ -140,6 +144,8 @@ def worker(args):
         line = dict(case=name, impl=args.worker, B=case["B"], T=case["T"], H=case["H"], K=case["K"],
                     V=case["V"], documents=len(case["lengths"]) if case["lengths"] else case["B"],
                     dtype="bf16", l2norm=True)
+        if args.worker == "ours_split":
+            line["split_length"] = args.split_length
         try:
             for _ in range(3):  # JIT compile, autotune, allocator warm-up
                 forward_backward()
@@ -173,10 +179,14 @@ def main():
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--cases", default=DEFAULT_CASES)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--split-length", type=int, default=4096,
+                    help="ours_split's segment length in tokens (a positive multiple of 64)")
     ap.add_argument("--cache-dir", help="keep the anchors' compiled kernels and autotune results here")
     ap.add_argument("--worker-timeout", type=float, default=None, help="seconds per implementation")
     ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.split_length <= 0 or args.split_length % 64 != 0:
+        ap.error(f"--split-length expected a positive multiple of 64, got {args.split_length}")
     if args.worker:
         return worker(args)
     env = os.environ.copy()
@@ -187,7 +197,7 @@ def main():
     results = {}
     for impl in args.impls.split(","):
         cmd = [sys.executable, __file__, args.build_dir, "--worker", impl, "--cases", args.cases,
-               "--iters", str(args.iters)]
+               "--iters", str(args.iters), "--split-length", str(args.split_length)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                   timeout=args.worker_timeout)

@@ -8,7 +8,7 @@ average time per run in microseconds. With --once: one plain forward + backward 
 no profiler (for external profilers such as Nsight Compute).
 
 Usage: python3 benchmarks/profile_chunk.py BUILD_DIR [--cases 8x2048x16x128x128,...,varlen]
-           [--steps 5] [--top 12] [--once]
+           [--steps 5] [--top 12] [--once] [--split-length N]
 A case is BxTxHxKxV, or "varlen" (one packed row of a 30000-token document and 60 short
 ones)."""
 import argparse
@@ -30,7 +30,11 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="profiled forward + backward steps per case")
     ap.add_argument("--top", type=int, default=12, help="kernels listed per case")
     ap.add_argument("--once", action="store_true", help="one step per case, no profiler")
+    ap.add_argument("--split-length", type=int, default=None,
+                    help="run chunk_comba with its sequence split at this segment length (tokens)")
     args = ap.parse_args()
+    if args.split_length is not None and (args.split_length <= 0 or args.split_length % 64 != 0):
+        ap.error(f"--split-length expected a positive multiple of 64, got {args.split_length}")
     if args.steps < 1 or args.top < 1:
         ap.error("--steps and --top expect a positive number")
     cases = []
@@ -41,7 +45,8 @@ def main():
             ap.error(f"--cases: expected BxTxHxKxV or varlen, got {name!r}")
     if not torch.cuda.is_available():
         sys.exit("profile_chunk.py: needs a CUDA device")
-    fn, _ = compare_ops.make_operator("ours", args.build_dir, torch)
+    fn, _ = compare_ops.make_operator("ours_split" if args.split_length else "ours", args.build_dir, torch,
+                                      args.split_length)
     for name, case in cases:
         q, k, v, p, g, beta, cu = compare_ops.make_inputs(case, torch)
         grad_o = torch.randn(case["B"], case["T"], case["H"], case["V"], device="cuda").to(torch.bfloat16)
