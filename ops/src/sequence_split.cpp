@@ -59,20 +59,47 @@ std::tuple<at::Tensor, at::Tensor> chunk_comba_split(const CombaProblem& pb, con
   const auto count = static_cast<int64_t>(segments.bounds.size()) - 1;
   const auto qf = flat(q), kf = flat(k), vf = flat(v), gf = flat(g);
   const auto pf = undefined_as_none(flat(p)), betaf = undefined_as_none(flat(beta));
-  const auto cu = at::tensor(segments.bounds, at::TensorOptions().dtype(at::kLong)).to(q.device());
   const auto state_options = q.options().dtype(pb.state_dtype);
-  auto inner = [&](const at::Tensor& initial, bool final_state) {
+  const auto index_options = at::TensorOptions().dtype(at::kLong);
+  auto inner = [&](const std::vector<int64_t>& bounds, const at::Tensor& initial, bool final_state) {
+    const auto cu = at::tensor(bounds, index_options).to(q.device());
     return CombaOptions(options).cu_seqlens(cu).initial_state(initial).output_final_state(final_state).split_length(0);
   };
 
-  // Every segment from the state [0 | I]: with values [v | 0] the final state is [L | M].
-  const auto v_aug = at::cat({vf, at::zeros({1, vf.size(1), HV, K}, vf.options())}, -1);
+  // The transitions are needed only for segments that have a successor: the first run
+  // takes those, as packed sequences of their own. Their tokens are a prefix of the row
+  // when one sequence is split (then a view), else gathered.
+  std::vector<int64_t> mapped(count, -1);  // segment -> its place in the first run
+  std::vector<int64_t> bounds{0}, tokens;
+  bool prefix = true;
+  for (int64_t i = 0; i < pb.num_seqs; ++i) {
+    for (int64_t seg = segments.first[i]; seg + 1 < segments.first[i + 1]; ++seg) {
+      const int64_t bos = segments.bounds[seg], eos = segments.bounds[seg + 1];
+      prefix = prefix && bos == bounds.back();
+      mapped[seg] = static_cast<int64_t>(bounds.size()) - 1;
+      bounds.push_back(bounds.back() + eos - bos);
+      for (int64_t t = bos; t < eos; ++t) tokens.push_back(t);
+    }
+  }
+  const auto index = prefix ? at::Tensor() : at::tensor(tokens, index_options).to(q.device());
+  auto first_run = [&](const at::Tensor& x) {
+    return !x.defined() ? x : prefix ? x.narrow(1, 0, bounds.back()) : x.index_select(1, index);
+  };
+  auto first_run_optional = [&](const c10::optional<at::Tensor>& x) {
+    return x ? c10::optional<at::Tensor>(first_run(*x)) : c10::nullopt;
+  };
+
+  // Each from the state [0 | I]: with values [v | 0] the final state is [L | M].
+  const auto v1 = first_run(vf);
+  const auto v_aug = at::cat({v1, at::zeros({1, v1.size(1), HV, K}, v1.options())}, -1);
   const auto from_identity = at::cat({at::zeros({K, V}, state_options), at::eye(K, state_options)}, 1)
-                                 .expand({count, HV, K, V + K})
+                                 .expand({static_cast<int64_t>(bounds.size()) - 1, HV, K, V + K})
                                  .contiguous();
-  const auto maps = std::get<1>(chunk_comba(qf, kf, v_aug, pf, gf, betaf, inner(from_identity, true)));
-  const auto offsets = maps.narrow(-1, 0, V);      // L [count, HV, K, V]
-  const auto transitions = maps.narrow(-1, V, K);  // M [count, HV, K, K]
+  const auto maps = std::get<1>(chunk_comba(first_run(qf), first_run(kf), v_aug, first_run_optional(pf),
+                                            first_run(gf), first_run_optional(betaf),
+                                            inner(bounds, from_identity, true)));
+  const auto offsets = maps.narrow(-1, 0, V);      // L [segments with a successor, HV, K, V]
+  const auto transitions = maps.narrow(-1, V, K);  // M [.., HV, K, K]
 
   // The scan over segments, all sequences at once: step j moves every sequence that has
   // a segment j + 1 from its segment j's initial state to the next one's.
@@ -91,22 +118,21 @@ std::tuple<at::Tensor, at::Tensor> chunk_comba_split(const CombaProblem& pb, con
     }
     std::vector<at::Tensor> m, s, l;
     for (const int64_t seg : moving) {
-      m.push_back(transitions.select(0, seg));
+      m.push_back(transitions.select(0, mapped[seg]));
       s.push_back(starts[seg]);
-      l.push_back(offsets.select(0, seg));
+      l.push_back(offsets.select(0, mapped[seg]));
     }
     const auto next = at::matmul(at::stack(m), at::stack(s)) + at::stack(l);
     for (size_t n = 0; n < moving.size(); ++n) starts[moving[n] + 1] = next.select(0, static_cast<int64_t>(n));
   }
 
   // Outputs and final states from the true initial states, every segment at once.
-  auto [o, ends] = chunk_comba(qf, kf, vf, pf, gf, betaf, inner(at::stack(starts), pb.output_final_state));
+  auto [o, ends] = chunk_comba(qf, kf, vf, pf, gf, betaf, inner(segments.bounds, at::stack(starts), pb.output_final_state));
   o = o.view({pb.batch, pb.seq_len, HV, V});
   if (!pb.output_final_state) return {o, at::Tensor()};
   std::vector<int64_t> last(pb.num_seqs);
   for (int64_t i = 0; i < pb.num_seqs; ++i) last[i] = segments.first[i + 1] - 1;
-  const auto index = at::tensor(last, at::TensorOptions().dtype(at::kLong)).to(ends.device());
-  return {o, ends.index_select(0, index)};
+  return {o, ends.index_select(0, at::tensor(last, index_options).to(ends.device()))};
 }
 
 }  // namespace comba::detail
