@@ -3,8 +3,8 @@
 //
 // A segment's effect on the state is affine: S_out = M S_in + L, with M [K, K] the product
 // of its tokens' transitions (exp(g) I - beta k p^T) and L the state it reaches from zero.
-// Both come from one chunk_comba run over all segments at once (as packed sequences) with
-// values [v | 0_K] and initial states [0 | I_K]: the final state is [L | M]. A short scan
+// Both come from one chunk_comba run over every segment that has a successor (as packed
+// sequences) with values [v | 0_K] and initial states [0 | I_K]: the final state is [L | M]. A short scan
 // over each sequence's segments, S_{j+1} = M_j S_j + L_j (from the sequence's initial
 // state), gives every segment's true initial state, and a second run over the segments
 // from those gives the outputs and final states. Every step is differentiable, so autograd
