@@ -61,8 +61,8 @@ std::tuple<at::Tensor, at::Tensor> chunk_comba_split(const CombaProblem& pb, con
   const auto pf = undefined_as_none(flat(p)), betaf = undefined_as_none(flat(beta));
   const auto state_options = q.options().dtype(pb.state_dtype);
   const auto index_options = at::TensorOptions().dtype(at::kLong);
-  auto inner = [&](const std::vector<int64_t>& bounds, const at::Tensor& initial, bool final_state) {
-    const auto cu = at::tensor(bounds, index_options).to(q.device());
+  auto inner = [&](const std::vector<int64_t>& segment_bounds, const at::Tensor& initial, bool final_state) {
+    const auto cu = at::tensor(segment_bounds, index_options).to(q.device());
     return CombaOptions(options).cu_seqlens(cu).initial_state(initial).output_final_state(final_state).split_length(0);
   };
 
@@ -127,8 +127,9 @@ std::tuple<at::Tensor, at::Tensor> chunk_comba_split(const CombaProblem& pb, con
   }
 
   // Outputs and final states from the true initial states, every segment at once.
-  auto [o, ends] = chunk_comba(qf, kf, vf, pf, gf, betaf, inner(segments.bounds, at::stack(starts), pb.output_final_state));
-  o = o.view({pb.batch, pb.seq_len, HV, V});
+  auto [o, ends] =
+      chunk_comba(qf, kf, vf, pf, gf, betaf, inner(segments.bounds, at::stack(starts), pb.output_final_state));
+  o = o.reshape({pb.batch, pb.seq_len, HV, V});
   if (!pb.output_final_state) return {o, at::Tensor()};
   std::vector<int64_t> last(pb.num_seqs);
   for (int64_t i = 0; i < pb.num_seqs; ++i) last[i] = segments.first[i + 1] - 1;
