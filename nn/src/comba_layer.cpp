@@ -209,7 +209,8 @@ torch::Tensor CombaLayerImpl::mix(const torch::Tensor& x, const torch::Tensor& c
                           .output_final_state(state != nullptr)
                           .use_qk_l2norm_in_kernel(true)
                           .cu_seqlens(cu_seqlens)
-                          .kept_workspace(kept_workspace_);
+                          .kept_workspace(kept_workspace_)
+                          .split_length(split_length_);
     if (state && state->recurrent.defined()) {
       op_options.initial_state(bf16_state ? state->recurrent.to(torch::kFloat) : state->recurrent);
     }

@@ -40,6 +40,13 @@ void CombaModelImpl::set_recompute(Recompute policy) {
   }
 }
 
+void CombaModelImpl::set_split_length(c10::optional<int64_t> length) {
+  for (const auto& block : *layers) {
+    auto* b = block->as<CombaBlockImpl>();
+    if (b->attn) b->attn->set_split_length(length);
+  }
+}
+
 CombaModelImpl::Recompute parse_recompute(const std::string& name, const std::string& key) {
   if (name == "none") return CombaModelImpl::Recompute::kNone;
   if (name == "chunk_states") return CombaModelImpl::Recompute::kChunkStates;

@@ -75,6 +75,9 @@ TEST(Config, CrossSectionChecksNameTheKey) {
                        "data.random_doc_len: data.kind random with pack_documents needs a document length > 0"));
   EXPECT_TRUE(problems_of("data: {kind: random, pack_documents: true, random_doc_len: 8}").empty());
   EXPECT_TRUE(contains(problems_of("device: tpu"), "device: expected auto, cpu, cuda or cuda:N, got \"tpu\""));
+  EXPECT_TRUE(contains(problems_of("train: {split_length: 100}"),
+                       "train.split_length: expected 0 or a multiple of 64 (the chunk length), got 100"));
+  EXPECT_TRUE(problems_of("train: {split_length: 4096}").empty());
 }
 
 // Case 8: end-of-sequence ids outside the vocabulary are refused before the run starts.

@@ -456,6 +456,26 @@ TEST(Trainer, RecomputeGivesTheSameLossCurve) {
   }
 }
 
+// train.split_length reaches every layer's operator options, and the operator's sequence
+// split (exact: tests/ops/test_sequence_split.cpp) gives the same fp32 loss curve: rows of
+// 160 random tokens (every position in the loss) in segments of 64; the bound allows
+// reductions in another order over 3 steps.
+TEST(Trainer, SplitLengthGivesTheSameLossCurve) {
+  const std::vector<std::string> rows_of_160 = {"train.max_steps=3", "batch.seq_len=160", "data.kind=random"};
+  const auto expected = losses(Trainer(tiny(fresh_dir("split_none"), rows_of_160)).run());
+  auto split = rows_of_160;
+  split.push_back("train.split_length=64");
+  const std::string dir = fresh_dir("split_64");
+  Trainer trainer(tiny(dir, split));
+  for (const auto& block : *trainer.model()->model->layers) {
+    EXPECT_EQ(block->as<nn::CombaBlockImpl>()->attn->split_length(), c10::optional<int64_t>(64));
+  }
+  const auto got = losses(trainer.run());
+  ASSERT_EQ(got.size(), expected.size());
+  for (const auto& [step, loss] : expected) EXPECT_NEAR(got.at(step), loss, 1e-5 * loss) << "step " << step;
+  core::remove_tree(dir);
+}
+
 // chunk_states and chunk_workspace reach every layer's operator options (the operator
 // test KeepWorkspace.* checks what the option does there); the other policies keep all.
 TEST(Trainer, ChunkWorkspacePolicyReachesEveryLayer) {

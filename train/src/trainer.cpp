@@ -271,6 +271,7 @@ void Trainer::State::setup() {
   model->to(device, precision.weight_dtype);
   model->train();
   model->model->set_recompute(nn::parse_recompute(config.train.recompute, "train.recompute"));
+  if (config.train.split_length > 0) model->model->set_split_length(config.train.split_length);
   parameters = model->parameters();
   if (precision.master_weights()) {
     masters = std::make_unique<MasterWeights>(model->named_parameters(), precision.compute_dtype);

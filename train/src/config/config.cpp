@@ -132,6 +132,8 @@ ConfigSchema make_schema(TrainConfig& c) {
         "run again in backward instead of keeping activations: chunk_states (the operator's "
         "workspace but its per-chunk states), chunk_workspace (the operator's), mixer (the attn "
         "branch) or block");
+  s.add("train.split_length", &c.train.split_length, nonneg,
+        "0: the operator's choice; a multiple of 64: sequences longer than it run as segments side by side");
 
   s.add("eval.interval", &c.eval.interval, nonneg, "0: only at the end");
   s.add("eval.batches", &c.eval.batches, nonneg, "");
@@ -180,6 +182,10 @@ std::vector<std::string> check_config(const TrainConfig& c) {
       __builtin_mul_overflow(micro_tokens, b.grad_accum_steps, &step_tokens)) {
     add("batch: micro_batch_size x seq_len x grad_accum_steps = " + std::to_string(b.micro_batch_size) + " x " +
         std::to_string(b.seq_len) + " x " + std::to_string(b.grad_accum_steps) + " overflows int64");
+  }
+  if (c.train.split_length % 64 != 0) {
+    add("train.split_length: expected 0 or a multiple of 64 (the chunk length), got " +
+        std::to_string(c.train.split_length));
   }
   const auto& d = c.data;
   if (d.kind == "recall") {

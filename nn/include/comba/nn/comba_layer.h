@@ -73,6 +73,10 @@ class CombaLayerImpl : public torch::nn::Module {
   // kept_workspace); the backward recomputes the rest. Set by CombaModel::set_recompute.
   void set_kept_workspace(comba::KeptWorkspace keep) { kept_workspace_ = keep; }
   comba::KeptWorkspace kept_workspace() const { return kept_workspace_; }
+  // The operator's sequence split (CombaOptions::split_length; unset: its automatic
+  // choice). Set by CombaModel::set_split_length.
+  void set_split_length(c10::optional<int64_t> length) { split_length_ = length; }
+  c10::optional<int64_t> split_length() const { return split_length_; }
 
   CombaLayerOptions options;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
@@ -96,6 +100,7 @@ class CombaLayerImpl : public torch::nn::Module {
 
   int64_t num_v_heads_ = 0, key_dim_ = 0, value_dim_ = 0, head_v_dim_ = 0;
   comba::KeptWorkspace kept_workspace_ = comba::KeptWorkspace::kAll;
+  c10::optional<int64_t> split_length_;
 };
 TORCH_MODULE(CombaLayer);
 

@@ -48,6 +48,10 @@ class CombaModelImpl : public torch::nn::Module {
   Recompute recompute() const { return recompute_; }
   void set_gradient_checkpointing(bool enabled) { set_recompute(enabled ? Recompute::kBlock : Recompute::kNone); }
   bool gradient_checkpointing() const { return recompute_ == Recompute::kBlock; }
+  // Every Comba layer's operator split (CombaOptions::split_length): sequences longer than
+  // `length` tokens run as segments side by side; 0 never splits, unset leaves it to the
+  // operator's automatic choice. The same numbers either way.
+  void set_split_length(c10::optional<int64_t> length);
 
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers{nullptr};

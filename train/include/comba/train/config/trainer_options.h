@@ -23,6 +23,10 @@ struct RunOptions {
   // each block's mixer branch again in backward; "block" keeps only each block's input
   // and runs the whole block again (activation checkpointing).
   std::string recompute = "none";
+  // chunk_comba's sequence split (CombaOptions::split_length): sequences longer than this
+  // many tokens (a multiple of 64) run as segments side by side; 0 leaves the choice to
+  // the operator. The same loss curve either way.
+  int64_t split_length = 0;
 };
 
 struct EvalOptions {
