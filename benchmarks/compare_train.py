@@ -15,7 +15,8 @@ fla and transformers come from wheels (the GPU machine has no network):
     pip install --no-index --find-links .whl flash-linear-attention==0.6.0   # on the GPU machine
 
 Usage: python3 benchmarks/compare_train.py BUILD_DIR [--models ours,fla,transformer]
-       [--cases 2048x8,8192x2,16384x1,32768x1p4] [--recompute none] [--steps 12] [--warmup 4]
+       [--cases 2048x8,8192x2,16384x1,32768x1p4] [--recompute none] [--split-length 0]
+       [--steps 12] [--warmup 4]
 A case TxB is B rows of T tokens; pN packs N equal documents into each row (cu_seqlens for
 ours and fla; the Transformer attends within each document).
 """
@@ -208,6 +209,8 @@ def main():
     ap.add_argument("--models", default="ours,fla,transformer")
     ap.add_argument("--cases", default="2048x8,8192x2,16384x1,32768x1p4")
     ap.add_argument("--recompute", default="none")
+    ap.add_argument("--split-length", default="0",
+                    help="ours: comma list of train.split_length values (0: the operator's choice)")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--peak-tflops", type=float, default=989.0)
@@ -224,12 +227,13 @@ def main():
                 if not args.build_dir:
                     sys.exit("BUILD_DIR is needed for the `ours` model")
                 for recompute in args.recompute.split(","):
-                    line = train_bench.run_case(args.build_dir, args.config, case, recompute,
-                                                steps=args.steps, warmup=args.warmup, accum=1,
-                                                peak_tflops=args.peak_tflops)
-                    line["model"] = "ours"
-                    print(json.dumps(line), flush=True)
-                    status |= "error" in line
+                    for split in args.split_length.split(","):
+                        line = train_bench.run_case(args.build_dir, args.config, case, recompute,
+                                                    steps=args.steps, warmup=args.warmup, accum=1,
+                                                    peak_tflops=args.peak_tflops, split_length=int(split))
+                        line["model"] = "ours"
+                        print(json.dumps(line), flush=True)
+                        status |= "error" in line
             else:
                 line = run_anchor(name, case, args)
                 print(json.dumps(line), flush=True)

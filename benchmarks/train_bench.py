@@ -82,7 +82,7 @@ def read_model(config_path):
 
 
 def run_case(build_dir, config, case, recompute, steps=12, warmup=4, accum=1, peak_tflops=989.0,
-             logs=None):
+             logs=None, split_length=0):
     """One comba-train benchmark run; returns its JSON line as a dict."""
     logs = logs or os.environ.get("OUT", "gpu-logs")
     os.makedirs(logs, exist_ok=True)
@@ -95,19 +95,20 @@ def run_case(build_dir, config, case, recompute, steps=12, warmup=4, accum=1, pe
             "train.max_steps": steps, "logging.interval": steps, "logging.progress_bar": "false",
             "batch.seq_len": seq_len, "batch.micro_batch_size": micro,
             "batch.grad_accum_steps": accum, "train.recompute": recompute,
-            "logging.run_dir": run_dir}
+            "train.split_length": split_length, "logging.run_dir": run_dir}
     if docs:
         sets["data.pack_documents"] = "true"
         sets["data.random_doc_len"] = seq_len * micro // docs
     cmd = [os.path.join(build_dir, "bin", "comba-train"), config, "--no-resume"]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
-    name = f"{case}_{recompute}"
+    name = f"{case}_{recompute}" + (f"_split{split_length}" if split_length else "")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     with open(os.path.join(logs, f"train_{name}.log"), "w") as f:
         f.write(proc.stdout + proc.stderr)
     line = {"case": name, "config": os.path.basename(config), "seq_len": seq_len,
-            "micro_batch": micro, "docs_per_row": docs, "recompute": recompute}
+            "micro_batch": micro, "docs_per_row": docs, "recompute": recompute,
+            "split_length": split_length}
     summary = None
     for out_line in reversed(proc.stdout.splitlines()):
         if out_line.startswith("{") and '"summary"' in out_line:
