@@ -44,8 +44,9 @@ struct RecurrentTraits {
 #define COMBA_RECURRENT_TILES(X) \
   X(2, 1) X(4, 1) X(8, 1) X(16, 1) X(32, 1) X(16, 2) X(2, 4) X(4, 4) X(8, 4) X(16, 4)
 
-// The persistent decode kernel's threshold: matrices per SM below which the one-CTA-per-
-// matrix decode kernel is as fast (its CTAs alone fill the GPU's load slots).
+// The persistent decode kernel's threshold in matrices per SM (below it the one-CTA-per-
+// matrix kernel's CTAs alone fill the GPU). A first guess, not yet measured: to be set
+// from bench_decode_kernel's crossing of the two (benchmarks/NOTES.md, stop 32).
 inline constexpr int kDecodePersistentMinMatricesPerSm = 2;
 
 struct RecurrentTile {
@@ -112,8 +113,8 @@ struct DecodePersistentPlan {
 // persistent kernel, and how: a lane owns one 16-byte access of the state (V a multiple of
 // it, a row's lanes a power of two dividing the warp), the warps' rows cover K, every
 // bulk-copied piece is a multiple of 16 bytes, at least two stages fit, and there are
-// enough matrices that a persistent CTA per SM has several to walk (measured on an H200,
-// benchmarks/NOTES.md). Pointer alignment is the caller's to check.
+// enough matrices that a persistent CTA per SM has several to walk. Pointer alignment is
+// the caller's to check.
 // min_matrices_per_sm: the threshold (benchmarks pass 0 to time the kernel below it).
 inline DecodePersistentPlan decode_persistent_plan(int key_dim, int value_dim, int input_bytes, int state_bytes,
                                                    long long matrices, int num_sms,
