@@ -25,17 +25,11 @@
 #include <vector>
 
 #include "support/comba_case.h"
+#include "support/expect_close.h"
 #include "support/require.h"
 
 namespace comba::test {
 namespace {
-
-// Tolerance of one named result given its fp64 reference.
-using TolerancePolicy = std::function<double(const at::Tensor& reference)>;
-
-TolerancePolicy fixed(double tolerance) {
-  return [tolerance](const at::Tensor&) { return tolerance; };
-}
 
 TolerancePolicy low_precision(at::ScalarType dtype) {
   return [dtype](const at::Tensor& reference) {
@@ -47,25 +41,6 @@ TolerancePolicy tensor_cores(at::ScalarType dtype) {
   return [dtype](const at::Tensor& reference) {
     return tensor_core_tolerance(reference, dtype);
   };
-}
-
-// Every result of `want` must be in `got` and within tolerance. Prints one line per result
-// ("[comba-error] label name error tolerance") so a CI log shows the margins.
-void expect_close(const NamedTensors& got, const NamedTensors& want,
-                  const TolerancePolicy& tolerance, const std::string& label) {
-  for (const auto& [name, reference] : want) {
-    const auto it = std::find_if(got.begin(), got.end(),
-                                 [&](const auto& entry) { return entry.first == name; });
-    ASSERT_NE(it, got.end()) << label << ": operator result `" << name << "` missing";
-    ASSERT_TRUE(it->second.defined()) << label << ": operator gave no `" << name << "`";
-    ASSERT_EQ(it->second.sizes(), reference.sizes()) << label << ": shape of `" << name << "`";
-    const double error = relative_error(it->second, reference);
-    const double limit = tolerance(reference);
-    std::cout << "[comba-error] " << label << ' ' << name << ' ' << std::scientific
-              << std::setprecision(2) << error << " tol " << limit << std::defaultfloat << '\n';
-    EXPECT_LE(error, limit) << label << ": `" << name << "` relative error " << error
-                            << " above " << limit;
-  }
 }
 
 std::vector<CaseConfig> grid() {
@@ -206,11 +181,7 @@ class CombaVsOracle : public ::testing::TestWithParam<GridParam> {
     const CaseTensors exact = make_case(param.cfg);
     const CaseTensors seen = round_to_run(exact, run);
     NamedTensors want = run_oracle(param.cfg, seen, run);
-    if (run.inference) {  // forward results only
-      want.erase(std::remove_if(want.begin(), want.end(),
-                                [](const auto& e) { return e.first != "o" && e.first != "final_state"; }),
-                 want.end());
-    }
+    if (run.inference) want = forward_results(std::move(want));
     const NamedTensors got = run_operator(param.fn, param.cfg, exact, run);
     const std::string label = std::string(fn_name(param.fn)) + '/' + describe(param.cfg) + '/' +
                               std::string(c10::toString(run.dtype)) + '/' +

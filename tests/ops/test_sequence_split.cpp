@@ -8,12 +8,12 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "comba/ops/comba.h"
 #include "support/comba_case.h"
+#include "support/expect_close.h"
 #include "support/expect_error.h"
 #include "support/require.h"
 
@@ -37,19 +37,6 @@ CaseConfig packed(CaseConfig c, std::vector<int64_t> lengths) {
   return c;
 }
 
-// Every result of `got` is in `want` and within `tolerance` (a fixed one, or per result).
-template <typename Tolerance>
-void expect_close(const NamedTensors& got, const NamedTensors& want, Tolerance&& tolerance,
-                  const std::string& label) {
-  for (const auto& [name, value] : got) {
-    const auto it = std::find_if(want.begin(), want.end(), [&](const auto& entry) { return entry.first == name; });
-    ASSERT_NE(it, want.end()) << label << ": no reference for `" << name << "`";
-    ASSERT_TRUE(value.defined()) << label << ": " << name;
-    ASSERT_EQ(value.sizes(), it->second.sizes()) << label << ": " << name;
-    EXPECT_LE(relative_error(value, it->second), tolerance(it->second)) << label << ": " << name;
-  }
-}
-
 // The split run against the oracle (on the values it saw) and against the unsplit run.
 void check_split(const CaseConfig& cfg, const CaseTensors& t, RunConfig run, int64_t split_length, double tolerance) {
   const auto label = cfg.name + " split " + std::to_string(split_length);
@@ -57,9 +44,10 @@ void check_split(const CaseConfig& cfg, const CaseTensors& t, RunConfig run, int
   unsplit.split_length = 0;
   run.split_length = split_length;
   const auto got = run_operator(Fn::kChunk, cfg, t, run);
-  const auto fixed = [tolerance](const at::Tensor&) { return tolerance; };
-  expect_close(got, run_oracle(cfg, round_to_run(t, run), run), fixed, label + " vs oracle");
-  expect_close(got, run_operator(Fn::kChunk, cfg, t, unsplit), fixed, label + " vs unsplit");
+  auto oracle = run_oracle(cfg, round_to_run(t, run), run);
+  if (run.inference) oracle = forward_results(std::move(oracle));
+  expect_close(got, oracle, fixed(tolerance), label + " vs oracle");
+  expect_close(got, run_operator(Fn::kChunk, cfg, t, unsplit), fixed(tolerance), label + " vs unsplit");
 }
 
 TEST(SequenceSplit, DenseAtSeveralSegmentCounts) {
