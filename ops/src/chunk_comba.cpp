@@ -16,34 +16,43 @@ namespace {
 // back: all of it (KeptWorkspace::kAll, kSavedTensors) or the states alone with the chunk
 // numbering (kStates, kSavedStates), so that the backward's prep neither reads cu_seqlens
 // back nor plans the walks again. Tu is not kept: only the forward scan reads it, and
-// dropping it here frees it before the backward. The scans' walks travel with the first
-// launch's walk count (a CPU scalar).
-constexpr size_t kSavedTensors = 11;
-constexpr size_t kSavedStates = 4;  // {states, chunk_offsets, scan_plan, short walks}
-std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
-  return {std::move(ws.w),      std::move(ws.mqk),   std::move(ws.qf),
-          std::move(ws.kf),     std::move(ws.gamma), std::move(ws.t_inv),
-          std::move(ws.states), std::move(ws.v_new), std::move(ws.chunk_offsets),
-          std::move(ws.scan_plan), at::scalar_tensor(ws.scan_short_walks, at::kLong)};
+// dropping it here frees it before the backward. Both lists end with the chunk numbering:
+// the chunk offsets, the scans' walks and the first launch's walk count (a CPU scalar).
+constexpr size_t kNumbering = 3;
+constexpr size_t kSavedTensors = 8 + kNumbering;
+constexpr size_t kSavedStates = 1 + kNumbering;
+std::vector<at::Tensor> with_numbering(std::vector<at::Tensor> saved, ChunkWorkspace& ws) {
+  saved.push_back(std::move(ws.chunk_offsets));
+  saved.push_back(std::move(ws.scan_plan));
+  saved.push_back(at::scalar_tensor(ws.scan_short_walks, at::kLong));
+  return saved;
 }
-std::vector<at::Tensor> to_saved_states(ChunkWorkspace ws) {
-  return {std::move(ws.states), std::move(ws.chunk_offsets), std::move(ws.scan_plan),
-          at::scalar_tensor(ws.scan_short_walks, at::kLong)};
+void take_numbering(std::vector<at::Tensor>& saved, ChunkWorkspace& ws) {
+  const size_t first = saved.size() - kNumbering;
+  ws.chunk_offsets = std::move(saved[first]);
+  ws.scan_plan = std::move(saved[first + 1]);
+  ws.scan_short_walks = saved[first + 2].item<int64_t>();
 }
 
-// The numbering kept with the states (and the states, set aside for after the prep).
+std::vector<at::Tensor> to_saved(ChunkWorkspace ws) {
+  return with_numbering({std::move(ws.w), std::move(ws.mqk), std::move(ws.qf), std::move(ws.kf),
+                         std::move(ws.gamma), std::move(ws.t_inv), std::move(ws.states), std::move(ws.v_new)},
+                        ws);
+}
+std::vector<at::Tensor> to_saved_states(ChunkWorkspace ws) { return with_numbering({std::move(ws.states)}, ws); }
+
+// The numbering kept with the states (the states stay in saved[0], for after the prep).
 ChunkWorkspace numbering_from_saved_states(std::vector<at::Tensor>& saved) {
   ChunkWorkspace ws;
   ws.num_chunks = saved[0].size(0);
-  ws.chunk_offsets = std::move(saved[1]);
-  ws.scan_plan = std::move(saved[2]);
-  ws.scan_short_walks = saved[3].item<int64_t>();
+  take_numbering(saved, ws);
   return ws;
 }
 
 // Takes the buffers over: the backward owns them alone, so that releasing frees them.
 ChunkWorkspace from_saved(std::vector<at::Tensor> saved) {
   ChunkWorkspace ws;
+  take_numbering(saved, ws);
   ws.w = std::move(saved[0]);
   ws.mqk = std::move(saved[1]);
   ws.qf = std::move(saved[2]);
@@ -52,9 +61,6 @@ ChunkWorkspace from_saved(std::vector<at::Tensor> saved) {
   ws.t_inv = std::move(saved[5]);
   ws.states = std::move(saved[6]);
   ws.v_new = std::move(saved[7]);
-  ws.chunk_offsets = std::move(saved[8]);
-  ws.scan_plan = std::move(saved[9]);
-  ws.scan_short_walks = saved[10].item<int64_t>();
   ws.num_chunks = ws.t_inv.size(0);
   ws.padded_key_dim = ws.states.size(2);
   return ws;
