@@ -1,8 +1,7 @@
 // Kernel-only time of one decode step (T = 1, H16 K=V=128, bf16, l2norm, initial and final
 // state) per batch size and state tile, for the decode kernel (separate state buffers; in
 // place with the chosen tile, fp32 and bf16 state, as comba_decode_step_ runs it, and without the
-// evict-first state hints), the persistent decode kernel (in place, fp32 and bf16 state,
-// and its largest difference from the decode kernel at B256) and the segment-staged
+// evict-first state hints) and the segment-staged
 // forward kernel, beside a device copy of the same state bytes (the floor). Time per step
 // is the mean over back-to-back launches between two CUDA events, so no host time is in
 // it (bench_ops times the whole C++ call instead). One JSON line per case; no torch.
@@ -10,8 +9,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -22,7 +19,6 @@
 
 #include "comba/core/cli.h"
 #include "../ops/cuda/recurrent/recurrent_decode_kernel.cuh"
-#include "../ops/cuda/recurrent/recurrent_decode_persistent_kernel.cuh"
 #include "../ops/cuda/recurrent/recurrent_fwd_kernel.cuh"
 #include "event_timer.h"
 
@@ -131,10 +127,6 @@ int main(int argc, char** argv) {
     const int steps = batch >= 64 ? iters : 5 * iters;
     const int chosen = recurrent_decode_tile(kDim, kDim, static_cast<long long>(batch) * kHeads,
                                              current_device_sms()).vec;
-    // Whether comba_decode_step_ takes the persistent kernel at this batch (fp32 state).
-    const bool persistent_chosen = decode_persistent_plan(kDim, kDim, sizeof(Element), 4,
-                                                          static_cast<long long>(batch) * kHeads,
-                                                          current_device_sms()).stages > 0;
     auto sized = [&](RecurrentDecodeParams p) {
       p.num_seqs = batch;
       return p;
@@ -157,26 +149,12 @@ int main(int argc, char** argv) {
     auto plain = [&](auto state_tag, const RecurrentDecodeParams& p) {
       return tile_variant(state_tag, std::false_type{}, p);
     };
-    print("decode_inplace", batch, 16, chosen, !persistent_chosen,
+    print("decode_inplace", batch, 16, chosen, true,
           us_per_step([&] { chosen_tile(float{}, sized(in_place)); }, steps));
-    print("decode_inplace_bf16state", batch, 16, chosen, !persistent_chosen,
+    print("decode_inplace_bf16state", batch, 16, chosen, true,
           us_per_step([&] { chosen_tile(__nv_bfloat16{}, sized(in_place_bf16)); }, steps), 0.5);
-    // The persistent kernel (bulk-copied ring of states), in place, at every batch: the
-    // dispatch takes it from kDecodePersistentMinMatricesPerSm matrices per SM on.
-    auto persistent = [&](int state_bytes) {
-      return decode_persistent_plan(kDim, kDim, sizeof(Element), state_bytes, static_cast<long long>(batch) * kHeads,
-                                    current_device_sms(), /*min_matrices_per_sm=*/0);
-    };
-    print("persistent_inplace", batch, decode_persistent_rows(4), 4, persistent_chosen,
-          us_per_step([&] { launch_recurrent_decode_persistent_typed<Element, float>(sized(in_place), persistent(4), 0); },
-                      steps));
-    print("persistent_inplace_bf16state", batch, decode_persistent_rows(8), 8, persistent_chosen,
-          us_per_step([&] {
-            launch_recurrent_decode_persistent_typed<Element, __nv_bfloat16>(sized(in_place_bf16), persistent(2), 0);
-          }, steps), 0.5);
-    // At the largest batch, on separate buffers: the chosen tile without the evict-first
-    // state hints (the kernel before them) must give the same bits; the persistent kernel
-    // sums in another order, so its largest differences are printed.
+    // Without the evict-first state hints (the kernel before them), in place, same tile;
+    // checked bit for bit against the default on separate buffers at the largest batch.
     if (batch == kMaxBatch) {
       const auto sized_separate = sized(separate);
       const size_t o_count = size_t(batch) * kHeads * kDim, s_count = o_count * kDim;
@@ -194,16 +172,6 @@ int main(int argc, char** argv) {
                         std::memcmp(streaming.second.data(), without.second.data(), s_count * sizeof(float)) == 0;
       std::printf("{\"case\": \"decode_streaming_check_B%d\", \"same_bits_as_plain\": %s}\n", batch,
                   same ? "true" : "false");
-      const auto ring = outputs(
-          [&] { launch_recurrent_decode_persistent_typed<Element, float>(sized_separate, persistent(4), 0); });
-      float o_diff = 0.f, s_diff = 0.f;
-      for (size_t i = 0; i < o_count; ++i) {
-        o_diff = std::max(o_diff, std::abs(__bfloat162float(streaming.first[i]) - __bfloat162float(ring.first[i])));
-      }
-      for (size_t i = 0; i < s_count; ++i) s_diff = std::max(s_diff, std::abs(streaming.second[i] - ring.second[i]));
-      std::printf("{\"case\": \"decode_persistent_check_B%d\", \"max_abs_diff_o\": %.3e, "
-                  "\"max_abs_diff_state\": %.3e, \"error\": \"%s\"}\n",
-                  batch, o_diff, s_diff, cudaGetErrorString(cudaGetLastError()));
     }
     print("decode_inplace_plain", batch, 16, chosen, true,
           us_per_step([&] { plain(float{}, sized(in_place)); }, steps));

@@ -7,10 +7,7 @@
 //   copy_us:   a device copy of the same state bytes (read + write): the floor.
 // Then the model level: generate's ms per new token for a small bf16 Comba LM (hidden 1024,
 // 8 layers, 8 heads of 128) with and without cuda_graph, per batch size.
-// --kernel forces the decode kernel (per_matrix, or persistent: a bulk-copied ring of states
-// on one CTA per SM) where the dispatch's own choice (auto) would differ.
 // One JSON line per case. Usage: bench_decode_step [--iters N] [--tokens N] [--no-model]
-//                                                  [--kernel auto|per_matrix|persistent]
 #include <torch/torch.h>
 
 #include <ATen/cuda/CUDAContext.h>
@@ -23,13 +20,11 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
-#include <string>
 #include <vector>
 
 #include "comba/core/cli.h"
 #include "comba/nn/generate.h"
 #include "comba/ops/decode_step.h"
-#include "../ops/cuda/recurrent/recurrent_params.h"
 #include "event_timer.h"
 
 namespace {
@@ -50,7 +45,7 @@ double us_per_call(const std::function<void()>& fn, int iters) {
   return runs[runs.size() / 2];
 }
 
-void op_case(int64_t batch, at::ScalarType state_dtype, int iters, const std::string& kernel) {
+void op_case(int64_t batch, at::ScalarType state_dtype, int iters) {
   const auto opts = torch::TensorOptions(torch::kCUDA).dtype(torch::kBFloat16);
   const auto f32 = opts.dtype(torch::kFloat);
   const auto q = torch::randn({batch, 1, kHeads, kDim}, opts), k = torch::randn({batch, 1, kHeads, kDim}, opts),
@@ -82,11 +77,11 @@ void op_case(int64_t batch, at::ScalarType state_dtype, int iters, const std::st
   const double copy_us = us_per_call([&] { copy.copy_(state); }, iters);
   const double state_mb = 2.0 * state.numel() * state.element_size() / 1e6;  // read + write
   std::printf("{\"case\": \"decode_step_B%lld_H%lld_K%lld_V%lld\", \"B\": %lld, \"dtype\": \"bf16\", "
-              "\"state\": \"%s\", \"kernel\": \"%s\", \"eager_us\": %.2f, \"graph_us\": %.2f, \"copy_us\": %.2f, "
+              "\"state\": \"%s\", \"eager_us\": %.2f, \"graph_us\": %.2f, \"copy_us\": %.2f, "
               "\"graph_over_copy\": %.3f, \"state_tb_per_s\": %.3f}\n",
               static_cast<long long>(batch), static_cast<long long>(kHeads), static_cast<long long>(kDim),
               static_cast<long long>(kDim), static_cast<long long>(batch),
-              state_dtype == torch::kFloat ? "fp32" : "bf16", kernel.c_str(), eager_us, graph_us, copy_us, graph_us / copy_us,
+              state_dtype == torch::kFloat ? "fp32" : "bf16", eager_us, graph_us, copy_us, graph_us / copy_us,
               state_mb / graph_us);
   std::fflush(stdout);
 }
@@ -105,8 +100,7 @@ comba::nn::CombaConfig small_model() {
 
 // generate's ms per new token: (time of 3 + 2 tokens new tokens - time of 3 + tokens) /
 // tokens, so the prefill, the first (eager) step and the graph's capture cancel.
-void model_case(comba::nn::CombaForCausalLM& lm, int64_t batch, bool cuda_graph, bool bf16_state, int tokens,
-                const std::string& kernel) {
+void model_case(comba::nn::CombaForCausalLM& lm, int64_t batch, bool cuda_graph, bool bf16_state, int tokens) {
   const auto ids = torch::randint(0, 32000, {batch, 16}, torch::TensorOptions(torch::kCUDA).dtype(torch::kLong));
   auto seconds = [&](int64_t new_tokens) {
     const auto options = comba::nn::GenerationOptions()
@@ -126,9 +120,9 @@ void model_case(comba::nn::CombaForCausalLM& lm, int64_t batch, bool cuda_graph,
   };
   const double ms = 1000.0 * (seconds(3 + 2 * tokens) - seconds(3 + tokens)) / tokens;
   std::printf("{\"case\": \"generate_small_B%lld\", \"B\": %lld, \"model\": \"hidden1024_L8_H8x128_bf16\", "
-              "\"cuda_graph\": %s, \"bf16_decode_state\": %s, \"kernel\": \"%s\", \"ms_per_token\": %.4f}\n",
+              "\"cuda_graph\": %s, \"bf16_decode_state\": %s, \"ms_per_token\": %.4f}\n",
               static_cast<long long>(batch), static_cast<long long>(batch), cuda_graph ? "true" : "false",
-              bf16_state ? "true" : "false", kernel.c_str(), ms);
+              bf16_state ? "true" : "false", ms);
   std::fflush(stdout);
 }
 
@@ -137,15 +131,12 @@ void model_case(comba::nn::CombaForCausalLM& lm, int64_t batch, bool cuda_graph,
 int main(int argc, char** argv) {
   int iters = 200, tokens = 32;
   bool no_model = false, debug = false;
-  std::string kernel = "auto";
   CLI::App app{"Times the in-place decode step (eager, CUDA graph, copy floor) and generate per token (CUDA).",
                "bench_decode_step"};
   comba::cli::configure(app);
   app.add_option("--iters", iters, "calls per timing")->check(comba::cli::integer_at_least(1, 1000000));
   app.add_option("--tokens", tokens, "new tokens per generate timing")->check(comba::cli::integer_at_least(1, 100000));
   app.add_flag("--no-model", no_model, "skip the generate cases");
-  app.add_option("--kernel", kernel, "decode kernel: auto (the dispatch's choice), per_matrix or persistent")
-      ->check(CLI::IsMember({"auto", "per_matrix", "persistent"}));
   comba::cli::add_debug_flag(app, debug);
   if (const auto status = comba::cli::parse(app, argc, argv)) return *status;
   if (!torch::cuda::is_available()) {
@@ -154,12 +145,8 @@ int main(int argc, char** argv) {
   }
   try {
     torch::NoGradGuard no_grad;
-    using comba::cuda::DecodeKernel;
-    comba::cuda::set_decode_kernel(kernel == "per_matrix"   ? DecodeKernel::kPerMatrix
-                                   : kernel == "persistent" ? DecodeKernel::kPersistent
-                                                            : DecodeKernel::kAuto);
     for (const int64_t batch : {1, 64, 256}) {
-      for (const auto state_dtype : {torch::kFloat, torch::kBFloat16}) op_case(batch, state_dtype, iters, kernel);
+      for (const auto state_dtype : {torch::kFloat, torch::kBFloat16}) op_case(batch, state_dtype, iters);
     }
     if (!no_model) {
       torch::manual_seed(0);
@@ -167,9 +154,9 @@ int main(int argc, char** argv) {
       lm->to(torch::kCUDA, torch::kBFloat16);
       lm->eval();
       for (const int64_t batch : {1, 64, 256}) {
-        model_case(lm, batch, /*cuda_graph=*/false, /*bf16_state=*/false, tokens, kernel);
-        model_case(lm, batch, /*cuda_graph=*/true, /*bf16_state=*/false, tokens, kernel);
-        model_case(lm, batch, /*cuda_graph=*/true, /*bf16_state=*/true, tokens, kernel);
+        model_case(lm, batch, /*cuda_graph=*/false, /*bf16_state=*/false, tokens);
+        model_case(lm, batch, /*cuda_graph=*/true, /*bf16_state=*/false, tokens);
+        model_case(lm, batch, /*cuda_graph=*/true, /*bf16_state=*/true, tokens);
       }
     }
   } catch (const std::exception& e) {

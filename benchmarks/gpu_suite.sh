@@ -2,8 +2,8 @@
 # One call on a GPU machine: build, run the whole test suite (GPU tests included), the
 # CUDA workbench check and the operator benchmark. Logs go to $OUT (or ./gpu-logs).
 # Usage: bash benchmarks/gpu_suite.sh [build|test|check|bench|decode|compare]...   (default: the first four)
-# decode: the decode-step tests with each decode kernel forced, then both decode benchmarks
-# (kernel alone; C++ call per kernel) - what turning on the persistent decode kernel needs.
+# decode: the decode-step tests, then both decode benchmarks (the kernel alone; the C++ call
+# and generate).
 # compare: the training step beside fla and a Transformer (benchmarks/compare_train.py),
 # their wheels installed from ./.whl (pip download, see that script); COMPARE_ARGS passes options.
 # CTEST_REGEX limits the test step to the tests it matches.
@@ -28,9 +28,7 @@ for step in "${steps[@]}"; do
     decode) COMBA_REQUIRE_GPU=1 "$COMBA_BUILD_DIR/tests/ops/test_decode_step" >"$LOGS/test_decode_step.log" 2>&1 || status=1
             grep -E "PASSED|FAILED|Failure" "$LOGS/test_decode_step.log" | head -20
             "$COMBA_BUILD_DIR/benchmarks/bench_decode_kernel" | tee "$LOGS/bench_decode_kernel.jsonl" | cut -c1-220
-            for kernel in per_matrix persistent; do
-              "$COMBA_BUILD_DIR/benchmarks/bench_decode_step" --kernel $kernel | tee "$LOGS/bench_decode_step_$kernel.jsonl" | cut -c1-220
-            done ;;
+            "$COMBA_BUILD_DIR/benchmarks/bench_decode_step" | tee "$LOGS/bench_decode_step.jsonl" | cut -c1-220 ;;
     compare) python3 -m pip install -q --no-index --find-links "$ROOT/.whl" flash-linear-attention >"$LOGS/pip.log" 2>&1 || { tail -5 "$LOGS/pip.log"; status=1; }
              PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/compare_train.py" "$COMBA_BUILD_DIR" ${COMPARE_ARGS:-} | tee "$LOGS/compare_train.jsonl" || status=1 ;;
     *) echo "unknown step $step"; exit 2 ;;

@@ -12,8 +12,6 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
-
-#include "../../ops/cuda/recurrent/recurrent_params.h"
 #endif
 
 #include <cstdio>
@@ -195,56 +193,31 @@ class DecodeStepCuda : public ::testing::Test {
   void SetUp() override { COMBA_SKIP_WITHOUT_CUDA(); }
 };
 
-#ifdef COMBA_WITH_CUDA
-// Both decode kernels, each forced for its turn (the dispatch's process-wide choice; the
-// persistent one takes every case whose shape it supports, at any batch), then back to auto.
-using comba::cuda::DecodeKernel;
-template <typename Body>
-void for_each_decode_kernel(Body&& body) {
-  struct Restore {
-    ~Restore() { comba::cuda::set_decode_kernel(DecodeKernel::kAuto); }
-  } restore;
-  for (const auto kernel : {DecodeKernel::kPerMatrix, DecodeKernel::kPersistent}) {
-    comba::cuda::set_decode_kernel(kernel);
-    body(kernel == DecodeKernel::kPersistent ? "persistent" : "per_matrix");
-  }
-}
-#else
-template <typename Body>
-void for_each_decode_kernel(Body&& body) {
-  body("auto");
-}
-#endif
-
 std::vector<CaseConfig> gpu_cases() {
   return {step_case("h16_k128", 3, 5, 4, 4, 128, 128, true),  // the model's head shape, 4 columns per lane
           step_case("gva_odd", 2, 4, 2, 6, 100, 12, true),    // K not a multiple of the warps' rows
           step_case("k256_v40", 1, 3, 1, 2, 256, 40, false),  // the largest K
           step_case("b64", 64, 2, 2, 2, 64, 64, true),        // wide grid: 4 columns per lane
-          // Enough (sequence, value head) matrices for the persistent kernel's threshold on
-          // any GPU up to 160 SMs, not a multiple of the SMs (uneven walks): the model's head
-          // shape, and GVA with K = 256 (2 rows per warp step).
-          step_case("persistent_h16", 21, 3, 16, 16, 128, 128, true),
-          step_case("persistent_gva_k256", 81, 2, 2, 4, 256, 64, true)};
+          // More CTAs than the GPU holds at once (several waves, a partial last one): the
+          // model's head shape, and GVA with K = 256.
+          step_case("many_h16", 21, 3, 16, 16, 128, 128, true),
+          step_case("many_gva_k256", 81, 2, 2, 4, 256, 64, true)};
 }
 
 TEST_F(DecodeStepCuda, MatchesOracleAtEveryDtypeAndStateDtype) {
-  for_each_decode_kernel([](const char* kernel) {
-    for (const auto& cfg : gpu_cases()) {
-      for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
-        StepRun run;
-        run.device = at::kCUDA;
-        run.dtype = dtype;
-        run.gate_dtype = at::kFloat;
-        run.state_dtype = at::kFloat;
-        const auto r = run_steps(cfg, run);
-        const double tol_o = dtype == at::kFloat ? kFloat32Tolerance : low_precision_tolerance(r.oracle_o, dtype);
-        EXPECT_LT(relative_error(r.o, r.oracle_o), tol_o) << kernel << " " << cfg.name << " " << dtype;
-        EXPECT_LT(relative_error(r.final_state, r.oracle_state), kFloat32Tolerance)
-            << kernel << " " << cfg.name << " " << dtype;
-      }
+  for (const auto& cfg : gpu_cases()) {
+    for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      StepRun run;
+      run.device = at::kCUDA;
+      run.dtype = dtype;
+      run.gate_dtype = at::kFloat;
+      run.state_dtype = at::kFloat;
+      const auto r = run_steps(cfg, run);
+      const double tol_o = dtype == at::kFloat ? kFloat32Tolerance : low_precision_tolerance(r.oracle_o, dtype);
+      EXPECT_LT(relative_error(r.o, r.oracle_o), tol_o) << cfg.name << " " << dtype;
+      EXPECT_LT(relative_error(r.final_state, r.oracle_state), kFloat32Tolerance) << cfg.name << " " << dtype;
     }
-  });
+  }
 }
 
 TEST_F(DecodeStepCuda, UnalignedStateBuffersTakeNarrowerVectors) {
@@ -263,18 +236,13 @@ TEST_F(DecodeStepCuda, UnalignedStateBuffersTakeNarrowerVectors) {
 
 TEST_F(DecodeStepCuda, CpuAndCudaAgreeWithBf16State) {
   // Same fp32 math, same rounding of the state each step: only the summation order differs.
-  // The second case is large enough for the persistent kernel (bf16 state: 8 columns per lane).
-  for (const auto& cfg : {step_case("bf16_state", 4, 8, 2, 4, 128, 128, true),
-                          step_case("bf16_state_persistent", 21, 4, 8, 16, 128, 128, true)}) {
-    auto run = bf16_state_run();
-    const auto cpu = run_steps(cfg, run);
-    run.device = at::kCUDA;
-    for_each_decode_kernel([&](const char* kernel) {
-      const auto gpu = run_steps(cfg, run);
-      EXPECT_LT(relative_error(gpu.o, cpu.o), 1e-2) << kernel << " " << cfg.name;
-      EXPECT_LT(relative_error(gpu.final_state, cpu.final_state), 1e-2) << kernel << " " << cfg.name;
-    });
-  }
+  auto cfg = step_case("bf16_state", 4, 8, 2, 4, 128, 128, true);
+  auto run = bf16_state_run();
+  const auto cpu = run_steps(cfg, run);
+  run.device = at::kCUDA;
+  const auto gpu = run_steps(cfg, run);
+  EXPECT_LT(relative_error(gpu.o, cpu.o), 1e-2);
+  EXPECT_LT(relative_error(gpu.final_state, cpu.final_state), 1e-2);
 }
 
 // The documented number: a bf16 state's error against the fp64 oracle beside the fp32
@@ -319,34 +287,32 @@ TEST_F(DecodeStepCuda, GraphReplayEqualsEagerSteps) {
     sq.copy_(q.slice(1, i, i + 1)), sk.copy_(k.slice(1, i, i + 1)), sv.copy_(v.slice(1, i, i + 1));
     sp.copy_(p.slice(1, i, i + 1)), sg.copy_(g.slice(1, i, i + 1)), sbeta.copy_(beta.slice(1, i, i + 1));
   };
-  for_each_decode_kernel([&](const char* kernel) {
-    for (const auto state_dtype : {at::kFloat, at::kBFloat16}) {
-      auto eager_state = t.initial_state.to(f32.dtype(state_dtype)), eager_out = at::empty({4, 1, 4, 128}, f32);
-      auto graph_state = eager_state.clone(), graph_out = at::empty_like(eager_out);
-      at::cuda::CUDAGraph graph;
-      {
-        const auto side = at::cuda::getStreamFromPool();
-        at::cuda::CUDAEvent ready;
-        ready.record(at::cuda::getCurrentCUDAStream());
-        ready.block(side);
-        const c10::cuda::CUDAStreamGuard guard(side);
-        graph.capture_begin();
-        comba_decode_step_(sq, sk, sv, sp, sg, sbeta, graph_state, graph_out, opts);
-        graph.capture_end();
-        at::cuda::CUDAEvent done;
-        done.record(side);
-        done.block(at::cuda::getCurrentCUDAStream());
-      }
-      EXPECT_TRUE(graph_state.equal(eager_state)) << "capturing must not run the step";
-      for (int64_t i = 0; i < cfg.seq_len; ++i) {
-        load(i);
-        comba_decode_step_(sq, sk, sv, sp, sg, sbeta, eager_state, eager_out, opts);
-        graph.replay();
-        EXPECT_TRUE(graph_out.equal(eager_out)) << kernel << " " << i << " " << state_dtype;
-        EXPECT_TRUE(graph_state.equal(eager_state)) << kernel << " " << i << " " << state_dtype;
-      }
+  for (const auto state_dtype : {at::kFloat, at::kBFloat16}) {
+    auto eager_state = t.initial_state.to(f32.dtype(state_dtype)), eager_out = at::empty({4, 1, 4, 128}, f32);
+    auto graph_state = eager_state.clone(), graph_out = at::empty_like(eager_out);
+    at::cuda::CUDAGraph graph;
+    {
+      const auto side = at::cuda::getStreamFromPool();
+      at::cuda::CUDAEvent ready;
+      ready.record(at::cuda::getCurrentCUDAStream());
+      ready.block(side);
+      const c10::cuda::CUDAStreamGuard guard(side);
+      graph.capture_begin();
+      comba_decode_step_(sq, sk, sv, sp, sg, sbeta, graph_state, graph_out, opts);
+      graph.capture_end();
+      at::cuda::CUDAEvent done;
+      done.record(side);
+      done.block(at::cuda::getCurrentCUDAStream());
     }
-  });
+    EXPECT_TRUE(graph_state.equal(eager_state)) << "capturing must not run the step";
+    for (int64_t i = 0; i < cfg.seq_len; ++i) {
+      load(i);
+      comba_decode_step_(sq, sk, sv, sp, sg, sbeta, eager_state, eager_out, opts);
+      graph.replay();
+      EXPECT_TRUE(graph_out.equal(eager_out)) << i << " " << state_dtype;
+      EXPECT_TRUE(graph_state.equal(eager_state)) << i << " " << state_dtype;
+    }
+  }
 }
 
 #endif  // COMBA_WITH_CUDA

@@ -67,48 +67,6 @@ TEST(RecurrentTiling, DecodeTileIsCompiledAndFillsTheGpu) {
   }
 }
 
-// The persistent decode kernel's plan: where it applies, a lane's 16-byte vector tiles V,
-// the warps' rows cover K, every bulk-copied piece is a multiple of 16 bytes and at least
-// two ring buffers fit; the model's head shape gets 3 fp32-state or 6 bf16-state buffers.
-TEST(RecurrentTiling, DecodePersistentPlanCoversItsShapesOnly) {
-  const int sms = 132;
-  for (int k = 1; k <= kRecurrentMaxKeyDim; ++k) {
-    for (int v = 1; v <= 512; ++v) {
-      for (const int input_bytes : {2, 4}) {
-        for (const int state_bytes : {2, 4}) {
-          const auto plan = decode_persistent_plan(k, v, input_bytes, state_bytes, 4096, sms);
-          if (plan.stages == 0) continue;
-          const int vec = 16 / state_bytes, lanes_per_row = v / vec;
-          ASSERT_EQ(v % vec, 0) << "K=" << k << " V=" << v;
-          ASSERT_EQ(RecurrentTraits::kLanes % lanes_per_row, 0) << "K=" << k << " V=" << v;
-          EXPECT_GE(RecurrentTraits::kWarps * decode_persistent_rows(vec) * (RecurrentTraits::kLanes / lanes_per_row), k);
-          EXPECT_EQ(k * input_bytes % 16, 0);
-          EXPECT_EQ(v * input_bytes % 16, 0);
-          EXPECT_GE(plan.stages, 2);
-          EXPECT_LE(plan.stages, RecurrentTraits::kMaxDecodeStages);
-          EXPECT_EQ(plan.stage_bytes % 128, 0);
-          EXPECT_GE(plan.stage_bytes, k * v * state_bytes + (3 * k + v) * input_bytes);
-          EXPECT_LE(static_cast<long long>(plan.stages) * plan.stage_bytes, RecurrentTraits::kDecodePersistentSmem);
-          EXPECT_EQ(plan.ctas, sms);
-        }
-      }
-    }
-  }
-  const auto fp32_state = decode_persistent_plan(128, 128, 2, 4, 4096, sms);  // B256 H16, bf16 inputs
-  EXPECT_EQ(fp32_state.stages, 3);
-  EXPECT_EQ(fp32_state.stage_bytes, 128 * 128 * 4 + 4 * 128 * 2);
-  EXPECT_EQ(decode_persistent_plan(128, 128, 2, 2, 4096, sms).stages, 6);
-  EXPECT_GT(decode_persistent_plan(256, 64, 4, 4, 4096, sms).stages, 0);  // K = 256 with 64 columns
-  EXPECT_EQ(decode_persistent_plan(128, 256, 2, 4, 4096, sms).stages, 0);  // a row wider than a warp's vectors
-  EXPECT_EQ(decode_persistent_plan(100, 128, 2, 4, 4096, sms).stages, 0);  // q rows of 200 bytes
-  // Below the threshold the per-matrix kernel runs; the threshold can be waived.
-  const long long below = static_cast<long long>(kDecodePersistentMinMatricesPerSm) * sms - 1;
-  EXPECT_EQ(decode_persistent_plan(128, 128, 2, 4, below, sms).stages, 0);
-  const auto waived = decode_persistent_plan(128, 128, 2, 4, 16, sms, 0);
-  EXPECT_EQ(waived.stages, 3);
-  EXPECT_EQ(waived.ctas, 16);
-}
-
 // Packed sequences of random lengths (empty ones included): the slots of all segments of
 // all sequences are distinct and below recurrent_checkpoint_slots.
 TEST(RecurrentCheckpoints, SlotsAreDistinctAndInsideTheAllocation) {

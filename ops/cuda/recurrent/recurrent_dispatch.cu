@@ -2,7 +2,6 @@
 // backward (one dispatch point; the tile choice itself lives in recurrent_traits.h).
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -17,9 +16,6 @@ template <typename T, int Rows, int Vec>
 int launch_recurrent_fwd_typed(const RecurrentFwdParams& params, cudaStream_t stream);
 template <typename T, typename S, int Rows, int Vec>
 int launch_recurrent_decode_typed(const RecurrentDecodeParams& params, cudaStream_t stream);
-template <typename T, typename S>
-int launch_recurrent_decode_persistent_typed(const RecurrentDecodeParams& params, const DecodePersistentPlan& plan,
-                                         cudaStream_t stream);
 template <typename T, int Rows, int Vec>
 int launch_recurrent_bwd_typed(const RecurrentBwdParams& params, cudaStream_t stream);
 
@@ -58,35 +54,8 @@ int state_vec_limit(const RecurrentDecodeParams& params) {
   return aligned(4) ? 4 : aligned(2) ? 2 : 1;
 }
 
-// kAuto takes the persistent kernel only once it has been verified and timed on a GPU
-// (it was written in a session without one: benchmarks/NOTES.md, stop 32).
-constexpr bool kDecodePersistentByDefault = false;
-std::atomic<int> decode_kernel_choice{static_cast<int>(DecodeKernel::kAuto)};
-
-// The persistent decode kernel's launch for these buffers, or stages == 0: it bulk-copies
-// the state in and stores 16-byte vectors, so every buffer it touches must be 16-byte
-// aligned, and it needs a state to read.
-DecodePersistentPlan decode_persistent_plan_for(const RecurrentDecodeParams& params, int input_bytes) {
-  const DecodeKernel choice = decode_kernel();
-  if (choice == DecodeKernel::kPerMatrix || (choice == DecodeKernel::kAuto && !kDecodePersistentByDefault)) {
-    return {};
-  }
-  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  if (params.state_in == nullptr || !aligned(params.state_in) || !aligned(params.state_out) ||
-      !aligned(params.q) || !aligned(params.k) || !aligned(params.p) || !aligned(params.v)) {
-    return {};
-  }
-  return decode_persistent_plan(params.key_dim, params.value_dim, input_bytes, params.state_bf16 ? 2 : 4,
-                                static_cast<long long>(params.num_seqs) * params.value_heads, current_device_sms(),
-                                choice == DecodeKernel::kPersistent ? 0 : kDecodePersistentMinMatricesPerSm);
-}
-
 template <typename T>
 int dispatch_decode(const RecurrentDecodeParams& params, cudaStream_t stream) {
-  if (const auto plan = decode_persistent_plan_for(params, sizeof(T)); plan.stages > 0) {
-    return params.state_bf16 ? launch_recurrent_decode_persistent_typed<T, __nv_bfloat16>(params, plan, stream)
-                             : launch_recurrent_decode_persistent_typed<T, float>(params, plan, stream);
-  }
   const auto tile = recurrent_decode_tile(params.key_dim, params.value_dim,
                                           static_cast<long long>(params.num_seqs) * params.value_heads,
                                           current_device_sms(), state_vec_limit(params));
@@ -134,9 +103,6 @@ int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream) {
     return dispatch_fwd<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
   });
 }
-
-void set_decode_kernel(DecodeKernel kernel) { decode_kernel_choice.store(static_cast<int>(kernel)); }
-DecodeKernel decode_kernel() { return static_cast<DecodeKernel>(decode_kernel_choice.load()); }
 
 int launch_recurrent_decode(const RecurrentDecodeParams& params, void* stream) {
   return dispatch_dtype<float, __half, __nv_bfloat16>(params.dtype, [&](auto tag) {

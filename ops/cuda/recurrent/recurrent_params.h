@@ -9,6 +9,12 @@
 
 namespace comba::cuda {
 
+#if defined(__CUDACC__)
+#define COMBA_HOST_DEVICE __host__ __device__
+#else
+#define COMBA_HOST_DEVICE
+#endif
+
 // Checkpoint slot of the state entering segment 0 of sequence n, which starts at token
 // bos: floor(bos / kRecurrentSegment) + n. Sequences never share a slot, and no prefix
 // sum over the lengths (a host sync for cu_seqlens) is needed.
@@ -64,14 +70,6 @@ struct RecurrentBwdParams {
 int launch_recurrent_fwd(const RecurrentFwdParams& params, void* stream);
 int launch_recurrent_bwd(const RecurrentBwdParams& params, void* stream);
 int launch_recurrent_decode(const RecurrentDecodeParams& params, void* stream);
-
-// Which kernel a decode step takes, process-wide (for tests and benchmarks): kAuto picks
-// by shape and by what has been measured (recurrent_dispatch.cu); the others force one,
-// the persistent kernel only where decode_persistent_plan takes the shape (at any batch),
-// else the per-matrix kernel runs.
-enum class DecodeKernel : int { kAuto, kPerMatrix, kPersistent };
-void set_decode_kernel(DecodeKernel kernel);
-DecodeKernel decode_kernel();
 
 // Backward tiling, for the host's buffer sizes: column blocks and scratch floats.
 struct RecurrentBwdShape {

@@ -4,14 +4,7 @@
 // the fp32 state lives in registers and a warp touches whole 128- or 512-byte lines.
 // Reductions over K go through shared memory across warps, over V through shuffles.
 #pragma once
-#include <algorithm>
 #include <initializer_list>
-
-#if defined(__CUDACC__)
-#define COMBA_HOST_DEVICE __host__ __device__
-#else
-#define COMBA_HOST_DEVICE
-#endif
 
 namespace comba::cuda {
 
@@ -33,21 +26,12 @@ struct RecurrentTraits {
   // the backward the state and its gradient.
   static constexpr int kMaxStatePerThread = 64;
   static constexpr int kMaxBwdStatePerThread = 32;
-  // Ring buffers of the persistent decode kernel, and the dynamic shared memory they may
-  // take (one CTA per SM; the static reduction buffers come on top).
-  static constexpr int kMaxDecodeStages = 8;
-  static constexpr int kDecodePersistentSmem = 200 * 1024;
 };
 
 // Every (Rows, Vec) tile recurrent_tile or recurrent_bwd_tile can pick, as X(ROWS, VEC):
 // the one list the instantiations and the dispatch are generated from.
 #define COMBA_RECURRENT_TILES(X) \
   X(2, 1) X(4, 1) X(8, 1) X(16, 1) X(32, 1) X(16, 2) X(2, 4) X(4, 4) X(8, 4) X(16, 4)
-
-// The persistent decode kernel's threshold in matrices per SM (below it the one-CTA-per-
-// matrix kernel's CTAs alone fill the GPU). A first guess, not yet measured: to be set
-// from bench_decode_kernel's crossing of the two (benchmarks/NOTES.md, stop 32).
-inline constexpr int kDecodePersistentMinMatricesPerSm = 2;
 
 struct RecurrentTile {
   int rows;  // state rows per thread: K / kWarps rounded up to a compiled size
@@ -95,50 +79,6 @@ inline RecurrentTile recurrent_decode_tile(int key_dim, int value_dim, long long
     }
   }
   return {rows, 1};
-}
-
-// The persistent decode kernel (recurrent_decode_persistent_kernel.cuh): rows of the state per
-// thread when a lane owns `vec` adjacent columns, 64 entries in all.
-COMBA_HOST_DEVICE constexpr int decode_persistent_rows(int vec) { return RecurrentTraits::kMaxStatePerThread / vec; }
-
-// Its launch: `stages` ring buffers of `stage_bytes` each (the [K, V] state, then the q, k,
-// p and v rows) on `ctas` persistent CTAs; stages == 0 when the shape does not take it.
-struct DecodePersistentPlan {
-  int stages = 0;
-  int stage_bytes = 0;
-  int ctas = 0;
-};
-
-// Whether a decode step of `matrices` (sequence, value head) states of [K, V] takes the
-// persistent kernel, and how: a lane owns one 16-byte access of the state (V a multiple of
-// it, a row's lanes a power of two dividing the warp), the warps' rows cover K, every
-// bulk-copied piece is a multiple of 16 bytes, at least two stages fit, and there are
-// enough matrices that a persistent CTA per SM has several to walk. Pointer alignment is
-// the caller's to check.
-// min_matrices_per_sm: the threshold (benchmarks pass 0 to time the kernel below it).
-inline DecodePersistentPlan decode_persistent_plan(int key_dim, int value_dim, int input_bytes, int state_bytes,
-                                                   long long matrices, int num_sms,
-                                                   int min_matrices_per_sm = kDecodePersistentMinMatricesPerSm) {
-  DecodePersistentPlan plan;
-  if (key_dim < 1 || value_dim < 1 || num_sms < 1) return plan;
-  const int vec = 16 / state_bytes;
-  if (value_dim % vec != 0) return plan;
-  const int lanes_per_row = value_dim / vec;
-  if (lanes_per_row > RecurrentTraits::kLanes || RecurrentTraits::kLanes % lanes_per_row != 0) return plan;
-  const int rows_per_step = RecurrentTraits::kLanes / lanes_per_row;
-  if (key_dim > RecurrentTraits::kWarps * decode_persistent_rows(vec) * rows_per_step) return plan;
-  if ((key_dim * input_bytes) % 16 != 0 || (value_dim * input_bytes) % 16 != 0) return plan;
-  if (matrices < 1 || matrices < static_cast<long long>(min_matrices_per_sm) * num_sms) return plan;
-  const long long bytes = static_cast<long long>(key_dim) * value_dim * state_bytes +
-                          static_cast<long long>(3 * key_dim + value_dim) * input_bytes;
-  const long long stage_bytes = (bytes + 127) / 128 * 128;
-  const long long stages = std::min<long long>(RecurrentTraits::kMaxDecodeStages,
-                                               RecurrentTraits::kDecodePersistentSmem / stage_bytes);
-  if (stages < 2) return plan;
-  plan.stages = static_cast<int>(stages);
-  plan.stage_bytes = static_cast<int>(stage_bytes);
-  plan.ctas = static_cast<int>(std::min<long long>(matrices, num_sms));
-  return plan;
 }
 
 // Backward: 4 columns per lane when V and the registers allow it, 2 for the 16-row tile
