@@ -28,7 +28,7 @@ struct SequenceSegments {
 };
 
 // The segments chunk_comba is cut into, or nullopt: no split length set (the automatic
-// choice does not split yet: benchmarks/NOTES.md, stop 32), 0, or no sequence longer than
+// choice never splits: slower at every shape timed, benchmarks/NOTES.md, stop 33), 0, or no sequence longer than
 // it. Reads cu_seqlens on the host when packed and a split length is set.
 c10::optional<SequenceSegments> plan_sequence_split(const CombaProblem& pb, const CombaOptions& options);
 

@@ -68,8 +68,8 @@ struct CombaOptions {
   // into segments of it, whose transitions are computed side by side, joined by a short
   // scan over segments, and whose outputs then run side by side again: for long sequences
   // with too few heads to fill the GPU. Exact up to rounding (the same function and
-  // gradients). 0: never split. Unset: the automatic choice, which for now is never (the
-  // split has not been timed on a GPU yet: benchmarks/NOTES.md, stop 32).
+  // gradients). 0: never split. Unset: the automatic choice, which is never (on an H200
+  // the split was slower than none at every shape timed: benchmarks/NOTES.md, stop 33).
   TORCH_ARG(c10::optional<int64_t>, split_length) = c10::nullopt;
 };
 
