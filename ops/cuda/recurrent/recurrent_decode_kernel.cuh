@@ -2,17 +2,16 @@
 // generation loop. The same math as recurrent_fwd_kernel for one token,
 //   u = v - S^T p^,  S' = exp(g) S + beta k^ u^T,  o = scale S'^T q^,
 // without its staged segment: every warp computes the three l2 norms itself (K elements
-// each, from L1), reads its own rows of p and the q, k rows staged in shared memory, so
-// the only barriers are the two cross-warp sums over K. The step is a stream of the state
-// (read once, written once, in vectors of Vec columns per lane: a warp touches whole 128-
-// to 512-byte lines), so what
+// each, from L1), the q, k, p rows go to shared memory once, and the cross-warp sums over
+// K take two more barriers. The step is a stream of the state (read once, written once, in
+// vectors of Vec columns per lane: a warp touches whole 128- to 512-byte lines), so what
 // matters is that nothing sits between the state loads and the stores. The state is fp32
 // or bf16 in memory (S), fp32 in registers; it may be updated in place (state_in ==
 // state_out): every thread reads all its entries before it writes any.
 // The fp32 state is read and written with evict-first hints (Streaming, the default; it
 // is touched once per step): B256 H16 in place 150.8 against 161.1 us on an H200, the
-// same bits (bench_decode_kernel times both); with the norms computed before the state
-// arrives, 147.8 us (a bare in-place stream of the same matrices, one per CTA: 137).
+// same bits (bench_decode_kernel times both); with everything but the state read before
+// it arrives, 145.0 us (a bare in-place stream of the same matrices, one per CTA: 137).
 // Grid: (ceil(V / (kLanes * Vec)), HV, N). Included by the per-dtype recurrent_decode_*.cu.
 #pragma once
 #include <cuda_bf16.h>
@@ -124,7 +123,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   const int row0 = warp * Rows;
   __shared__ float pred_red[kWarps][kColumns];  // partial S^T p over each warp's rows
   __shared__ float out_red[kWarps][kColumns];   // partial S'^T q
-  __shared__ float qk_rows[2][kWarps * Rows];   // q and k by row (zeros past K), read after the barrier
+  __shared__ float qkp_rows[3][kWarps * Rows];  // q, k and p by row (zeros past K)
 
   // [Rows, Vec] slice of this (sequence, value head)'s [K, V] state; rows past K and
   // columns past V are zeros and never stored.
@@ -146,22 +145,24 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   for (int c = 0; c < Vec; ++c) {
     v[c] = cols_ok ? to_float(static_cast<const T*>(params.v)[gate * V + col0 + c]) : 0.f;
   }
-  auto row = [&](const T* x, int i) { return row0 + i < K ? to_float(x[row0 + i]) : 0.f; };
-  // The norms and the q, k rows now, while the state loads are in flight: q's norm after
-  // the stores would be a load the compiler may not move above them (in place, q may alias
-  // the state), a memory round trip added to every CTA's life.
+  // Everything but the state now, while the state loads are in flight, so that a CTA's
+  // life is one memory round trip: the norms (q's after the stores would be a load the
+  // compiler may not move above them: in place, q may alias the state) and the q, k, p
+  // rows, staged in shared memory behind a barrier that does not wait for the state.
   const float inv_p = warp_inverse_norm(p, K, lane, params.use_l2norm);
   const float beta_k = beta * warp_inverse_norm(k, K, lane, params.use_l2norm);
   const float out_scale = params.scale * warp_inverse_norm(q, K, lane, params.use_l2norm);
   static_assert(kWarps * Rows <= RecurrentTraits::kThreads, "a thread per staged row");
   if (threadIdx.x < kWarps * Rows) {
     const bool in_k = threadIdx.x < K;
-    qk_rows[0][threadIdx.x] = in_k ? to_float(q[threadIdx.x]) : 0.f;
-    qk_rows[1][threadIdx.x] = in_k ? to_float(k[threadIdx.x]) : 0.f;
+    qkp_rows[0][threadIdx.x] = in_k ? to_float(q[threadIdx.x]) : 0.f;
+    qkp_rows[1][threadIdx.x] = in_k ? to_float(k[threadIdx.x]) : 0.f;
+    qkp_rows[2][threadIdx.x] = in_k ? to_float(p[threadIdx.x]) : 0.f;
   }
+  __syncthreads();
 
   float dot_p[Vec];
-  warp_rows_product(state, [&](int i) { return row(p, i); }, dot_p);
+  warp_rows_product(state, [&](int i) { return qkp_rows[2][row0 + i]; }, dot_p);
 #pragma unroll
   for (int c = 0; c < Vec; ++c) pred_red[warp][my_col + c] = dot_p[c];
   __syncthreads();
@@ -177,7 +178,7 @@ __global__ void __launch_bounds__(RecurrentTraits::kThreads, 2)
   float dot_q[Vec] = {};
 #pragma unroll
   for (int i = 0; i < Rows; ++i) {
-    const float qi = qk_rows[0][row0 + i], ki = qk_rows[1][row0 + i];
+    const float qi = qkp_rows[0][row0 + i], ki = qkp_rows[1][row0 + i];
 #pragma unroll
     for (int c = 0; c < Vec; ++c) {
       state[i].x[c] = alpha * state[i].x[c] + ki * update[c];
