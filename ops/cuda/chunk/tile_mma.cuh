@@ -136,6 +136,43 @@ __device__ __forceinline__ void warp_mma(Acc<MT, NT>& acc, const T* A, int lda, 
   }
 }
 
+// As warp_mma, for a warp with at most two 16 x 8 tiles: each tile's HMMAs are then one
+// dependent chain of kdim / 16 products, the serial scans' critical path at narrow column
+// slices. Here the even and odd k steps go to two accumulators (two chains of half the
+// length, added at the end). Wider warps have independent tiles to interleave already and
+// take warp_mma.
+template <typename T, typename LA, typename LB, int MT, int NT>
+__device__ __forceinline__ void warp_mma_two_chains(Acc<MT, NT>& acc, const T* A, int lda, const T* B,
+                                                    int ldb, int m0, int n0, int kdim) {
+  if constexpr (MT * NT > 2) {
+    warp_mma<T, LA, LB>(acc, A, lda, B, ldb, m0, n0, kdim);
+  } else {
+    const int lane = threadIdx.x & 31;
+    Acc<MT, NT> odd;
+    odd.zero();
+#pragma unroll
+    for (int k0 = 0; k0 < kdim; k0 += 16) {
+      Acc<MT, NT>& chain = (k0 / 16) % 2 == 0 ? acc : odd;
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m) load_a<T, LA>(a[m], A, lda, m0 + 16 * m, k0, lane);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        uint32_t b[2];
+        load_b<T, LB>(b, B, ldb, k0, n0 + 8 * n, lane);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) mma_16816<T>(chain.v[m][n], a[m], b);
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc.v[m][n][i] += odd.v[m][n][i];
+  }
+}
+
 // 16-byte asynchronous copy global -> shared; src_bytes < 16 zero-fills the rest.
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
