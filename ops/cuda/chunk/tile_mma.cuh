@@ -113,6 +113,22 @@ __device__ __forceinline__ void load_b(uint32_t (&b)[2], const T* B, int ldb, in
   }
 }
 
+// acc += A[m0 .. m0 + 16 MT, k0 .. k0 + 16) * B[k0 .. k0 + 16, n0 .. n0 + 8 NT): one k step.
+template <typename T, typename LA, typename LB, int MT, int NT>
+__device__ __forceinline__ void warp_mma_k_step(Acc<MT, NT>& acc, const T* A, int lda, const T* B,
+                                                int ldb, int m0, int n0, int k0, int lane) {
+  uint32_t a[MT][4];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) load_a<T, LA>(a[m], A, lda, m0 + 16 * m, k0, lane);
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    uint32_t b[2];
+    load_b<T, LB>(b, B, ldb, k0, n0 + 8 * n, lane);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) mma_16816<T>(acc.v[m][n], a[m], b);
+  }
+}
+
 // acc += A[m0 .. m0 + 16 MT, 0 .. kdim) * B[0 .. kdim, n0 .. n0 + 8 NT), kdim % 16 == 0.
 template <typename T, typename LA, typename LB, int MT, int NT>
 __device__ __forceinline__ void warp_mma(Acc<MT, NT>& acc, const T* A, int lda, const T* B,
@@ -122,18 +138,7 @@ __device__ __forceinline__ void warp_mma(Acc<MT, NT>& acc, const T* A, int lda, 
   // steps can issue ahead of the dependent HMMA chain. Unrolled by 2 instead, the 32k scans
   // ran 9-12% slower (H200, same call); no kernel spills either way.
 #pragma unroll
-  for (int k0 = 0; k0 < kdim; k0 += 16) {
-    uint32_t a[MT][4];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) load_a<T, LA>(a[m], A, lda, m0 + 16 * m, k0, lane);
-#pragma unroll
-    for (int n = 0; n < NT; ++n) {
-      uint32_t b[2];
-      load_b<T, LB>(b, B, ldb, k0, n0 + 8 * n, lane);
-#pragma unroll
-      for (int m = 0; m < MT; ++m) mma_16816<T>(acc.v[m][n], a[m], b);
-    }
-  }
+  for (int k0 = 0; k0 < kdim; k0 += 16) warp_mma_k_step<T, LA, LB>(acc, A, lda, B, ldb, m0, n0, k0, lane);
 }
 
 // As warp_mma, for a warp with at most two 16 x 8 tiles: each tile's HMMAs are then one
@@ -152,17 +157,7 @@ __device__ __forceinline__ void warp_mma_two_chains(Acc<MT, NT>& acc, const T* A
     odd.zero();
 #pragma unroll
     for (int k0 = 0; k0 < kdim; k0 += 16) {
-      Acc<MT, NT>& chain = (k0 / 16) % 2 == 0 ? acc : odd;
-      uint32_t a[MT][4];
-#pragma unroll
-      for (int m = 0; m < MT; ++m) load_a<T, LA>(a[m], A, lda, m0 + 16 * m, k0, lane);
-#pragma unroll
-      for (int n = 0; n < NT; ++n) {
-        uint32_t b[2];
-        load_b<T, LB>(b, B, ldb, k0, n0 + 8 * n, lane);
-#pragma unroll
-        for (int m = 0; m < MT; ++m) mma_16816<T>(chain.v[m][n], a[m], b);
-      }
+      warp_mma_k_step<T, LA, LB>((k0 / 16) % 2 == 0 ? acc : odd, A, lda, B, ldb, m0, n0, k0, lane);
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
